@@ -1,0 +1,76 @@
+//! Broker settings, named and defaulted as Kafka's broker configs.
+
+use std::collections::BTreeMap;
+
+/// A broker's configuration. Field names follow Kafka's (`num.partitions` is
+/// `num_partitions`); the binary loads them from TOML and the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// node.id
+    pub node_id: i32,
+    /// listeners: the address to bind.
+    pub listen: String,
+    /// advertised.listeners host and port, as clients must reach us.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// log.dirs (one).
+    pub data_dir: String,
+    /// num.partitions
+    pub num_partitions: i32,
+    /// auto.create.topics.enable
+    pub auto_create_topics_enable: bool,
+    /// message.max.bytes: the largest record batch a produce may carry.
+    pub message_max_bytes: usize,
+    /// socket.request.max.bytes: the largest request frame.
+    pub socket_request_max_bytes: usize,
+    /// log.segment.bytes
+    pub log_segment_bytes: u64,
+    /// log.roll.ms
+    pub log_roll_ms: u64,
+    /// log.index.interval.bytes
+    pub log_index_interval_bytes: u64,
+    /// default.replication.factor
+    pub default_replication_factor: i16,
+    /// Requests in flight per connection before the broker stops reading from it.
+    pub connection_inflight_max: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "127.0.0.1:9092".into(),
+            advertised_host: "localhost".into(),
+            advertised_port: 9092,
+            data_dir: "./data".into(),
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * 24 * 3600 * 1000,
+            log_index_interval_bytes: 4096,
+            default_replication_factor: 1,
+            connection_inflight_max: 32,
+        }
+    }
+}
+
+/// Topic-level configs this broker knows, with their broker-level defaults, as
+/// DescribeConfigs reports them.
+pub fn topic_config_defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("cleanup.policy", "delete".to_string()),
+        ("compression.type", "producer".to_string()),
+        ("max.message.bytes", broker.message_max_bytes.to_string()),
+        ("message.timestamp.type", "CreateTime".to_string()),
+        ("min.insync.replicas", "1".to_string()),
+        ("retention.bytes", "-1".to_string()),
+        ("retention.ms", "604800000".to_string()),
+        ("segment.bytes", broker.log_segment_bytes.to_string()),
+        ("segment.index.bytes", "10485760".to_string()),
+        ("segment.ms", broker.log_roll_ms.to_string()),
+        ("index.interval.bytes", broker.log_index_interval_bytes.to_string()),
+        ("unclean.leader.election.enable", "false".to_string()),
+    ])
+}

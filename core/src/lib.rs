@@ -1,0 +1,5 @@
+//! Sluice's domain: the `Env` seam and the pure state machines the broker runs.
+
+pub mod config;
+pub mod env;
+pub mod topics;

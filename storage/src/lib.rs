@@ -1,0 +1,10 @@
+//! The log engine over the `Disk` seam: segmented partition logs of Kafka v2 record
+//! batches stored as received, with indexes, recovery and group-commit fsync.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod file_disk;
+pub mod log;
+pub mod segment;
+
+pub use log::{Appended, LogConfig, LogError, PartitionLog, Read};

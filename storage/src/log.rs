@@ -1,0 +1,555 @@
+//! A partition's log: segments in a directory, appends with offset assignment,
+//! group-commit fsync, reads bounded by the high watermark, and crash recovery.
+//!
+//! Durability contract (DESIGN.md §4): the high watermark only covers fsynced bytes, so
+//! nothing is acknowledged or served that a crash could take back. A failed fsync fails
+//! the partition for good: it never retries and acknowledges.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use sluice_core::env::{DiskFile, Env};
+use thiserror::Error;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::segment::{self, Segment};
+
+/// Per-log settings, named as Kafka's topic configs.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// segment.bytes
+    pub segment_bytes: u64,
+    /// segment.ms
+    pub segment_ms: u64,
+    /// index.interval.bytes
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LogError {
+    #[error("invalid record batch: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+fn storage(context: &str, e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(format!("{context}: {e}"))
+}
+
+/// Where a successful append put its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// Batches read from the log, as stored.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub batches: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// The high watermark as published to waiters, or the reason the log failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durable {
+    Upto(i64),
+    Failed(String),
+}
+
+struct State {
+    segments: BTreeMap<i64, Segment>,
+    /// Log end offset: the next offset to assign.
+    next_offset: i64,
+    high_watermark: i64,
+    /// Byte position of the high watermark within its segment.
+    hw_segment: i64,
+    hw_position: u64,
+    /// Files written since the last sync (sealed segments, their indexes).
+    unsynced: Vec<Arc<dyn DiskFile>>,
+    dir_dirty: bool,
+    failed: Option<String>,
+}
+
+pub struct PartitionLog {
+    env: Env,
+    dir: PathBuf,
+    config: LogConfig,
+    state: Mutex<State>,
+    durable: watch::Sender<Durable>,
+    flush: Arc<Notify>,
+}
+
+impl PartitionLog {
+    /// Opens (recovering) or creates the log in `dir` and starts its flusher.
+    pub fn open(env: Env, dir: &Path, config: LogConfig) -> Result<Arc<Self>, LogError> {
+        let disk = env.disk.clone();
+        let now = env.clock.monotonic().as_millis() as u64;
+        if !disk.exists(dir) {
+            disk.create_dir_all(dir)
+                .map_err(|e| storage("create log dir", e))?;
+            if let Some(parent) = dir.parent() {
+                disk.sync_dir(parent).map_err(|e| storage("sync data dir", e))?;
+            }
+        }
+        let mut bases: Vec<i64> = disk
+            .list(dir)
+            .map_err(|e| storage("list log dir", e))?
+            .iter()
+            .filter_map(|n| segment::parse_file_name(n))
+            .collect();
+        bases.sort_unstable();
+
+        let mut segments = BTreeMap::new();
+        let mut dropped_from = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = dir.join(segment::file_name(base, "log"));
+            let file = disk.open(&path, false).map_err(|e| storage("open segment", e))?;
+            let expected = segments
+                .values()
+                .last()
+                .map_or(base, |s: &Segment| s.next_offset);
+            if base != expected {
+                warn!(dir = %dir.display(), base, expected, "segment does not follow its predecessor; dropping it and later ones");
+                dropped_from = Some(i);
+                break;
+            }
+            let sealed_next = bases.get(i + 1).copied();
+            let loaded = sealed_next.and_then(|next| {
+                segment::load_indexes(disk.as_ref(), dir, file.clone(), base, next, now)
+            });
+            let seg = match loaded {
+                Some(seg) => seg,
+                None => {
+                    let scan = segment::scan(file.clone(), base, config.index_interval_bytes, now)
+                        .map_err(|e| storage("scan segment", e))?;
+                    let mut seg = scan.segment;
+                    if let Some((pos, why)) = scan.stopped {
+                        warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
+                            next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
+                        file.set_len(seg.size).map_err(|e| storage("truncate segment", e))?;
+                        file.sync().map_err(|e| storage("sync truncated segment", e))?;
+                        let stop_here = sealed_next.is_some_and(|next| seg.next_offset != next);
+                        if stop_here {
+                            seg.seal();
+                            segments.insert(base, seg);
+                            dropped_from = Some(i + 1);
+                            break;
+                        }
+                    }
+                    if sealed_next.is_some() {
+                        seg.seal();
+                    }
+                    seg
+                }
+            };
+            segments.insert(base, seg);
+        }
+        if let Some(from) = dropped_from {
+            for &base in &bases[from..] {
+                for ext in ["log", "index", "timeindex"] {
+                    let _ = disk.remove_file(&dir.join(segment::file_name(base, ext)));
+                }
+            }
+            disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
+        }
+        if segments.is_empty() {
+            let file = disk
+                .open(&dir.join(segment::file_name(0, "log")), true)
+                .map_err(|e| storage("create segment", e))?;
+            disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
+            segments.insert(0, Segment::new(0, file, now));
+        }
+        // What survived the restart may still sit unsynced in the page cache.
+        let active = segments.values().last().ok_or_else(|| storage("open", "no segment"))?;
+        active.file.sync().map_err(|e| storage("sync active segment", e))?;
+        let (next_offset, hw_segment, hw_position) =
+            (active.next_offset, active.base_offset, active.size);
+        info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
+
+        let log = Arc::new(PartitionLog {
+            env: env.clone(),
+            dir: dir.to_path_buf(),
+            config,
+            state: Mutex::new(State {
+                segments,
+                next_offset,
+                high_watermark: next_offset,
+                hw_segment,
+                hw_position,
+                unsynced: Vec::new(),
+                dir_dirty: false,
+                failed: None,
+            }),
+            durable: watch::channel(Durable::Upto(next_offset)).0,
+            flush: Arc::new(Notify::new()),
+        });
+        let weak = Arc::downgrade(&log);
+        let flush = log.flush.clone();
+        env.spawn(flusher(weak, flush));
+        Ok(log)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means an assertion failed while appending; the state is
+        // still consistent enough to read, and the flusher will fail the log.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Validates and appends the batches in `records` (one or more v2 batches as
+    /// received), assigning offsets. The write is in the page cache when this returns;
+    /// await [`PartitionLog::wait_durable`] before acknowledging.
+    pub fn append(&self, records: &[u8]) -> Result<Appended, LogError> {
+        let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
+        let mut pos = 0;
+        while pos < records.len() {
+            let h = batch::validate_produced(&records[pos..])?;
+            headers.push((pos, h));
+            pos += h.size;
+        }
+        if headers.is_empty() {
+            return Err(LogError::Corrupt(BatchError::Truncated { have: 0, need: batch::HEADER_LEN }));
+        }
+
+        let mut st = self.lock();
+        if let Some(why) = &st.failed {
+            return Err(LogError::Storage(why.clone()));
+        }
+        self.maybe_roll(&mut st, records.len() as u64)?;
+        let base_offset = st.next_offset;
+        let mut buf = records.to_vec();
+        let mut next = base_offset;
+        for (at, h) in &mut headers {
+            batch::set_base_offset(&mut buf[*at..], next);
+            h.base_offset = next;
+            next = h.next_offset();
+        }
+        let State { segments, .. } = &mut *st;
+        let active = segments
+            .values_mut()
+            .last()
+            .ok_or_else(|| storage("append", "no active segment"))?;
+        let start = active.size;
+        if let Err(e) = active.file.write_at(start, &buf) {
+            // Undo a partial write so the tail stays whole; if even that fails, the
+            // file is in an unknown state and the log stops.
+            if let Err(e2) = active.file.set_len(start) {
+                let why = format!("write failed ({e}) and could not be undone ({e2})");
+                st.failed = Some(why.clone());
+                self.durable.send_replace(Durable::Failed(why.clone()));
+                return Err(LogError::Storage(why));
+            }
+            return Err(storage("write", e));
+        }
+        for (at, h) in &headers {
+            active.track(start + *at as u64, h, self.config.index_interval_bytes);
+        }
+        st.next_offset = next;
+        drop(st);
+        self.flush.notify_one();
+        Ok(Appended {
+            base_offset,
+            last_offset: next - 1,
+        })
+    }
+
+    fn maybe_roll(&self, st: &mut State, incoming: u64) -> Result<(), LogError> {
+        let now = self.env.clock.monotonic().as_millis() as u64;
+        let active = st
+            .segments
+            .values()
+            .last()
+            .ok_or_else(|| storage("roll", "no active segment"))?;
+        let full = active.size > 0 && active.size + incoming > self.config.segment_bytes;
+        let old = active.size > 0 && now.saturating_sub(active.created_ms) > self.config.segment_ms;
+        if !(full || old) {
+            return Ok(());
+        }
+        let base = st.next_offset;
+        let disk = &self.env.disk;
+        let file = disk
+            .open(&self.dir.join(segment::file_name(base, "log")), true)
+            .map_err(|e| storage("create segment", e))?;
+        let sealed = st
+            .segments
+            .values_mut()
+            .last()
+            .ok_or_else(|| storage("roll", "no active segment"))?;
+        sealed.seal();
+        let (idx, tidx) = sealed.encode_indexes();
+        let sealed_base = sealed.base_offset;
+        let sealed_file = sealed.file.clone();
+        st.unsynced.push(sealed_file);
+        for (ext, bytes) in [("index", idx), ("timeindex", tidx)] {
+            let f = disk
+                .open(&self.dir.join(segment::file_name(sealed_base, ext)), true)
+                .and_then(|f| {
+                    f.set_len(0)?;
+                    f.write_at(0, &bytes)?;
+                    Ok(f)
+                })
+                .map_err(|e| storage("write index", e))?;
+            st.unsynced.push(f);
+        }
+        st.segments.insert(base, Segment::new(base, file, now));
+        st.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Waits until `offset` (exclusive) is durable: fsynced and below the high watermark.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        let mut rx = self.durable.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Durable::Upto(hw) if *hw >= offset => return Ok(()),
+                Durable::Failed(why) => return Err(LogError::Storage(why.clone())),
+                Durable::Upto(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(storage("wait", "log closed"));
+            }
+        }
+    }
+
+    /// A receiver that changes whenever the high watermark moves (for long polls).
+    pub fn watch(&self) -> watch::Receiver<Durable> {
+        self.durable.subscribe()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.lock().high_watermark
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().segments.keys().next().copied().unwrap_or(0)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().next_offset
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes` (but always
+    /// at least one whole batch), never past the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Read, LogError> {
+        let (file, from, to, hw, start) = {
+            let st = self.lock();
+            if let Some(why) = &st.failed {
+                return Err(LogError::Storage(why.clone()));
+            }
+            let start = st.segments.keys().next().copied().unwrap_or(0);
+            let hw = st.high_watermark;
+            if offset < start || offset > hw {
+                return Err(LogError::OffsetOutOfRange { offset, start, end: hw });
+            }
+            let empty = Read { batches: Bytes::new(), high_watermark: hw, log_start_offset: start };
+            if offset == hw {
+                return Ok(empty);
+            }
+            let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
+                return Ok(empty);
+            };
+            let end = if seg.base_offset == st.hw_segment { st.hw_position } else { seg.size };
+            (seg.file.clone(), seg.position_for(offset), end, hw, start)
+        };
+        let batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
+        Ok(Read { batches, high_watermark: hw, log_start_offset: start })
+    }
+
+    /// The first batch (below the high watermark) whose max timestamp is >= `ts`.
+    pub fn batch_for_timestamp(&self, ts: i64) -> Result<Option<Bytes>, LogError> {
+        let (file, from, to) = {
+            let st = self.lock();
+            let Some(seg) = st.segments.values().find(|s| s.max_timestamp >= ts) else {
+                return Ok(None);
+            };
+            let end = if seg.base_offset == st.hw_segment { st.hw_position } else { seg.size };
+            (seg.file.clone(), seg.position_for_timestamp(ts), end)
+        };
+        scan_for(file.as_ref(), from, to, |h| h.max_timestamp >= ts)
+    }
+
+    /// The batch holding the largest timestamp in the log (ListOffsets -3).
+    pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
+        let (file, from, to, target) = {
+            let st = self.lock();
+            let Some(seg) = st.segments.values().filter(|s| s.max_timestamp >= 0).max_by_key(|s| s.max_timestamp) else {
+                return Ok(None);
+            };
+            let target = seg.max_timestamp_batch;
+            let end = if seg.base_offset == st.hw_segment { st.hw_position } else { seg.size };
+            (seg.file.clone(), seg.position_for(target), end, target)
+        };
+        scan_for(file.as_ref(), from, to, |h| h.base_offset == target)
+    }
+
+    /// One group-commit round: fsync everything written so far, then publish it.
+    async fn sync_round(&self) -> Result<(), String> {
+        let (files, dir_dirty, target, seg, pos) = {
+            let mut st = self.lock();
+            if st.failed.is_some() {
+                return Ok(());
+            }
+            let active = st.segments.values().last().ok_or("no active segment")?;
+            let (seg, pos, file) = (active.base_offset, active.size, active.file.clone());
+            if st.next_offset == st.high_watermark && st.unsynced.is_empty() {
+                return Ok(());
+            }
+            let mut files = std::mem::take(&mut st.unsynced);
+            files.push(file);
+            let dir_dirty = std::mem::take(&mut st.dir_dirty);
+            (files, dir_dirty, st.next_offset, seg, pos)
+        };
+        let disk = self.env.disk.clone();
+        let dir = self.dir.clone();
+        let outcome = self
+            .env
+            .blocking(move || -> std::io::Result<()> {
+                for f in &files {
+                    f.sync()?;
+                }
+                if dir_dirty {
+                    disk.sync_dir(&dir)?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|| Err(std::io::Error::other("sync task lost")));
+        let mut st = self.lock();
+        match outcome {
+            Ok(()) => {
+                if target > st.high_watermark {
+                    st.high_watermark = target;
+                    st.hw_segment = seg;
+                    st.hw_position = pos;
+                    self.durable.send_replace(Durable::Upto(target));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("fsync failed, partition taken offline: {e}");
+                st.failed = Some(why.clone());
+                self.durable.send_replace(Durable::Failed(why.clone()));
+                Err(why)
+            }
+        }
+    }
+
+    /// Removes the log's files (DeleteTopics). The flusher stops once the last
+    /// reference is gone.
+    pub fn delete(&self) -> Result<(), LogError> {
+        let mut st = self.lock();
+        st.failed = Some("partition deleted".into());
+        self.durable.send_replace(Durable::Failed("partition deleted".into()));
+        self.env
+            .disk
+            .remove_dir_all(&self.dir)
+            .map_err(|e| storage("delete log", e))
+    }
+}
+
+async fn flusher(log: Weak<PartitionLog>, flush: Arc<Notify>) {
+    loop {
+        flush.notified().await;
+        let Some(log) = log.upgrade() else { return };
+        if let Err(why) = log.sync_round().await {
+            warn!(dir = %log.dir.display(), %why, "log failed");
+            return;
+        }
+        if log.lock().failed.is_some() {
+            return;
+        }
+    }
+}
+
+const READ_AHEAD: usize = 64 << 10;
+
+/// Reads whole batches in `[from, to)` starting at the batch that holds `offset`.
+fn read_batches(
+    file: &dyn DiskFile,
+    from: u64,
+    to: u64,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<Bytes, LogError> {
+    let mut pos = from;
+    // Skip batches before `offset` (at most one index interval of them).
+    let first_size = loop {
+        if pos + batch::HEADER_LEN as u64 > to {
+            return Ok(Bytes::new());
+        }
+        let mut head = [0u8; batch::HEADER_LEN];
+        file.read_exact_at(pos, &mut head)
+            .map_err(|e| storage("read", e))?;
+        let h = batch::parse_fixed(&head)?;
+        if h.last_offset() >= offset {
+            break h.size as u64;
+        }
+        pos += h.size as u64;
+    };
+    let want = (max_bytes as u64).max(first_size).min(to - pos);
+    let mut buf = vec![0u8; want as usize];
+    file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+    // Cut after the last whole batch.
+    let mut batches = batch::Batches::new(&buf, false);
+    for _ in batches.by_ref() {}
+    let keep = batches.position();
+    buf.truncate(keep);
+    Ok(Bytes::from(buf))
+}
+
+/// Scans batches in `[from, to)` and returns the first one matching `found`.
+fn scan_for(
+    file: &dyn DiskFile,
+    mut pos: u64,
+    to: u64,
+    found: impl Fn(&BatchHeader) -> bool,
+) -> Result<Option<Bytes>, LogError> {
+    while pos < to {
+        let want = (to - pos).min(READ_AHEAD as u64) as usize;
+        let mut buf = vec![0u8; want];
+        file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+        if let Some(Ok(size)) = batch::peek_size(&buf) {
+            if size > buf.len() && pos + size as u64 <= to {
+                buf.resize(size, 0);
+                file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+            }
+        }
+        let mut batches = batch::Batches::new(&buf, false);
+        for (at, h) in batches.by_ref() {
+            if found(&h) {
+                return Ok(Some(Bytes::copy_from_slice(&buf[at..at + h.size])));
+            }
+        }
+        if batches.position() == 0 {
+            break;
+        }
+        pos += batches.position() as u64;
+    }
+    Ok(None)
+}

@@ -1,0 +1,265 @@
+//! One segment: a `.log` file of v2 batches starting at `base_offset`, with sparse
+//! in-memory offset and time indexes that are persisted as `.index` / `.timeindex` when
+//! the segment is sealed, and rebuilt by a CRC-checking scan when missing or invalid.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_core::env::{Disk, DiskFile};
+
+use crate::batch::{self, BatchError, BatchHeader};
+
+/// Name of a segment file: base offset, zero-padded to 20 digits as in Kafka.
+pub fn file_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+/// Parses `00000000000000000042.log` into 42.
+pub fn parse_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// An index entry: a batch that starts at `offset` at byte `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub offset: i64,
+    pub position: u64,
+}
+
+/// A time index entry: the running maximum timestamp reached `timestamp` in the batch
+/// that starts at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    pub file: Arc<dyn DiskFile>,
+    /// Bytes of whole batches in the file.
+    pub size: u64,
+    /// Offset after the last batch.
+    pub next_offset: i64,
+    pub index: Vec<OffsetEntry>,
+    pub time_index: Vec<TimeEntry>,
+    pub max_timestamp: i64,
+    /// Base offset of the batch holding `max_timestamp`.
+    pub max_timestamp_batch: i64,
+    bytes_since_index: u64,
+    /// Monotonic milliseconds when the segment was opened for appends (segment.ms).
+    pub created_ms: u64,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64, file: Arc<dyn DiskFile>, created_ms: u64) -> Self {
+        Segment {
+            base_offset,
+            file,
+            size: 0,
+            next_offset: base_offset,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            max_timestamp: -1,
+            max_timestamp_batch: -1,
+            bytes_since_index: 0,
+            created_ms,
+        }
+    }
+
+    /// Records a batch that was written at `position`.
+    pub fn track(&mut self, position: u64, header: &BatchHeader, index_interval_bytes: u64) {
+        if self.index.is_empty() || self.bytes_since_index >= index_interval_bytes {
+            self.index.push(OffsetEntry {
+                offset: header.base_offset,
+                position,
+            });
+            self.bytes_since_index = 0;
+            if header.max_timestamp > self.time_index.last().map_or(-1, |t| t.timestamp) {
+                self.time_index.push(TimeEntry {
+                    timestamp: header.max_timestamp,
+                    offset: header.base_offset,
+                });
+            }
+        }
+        self.bytes_since_index += header.size as u64;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.max_timestamp_batch = header.base_offset;
+        }
+        self.size = position + header.size as u64;
+        self.next_offset = header.next_offset();
+    }
+
+    /// Byte position of the last indexed batch at or before `offset`.
+    pub fn position_for(&self, offset: i64) -> u64 {
+        let i = self.index.partition_point(|e| e.offset <= offset);
+        if i == 0 {
+            0
+        } else {
+            self.index[i - 1].position
+        }
+    }
+
+    /// Byte position from which to scan for the first batch with a timestamp >= `ts`.
+    pub fn position_for_timestamp(&self, ts: i64) -> u64 {
+        let i = self.time_index.partition_point(|e| e.timestamp < ts);
+        if i == 0 {
+            0
+        } else {
+            self.position_for(self.time_index[i - 1].offset)
+        }
+    }
+
+    /// Closes the segment for appends: the time index gets an exact final entry, so a
+    /// reloaded segment knows its true maximum timestamp.
+    pub fn seal(&mut self) {
+        if self.max_timestamp > self.time_index.last().map_or(-1, |t| t.timestamp) {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                offset: self.max_timestamp_batch,
+            });
+        }
+    }
+
+    /// Encodes the indexes for the sealed-segment files.
+    pub fn encode_indexes(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut idx = Vec::with_capacity(self.index.len() * 8);
+        for e in &self.index {
+            idx.extend_from_slice(&((e.offset - self.base_offset) as u32).to_be_bytes());
+            idx.extend_from_slice(&(e.position as u32).to_be_bytes());
+        }
+        let mut tidx = Vec::with_capacity(self.time_index.len() * 12);
+        for e in &self.time_index {
+            tidx.extend_from_slice(&e.timestamp.to_be_bytes());
+            tidx.extend_from_slice(&((e.offset - self.base_offset) as u32).to_be_bytes());
+        }
+        (idx, tidx)
+    }
+}
+
+/// What a scan of a segment file found.
+pub struct Scan {
+    pub segment: Segment,
+    /// Set when the scan stopped before the end of the file: where and why.
+    pub stopped: Option<(u64, BatchError)>,
+}
+
+const SCAN_CHUNK: usize = 4 << 20;
+
+/// Reads a segment front to back, validating every batch's CRC and that offsets are
+/// dense, and rebuilds its indexes. Stops at the first torn or corrupt batch.
+pub fn scan(
+    file: Arc<dyn DiskFile>,
+    base_offset: i64,
+    index_interval_bytes: u64,
+    created_ms: u64,
+) -> io::Result<Scan> {
+    let len = file.len()?;
+    let mut segment = Segment::new(base_offset, file.clone(), created_ms);
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    while pos < len {
+        let want = (len - pos).min(SCAN_CHUNK as u64) as usize;
+        buf.resize(want, 0);
+        file.read_exact_at(pos, &mut buf)?;
+        // A batch larger than the chunk: read exactly that batch.
+        if let Some(Ok(size)) = batch::peek_size(&buf) {
+            if size > buf.len() && pos + size as u64 <= len {
+                buf.resize(size, 0);
+                file.read_exact_at(pos, &mut buf)?;
+            }
+        }
+        let mut batches = batch::Batches::new(&buf, true);
+        let mut progressed = false;
+        for (at, header) in batches.by_ref() {
+            if header.base_offset != segment.next_offset {
+                let stopped = BatchError::OffsetGap {
+                    expected: segment.next_offset,
+                    found: header.base_offset,
+                };
+                return Ok(Scan {
+                    segment,
+                    stopped: Some((pos + at as u64, stopped)),
+                });
+            }
+            segment.track(pos + at as u64, &header, index_interval_bytes);
+            progressed = true;
+        }
+        let consumed = batches.position() as u64;
+        let stop = batches.stopped.take();
+        pos += consumed;
+        match stop {
+            // The chunk ended inside a batch that may continue in the file: read on
+            // from it. Without progress the file itself ends inside the batch.
+            Some(BatchError::Truncated { .. }) if progressed => continue,
+            Some(e) => {
+                return Ok(Scan {
+                    segment,
+                    stopped: Some((pos, e)),
+                })
+            }
+            None => {}
+        }
+    }
+    Ok(Scan {
+        segment,
+        stopped: None,
+    })
+}
+
+/// Loads the persisted indexes of a sealed segment; `None` if they are missing or do
+/// not fit the segment (then the caller rebuilds them by scanning).
+pub fn load_indexes(
+    disk: &dyn Disk,
+    dir: &Path,
+    file: Arc<dyn DiskFile>,
+    base_offset: i64,
+    next_offset: i64,
+    created_ms: u64,
+) -> Option<Segment> {
+    let read_all = |path: PathBuf| -> Option<Vec<u8>> {
+        let f = disk.open(&path, false).ok()?;
+        let mut buf = vec![0u8; f.len().ok()? as usize];
+        f.read_exact_at(0, &mut buf).ok()?;
+        Some(buf)
+    };
+    let idx = read_all(dir.join(file_name(base_offset, "index")))?;
+    let tidx = read_all(dir.join(file_name(base_offset, "timeindex")))?;
+    let size = file.len().ok()?;
+    if idx.len() % 8 != 0 || tidx.len() % 12 != 0 || idx.is_empty() {
+        return None;
+    }
+    let mut segment = Segment::new(base_offset, file, created_ms);
+    for e in idx.chunks_exact(8) {
+        let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+        let position = u64::from(u32::from_be_bytes([e[4], e[5], e[6], e[7]]));
+        let offset = base_offset + i64::from(rel);
+        let prev = segment.index.last().copied();
+        if position >= size || offset >= next_offset || prev.is_some_and(|p| p.offset >= offset || p.position >= position) {
+            return None;
+        }
+        segment.index.push(OffsetEntry { offset, position });
+    }
+    for e in tidx.chunks_exact(12) {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&e[..8]);
+        let timestamp = i64::from_be_bytes(ts);
+        let offset = base_offset + i64::from(u32::from_be_bytes([e[8], e[9], e[10], e[11]]));
+        if offset >= next_offset {
+            return None;
+        }
+        segment.time_index.push(TimeEntry { timestamp, offset });
+    }
+    let last = segment.time_index.last().copied();
+    segment.max_timestamp = last.map_or(-1, |t| t.timestamp);
+    segment.max_timestamp_batch = last.map_or(-1, |t| t.offset);
+    segment.size = size;
+    segment.next_offset = next_offset;
+    Some(segment)
+}
