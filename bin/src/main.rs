@@ -1,1 +1,80 @@
-fn main() {}
+//! `sluice`: the broker and its command line.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod config;
+mod consume;
+mod produce;
+mod server;
+mod topic;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A Kafka-compatible event streaming broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (single node; data in --data-dir).
+    Server(server::Args),
+    /// Create, list, describe or delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: topic::Command,
+    },
+    /// Produce lines from stdin; a line `key:value` carries a key.
+    Produce(produce::Args),
+    /// Consume records and print `partition offset key value`, tab-separated.
+    Consume(consume::Args),
+    /// Benchmark a broker over the Kafka protocol beside this machine's limits.
+    Bench(bench::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Topic { command } => topic::run(command).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Consume(args) => consume::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    })
+}
+
+/// The broker a CLI command talks to.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Bootstrap {
+    /// Broker address.
+    #[arg(long, env = "SLUICE_BOOTSTRAP", default_value = "localhost:9092")]
+    pub bootstrap: String,
+}
+
+impl Bootstrap {
+    pub async fn connect(&self) -> Result<sluice_net::client::Client> {
+        use anyhow::Context;
+        let addr = resolve(&self.bootstrap);
+        sluice_net::client::Client::connect(&sluice_net::tcp::TcpNetwork, &addr, "sluice-cli")
+            .await
+            .with_context(|| format!("cannot reach a broker at {}", self.bootstrap))
+    }
+}
+
+/// `localhost` resolves to IPv4 first here, matching the broker's default listener.
+fn resolve(addr: &str) -> String {
+    match addr.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => addr.to_string(),
+    }
+}

@@ -1,1 +1,12 @@
+//! The Kafka wire protocol: framing, dispatch, one handler module per API, the broker
+//! state they act on, the node entry point, and a small Kafka client.
 
+pub mod broker;
+pub mod client;
+pub mod codes;
+pub mod frame;
+pub mod handlers;
+pub mod node;
+pub mod runtime;
+pub mod server;
+pub mod tcp;

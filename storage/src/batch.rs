@@ -175,6 +175,15 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
     buf[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Marks a batch as non-idempotent (base sequence -1) and recomputes its CRC.
+pub fn clear_base_sequence(buf: &mut [u8]) {
+    if buf.len() >= HEADER_LEN {
+        buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_START..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
 /// Iterates over the complete batches at the front of `buf`, yielding
 /// `(position, header)`; stops at the first incomplete or invalid batch and reports
 /// through [`Batches::stopped`] why.

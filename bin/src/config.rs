@@ -1,0 +1,170 @@
+//! Broker configuration: Kafka's config names, from a TOML file, then `SLUICE_*`
+//! environment variables, then command-line flags, over Kafka's defaults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use sluice_core::config::BrokerConfig;
+
+/// Flattens nested TOML tables into Kafka's dotted names, so both
+/// `num.partitions = 3` and `"num.partitions" = 3` work.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) -> Result<()> {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out)?;
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        toml::Value::Integer(i) => {
+            out.insert(prefix.to_string(), i.to_string());
+        }
+        toml::Value::Boolean(b) => {
+            out.insert(prefix.to_string(), b.to_string());
+        }
+        other => bail!("config '{prefix}': unsupported value {other}"),
+    }
+    Ok(())
+}
+
+/// Reads the settings of a TOML file.
+pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    flatten("", &value, &mut out).with_context(|| format!("in config file {}", path.display()))?;
+    Ok(out)
+}
+
+/// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
+pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.filter_map(|(k, v)| {
+        let name = k.strip_prefix("SLUICE_")?;
+        // Variables the CLI itself reads are not broker configs.
+        if matches!(name, "LOG" | "BOOTSTRAP") {
+            return None;
+        }
+        Some((name.to_ascii_lowercase().replace('_', "."), v))
+    })
+    .collect()
+}
+
+/// Splits `PLAINTEXT://host:port` or `host:port` into host and port.
+fn host_port(key: &str, value: &str) -> Result<(String, u16)> {
+    let addr = value.split(',').next().unwrap_or_default();
+    let addr = addr.split_once("://").map_or(addr, |(_, a)| a);
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("config '{key}': '{value}' is not HOST:PORT"))?;
+    let port = port.parse().map_err(|_| anyhow!("config '{key}': bad port in '{value}'"))?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+fn num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value.trim().parse().map_err(|_| anyhow!("config '{key}': '{value}' is not a valid number"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default + Copy>(key: &str, value: &str) -> Result<T> {
+    let n: T = num(key, value)?;
+    if n <= T::default() {
+        bail!("config '{key}': must be greater than 0, got '{value}'");
+    }
+    Ok(n)
+}
+
+/// Applies settings in order over the defaults.
+pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
+    let mut c = BrokerConfig::default();
+    let mut advertised = None;
+    for layer in layers {
+        for (key, value) in layer {
+            let v = value.as_str();
+            match key.as_str() {
+                "node.id" | "broker.id" => c.node_id = num(key, v)?,
+                "listeners" => {
+                    let (host, port) = host_port(key, v)?;
+                    c.listen = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+                }
+                "advertised.listeners" => advertised = Some(host_port(key, v)?),
+                "log.dirs" | "log.dir" => c.data_dir = v.split(',').next().unwrap_or(v).to_string(),
+                "num.partitions" => c.num_partitions = positive(key, v)?,
+                "auto.create.topics.enable" => {
+                    c.auto_create_topics_enable = v.parse().map_err(|_| anyhow!("config '{key}': '{v}' is not true or false"))?
+                }
+                "message.max.bytes" => c.message_max_bytes = positive(key, v)?,
+                "socket.request.max.bytes" => c.socket_request_max_bytes = positive(key, v)?,
+                "log.segment.bytes" => c.log_segment_bytes = positive(key, v)?,
+                "log.roll.ms" => c.log_roll_ms = positive(key, v)?,
+                "log.roll.hours" => c.log_roll_ms = positive::<u64>(key, v)? * 3_600_000,
+                "log.index.interval.bytes" => c.log_index_interval_bytes = positive(key, v)?,
+                "default.replication.factor" => c.default_replication_factor = positive(key, v)?,
+                "connection.inflight.max" => c.connection_inflight_max = positive(key, v)?,
+                other => bail!("unknown config '{other}' (see docs/operations.md for the supported names)"),
+            }
+        }
+    }
+    let (listen_host, listen_port) = host_port("listeners", &c.listen)?;
+    let (host, port) = advertised.unwrap_or_else(|| {
+        let host = match listen_host.as_str() {
+            "127.0.0.1" | "localhost" | "0.0.0.0" | "::" | "" => "localhost".to_string(),
+            h => h.to_string(),
+        };
+        (host, listen_port)
+    });
+    c.advertised_host = host;
+    c.advertised_port = port;
+    if c.message_max_bytes > c.socket_request_max_bytes {
+        bail!(
+            "config 'message.max.bytes' ({}) must not exceed 'socket.request.max.bytes' ({})",
+            c.message_max_bytes,
+            c.socket_request_max_bytes
+        );
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = build(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9092");
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9092));
+        assert_eq!(c.num_partitions, 1);
+        assert!(c.auto_create_topics_enable);
+        assert_eq!(c.message_max_bytes, 1_048_588);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.data_dir, "./data");
+    }
+
+    #[test]
+    fn later_layers_win_and_bad_values_are_named() {
+        let file: toml::Value = toml::from_str("num.partitions = 3\n\"log.dirs\" = \"/x\"\nlisteners = \"PLAINTEXT://0.0.0.0:9999\"").unwrap();
+        let mut flat = BTreeMap::new();
+        flatten("", &file, &mut flat).unwrap();
+        let c = build(&[flat.clone(), layer(&[("num.partitions", "5")])]).unwrap();
+        assert_eq!((c.num_partitions, c.data_dir.as_str(), c.listen.as_str()), (5, "/x", "0.0.0.0:9999"));
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9999));
+        let e = build(&[layer(&[("num.partitions", "zero")])]).unwrap_err().to_string();
+        assert!(e.contains("num.partitions") && e.contains("zero"), "{e}");
+        let e = build(&[layer(&[("num.partitons", "2")])]).unwrap_err().to_string();
+        assert!(e.contains("unknown config 'num.partitons'"), "{e}");
+        assert!(build(&[layer(&[("num.partitions", "0")])]).is_err());
+    }
+
+    #[test]
+    fn env_names_map_to_dotted_configs() {
+        let env = from_env([("SLUICE_NUM_PARTITIONS".to_string(), "4".to_string()), ("HOME".into(), "/".into())].into_iter());
+        assert_eq!(env, layer(&[("num.partitions", "4")]));
+    }
+}

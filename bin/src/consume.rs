@@ -1,0 +1,105 @@
+//! `sluice consume`: prints `partition<TAB>offset<TAB>key<TAB>value` per record.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice_net::client::decode_batches;
+
+use crate::Bootstrap;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub topic: String,
+    /// Start at the earliest offset (default: the latest).
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Start at this offset (needs --partition).
+    #[arg(long, requires = "partition")]
+    pub offset: Option<i64>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub max_messages: Option<usize>,
+    /// Stop when nothing arrives for this long.
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let mut client = args.bootstrap.connect().await?;
+    let count = crate::topic::partitions(&mut client, &args.topic).await?;
+    let parts: Vec<i32> = match args.partition {
+        Some(p) if p < 0 || p >= count => bail!("topic '{}' has no partition {p} (it has {count})", args.topic),
+        Some(p) => vec![p],
+        None => (0..count).collect(),
+    };
+    let start = crate::topic::offsets(&mut client, &args.topic, count, if args.from_beginning { -2 } else { -1 }).await?;
+    let mut positions: Vec<(i32, i64)> = parts
+        .iter()
+        .map(|&p| (p, args.offset.unwrap_or(start[p as usize])))
+        .collect();
+    let v = client.version(ApiKey::Fetch, 12)?;
+    let mut printed = 0usize;
+    let mut last_data = Instant::now();
+    let stdout = std::io::stdout();
+    loop {
+        let req = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(50 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(args.topic.clone())))
+                .with_partitions(
+                    positions
+                        .iter()
+                        .map(|&(p, o)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(o)
+                                .with_partition_max_bytes(1 << 20)
+                                .with_current_leader_epoch(-1)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect(),
+                )]);
+        let resp = client.call(req, v).await?;
+        let mut got = false;
+        let mut out = stdout.lock();
+        for t in resp.responses {
+            for pd in t.partitions {
+                if pd.error_code != 0 {
+                    bail!("fetch from {}-{} failed with Kafka error {}", args.topic, pd.partition_index, pd.error_code);
+                }
+                let Some(pos) = positions.iter_mut().find(|(p, _)| *p == pd.partition_index) else { continue };
+                for r in decode_batches(pd.records.unwrap_or_default(), pos.1)? {
+                    let text = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                    writeln!(out, "{}\t{}\t{}\t{}", pd.partition_index, r.offset, text(&r.key), text(&r.value))?;
+                    pos.1 = r.offset + 1;
+                    printed += 1;
+                    got = true;
+                    if args.max_messages.is_some_and(|m| printed >= m) {
+                        out.flush()?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        if got {
+            last_data = Instant::now();
+        } else if args.idle_timeout_ms.is_some_and(|ms| last_data.elapsed() > Duration::from_millis(ms)) {
+            return Ok(());
+        }
+    }
+}

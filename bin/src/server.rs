@@ -1,0 +1,66 @@
+//! `sluice server`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use sluice_net::node::Node;
+use sluice_net::runtime::production_env;
+use tracing::info;
+
+use crate::config;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on (Kafka's `listeners`).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Data directory (Kafka's `log.dirs`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML file of Kafka config names, e.g. `num.partitions = 3`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let mut layers = Vec::new();
+    if let Some(path) = &args.config {
+        layers.push(config::read_file(path)?);
+    }
+    layers.push(config::from_env(std::env::vars()));
+    let mut flags = std::collections::BTreeMap::new();
+    if let Some(listen) = &args.listen {
+        flags.insert("listeners".to_string(), listen.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        flags.insert("log.dirs".to_string(), dir.display().to_string());
+    }
+    layers.push(flags);
+    let config = config::build(&layers).context("invalid configuration")?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir))?;
+    let env = production_env(&config.data_dir);
+    let node = Node::start(env, config.clone()).await.context("starting the broker")?;
+    info!(
+        listen = %node.local_addr,
+        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        data_dir = %config.data_dir,
+        "ready"
+    );
+    shutdown_signal().await?;
+    info!("shutting down");
+    node.stop();
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        biased;
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

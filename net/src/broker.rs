@@ -1,0 +1,298 @@
+//! The single-node broker's state: the topic registry (persisted as an atomic
+//! checkpoint) and one open [`PartitionLog`] per partition.
+//!
+//! Crash safety of topic changes: a new partition's directory is created and synced
+//! before the checkpoint names it; a deleted topic leaves the checkpoint before its
+//! directories go. At start, directories the checkpoint does not name are removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sluice_core::config::BrokerConfig;
+use sluice_core::env::Env;
+use sluice_core::topics::{Topic, TopicError, Topics};
+use sluice_storage::{checkpoint, LogConfig, LogError, PartitionLog};
+use thiserror::Error;
+use tracing::{info, warn};
+
+const TOPICS_CHECKPOINT: &str = "topics.checkpoint";
+const META: &str = "meta.properties";
+
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("partition {topic}-{partition}: {source}")]
+    Log {
+        topic: String,
+        partition: i32,
+        source: LogError,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("corrupt {file}: {why}")]
+    Corrupt { file: String, why: String },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrokerError {
+    let context = context.into();
+    move |source| BrokerError::Io { context, source }
+}
+
+struct State {
+    topics: Topics,
+    logs: BTreeMap<(String, i32), Arc<PartitionLog>>,
+}
+
+pub struct Broker {
+    pub env: Env,
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    state: Mutex<State>,
+}
+
+fn partition_dir(topic: &str, partition: i32) -> PathBuf {
+    PathBuf::from(format!("{topic}-{partition}"))
+}
+
+impl Broker {
+    /// Opens the data directory (the `Disk`'s root): cluster identity, topics, and
+    /// every partition log, recovering each.
+    pub fn open(env: Env, config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        let disk = env.disk.clone();
+        let cluster_id = match checkpoint::read(disk.as_ref(), Path::new(META))
+            .map_err(io("read meta.properties"))?
+        {
+            Some(bytes) => String::from_utf8_lossy(&bytes)
+                .lines()
+                .find_map(|l| l.strip_prefix("cluster.id=").map(str::to_owned))
+                .ok_or_else(|| BrokerError::Corrupt {
+                    file: META.into(),
+                    why: "no cluster.id".into(),
+                })?,
+            None => {
+                let id = random_cluster_id(&env);
+                let text = format!("version=1\ncluster.id={id}\nnode.id={}\n", config.node_id);
+                checkpoint::write_atomic(disk.as_ref(), Path::new(META), text.as_bytes())
+                    .map_err(io("write meta.properties"))?;
+                id
+            }
+        };
+        let topics = match checkpoint::read(disk.as_ref(), Path::new(TOPICS_CHECKPOINT))
+            .map_err(io("read topics checkpoint"))?
+        {
+            Some(bytes) => Topics::decode(&String::from_utf8_lossy(&bytes)).map_err(|why| {
+                BrokerError::Corrupt {
+                    file: TOPICS_CHECKPOINT.into(),
+                    why,
+                }
+            })?,
+            None => Topics::default(),
+        };
+        let broker = Broker {
+            env,
+            config,
+            cluster_id,
+            state: Mutex::new(State {
+                topics,
+                logs: BTreeMap::new(),
+            }),
+        };
+        {
+            let mut st = broker.lock();
+            let wanted: Vec<(String, i32)> = st
+                .topics
+                .iter()
+                .flat_map(|(name, t)| (0..t.partitions).map(move |p| (name.clone(), p)))
+                .collect();
+            for (name, p) in wanted {
+                let log = broker.open_log(&st.topics, &name, p)?;
+                st.logs.insert((name, p), log);
+            }
+            // Directories of topics that were being created or deleted at a crash.
+            for entry in disk.list(Path::new("")).map_err(io("list data dir"))? {
+                let Some((topic, p)) = entry.rsplit_once('-') else { continue };
+                let Ok(p) = p.parse::<i32>() else { continue };
+                if !st.logs.contains_key(&(topic.to_string(), p))
+                    && disk.exists(&PathBuf::from(&entry))
+                    && !entry.ends_with(".tmp")
+                {
+                    warn!(dir = %entry, "removing partition directory of no known topic");
+                    let _ = disk.remove_dir_all(Path::new(&entry));
+                }
+            }
+        }
+        info!(cluster_id = %broker.cluster_id, topics = broker.lock().topics.iter().count(), "broker opened");
+        Ok(Arc::new(broker))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log_config(&self, topic: Option<&Topic>) -> LogConfig {
+        let get = |key: &str, default: u64| {
+            topic
+                .and_then(|t| t.configs.get(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        LogConfig {
+            segment_bytes: get("segment.bytes", self.config.log_segment_bytes),
+            segment_ms: get("segment.ms", self.config.log_roll_ms),
+            index_interval_bytes: get("index.interval.bytes", self.config.log_index_interval_bytes),
+        }
+    }
+
+    fn open_log(&self, topics: &Topics, name: &str, p: i32) -> Result<Arc<PartitionLog>, BrokerError> {
+        PartitionLog::open(
+            self.env.clone(),
+            &partition_dir(name, p),
+            self.log_config(topics.get(name)),
+        )
+        .map_err(|source| BrokerError::Log {
+            topic: name.to_string(),
+            partition: p,
+            source,
+        })
+    }
+
+    fn save_topics(&self, topics: &Topics) -> Result<(), BrokerError> {
+        checkpoint::write_atomic(
+            self.env.disk.as_ref(),
+            Path::new(TOPICS_CHECKPOINT),
+            topics.encode().as_bytes(),
+        )
+        .map_err(io("write topics checkpoint"))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Topic> {
+        self.lock().topics.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: [u8; 16]) -> Option<String> {
+        self.lock().topics.by_id(id).map(str::to_owned)
+    }
+
+    /// All topics, by name.
+    pub fn topics(&self) -> Vec<(String, Topic)> {
+        self.lock()
+            .topics
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.lock().logs.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Creates a topic (or only checks it, with `validate_only`).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Topic, BrokerError> {
+        let mut st = self.lock();
+        st.topics
+            .check_create(name, partitions, replication_factor, &configs)?;
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.env.rng.next_u64().to_be_bytes());
+        id[8..].copy_from_slice(&self.env.rng.next_u64().to_be_bytes());
+        // Version-4 UUID bits, as Kafka's topic ids are.
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        let mut next = st.topics.clone();
+        let topic = next
+            .create(name, id, partitions, replication_factor, configs)?
+            .clone();
+        if validate_only {
+            return Ok(topic);
+        }
+        let mut opened = Vec::new();
+        for p in 0..partitions {
+            opened.push(((name.to_string(), p), self.open_log(&next, name, p)?));
+        }
+        self.save_topics(&next)?;
+        st.topics = next;
+        st.logs.extend(opened);
+        info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Creates a topic with the broker defaults if auto-creation is enabled.
+    pub fn auto_create(&self, name: &str) -> Option<Result<Topic, BrokerError>> {
+        if !self.config.auto_create_topics_enable {
+            return None;
+        }
+        Some(
+            match self.create_topic(
+                name,
+                self.config.num_partitions,
+                self.config.default_replication_factor,
+                BTreeMap::new(),
+                false,
+            ) {
+                // Lost a race with another creator: that is fine.
+                Err(BrokerError::Topic(TopicError::Exists(_))) => {
+                    self.topic(name).ok_or_else(|| TopicError::Unknown(name.into()).into())
+                }
+                other => other,
+            },
+        )
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let mut st = self.lock();
+        let mut next = st.topics.clone();
+        let topic = next.delete(name)?;
+        self.save_topics(&next)?;
+        st.topics = next;
+        for p in 0..topic.partitions {
+            if let Some(log) = st.logs.remove(&(name.to_string(), p)) {
+                if let Err(e) = log.delete() {
+                    warn!(topic = name, partition = p, error = %e, "could not remove partition files");
+                }
+            }
+        }
+        let _ = self.env.disk.sync_dir(Path::new(""));
+        info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), BrokerError> {
+        let mut st = self.lock();
+        let old = st.topics.check_partitions(name, count)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut next = st.topics.clone();
+        next.set_partitions(name, count)?;
+        let mut opened = Vec::new();
+        for p in old..count {
+            opened.push(((name.to_string(), p), self.open_log(&next, name, p)?));
+        }
+        self.save_topics(&next)?;
+        st.topics = next;
+        st.logs.extend(opened);
+        Ok(())
+    }
+}
+
+/// A 22-character URL-safe base64 id, like Kafka's cluster ids.
+fn random_cluster_id(env: &Env) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let (a, b) = (env.rng.next_u64(), env.rng.next_u64());
+    let bits = (u128::from(a) << 64) | u128::from(b);
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}

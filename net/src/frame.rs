@@ -1,0 +1,89 @@
+//! Kafka framing: a big-endian i32 size, then the request or response. Reading is
+//! bounded by `socket.request.max.bytes`; the header is parsed defensively, since the
+//! protocol crate assumes well-formed input.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::Decodable;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("connection closed mid-frame")]
+    Truncated,
+    #[error("frame of {size} bytes exceeds socket.request.max.bytes ({max})")]
+    TooLarge { size: i64, max: usize },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<BytesMut>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        got += n;
+    }
+    let size = i32::from_be_bytes(len);
+    if size < 0 || size as usize > max {
+        return Err(FrameError::TooLarge {
+            size: size.into(),
+            max,
+        });
+    }
+    let mut buf = BytesMut::zeroed(size as usize);
+    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(e),
+    })?;
+    Ok(Some(buf))
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("request of {0} bytes is too short for a header")]
+    TooShort(usize),
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("malformed request header: {0}")]
+    Malformed(String),
+}
+
+/// A parsed request header and the body that follows it.
+#[derive(Debug)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+/// Parses the request header at the front of a frame.
+pub fn parse_request(frame: Bytes) -> Result<Request, HeaderError> {
+    if frame.len() < 8 {
+        return Err(HeaderError::TooShort(frame.len()));
+    }
+    let key = (&frame[0..2]).get_i16();
+    let version = (&frame[2..4]).get_i16();
+    let api_key = ApiKey::try_from(key).map_err(|_| HeaderError::UnknownApi(key))?;
+    let header_version = api_key.request_header_version(version);
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, header_version)
+        .map_err(|e| HeaderError::Malformed(e.to_string()))?;
+    Ok(Request {
+        api_key,
+        header,
+        body,
+    })
+}

@@ -1,0 +1,67 @@
+//! ApiVersions: what this broker serves. Only implemented and tested versions are
+//! advertised; clients change behaviour on what is listed.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
+
+use crate::codes;
+
+/// (API, min version, max version) served.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 10),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The served version range of an API, if it is served at all.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle() -> ResponseKind {
+    ResponseKind::ApiVersions(
+        ApiVersionsResponse::default()
+            .with_error_code(codes::NONE)
+            .with_api_keys(api_keys()),
+    )
+}
+
+/// The answer to an ApiVersions request of a version newer than we know: error 35 in
+/// the v0 body layout (error code, api keys array), so the client retries at a version
+/// from the list. Returned as a whole frame body after the v0 response header.
+pub fn unsupported_version_response(correlation_id: i32) -> Bytes {
+    let keys = api_keys();
+    let mut b = BytesMut::with_capacity(10 + keys.len() * 6);
+    b.put_i32(correlation_id);
+    b.put_i16(codes::UNSUPPORTED_VERSION);
+    b.put_i32(keys.len() as i32);
+    for k in &keys {
+        b.put_i16(k.api_key);
+        b.put_i16(k.min_version);
+        b.put_i16(k.max_version);
+    }
+    b.freeze()
+}

@@ -1,0 +1,127 @@
+//! DescribeConfigs (topics and this broker) and DescribeCluster.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice_core::config::{topic_config_defaults, BrokerConfig};
+
+use crate::broker::Broker;
+use crate::codes;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+// Kafka's ConfigSource values.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+// Kafka's ConfigType values.
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+
+fn config_type(name: &str) -> i8 {
+    match name {
+        "cleanup.policy" | "compression.type" | "message.timestamp.type" | "listeners" | "advertised.listeners" | "log.dirs" => TYPE_STRING,
+        "unclean.leader.election.enable" | "auto.create.topics.enable" => TYPE_BOOLEAN,
+        "max.message.bytes" | "min.insync.replicas" | "segment.bytes" | "segment.index.bytes" | "index.interval.bytes"
+        | "num.partitions" | "message.max.bytes" | "socket.request.max.bytes" | "node.id" | "log.segment.bytes"
+        | "log.index.interval.bytes" | "default.replication.factor" => TYPE_INT,
+        _ => TYPE_LONG,
+    }
+}
+
+/// Broker configs as DescribeConfigs reports them: (name, value, source).
+fn broker_configs(c: &BrokerConfig) -> Vec<(&'static str, String, i8)> {
+    let d = BrokerConfig::default();
+    let src = |same: bool| if same { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+    vec![
+        ("advertised.listeners", format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port), SOURCE_STATIC_BROKER),
+        ("auto.create.topics.enable", c.auto_create_topics_enable.to_string(), src(c.auto_create_topics_enable == d.auto_create_topics_enable)),
+        ("default.replication.factor", c.default_replication_factor.to_string(), SOURCE_DEFAULT),
+        ("listeners", format!("PLAINTEXT://{}", c.listen), SOURCE_STATIC_BROKER),
+        ("log.dirs", c.data_dir.clone(), SOURCE_STATIC_BROKER),
+        ("log.index.interval.bytes", c.log_index_interval_bytes.to_string(), src(c.log_index_interval_bytes == d.log_index_interval_bytes)),
+        ("log.roll.ms", c.log_roll_ms.to_string(), src(c.log_roll_ms == d.log_roll_ms)),
+        ("log.segment.bytes", c.log_segment_bytes.to_string(), src(c.log_segment_bytes == d.log_segment_bytes)),
+        ("message.max.bytes", c.message_max_bytes.to_string(), src(c.message_max_bytes == d.message_max_bytes)),
+        ("node.id", c.node_id.to_string(), SOURCE_STATIC_BROKER),
+        ("num.partitions", c.num_partitions.to_string(), src(c.num_partitions == d.num_partitions)),
+        ("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), src(c.socket_request_max_bytes == d.socket_request_max_bytes)),
+    ]
+}
+
+pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> ResponseKind {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let entries: Vec<(String, String, i8)> = match r.resource_type {
+                RESOURCE_TOPIC => match broker.topic(&name) {
+                    None => {
+                        return result
+                            .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(StrBytes::from_string(format!("topic '{name}' does not exist"))))
+                    }
+                    Some(topic) => topic_config_defaults(&broker.config)
+                        .into_iter()
+                        .map(|(k, v)| match topic.configs.get(k) {
+                            Some(set) => (k.to_string(), set.clone(), SOURCE_TOPIC),
+                            None => (k.to_string(), v, SOURCE_DEFAULT),
+                        })
+                        .collect(),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
+                    broker_configs(&broker.config).into_iter().map(|(k, v, s)| (k.to_string(), v, s)).collect()
+                }
+                _ => {
+                    return result
+                        .with_error_code(codes::INVALID_REQUEST)
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "unsupported resource type {} or unknown broker '{name}'",
+                            r.resource_type
+                        ))))
+                }
+            };
+            let wanted = r.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+            let configs = entries
+                .into_iter()
+                .filter(|(k, _, _)| wanted.as_ref().is_none_or(|w| w.contains(k)))
+                .map(|(k, v, source)| {
+                    DescribeConfigsResourceResult::default()
+                        .with_config_type(config_type(&k))
+                        .with_name(StrBytes::from_string(k))
+                        .with_value(Some(StrBytes::from_string(v)))
+                        .with_config_source(source)
+                        .with_read_only(r.resource_type == RESOURCE_BROKER)
+                })
+                .collect();
+            result.with_configs(configs)
+        })
+        .collect();
+    ResponseKind::DescribeConfigs(DescribeConfigsResponse::default().with_results(results))
+}
+
+pub fn describe_cluster(broker: &Arc<Broker>) -> ResponseKind {
+    let c = &broker.config;
+    ResponseKind::DescribeCluster(
+        DescribeClusterResponse::default()
+            .with_endpoint_type(1)
+            .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+            .with_controller_id(BrokerId(c.node_id))
+            .with_brokers(vec![DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(c.node_id))
+                .with_host(StrBytes::from_string(c.advertised_host.clone()))
+                .with_port(i32::from(c.advertised_port))])
+            .with_cluster_authorized_operations(codes::AUTHORIZED_OPERATIONS_OMITTED),
+    )
+}

@@ -1,0 +1,132 @@
+//! Fetch: stored batches served as `Bytes`, never re-encoded, bounded by
+//! partition_max_bytes and max_bytes (the first batch is always whole, KIP-74), never
+//! past the high watermark. Below min_bytes the request long-polls until data arrives
+//! or max_wait_ms passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind};
+use sluice_storage::log::Durable;
+
+use super::Reply;
+use crate::broker::Broker;
+use crate::codes;
+
+pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
+    let (response, bytes, errors) = collect(broker, &req);
+    if req.max_wait_ms <= 0 || bytes >= req.min_bytes.max(1) as usize || errors {
+        return Reply::Now(ResponseKind::Fetch(response));
+    }
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let clock = broker.env.clock.clone();
+        let deadline = clock.monotonic() + Duration::from_millis(req.max_wait_ms as u64);
+        loop {
+            let now = clock.monotonic();
+            if now >= deadline {
+                break;
+            }
+            // Wake on any requested partition's high watermark moving.
+            let mut watches: Vec<_> = req
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), p.partition)))
+                .filter_map(|(t, p)| broker.partition(&t, p))
+                .map(|log| log.watch())
+                .collect();
+            let sleep = clock.sleep(deadline - now);
+            if watches.is_empty() {
+                sleep.await;
+                break;
+            }
+            let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                biased;
+                _ = changed => {}
+                _ = sleep => break,
+            }
+            let (response, bytes, errors) = collect(&broker, &req);
+            if bytes >= req.min_bytes.max(1) as usize || errors {
+                return ResponseKind::Fetch(response);
+            }
+        }
+        ResponseKind::Fetch(collect(&broker, &req).0)
+    }))
+}
+
+/// Reads every requested partition once: the response, the bytes in it, and whether
+/// any partition carries an error (which answers at once).
+fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut errors = false;
+    let budget = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+    let read_committed = req.isolation_level == 1;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.topic.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(bytes::Bytes::new()))
+                .with_aborted_transactions(read_committed.then(Vec::new));
+            match broker.partition(&name, p.partition) {
+                None => {
+                    errors = true;
+                    data = data
+                        .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1);
+                }
+                Some(log) => {
+                    // At least one whole batch for the first partition with data.
+                    let limit = (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
+                    let limit = if total == 0 { limit.max(1) } else { limit };
+                    let result = if limit == 0 { Ok(None) } else { log.read(p.fetch_offset, limit).map(Some) };
+                    match result {
+                        Ok(Some(read)) => {
+                            total += read.batches.len();
+                            data = data
+                                .with_high_watermark(read.high_watermark)
+                                .with_last_stable_offset(read.high_watermark)
+                                .with_log_start_offset(read.log_start_offset)
+                                .with_records(Some(read.batches));
+                        }
+                        Ok(None) => {
+                            let hw = log.high_watermark();
+                            data = data
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(hw)
+                                .with_log_start_offset(log.log_start_offset());
+                        }
+                        Err(e) => {
+                            errors = true;
+                            let hw = match &*log.watch().borrow() {
+                                Durable::Upto(hw) => *hw,
+                                Durable::Failed(_) => -1,
+                            };
+                            data = data
+                                .with_error_code(codes::log_error(&e))
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(hw)
+                                .with_log_start_offset(log.log_start_offset());
+                        }
+                    }
+                }
+            }
+            parts.push(data);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(parts),
+        );
+    }
+    (FetchResponse::default().with_responses(topics), total, errors)
+}

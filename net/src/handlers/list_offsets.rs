@@ -1,0 +1,77 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset
+//! whose timestamp is at least the one given.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice_storage::{LogError, PartitionLog};
+
+use crate::broker::Broker;
+use crate::codes;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ResponseKind {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let found = match broker.partition(&name, p.partition_index) {
+                        None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                        Some(log) => lookup(&log, p.timestamp).map_err(|e| codes::log_error(&e)),
+                    };
+                    match found {
+                        Ok((timestamp, offset)) => r
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            .with_leader_epoch(if offset >= 0 { 0 } else { -1 }),
+                        Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1).with_leader_epoch(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// (timestamp, offset) for a ListOffsets query; (-1, -1) when no record qualifies.
+fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
+    match timestamp {
+        LATEST => Ok((-1, log.high_watermark())),
+        EARLIEST => Ok((-1, log.log_start_offset())),
+        MAX_TIMESTAMP => {
+            let Some(batch) = log.batch_with_max_timestamp()? else {
+                return Ok((-1, -1));
+            };
+            Ok(records(batch)?
+                .into_iter()
+                .fold((-1, -1), |best, (ts, off)| if ts > best.0 { (ts, off) } else { best }))
+        }
+        ts => {
+            let Some(batch) = log.batch_for_timestamp(ts)? else {
+                return Ok((-1, -1));
+            };
+            Ok(records(batch)?.into_iter().find(|(t, _)| *t >= ts).unwrap_or((-1, -1)))
+        }
+    }
+}
+
+/// (timestamp, offset) of each record of a stored batch, decompressing if needed.
+fn records(mut batch: bytes::Bytes) -> Result<Vec<(i64, i64)>, LogError> {
+    let set = RecordBatchDecoder::decode(&mut batch)
+        .map_err(|e| LogError::Storage(format!("decode stored batch: {e}")))?;
+    Ok(set.records.iter().map(|r| (r.timestamp, r.offset)).collect())
+}

@@ -1,0 +1,51 @@
+//! Request dispatch: one module per API. A handler does its synchronous work (such
+//! as appending) at once, in request order, and may return a future for the part that
+//! waits (durability, long polls), so a connection can pipeline requests.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use sluice_core::env::BoxFuture;
+
+use crate::broker::Broker;
+
+mod admin;
+mod api_versions;
+mod describe;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+pub use api_versions::{supported_versions, unsupported_version_response};
+
+/// What a request yields.
+pub enum Reply {
+    /// A response ready now.
+    Now(ResponseKind),
+    /// A response once the future completes.
+    Later(BoxFuture<'static, ResponseKind>),
+    /// No response at all (acks=0 produce).
+    Silent,
+}
+
+/// Handles one decoded request.
+pub fn handle(broker: &Arc<Broker>, api_key: ApiKey, version: i16, request: RequestKind) -> Reply {
+    match request {
+        RequestKind::ApiVersions(_) => Reply::Now(api_versions::handle()),
+        RequestKind::Metadata(r) => Reply::Now(metadata::handle(broker, r, version)),
+        RequestKind::Produce(r) => produce::handle(broker, r),
+        RequestKind::Fetch(r) => fetch::handle(broker, r),
+        RequestKind::ListOffsets(r) => Reply::Now(list_offsets::handle(broker, r)),
+        RequestKind::CreateTopics(r) => Reply::Now(admin::create_topics(broker, r)),
+        RequestKind::DeleteTopics(r) => Reply::Now(admin::delete_topics(broker, r, version)),
+        RequestKind::CreatePartitions(r) => Reply::Now(admin::create_partitions(broker, r)),
+        RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
+        RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
+        other => {
+            // supported_versions() gates dispatch, so this is a programmer error.
+            tracing::error!(?api_key, "no handler for {:?}", std::mem::discriminant(&other));
+            Reply::Silent
+        }
+    }
+}

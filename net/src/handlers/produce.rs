@@ -1,0 +1,115 @@
+//! Produce: validate each partition's batches, append them in request order, then
+//! (acks 1 or -1) answer once they are fsynced. acks=0 gets no response at all.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use sluice_storage::batch;
+use sluice_storage::PartitionLog;
+
+use super::Reply;
+use crate::broker::Broker;
+use crate::codes;
+
+/// A partition's outcome: an error now, or an append whose durability is awaited.
+enum Outcome {
+    Failed(i16),
+    Appended {
+        log: Arc<PartitionLog>,
+        base_offset: i64,
+        end_offset: i64,
+    },
+}
+
+pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, 0 | 1 | -1);
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for t in req.topic_data {
+        let name = t.name.to_string();
+        let topic = broker.topic(&name);
+        let max_bytes = topic
+            .as_ref()
+            .and_then(|t| t.configs.get("max.message.bytes"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(broker.config.message_max_bytes);
+        let mut parts = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            let outcome = if !valid_acks {
+                Outcome::Failed(codes::INVALID_REQUIRED_ACKS)
+            } else {
+                match broker.partition(&name, p.index) {
+                    None => Outcome::Failed(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(log) => append(&log, p.records.as_deref().unwrap_or_default(), max_bytes),
+                }
+            };
+            if let Outcome::Failed(code) = &outcome {
+                tracing::debug!(topic = %name, partition = p.index, code, "produce refused");
+            }
+            parts.push((p.index, outcome));
+        }
+        topics.push((t.name, parts));
+    }
+    if acks == 0 {
+        return Reply::Silent;
+    }
+    Reply::Later(Box::pin(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, parts) in topics {
+            let mut out = Vec::with_capacity(parts.len());
+            for (index, outcome) in parts {
+                let r = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_log_append_time_ms(-1);
+                let failed = |r: PartitionProduceResponse, code| {
+                    r.with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_log_start_offset(-1)
+                };
+                out.push(match outcome {
+                    Outcome::Failed(code) => failed(r, code),
+                    Outcome::Appended {
+                        log,
+                        base_offset,
+                        end_offset,
+                    } => match log.wait_durable(end_offset).await {
+                        Ok(()) => r
+                            .with_base_offset(base_offset)
+                            .with_log_start_offset(log.log_start_offset()),
+                        Err(e) => failed(r, codes::log_error(&e)),
+                    },
+                });
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(out),
+            );
+        }
+        ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+    }))
+}
+
+fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Outcome {
+    // message.max.bytes bounds each batch, as in Kafka.
+    let mut pos = 0;
+    while pos < records.len() {
+        match batch::peek_size(&records[pos..]) {
+            Some(Ok(size)) if size > max_batch_bytes => return Outcome::Failed(codes::MESSAGE_TOO_LARGE),
+            Some(Ok(size)) => pos += size,
+            _ => return Outcome::Failed(codes::CORRUPT_MESSAGE),
+        }
+    }
+    match log.append(records) {
+        Ok(a) => Outcome::Appended {
+            log: log.clone(),
+            base_offset: a.base_offset,
+            end_offset: a.last_offset + 1,
+        },
+        Err(e) => {
+            tracing::warn!(dir = %log.dir().display(), error = %e, "append refused");
+            Outcome::Failed(codes::log_error(&e))
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Connections: a reader that decodes requests and runs their synchronous part in
+//! order, and a writer that awaits each reply in order and writes it. Up to
+//! `connection_inflight_max` requests are pipelined per connection; beyond that the
+//! reader waits (back pressure). Malformed input closes that connection only.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+use sluice_core::env::{BoxFuture, Listener, Stream};
+use thiserror::Error;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::frame::{self, FrameError, HeaderError};
+use crate::handlers::{self, Reply};
+
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("{api:?} v{version} is not supported (served: {served})")]
+    Version { api: ApiKey, version: i16, served: String },
+    #[error("malformed {api:?} v{version} request: {why}")]
+    Decode { api: ApiKey, version: i16, why: String },
+}
+
+/// A reply on its way to the writer, in request order.
+enum Pending {
+    Encoded(Bytes),
+    Later {
+        correlation_id: i32,
+        api_key: ApiKey,
+        version: i16,
+        reply: BoxFuture<'static, ResponseKind>,
+    },
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(broker: Arc<Broker>, mut listener: Box<dyn Listener>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    debug!(%peer, "connection accepted");
+                    broker.env.spawn(connection(broker.clone(), stream, peer, shutdown.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    broker.env.clock.sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn connection(broker: Arc<Broker>, stream: Box<dyn Stream>, peer: String, mut shutdown: watch::Receiver<bool>) {
+    let (mut rd, wr) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel(broker.config.connection_inflight_max.max(1));
+    let writer_peer = peer.clone();
+    broker.env.spawn(async move {
+        if let Err(e) = write_replies(rx, wr).await {
+            debug!(peer = %writer_peer, error = %e, "write side closed");
+        }
+    });
+    let max = broker.config.socket_request_max_bytes;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            f = frame::read_frame(&mut rd, max) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f.freeze(),
+            Ok(None) => break,
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection");
+                break;
+            }
+        };
+        match process(&broker, frame) {
+            Ok(Some(pending)) => {
+                if tx.send(pending).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection");
+                break;
+            }
+        }
+    }
+    debug!(%peer, "connection closed");
+}
+
+async fn write_replies(
+    mut rx: mpsc::Receiver<Pending>,
+    wr: tokio::io::WriteHalf<Box<dyn Stream>>,
+) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(64 << 10, wr);
+    while let Some(p) = rx.recv().await {
+        let bytes = match p {
+            Pending::Encoded(b) => b,
+            Pending::Later { correlation_id, api_key, version, reply } => {
+                let response = reply.await;
+                encode_response(correlation_id, api_key, version, &response)?
+            }
+        };
+        out.write_all(&bytes).await?;
+        // Flush when nothing else is ready, so pipelined replies share a write.
+        if rx.is_empty() {
+            out.flush().await?;
+        }
+    }
+    out.flush().await
+}
+
+/// Decodes and dispatches one request frame.
+fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Pending>, ConnError> {
+    let req = frame::parse_request(frame)?;
+    let (api_key, version) = (req.api_key, req.header.request_api_version);
+    let correlation_id = req.header.correlation_id;
+    let Some((min, max)) = handlers::supported_versions(api_key) else {
+        return Err(ConnError::Version { api: api_key, version, served: "none".into() });
+    };
+    if api_key == ApiKey::ApiVersions && version > max {
+        // A newer client: tell it what we serve, in the layout every version reads.
+        let body = handlers::unsupported_version_response(correlation_id);
+        return Ok(Some(Pending::Encoded(with_length(&body))));
+    }
+    if version < min || version > max {
+        return Err(ConnError::Version { api: api_key, version, served: format!("{min}..={max}") });
+    }
+    let mut body = req.body;
+    let decoded = catch_unwind(AssertUnwindSafe(|| RequestKind::decode(api_key, &mut body, version)));
+    let request = match decoded {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(ConnError::Decode { api: api_key, version, why: e.to_string() }),
+        Err(_) => return Err(ConnError::Decode { api: api_key, version, why: "decoder panicked".into() }),
+    };
+    Ok(match handlers::handle(broker, api_key, version, request) {
+        Reply::Silent => None,
+        Reply::Now(response) => Some(Pending::Encoded(
+            encode_response(correlation_id, api_key, version, &response)
+                .map_err(|e| ConnError::Decode { api: api_key, version, why: format!("encode: {e}") })?,
+        )),
+        Reply::Later(reply) => Some(Pending::Later { correlation_id, api_key, version, reply }),
+    })
+}
+
+fn with_length(body: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(4 + body.len());
+    b.put_i32(body.len() as i32);
+    b.put_slice(body);
+    b.freeze()
+}
+
+/// Frames a response: size, header (v0, or v1 for flexible versions except
+/// ApiVersions), body.
+pub fn encode_response(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    response: &ResponseKind,
+) -> std::io::Result<Bytes> {
+    let header_version = if api_key == ApiKey::ApiVersions { 0 } else { api_key.response_header_version(version) };
+    let mut b = BytesMut::with_capacity(256);
+    b.put_i32(0);
+    let encoded = ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut b, header_version)
+        .and_then(|()| response.encode(&mut b, version));
+    encoded.map_err(|e| std::io::Error::other(format!("encode {api_key:?} v{version}: {e}")))?;
+    let len = (b.len() - 4) as i32;
+    b[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(b.freeze())
+}
+
+/// Logs that the server is up; split out so the binary and simulator log alike.
+pub fn announce(addr: &str, broker: &Broker) {
+    info!(%addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
+}
