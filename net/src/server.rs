@@ -29,6 +29,8 @@ pub enum ConnError {
     Version { api: ApiKey, version: i16, served: String },
     #[error("malformed {api:?} v{version} request: {why}")]
     Decode { api: ApiKey, version: i16, why: String },
+    #[error("cannot encode the {api:?} v{version} response: {why}")]
+    Encode { api: ApiKey, version: i16, why: String },
 }
 
 /// A reply on its way to the writer, in request order.
@@ -151,7 +153,7 @@ fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Pending>, ConnEr
         Reply::Silent => None,
         Reply::Now(response) => Some(Pending::Encoded(
             encode_response(correlation_id, api_key, version, &response)
-                .map_err(|e| ConnError::Decode { api: api_key, version, why: format!("encode: {e}") })?,
+                .map_err(|e| ConnError::Encode { api: api_key, version, why: e.to_string() })?,
         )),
         Reply::Later(reply) => Some(Pending::Later { correlation_id, api_key, version, reply }),
     })

@@ -17,7 +17,9 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ResponseKind {
+pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ResponseKind {
+    // leader_epoch exists from v4; the encoder refuses it set on older versions.
+    let epoch = |e: i32| if version >= 4 { e } else { -1 };
     let topics = req
         .topics
         .into_iter()
@@ -36,8 +38,8 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest) -> ResponseKind {
                         Ok((timestamp, offset)) => r
                             .with_timestamp(timestamp)
                             .with_offset(offset)
-                            .with_leader_epoch(if offset >= 0 { 0 } else { -1 }),
-                        Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1).with_leader_epoch(-1),
+                            .with_leader_epoch(epoch(if offset >= 0 { 0 } else { -1 })),
+                        Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
                     }
                 })
                 .collect();

@@ -36,7 +36,7 @@ pub fn handle(broker: &Arc<Broker>, api_key: ApiKey, version: i16, request: Requ
         RequestKind::Metadata(r) => Reply::Now(metadata::handle(broker, r, version)),
         RequestKind::Produce(r) => produce::handle(broker, r),
         RequestKind::Fetch(r) => fetch::handle(broker, r),
-        RequestKind::ListOffsets(r) => Reply::Now(list_offsets::handle(broker, r)),
+        RequestKind::ListOffsets(r) => Reply::Now(list_offsets::handle(broker, r, version)),
         RequestKind::CreateTopics(r) => Reply::Now(admin::create_topics(broker, r)),
         RequestKind::DeleteTopics(r) => Reply::Now(admin::delete_topics(broker, r, version)),
         RequestKind::CreatePartitions(r) => Reply::Now(admin::create_partitions(broker, r)),

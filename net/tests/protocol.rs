@@ -1,0 +1,335 @@
+//! The wire layer against a real in-process node on real TCP and real files: every
+//! served API at every advertised version, and bad input.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use sluice_core::config::BrokerConfig;
+use sluice_net::client::{decode_batches, encode_batch, Client, Message};
+use sluice_net::handlers::supported_versions;
+use sluice_net::node::Node;
+use sluice_net::runtime::production_env;
+use sluice_net::tcp::TcpNetwork;
+
+async fn start(dir: &tempfile::TempDir, tweak: impl FnOnce(&mut BrokerConfig)) -> Node {
+    let mut config = BrokerConfig {
+        listen: "127.0.0.1:0".into(),
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 0,
+        data_dir: dir.path().display().to_string(),
+        ..BrokerConfig::default()
+    };
+    tweak(&mut config);
+    Node::start(production_env(&config.data_dir), config).await.unwrap()
+}
+
+async fn connect(node: &Node) -> Client {
+    Client::connect(&TcpNetwork, &node.local_addr, "test").await.unwrap()
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.into()))
+}
+
+fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let (min, max) = supported_versions(key).unwrap();
+    min..=max
+}
+
+async fn create(client: &mut Client, topic: &str, partitions: i32, version: i16) -> CreateTopicsResponse {
+    let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    client.call(req, version).await.unwrap()
+}
+
+fn produce_req(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(name(topic))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
+}
+
+fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![FetchPartition::default()
+            .with_partition(partition)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20)])])
+}
+
+fn messages(n: usize, ts: i64) -> Vec<Message> {
+    (0..n)
+        .map(|i| Message {
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("value-{i}"))),
+            timestamp: ts + i as i64,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_at_every_advertised_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+
+    for v in versions(ApiKey::ApiVersions) {
+        let r = c.call(ApiVersionsRequest::default(), v).await.unwrap();
+        assert_eq!(r.error_code, 0);
+        assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+    }
+    for v in versions(ApiKey::CreateTopics) {
+        let topic = format!("t-v{v}");
+        let r = create(&mut c, &topic, 2, v).await;
+        assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
+        let again = create(&mut c, &topic, 2, v).await;
+        assert_eq!(again.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS at v{v}");
+    }
+    let bad = create(&mut c, "bad name!", 1, 7).await;
+    assert_eq!(bad.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let zero = create(&mut c, "zero", 0, 7).await;
+    assert_eq!(zero.topics[0].error_code, 37, "INVALID_PARTITIONS");
+
+    for v in versions(ApiKey::Metadata) {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("t-v7")))]))
+            .with_allow_auto_topic_creation(v < 4);
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.brokers.len(), 1, "Metadata v{v}");
+        assert_eq!(r.topics[0].partitions.len(), 2, "Metadata v{v}");
+        if v >= 10 {
+            assert!(!r.topics[0].topic_id.is_nil(), "topic id at v{v}");
+        }
+    }
+
+    let batch = encode_batch(&messages(10, 1_000), Compression::None).unwrap();
+    let mut next = 0;
+    for v in versions(ApiKey::Produce) {
+        let r = c.call(produce_req("t-v7", 0, -1, batch.clone()), v).await.unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, next), "Produce v{v}");
+        next += 10;
+        let r = c.call(produce_req("nope", 0, 1, batch.clone()), v).await.unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION v{v}");
+    }
+    for v in versions(ApiKey::Fetch) {
+        let r = c.call(fetch_req("t-v7", 0, 15, 0), v).await.unwrap();
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, next), "Fetch v{v}");
+        let records = decode_batches(p.records.clone().unwrap(), 15).unwrap();
+        assert_eq!(records.first().map(|r| r.offset), Some(15), "Fetch v{v}");
+        assert_eq!(records.len() as i64, next - 15);
+        let out = c.call(fetch_req("t-v7", 0, next + 1, 0), v).await.unwrap();
+        assert_eq!(out.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE v{v}");
+    }
+    for v in versions(ApiKey::ListOffsets) {
+        let mut queries = vec![(-2, 0), (-1, next), (1_005, 5), (999_999_999, -1)];
+        if v >= 7 {
+            // Every batch repeats timestamps 1000..=1009: the first holder of the max wins,
+            // as in Kafka.
+            queries.push((-3, 9));
+        }
+        for (ts, want) in queries {
+            let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("t-v7"))
+                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)])]);
+            let r = c.call(req, v).await.unwrap();
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.offset), (0, want), "ListOffsets v{v} ts {ts}");
+        }
+    }
+    for v in versions(ApiKey::DescribeConfigs) {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t-v7")).with_configuration_keys(None),
+            DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")).with_configuration_keys(None),
+            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("nope")).with_configuration_keys(None),
+        ]);
+        let r = c.call(req, v).await.unwrap();
+        let configs: BTreeMap<String, String> = r.results[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string()))
+            .collect();
+        assert_eq!(configs.get("max.message.bytes").map(String::as_str), Some("1048588"), "DescribeConfigs v{v}");
+        assert!(r.results[1].configs.iter().any(|c| c.name.as_str() == "num.partitions"));
+        assert_eq!(r.results[2].error_code, 3);
+    }
+    for v in versions(ApiKey::CreatePartitions) {
+        let topic = format!("t-v{}", 2 + v);
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![CreatePartitionsTopic::default().with_name(name(&topic)).with_count(4)]);
+        let r = c.call(req.clone(), v).await.unwrap();
+        assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.results[0].error_code, 37, "shrinking or equal count is INVALID_PARTITIONS at v{v}");
+    }
+    for v in versions(ApiKey::DescribeCluster) {
+        let r = c.call(DescribeClusterRequest::default(), v).await.unwrap();
+        assert_eq!((r.error_code, r.brokers.len()), (0, 1), "DescribeCluster v{v}");
+    }
+    for v in versions(ApiKey::DeleteTopics) {
+        let topic = format!("t-v{}", v + 1);
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_name(Some(name(&topic)))])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
+        };
+        let r = c.call(req.clone(), v).await.unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.responses[0].error_code, 3, "deleting twice at v{v}");
+    }
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_auto_creates_with_num_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |c| c.num_partitions = 3).await;
+    let mut c = connect(&node).await;
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]))
+        .with_allow_auto_topic_creation(true);
+    let r = c.call(req, 12).await.unwrap();
+    assert_eq!((r.topics[0].error_code, r.topics[0].partitions.len()), (0, 3));
+    let node2 = {
+        let dir2 = tempfile::tempdir().unwrap();
+        let n = start(&dir2, |c| c.auto_create_topics_enable = false).await;
+        let mut c2 = connect(&n).await;
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]))
+            .with_allow_auto_topic_creation(true);
+        let r = c2.call(req, 12).await.unwrap();
+        assert_eq!(r.topics[0].error_code, 3, "no auto-creation when disabled");
+        n
+    };
+    node2.stop();
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_waits_for_data_and_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "lp", 1, 7).await;
+    let t = std::time::Instant::now();
+    let r = c.call(fetch_req("lp", 0, 0, 300), 12).await.unwrap();
+    assert!(t.elapsed() >= std::time::Duration::from_millis(280), "returned after {:?}", t.elapsed());
+    assert!(r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
+
+    let mut c2 = connect(&node).await;
+    let waiter = tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let r = c2.call(fetch_req("lp", 0, 0, 10_000), 12).await.unwrap();
+        (t.elapsed(), r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let batch = encode_batch(&messages(3, 0), Compression::None).unwrap();
+    c.call(produce_req("lp", 0, 1, batch), 10).await.unwrap();
+    let (waited, r) = waiter.await.unwrap();
+    assert!(waited < std::time::Duration::from_secs(5), "long poll not woken by produce: {waited:?}");
+    assert_eq!(decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0).unwrap().len(), 3);
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_and_the_broker_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |c| c.socket_request_max_bytes = 1 << 20).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "bad", 1, 7).await;
+
+    // A batch with a flipped bit: CORRUPT_MESSAGE, nothing stored.
+    let mut batch = BytesMut::from(&encode_batch(&messages(2, 0), Compression::None).unwrap()[..]);
+    let last = batch.len() - 1;
+    batch[last] ^= 0x40;
+    let r = c.call(produce_req("bad", 0, -1, batch.freeze()), 10).await.unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
+    // Garbage instead of records.
+    let r = c.call(produce_req("bad", 0, -1, Bytes::from_static(b"not a batch at all")), 10).await.unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
+    // Invalid acks.
+    let ok = encode_batch(&messages(1, 0), Compression::None).unwrap();
+    let r = c.call(produce_req("bad", 0, 5, ok.clone()), 10).await.unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 21);
+    // A batch over message.max.bytes.
+    let big = encode_batch(
+        &[Message { key: None, value: Some(Bytes::from(vec![7u8; 1_100_000])), timestamp: 0 }],
+        Compression::None,
+    )
+    .unwrap();
+    let mut big_conn = connect(&node).await;
+    // Over socket.request.max.bytes too: this connection is closed...
+    let err = big_conn.call(produce_req("bad", 0, -1, big), 10).await;
+    assert!(err.is_err(), "oversized frame must close the connection");
+    // ...and the others carry on.
+    let r = c.call(produce_req("bad", 0, -1, ok.clone()), 10).await.unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 0, "nothing corrupt was stored");
+
+    // Unknown API key, truncated header, random bytes: that connection closes.
+    for junk in [&[0u8, 0, 0, 4, 0x7f, 0x7f, 0, 0][..], &[0, 0, 0, 2, 0, 1], &[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9]] {
+        let mut raw = connect(&node).await;
+        assert!(raw.raw(junk).await.unwrap().is_none(), "junk {junk:?} must close the connection");
+    }
+    // A newer ApiVersions than we know: error 35 in the v0 layout, with our versions.
+    let mut raw = connect(&node).await;
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    frame.put_i16(18);
+    frame.put_i16(99);
+    frame.put_i32(42);
+    frame.put_i16(-1);
+    frame.put_u8(0);
+    let len = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let body = raw.raw(&frame).await.unwrap().expect("a response");
+    assert_eq!(&body[..4], &42i32.to_be_bytes());
+    assert_eq!(&body[4..6], &35i16.to_be_bytes());
+    assert!(i32::from_be_bytes([body[6], body[7], body[8], body[9]]) >= 10);
+
+    let r = c.call(fetch_req("bad", 0, 0, 0), 12).await.unwrap();
+    assert_eq!(decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0).unwrap().len(), 1);
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_and_data_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "keep", 2, 7).await;
+    for _ in 0..3 {
+        let batch = encode_batch(&messages(100, 5), Compression::Lz4).unwrap();
+        c.call(produce_req("keep", 1, -1, batch), 10).await.unwrap();
+    }
+    node.stop();
+    drop(c);
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    let r = c.call(fetch_req("keep", 1, 0, 0), 12).await.unwrap();
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 300);
+    let got = decode_batches(p.records.clone().unwrap(), 0).unwrap();
+    assert_eq!(got.len(), 300);
+    assert!(got.iter().enumerate().all(|(i, r)| r.offset == i as i64));
+    node.stop();
+}
