@@ -13,7 +13,11 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out)?;
             }
         }
@@ -33,8 +37,10 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 
 /// Reads the settings of a TOML file.
 pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-    let value: toml::Value = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
     let mut out = BTreeMap::new();
     flatten("", &value, &mut out).with_context(|| format!("in config file {}", path.display()))?;
     Ok(out)
@@ -60,15 +66,28 @@ fn host_port(key: &str, value: &str) -> Result<(String, u16)> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| anyhow!("config '{key}': '{value}' is not HOST:PORT"))?;
-    let port = port.parse().map_err(|_| anyhow!("config '{key}': bad port in '{value}'"))?;
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+    let port = port
+        .parse()
+        .map_err(|_| anyhow!("config '{key}': bad port in '{value}'"))?;
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    ))
 }
 
 fn num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-    value.trim().parse().map_err(|_| anyhow!("config '{key}': '{value}' is not a valid number"))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("config '{key}': '{value}' is not a valid number"))
 }
 
-fn positive<T: std::str::FromStr + PartialOrd + Default + Copy>(key: &str, value: &str) -> Result<T> {
+fn positive<T: std::str::FromStr + PartialOrd + Default + Copy>(
+    key: &str,
+    value: &str,
+) -> Result<T> {
     let n: T = num(key, value)?;
     if n <= T::default() {
         bail!("config '{key}': must be greater than 0, got '{value}'");
@@ -87,13 +106,19 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "node.id" | "broker.id" => c.node_id = num(key, v)?,
                 "listeners" => {
                     let (host, port) = host_port(key, v)?;
-                    c.listen = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+                    c.listen = if host.contains(':') {
+                        format!("[{host}]:{port}")
+                    } else {
+                        format!("{host}:{port}")
+                    };
                 }
                 "advertised.listeners" => advertised = Some(host_port(key, v)?),
                 "log.dirs" | "log.dir" => c.data_dir = v.split(',').next().unwrap_or(v).to_string(),
                 "num.partitions" => c.num_partitions = positive(key, v)?,
                 "auto.create.topics.enable" => {
-                    c.auto_create_topics_enable = v.parse().map_err(|_| anyhow!("config '{key}': '{v}' is not true or false"))?
+                    c.auto_create_topics_enable = v
+                        .parse()
+                        .map_err(|_| anyhow!("config '{key}': '{v}' is not true or false"))?
                 }
                 "message.max.bytes" => c.message_max_bytes = positive(key, v)?,
                 "socket.request.max.bytes" => c.socket_request_max_bytes = positive(key, v)?,
@@ -103,7 +128,9 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "log.index.interval.bytes" => c.log_index_interval_bytes = positive(key, v)?,
                 "default.replication.factor" => c.default_replication_factor = positive(key, v)?,
                 "connection.inflight.max" => c.connection_inflight_max = positive(key, v)?,
-                other => bail!("unknown config '{other}' (see docs/operations.md for the supported names)"),
+                other => bail!(
+                    "unknown config '{other}' (see docs/operations.md for the supported names)"
+                ),
             }
         }
     }
@@ -132,14 +159,20 @@ mod tests {
     use super::*;
 
     fn layer(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_kafkas() {
         let c = build(&[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9092");
-        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9092));
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("localhost", 9092)
+        );
         assert_eq!(c.num_partitions, 1);
         assert!(c.auto_create_topics_enable);
         assert_eq!(c.message_max_bytes, 1_048_588);
@@ -149,22 +182,41 @@ mod tests {
 
     #[test]
     fn later_layers_win_and_bad_values_are_named() {
-        let file: toml::Value = toml::from_str("num.partitions = 3\n\"log.dirs\" = \"/x\"\nlisteners = \"PLAINTEXT://0.0.0.0:9999\"").unwrap();
+        let file: toml::Value = toml::from_str(
+            "num.partitions = 3\n\"log.dirs\" = \"/x\"\nlisteners = \"PLAINTEXT://0.0.0.0:9999\"",
+        )
+        .unwrap();
         let mut flat = BTreeMap::new();
         flatten("", &file, &mut flat).unwrap();
         let c = build(&[flat.clone(), layer(&[("num.partitions", "5")])]).unwrap();
-        assert_eq!((c.num_partitions, c.data_dir.as_str(), c.listen.as_str()), (5, "/x", "0.0.0.0:9999"));
-        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9999));
-        let e = build(&[layer(&[("num.partitions", "zero")])]).unwrap_err().to_string();
+        assert_eq!(
+            (c.num_partitions, c.data_dir.as_str(), c.listen.as_str()),
+            (5, "/x", "0.0.0.0:9999")
+        );
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("localhost", 9999)
+        );
+        let e = build(&[layer(&[("num.partitions", "zero")])])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("num.partitions") && e.contains("zero"), "{e}");
-        let e = build(&[layer(&[("num.partitons", "2")])]).unwrap_err().to_string();
+        let e = build(&[layer(&[("num.partitons", "2")])])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown config 'num.partitons'"), "{e}");
         assert!(build(&[layer(&[("num.partitions", "0")])]).is_err());
     }
 
     #[test]
     fn env_names_map_to_dotted_configs() {
-        let env = from_env([("SLUICE_NUM_PARTITIONS".to_string(), "4".to_string()), ("HOME".into(), "/".into())].into_iter());
+        let env = from_env(
+            [
+                ("SLUICE_NUM_PARTITIONS".to_string(), "4".to_string()),
+                ("HOME".into(), "/".into()),
+            ]
+            .into_iter(),
+        );
         assert_eq!(env, layer(&[("num.partitions", "4")]));
     }
 }

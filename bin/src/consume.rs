@@ -37,11 +37,20 @@ pub async fn run(args: Args) -> Result<()> {
     let mut client = args.bootstrap.connect().await?;
     let count = crate::topic::partitions(&mut client, &args.topic).await?;
     let parts: Vec<i32> = match args.partition {
-        Some(p) if p < 0 || p >= count => bail!("topic '{}' has no partition {p} (it has {count})", args.topic),
+        Some(p) if p < 0 || p >= count => bail!(
+            "topic '{}' has no partition {p} (it has {count})",
+            args.topic
+        ),
         Some(p) => vec![p],
         None => (0..count).collect(),
     };
-    let start = crate::topic::offsets(&mut client, &args.topic, count, if args.from_beginning { -2 } else { -1 }).await?;
+    let start = crate::topic::offsets(
+        &mut client,
+        &args.topic,
+        count,
+        if args.from_beginning { -2 } else { -1 },
+    )
+    .await?;
     let mut positions: Vec<(i32, i64)> = parts
         .iter()
         .map(|&p| (p, args.offset.unwrap_or(start[p as usize])))
@@ -79,12 +88,30 @@ pub async fn run(args: Args) -> Result<()> {
         for t in resp.responses {
             for pd in t.partitions {
                 if pd.error_code != 0 {
-                    bail!("fetch from {}-{} failed with Kafka error {}", args.topic, pd.partition_index, pd.error_code);
+                    bail!(
+                        "fetch from {}-{} failed with Kafka error {}",
+                        args.topic,
+                        pd.partition_index,
+                        pd.error_code
+                    );
                 }
-                let Some(pos) = positions.iter_mut().find(|(p, _)| *p == pd.partition_index) else { continue };
+                let Some(pos) = positions.iter_mut().find(|(p, _)| *p == pd.partition_index) else {
+                    continue;
+                };
                 for r in decode_batches(pd.records.unwrap_or_default(), pos.1)? {
-                    let text = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                    writeln!(out, "{}\t{}\t{}\t{}", pd.partition_index, r.offset, text(&r.key), text(&r.value))?;
+                    let text = |b: &Option<bytes::Bytes>| {
+                        b.as_ref()
+                            .map(|b| String::from_utf8_lossy(b).into_owned())
+                            .unwrap_or_default()
+                    };
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}",
+                        pd.partition_index,
+                        r.offset,
+                        text(&r.key),
+                        text(&r.value)
+                    )?;
                     pos.1 = r.offset + 1;
                     printed += 1;
                     got = true;
@@ -98,7 +125,10 @@ pub async fn run(args: Args) -> Result<()> {
         out.flush()?;
         if got {
             last_data = Instant::now();
-        } else if args.idle_timeout_ms.is_some_and(|ms| last_data.elapsed() > Duration::from_millis(ms)) {
+        } else if args
+            .idle_timeout_ms
+            .is_some_and(|ms| last_data.elapsed() > Duration::from_millis(ms))
+        {
             return Ok(());
         }
     }

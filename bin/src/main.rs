@@ -3,6 +3,10 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// kafka-protocol trusts array counts from the wire; see `guard_alloc`.
+#[global_allocator]
+static ALLOC: sluice_net::guard_alloc::GuardedAlloc = sluice_net::guard_alloc::GuardedAlloc;
+
 mod bench;
 mod config;
 mod consume;
@@ -11,7 +15,11 @@ mod server;
 mod topic;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A Kafka-compatible event streaming broker")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka-compatible event streaming broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +49,9 @@ fn main() -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,

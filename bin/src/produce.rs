@@ -63,7 +63,10 @@ pub async fn run(args: Args) -> Result<()> {
     let partitions = crate::topic::partitions(&mut client, &args.topic).await?;
     if let Some(p) = args.partition {
         if p < 0 || p >= partitions {
-            bail!("topic '{}' has no partition {p} (it has {partitions})", args.topic);
+            bail!(
+                "topic '{}' has no partition {p} (it has {partitions})",
+                args.topic
+            );
         }
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -72,7 +75,9 @@ pub async fn run(args: Args) -> Result<()> {
     let (mut sent, mut count) = (0usize, 0usize);
     while let Some(line) = lines.next_line().await.context("reading stdin")? {
         let (key, value) = match line.split_once(':') {
-            Some((k, v)) if !args.no_keys => (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string())),
+            Some((k, v)) if !args.no_keys => {
+                (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string()))
+            }
             _ => (None, Bytes::from(line)),
         };
         let partition = match (args.partition, &key) {
@@ -80,8 +85,14 @@ pub async fn run(args: Args) -> Result<()> {
             (None, Some(k)) => partition_for_key(k, partitions),
             (None, None) => next_keyless,
         };
-        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        pending.entry(partition).or_default().push(Message { key, value: Some(value), timestamp });
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        pending.entry(partition).or_default().push(Message {
+            key,
+            value: Some(value),
+            timestamp,
+        });
         count += 1;
         if count % args.batch_size == 0 {
             next_keyless = (next_keyless + 1) % partitions;
@@ -108,7 +119,11 @@ pub async fn flush(
     let mut data = Vec::new();
     for (p, msgs) in std::mem::take(pending) {
         n += msgs.len();
-        data.push(PartitionProduceData::default().with_index(p).with_records(Some(encode_batch(&msgs, compression)?)));
+        data.push(
+            PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(encode_batch(&msgs, compression)?)),
+        );
     }
     let req = ProduceRequest::default()
         .with_acks(acks)
@@ -125,7 +140,11 @@ pub async fn flush(
     for t in &resp.responses {
         for p in &t.partition_responses {
             if p.error_code != 0 {
-                bail!("produce to {topic}-{} failed with Kafka error {}", p.index, p.error_code);
+                bail!(
+                    "produce to {topic}-{} failed with Kafka error {}",
+                    p.index,
+                    p.error_code
+                );
             }
         }
     }

@@ -40,7 +40,9 @@ pub async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir))?;
     let env = production_env(&config.data_dir);
-    let node = Node::start(env, config.clone()).await.context("starting the broker")?;
+    let node = Node::start(env, config.clone())
+        .await
+        .context("starting the broker")?;
     info!(
         listen = %node.local_addr,
         advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),

@@ -7,8 +7,8 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    TopicName,
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ListOffsetsRequest,
+    MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
@@ -56,7 +56,9 @@ fn topic_name(s: &str) -> TopicName {
 
 fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<()> {
     if code != 0 {
-        let detail = message.map(|m| m.to_string()).unwrap_or_else(|| format!("Kafka error code {code}"));
+        let detail = message
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| format!("Kafka error code {code}"));
         bail!("{what} failed: {detail} (error {code})");
     }
     Ok(())
@@ -64,34 +66,58 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<()> {
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Create { name, partitions, replication_factor, configs, bootstrap } => {
+        Command::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            bootstrap,
+        } => {
             let mut client = bootstrap.connect().await?;
             let configs = configs
                 .iter()
                 .map(|kv| {
-                    let (k, v) = kv.split_once('=').with_context(|| format!("--config '{kv}' is not KEY=VALUE"))?;
+                    let (k, v) = kv
+                        .split_once('=')
+                        .with_context(|| format!("--config '{kv}' is not KEY=VALUE"))?;
                     Ok(CreatableTopicConfig::default()
                         .with_name(StrBytes::from_string(k.into()))
                         .with_value(Some(StrBytes::from_string(v.into()))))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
-                .with_name(topic_name(&name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(replication_factor)
-                .with_configs(configs)]);
+            let req = CreateTopicsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(replication_factor)
+                    .with_configs(configs)]);
             let v = client.version(ApiKey::CreateTopics, 7)?;
             let resp = client.call(req, v).await?;
             for t in &resp.topics {
-                check(t.error_code, t.error_message.as_ref(), &format!("creating topic '{name}'"))?;
-                println!("created topic {} with {} partition(s)", t.name.as_str(), t.num_partitions);
+                check(
+                    t.error_code,
+                    t.error_message.as_ref(),
+                    &format!("creating topic '{name}'"),
+                )?;
+                println!(
+                    "created topic {} with {} partition(s)",
+                    t.name.as_str(),
+                    t.num_partitions
+                );
             }
         }
         Command::List { bootstrap } => {
             let mut client = bootstrap.connect().await?;
             let v = client.version(ApiKey::Metadata, 12)?;
-            let resp = client.call(MetadataRequest::default().with_topics(None), v).await?;
-            let mut names: Vec<String> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect();
+            let resp = client
+                .call(MetadataRequest::default().with_topics(None), v)
+                .await?;
+            let mut names: Vec<String> = resp
+                .topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+                .collect();
             names.sort();
             for n in names {
                 println!("{n}");
@@ -105,14 +131,20 @@ pub async fn run(command: Command) -> Result<()> {
             let mut client = bootstrap.connect().await?;
             let v = client.version(ApiKey::DeleteTopics, 6)?;
             let req = if v >= 6 {
-                DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name(&name)))])
+                DeleteTopicsRequest::default().with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(topic_name(&name)))
+                ])
             } else {
                 DeleteTopicsRequest::default().with_topic_names(vec![topic_name(&name)])
             }
             .with_timeout_ms(30_000);
             let resp = client.call(req, v).await?;
             for r in &resp.responses {
-                check(r.error_code, r.error_message.as_ref(), &format!("deleting topic '{name}'"))?;
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("deleting topic '{name}'"),
+                )?;
             }
             println!("deleted topic {name}");
         }
@@ -124,7 +156,9 @@ pub async fn run(command: Command) -> Result<()> {
 pub async fn partitions(client: &mut Client, name: &str) -> Result<i32> {
     let v = client.version(ApiKey::Metadata, 12)?;
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(name)))]))
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(name)))
+        ]))
         .with_allow_auto_topic_creation(false);
     let resp = client.call(req, v).await?;
     let t = resp.topics.first().context("empty metadata response")?;
@@ -133,16 +167,35 @@ pub async fn partitions(client: &mut Client, name: &str) -> Result<i32> {
 }
 
 /// Offsets of every partition for a ListOffsets timestamp (-1 latest, -2 earliest).
-pub async fn offsets(client: &mut Client, name: &str, count: i32, timestamp: i64) -> Result<Vec<i64>> {
+pub async fn offsets(
+    client: &mut Client,
+    name: &str,
+    count: i32,
+    timestamp: i64,
+) -> Result<Vec<i64>> {
     let v = client.version(ApiKey::ListOffsets, 7)?;
-    let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(topic_name(name))
-        .with_partitions((0..count).map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp)).collect())]);
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(
+                (0..count)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
     let resp = client.call(req, v).await?;
     let mut out = vec![-1; count as usize];
     for t in &resp.topics {
         for p in &t.partitions {
-            check(p.error_code, None, &format!("listing offsets of {name}-{}", p.partition_index))?;
+            check(
+                p.error_code,
+                None,
+                &format!("listing offsets of {name}-{}", p.partition_index),
+            )?;
             if let Some(slot) = out.get_mut(p.partition_index as usize) {
                 *slot = p.offset;
             }
@@ -161,17 +214,26 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
         println!("{p}\t1\t{}\t{}\t{}", start[p], end[p], end[p] - start[p]);
     }
     let v = client.version(ApiKey::DescribeConfigs, 4)?;
-    let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(StrBytes::from_string(name.to_string()))
-        .with_configuration_keys(None)]);
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configuration_keys(None)]);
     let resp = client.call(req, v).await?;
     println!("configs:");
     for r in &resp.results {
         check(r.error_code, r.error_message.as_ref(), "describing configs")?;
         for c in &r.configs {
-            let source = if c.config_source == 1 { " (set on topic)" } else { "" };
-            println!("  {}={}{source}", c.name.as_str(), c.value.as_ref().map(|v| v.as_str()).unwrap_or(""));
+            let source = if c.config_source == 1 {
+                " (set on topic)"
+            } else {
+                ""
+            };
+            println!(
+                "  {}={}{source}",
+                c.name.as_str(),
+                c.value.as_ref().map(|v| v.as_str()).unwrap_or("")
+            );
         }
     }
     Ok(())

@@ -70,7 +70,10 @@ pub fn topic_config_defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, St
         ("segment.bytes", broker.log_segment_bytes.to_string()),
         ("segment.index.bytes", "10485760".to_string()),
         ("segment.ms", broker.log_roll_ms.to_string()),
-        ("index.interval.bytes", broker.log_index_interval_bytes.to_string()),
+        (
+            "index.interval.bytes",
+            broker.log_index_interval_bytes.to_string(),
+        ),
         ("unclean.leader.election.enable", "false".to_string()),
     ])
 }

@@ -23,7 +23,9 @@ pub enum TopicError {
     InvalidName(String, &'static str),
     #[error("invalid number of partitions {0}: must be at least 1")]
     InvalidPartitions(i32),
-    #[error("topic '{topic}' has {current} partitions; the count can only grow, {requested} requested")]
+    #[error(
+        "topic '{topic}' has {current} partitions; the count can only grow, {requested} requested"
+    )]
     PartitionsCannotShrink {
         topic: String,
         current: i32,
@@ -119,8 +121,7 @@ impl Topics {
                     | "message.timestamp.type"
                     | "unclean.leader.election.enable"
             );
-            if !SETTABLE_CONFIGS.contains(&k.as_str()) || (numeric && v.parse::<i64>().is_err())
-            {
+            if !SETTABLE_CONFIGS.contains(&k.as_str()) || (numeric && v.parse::<i64>().is_err()) {
                 return Err(TopicError::InvalidConfig(k.clone()));
             }
         }
@@ -197,7 +198,10 @@ impl Topics {
         for (n, line) in text.lines().enumerate() {
             let bad = |what: &str| format!("topics checkpoint line {}: {what}", n + 1);
             let mut parts = line.split(' ');
-            let name = parts.next().filter(|s| !s.is_empty()).ok_or_else(|| bad("no name"))?;
+            let name = parts
+                .next()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| bad("no name"))?;
             let hex = parts.next().ok_or_else(|| bad("no id"))?;
             let mut id = [0u8; 16];
             if hex.len() != 32 {
@@ -213,9 +217,19 @@ impl Topics {
             let mut configs = BTreeMap::new();
             for kv in parts {
                 let (k, v) = kv.split_once('=').ok_or_else(|| bad("bad config"))?;
-                configs.insert(unescape(k).map_err(|_| bad("bad escape"))?, unescape(v).map_err(|_| bad("bad escape"))?);
+                configs.insert(
+                    unescape(k).map_err(|_| bad("bad escape"))?,
+                    unescape(v).map_err(|_| bad("bad escape"))?,
+                );
             }
-            topics.insert(name.to_string(), Topic { id, partitions, configs });
+            topics.insert(
+                name.to_string(),
+                Topic {
+                    id,
+                    partitions,
+                    configs,
+                },
+            );
         }
         Ok(Topics { topics })
     }
@@ -267,13 +281,29 @@ mod tests {
         let mut t = Topics::default();
         let cfg = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
         t.create("a", [7; 16], 3, 1, cfg.clone()).unwrap();
-        assert_eq!(t.create("a", [8; 16], 1, 1, BTreeMap::new()), Err(TopicError::Exists("a".into())));
-        assert!(matches!(t.create("b", [8; 16], 0, 1, BTreeMap::new()), Err(TopicError::InvalidPartitions(0))));
-        assert!(matches!(t.create("b", [8; 16], 1, 3, BTreeMap::new()), Err(TopicError::InvalidReplicationFactor(3))));
+        assert_eq!(
+            t.create("a", [8; 16], 1, 1, BTreeMap::new()),
+            Err(TopicError::Exists("a".into()))
+        );
+        assert!(matches!(
+            t.create("b", [8; 16], 0, 1, BTreeMap::new()),
+            Err(TopicError::InvalidPartitions(0))
+        ));
+        assert!(matches!(
+            t.create("b", [8; 16], 1, 3, BTreeMap::new()),
+            Err(TopicError::InvalidReplicationFactor(3))
+        ));
         assert!(t.set_partitions("a", 2).is_err(), "shrinking must fail");
         assert_eq!(t.set_partitions("a", 5), Ok(3));
         t.create("c d", [9; 16], 1, 1, BTreeMap::new()).unwrap_err();
-        t.create("c", [9; 16], 1, -1, BTreeMap::from([("cleanup.policy".into(), "a b=%".into())])).unwrap();
+        t.create(
+            "c",
+            [9; 16],
+            1,
+            -1,
+            BTreeMap::from([("cleanup.policy".into(), "a b=%".into())]),
+        )
+        .unwrap();
         let back = Topics::decode(&t.encode()).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.get("a").unwrap().partitions, 5);

@@ -115,7 +115,9 @@ impl Broker {
             }
             // Directories of topics that were being created or deleted at a crash.
             for entry in disk.list(Path::new("")).map_err(io("list data dir"))? {
-                let Some((topic, p)) = entry.rsplit_once('-') else { continue };
+                let Some((topic, p)) = entry.rsplit_once('-') else {
+                    continue;
+                };
                 let Ok(p) = p.parse::<i32>() else { continue };
                 if !st.logs.contains_key(&(topic.to_string(), p))
                     && disk.exists(&PathBuf::from(&entry))
@@ -148,7 +150,12 @@ impl Broker {
         }
     }
 
-    fn open_log(&self, topics: &Topics, name: &str, p: i32) -> Result<Arc<PartitionLog>, BrokerError> {
+    fn open_log(
+        &self,
+        topics: &Topics,
+        name: &str,
+        p: i32,
+    ) -> Result<Arc<PartitionLog>, BrokerError> {
         PartitionLog::open(
             self.env.clone(),
             &partition_dir(name, p),
@@ -188,7 +195,10 @@ impl Broker {
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        self.lock().logs.get(&(topic.to_string(), partition)).cloned()
+        self.lock()
+            .logs
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// Creates a topic (or only checks it, with `validate_only`).
@@ -241,9 +251,9 @@ impl Broker {
                 false,
             ) {
                 // Lost a race with another creator: that is fine.
-                Err(BrokerError::Topic(TopicError::Exists(_))) => {
-                    self.topic(name).ok_or_else(|| TopicError::Unknown(name.into()).into())
-                }
+                Err(BrokerError::Topic(TopicError::Exists(_))) => self
+                    .topic(name)
+                    .ok_or_else(|| TopicError::Unknown(name.into()).into()),
                 other => other,
             },
         )
@@ -268,7 +278,12 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), BrokerError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
         let mut st = self.lock();
         let old = st.topics.check_partitions(name, count)?;
         if validate_only {

@@ -20,7 +20,10 @@ use crate::frame;
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error("connecting to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("frame: {0}")]
@@ -46,8 +49,18 @@ pub struct Client {
 
 impl Client {
     /// Connects and learns the broker's API versions.
-    pub async fn connect(net: &dyn Network, addr: &str, client_id: &str) -> Result<Client, ClientError> {
-        let stream = net.connect(addr).await.map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
+    pub async fn connect(
+        net: &dyn Network,
+        addr: &str,
+        client_id: &str,
+    ) -> Result<Client, ClientError> {
+        let stream = net
+            .connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.into(),
+                source,
+            })?;
         let mut client = Client {
             stream,
             next_correlation: 1,
@@ -60,15 +73,25 @@ impl Client {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let resp = client.call(req, 3).await?;
         if resp.error_code != 0 {
-            return Err(ClientError::Protocol(format!("ApiVersions failed with error {}", resp.error_code)));
+            return Err(ClientError::Protocol(format!(
+                "ApiVersions failed with error {}",
+                resp.error_code
+            )));
         }
-        client.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        client.versions = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
         Ok(client)
     }
 
     /// The highest version both sides speak, capped at `ours`.
     pub fn version(&self, api: ApiKey, ours: i16) -> Result<i16, ClientError> {
-        let &(min, max) = self.versions.get(&(api as i16)).ok_or(ClientError::Unsupported(api))?;
+        let &(min, max) = self
+            .versions
+            .get(&(api as i16))
+            .ok_or(ClientError::Unsupported(api))?;
         let v = max.min(ours);
         if v < min {
             return Err(ClientError::Unsupported(api));
@@ -78,7 +101,8 @@ impl Client {
 
     /// Writes a request without waiting for its response.
     pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<i32, ClientError> {
-        let api = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("unknown api key".into()))?;
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|_| ClientError::Protocol("unknown api key".into()))?;
         let correlation_id = self.next_correlation;
         self.next_correlation = self.next_correlation.wrapping_add(1);
         let header = RequestHeader::default()
@@ -109,19 +133,35 @@ impl Client {
             .in_flight
             .pop_front()
             .ok_or_else(|| ClientError::Protocol("no request in flight".into()))?;
-        let mut frame = frame::read_frame(&mut self.stream, 1 << 30).await?.ok_or(ClientError::Closed)?.freeze();
-        let header_version = if api == ApiKey::ApiVersions { 0 } else { api.response_header_version(version) };
+        let mut frame = frame::read_frame(&mut self.stream, 1 << 30)
+            .await?
+            .ok_or(ClientError::Closed)?
+            .freeze();
+        let header_version = if api == ApiKey::ApiVersions {
+            0
+        } else {
+            api.response_header_version(version)
+        };
         let header = ResponseHeader::decode(&mut frame, header_version)
             .map_err(|e| ClientError::Protocol(format!("response header: {e}")))?;
         if header.correlation_id != sent {
-            return Err(ClientError::Correlation { sent, got: header.correlation_id });
+            return Err(ClientError::Correlation {
+                sent,
+                got: header.correlation_id,
+            });
         }
-        R::Response::decode(&mut frame, version).map_err(|e| ClientError::Protocol(format!("decode {api:?} v{version}: {e}")))
+        R::Response::decode(&mut frame, version)
+            .map_err(|e| ClientError::Protocol(format!("decode {api:?} v{version}: {e}")))
     }
 
     /// Sends a request and waits for its response.
-    pub async fn call<R: Request>(&mut self, req: R, version: i16) -> Result<R::Response, ClientError> {
-        let api = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("unknown api key".into()))?;
+    pub async fn call<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|_| ClientError::Protocol("unknown api key".into()))?;
         let id = self.send(&req, version).await?;
         self.expect(id, api, version);
         self.receive::<R>().await
@@ -173,8 +213,15 @@ pub fn encode_batch(messages: &[Message], compression: Compression) -> Result<By
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| ClientError::Protocol(format!("encode batch: {e}")))?;
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| ClientError::Protocol(format!("encode batch: {e}")))?;
     sluice_storage::batch::clear_base_sequence(&mut buf);
     Ok(buf.freeze())
 }
@@ -198,13 +245,19 @@ pub fn decode_batches(mut data: Bytes, from: i64) -> Result<Vec<Consumed>, Clien
             break;
         }
         let mut one = data.split_to(size);
-        let set = RecordBatchDecoder::decode(&mut one).map_err(|e| ClientError::Protocol(format!("decode records: {e}")))?;
-        out.extend(set.records.into_iter().filter(|r| !r.control && r.offset >= from).map(|r| Consumed {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key,
-            value: r.value,
-        }));
+        let set = RecordBatchDecoder::decode(&mut one)
+            .map_err(|e| ClientError::Protocol(format!("decode records: {e}")))?;
+        out.extend(
+            set.records
+                .into_iter()
+                .filter(|r| !r.control && r.offset >= from)
+                .map(|r| Consumed {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                }),
+        );
     }
     Ok(out)
 }
@@ -257,15 +310,28 @@ mod tests {
         assert_eq!(murmur2(b"foobar"), -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
         assert_eq!(murmur2(b"abc"), 479470107);
     }
 
     #[test]
     fn batches_round_trip_with_every_codec() {
-        for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let msgs: Vec<Message> = (0..5)
-                .map(|i| Message { key: Some(Bytes::from(format!("k{i}"))), value: Some(Bytes::from(vec![b'v'; i * 10])), timestamp: 1000 + i as i64 })
+                .map(|i| Message {
+                    key: Some(Bytes::from(format!("k{i}"))),
+                    value: Some(Bytes::from(vec![b'v'; i * 10])),
+                    timestamp: 1000 + i as i64,
+                })
                 .collect();
             let batch = encode_batch(&msgs, c).unwrap();
             let header = sluice_storage::batch::validate_produced(&batch).unwrap();

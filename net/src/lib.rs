@@ -5,6 +5,8 @@ pub mod broker;
 pub mod client;
 pub mod codes;
 pub mod frame;
+#[cfg(not(madsim))]
+pub mod guard_alloc;
 pub mod handlers;
 pub mod node;
 pub mod runtime;

@@ -16,7 +16,10 @@ pub enum NodeError {
     #[error("opening data directory {dir}: {source}")]
     Open { dir: String, source: BrokerError },
     #[error("listening on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A running broker.
@@ -30,25 +33,37 @@ pub struct Node {
 impl Node {
     /// Opens the data directory (recovering every log) and starts serving.
     pub async fn start(env: Env, mut config: BrokerConfig) -> Result<Node, NodeError> {
-        let listener = env
-            .net
-            .listen(&config.listen)
-            .await
-            .map_err(|source| NodeError::Listen { addr: config.listen.clone(), source })?;
-        let local_addr = listener.local_addr().unwrap_or_else(|_| config.listen.clone());
+        let listener =
+            env.net
+                .listen(&config.listen)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| config.listen.clone());
         // Port 0 asks for any port: advertise the one we got.
         if config.advertised_port == 0 {
             if let Some(port) = local_addr.rsplit(':').next().and_then(|p| p.parse().ok()) {
                 config.advertised_port = port;
             }
         }
-        let broker = Broker::open(env.clone(), config.clone())
-            .map_err(|source| NodeError::Open { dir: config.data_dir.clone(), source })?;
+        let broker =
+            Broker::open(env.clone(), config.clone()).map_err(|source| NodeError::Open {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
         let (shutdown, rx) = watch::channel(false);
         // "localhost" may resolve to ::1 first: serve it there too when we can.
         if config.advertised_host == "localhost" {
             if let Some(port) = config.listen.strip_prefix("127.0.0.1:") {
-                let v6 = if port == "0" { format!("[::1]:{}", config.advertised_port) } else { format!("[::1]:{port}") };
+                let v6 = if port == "0" {
+                    format!("[::1]:{}", config.advertised_port)
+                } else {
+                    format!("[::1]:{port}")
+                };
                 match env.net.listen(&v6).await {
                     Ok(l) => env.spawn(server::serve(broker.clone(), l, rx.clone())),
                     Err(e) => warn!(addr = %v6, error = %e, "not serving IPv6 loopback"),
@@ -57,7 +72,11 @@ impl Node {
         }
         server::announce(&local_addr, &broker);
         env.spawn(server::serve(broker.clone(), listener, rx));
-        Ok(Node { broker, local_addr, shutdown })
+        Ok(Node {
+            broker,
+            local_addr,
+            shutdown,
+        })
     }
 
     /// Stops accepting and closes connections. Acknowledged data is already durable.

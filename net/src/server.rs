@@ -26,11 +26,23 @@ pub enum ConnError {
     #[error(transparent)]
     Header(#[from] HeaderError),
     #[error("{api:?} v{version} is not supported (served: {served})")]
-    Version { api: ApiKey, version: i16, served: String },
+    Version {
+        api: ApiKey,
+        version: i16,
+        served: String,
+    },
     #[error("malformed {api:?} v{version} request: {why}")]
-    Decode { api: ApiKey, version: i16, why: String },
+    Decode {
+        api: ApiKey,
+        version: i16,
+        why: String,
+    },
     #[error("cannot encode the {api:?} v{version} response: {why}")]
-    Encode { api: ApiKey, version: i16, why: String },
+    Encode {
+        api: ApiKey,
+        version: i16,
+        why: String,
+    },
 }
 
 /// A reply on its way to the writer, in request order.
@@ -45,7 +57,11 @@ enum Pending {
 }
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn serve(broker: Arc<Broker>, mut listener: Box<dyn Listener>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    mut listener: Box<dyn Listener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             biased;
@@ -64,7 +80,12 @@ pub async fn serve(broker: Arc<Broker>, mut listener: Box<dyn Listener>, mut shu
     }
 }
 
-async fn connection(broker: Arc<Broker>, stream: Box<dyn Stream>, peer: String, mut shutdown: watch::Receiver<bool>) {
+async fn connection(
+    broker: Arc<Broker>,
+    stream: Box<dyn Stream>,
+    peer: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(broker.config.connection_inflight_max.max(1));
     let writer_peer = peer.clone();
@@ -112,7 +133,12 @@ async fn write_replies(
     while let Some(p) = rx.recv().await {
         let bytes = match p {
             Pending::Encoded(b) => b,
-            Pending::Later { correlation_id, api_key, version, reply } => {
+            Pending::Later {
+                correlation_id,
+                api_key,
+                version,
+                reply,
+            } => {
                 let response = reply.await;
                 encode_response(correlation_id, api_key, version, &response)?
             }
@@ -132,7 +158,11 @@ fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Pending>, ConnEr
     let (api_key, version) = (req.api_key, req.header.request_api_version);
     let correlation_id = req.header.correlation_id;
     let Some((min, max)) = handlers::supported_versions(api_key) else {
-        return Err(ConnError::Version { api: api_key, version, served: "none".into() });
+        return Err(ConnError::Version {
+            api: api_key,
+            version,
+            served: "none".into(),
+        });
     };
     if api_key == ApiKey::ApiVersions && version > max {
         // A newer client: tell it what we serve, in the layout every version reads.
@@ -140,22 +170,50 @@ fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Pending>, ConnEr
         return Ok(Some(Pending::Encoded(with_length(&body))));
     }
     if version < min || version > max {
-        return Err(ConnError::Version { api: api_key, version, served: format!("{min}..={max}") });
+        return Err(ConnError::Version {
+            api: api_key,
+            version,
+            served: format!("{min}..={max}"),
+        });
     }
     let mut body = req.body;
-    let decoded = catch_unwind(AssertUnwindSafe(|| RequestKind::decode(api_key, &mut body, version)));
+    let decoded = catch_unwind(AssertUnwindSafe(|| {
+        RequestKind::decode(api_key, &mut body, version)
+    }));
     let request = match decoded {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(ConnError::Decode { api: api_key, version, why: e.to_string() }),
-        Err(_) => return Err(ConnError::Decode { api: api_key, version, why: "decoder panicked".into() }),
+        Ok(Err(e)) => {
+            return Err(ConnError::Decode {
+                api: api_key,
+                version,
+                why: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(ConnError::Decode {
+                api: api_key,
+                version,
+                why: "decoder panicked".into(),
+            })
+        }
     };
     Ok(match handlers::handle(broker, api_key, version, request) {
         Reply::Silent => None,
         Reply::Now(response) => Some(Pending::Encoded(
-            encode_response(correlation_id, api_key, version, &response)
-                .map_err(|e| ConnError::Encode { api: api_key, version, why: e.to_string() })?,
+            encode_response(correlation_id, api_key, version, &response).map_err(|e| {
+                ConnError::Encode {
+                    api: api_key,
+                    version,
+                    why: e.to_string(),
+                }
+            })?,
         )),
-        Reply::Later(reply) => Some(Pending::Later { correlation_id, api_key, version, reply }),
+        Reply::Later(reply) => Some(Pending::Later {
+            correlation_id,
+            api_key,
+            version,
+            reply,
+        }),
     })
 }
 
@@ -174,7 +232,11 @@ pub fn encode_response(
     version: i16,
     response: &ResponseKind,
 ) -> std::io::Result<Bytes> {
-    let header_version = if api_key == ApiKey::ApiVersions { 0 } else { api_key.response_header_version(version) };
+    let header_version = if api_key == ApiKey::ApiVersions {
+        0
+    } else {
+        api_key.response_header_version(version)
+    };
     let mut b = BytesMut::with_capacity(256);
     b.put_i32(0);
     let encoded = ResponseHeader::default()

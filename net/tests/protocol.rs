@@ -31,11 +31,15 @@ async fn start(dir: &tempfile::TempDir, tweak: impl FnOnce(&mut BrokerConfig)) -
         ..BrokerConfig::default()
     };
     tweak(&mut config);
-    Node::start(production_env(&config.data_dir), config).await.unwrap()
+    Node::start(production_env(&config.data_dir), config)
+        .await
+        .unwrap()
 }
 
 async fn connect(node: &Node) -> Client {
-    Client::connect(&TcpNetwork, &node.local_addr, "test").await.unwrap()
+    Client::connect(&TcpNetwork, &node.local_addr, "test")
+        .await
+        .unwrap()
 }
 
 fn name(s: &str) -> TopicName {
@@ -47,18 +51,30 @@ fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
     min..=max
 }
 
-async fn create(client: &mut Client, topic: &str, partitions: i32, version: i16) -> CreateTopicsResponse {
-    let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
+async fn create(
+    client: &mut Client,
+    topic: &str,
+    partitions: i32,
+    version: i16,
+) -> CreateTopicsResponse {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
     client.call(req, version).await.unwrap()
 }
 
 fn produce_req(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(name(topic))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
 }
 
 fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -68,10 +84,12 @@ fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> Fetc
         .with_min_bytes(1)
         .with_max_bytes(1 << 20)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![FetchPartition::default()
-            .with_partition(partition)
-            .with_fetch_offset(offset)
-            .with_partition_max_bytes(1 << 20)])])
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
 }
 
 fn messages(n: usize, ts: i64) -> Vec<Message> {
@@ -100,7 +118,10 @@ async fn every_api_at_every_advertised_version() {
         let r = create(&mut c, &topic, 2, v).await;
         assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}");
         let again = create(&mut c, &topic, 2, v).await;
-        assert_eq!(again.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS at v{v}");
+        assert_eq!(
+            again.topics[0].error_code, 36,
+            "TOPIC_ALREADY_EXISTS at v{v}"
+        );
     }
     let bad = create(&mut c, "bad name!", 1, 7).await;
     assert_eq!(bad.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
@@ -109,7 +130,9 @@ async fn every_api_at_every_advertised_version() {
 
     for v in versions(ApiKey::Metadata) {
         let req = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("t-v7")))]))
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("t-v7")))
+            ]))
             .with_allow_auto_topic_creation(v < 4);
         let r = c.call(req, v).await.unwrap();
         assert_eq!(r.brokers.len(), 1, "Metadata v{v}");
@@ -122,12 +145,21 @@ async fn every_api_at_every_advertised_version() {
     let batch = encode_batch(&messages(10, 1_000), Compression::None).unwrap();
     let mut next = 0;
     for v in versions(ApiKey::Produce) {
-        let r = c.call(produce_req("t-v7", 0, -1, batch.clone()), v).await.unwrap();
+        let r = c
+            .call(produce_req("t-v7", 0, -1, batch.clone()), v)
+            .await
+            .unwrap();
         let p = &r.responses[0].partition_responses[0];
         assert_eq!((p.error_code, p.base_offset), (0, next), "Produce v{v}");
         next += 10;
-        let r = c.call(produce_req("nope", 0, 1, batch.clone()), v).await.unwrap();
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION v{v}");
+        let r = c
+            .call(produce_req("nope", 0, 1, batch.clone()), v)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 3,
+            "UNKNOWN_TOPIC_OR_PARTITION v{v}"
+        );
     }
     for v in versions(ApiKey::Fetch) {
         let r = c.call(fetch_req("t-v7", 0, 15, 0), v).await.unwrap();
@@ -137,7 +169,10 @@ async fn every_api_at_every_advertised_version() {
         assert_eq!(records.first().map(|r| r.offset), Some(15), "Fetch v{v}");
         assert_eq!(records.len() as i64, next - 15);
         let out = c.call(fetch_req("t-v7", 0, next + 1, 0), v).await.unwrap();
-        assert_eq!(out.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE v{v}");
+        assert_eq!(
+            out.responses[0].partitions[0].error_code, 1,
+            "OFFSET_OUT_OF_RANGE v{v}"
+        );
     }
     for v in versions(ApiKey::ListOffsets) {
         let mut queries = vec![(-2, 0), (-1, next), (1_005, 5), (999_999_999, -1)];
@@ -147,19 +182,36 @@ async fn every_api_at_every_advertised_version() {
             queries.push((-3, 9));
         }
         for (ts, want) in queries {
-            let req = ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-                .with_name(name("t-v7"))
-                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)])]);
+            let req = ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name("t-v7"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(ts)])]);
             let r = c.call(req, v).await.unwrap();
             let p = &r.topics[0].partitions[0];
-            assert_eq!((p.error_code, p.offset), (0, want), "ListOffsets v{v} ts {ts}");
+            assert_eq!(
+                (p.error_code, p.offset),
+                (0, want),
+                "ListOffsets v{v} ts {ts}"
+            );
         }
     }
     for v in versions(ApiKey::DescribeConfigs) {
         let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("t-v7")).with_configuration_keys(None),
-            DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_static_str("1")).with_configuration_keys(None),
-            DescribeConfigsResource::default().with_resource_type(2).with_resource_name(StrBytes::from_static_str("nope")).with_configuration_keys(None),
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t-v7"))
+                .with_configuration_keys(None),
+            DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("1"))
+                .with_configuration_keys(None),
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("nope"))
+                .with_configuration_keys(None),
         ]);
         let r = c.call(req, v).await.unwrap();
         let configs: BTreeMap<String, String> = r.results[0]
@@ -167,28 +219,46 @@ async fn every_api_at_every_advertised_version() {
             .iter()
             .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string()))
             .collect();
-        assert_eq!(configs.get("max.message.bytes").map(String::as_str), Some("1048588"), "DescribeConfigs v{v}");
-        assert!(r.results[1].configs.iter().any(|c| c.name.as_str() == "num.partitions"));
+        assert_eq!(
+            configs.get("max.message.bytes").map(String::as_str),
+            Some("1048588"),
+            "DescribeConfigs v{v}"
+        );
+        assert!(r.results[1]
+            .configs
+            .iter()
+            .any(|c| c.name.as_str() == "num.partitions"));
         assert_eq!(r.results[2].error_code, 3);
     }
     for v in versions(ApiKey::CreatePartitions) {
         let topic = format!("t-v{}", 2 + v);
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(1000)
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(name(&topic)).with_count(4)]);
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(name(&topic))
+                .with_count(4)]);
         let r = c.call(req.clone(), v).await.unwrap();
         assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}");
         let r = c.call(req, v).await.unwrap();
-        assert_eq!(r.results[0].error_code, 37, "shrinking or equal count is INVALID_PARTITIONS at v{v}");
+        assert_eq!(
+            r.results[0].error_code, 37,
+            "shrinking or equal count is INVALID_PARTITIONS at v{v}"
+        );
     }
     for v in versions(ApiKey::DescribeCluster) {
         let r = c.call(DescribeClusterRequest::default(), v).await.unwrap();
-        assert_eq!((r.error_code, r.brokers.len()), (0, 1), "DescribeCluster v{v}");
+        assert_eq!(
+            (r.error_code, r.brokers.len()),
+            (0, 1),
+            "DescribeCluster v{v}"
+        );
     }
     for v in versions(ApiKey::DeleteTopics) {
         let topic = format!("t-v{}", v + 1);
         let req = if v >= 6 {
-            DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_name(Some(name(&topic)))])
+            DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default().with_name(Some(name(&topic)))
+            ])
         } else {
             DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
         };
@@ -206,16 +276,23 @@ async fn metadata_auto_creates_with_num_partitions() {
     let node = start(&dir, |c| c.num_partitions = 3).await;
     let mut c = connect(&node).await;
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]))
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("auto")))
+        ]))
         .with_allow_auto_topic_creation(true);
     let r = c.call(req, 12).await.unwrap();
-    assert_eq!((r.topics[0].error_code, r.topics[0].partitions.len()), (0, 3));
+    assert_eq!(
+        (r.topics[0].error_code, r.topics[0].partitions.len()),
+        (0, 3)
+    );
     let node2 = {
         let dir2 = tempfile::tempdir().unwrap();
         let n = start(&dir2, |c| c.auto_create_topics_enable = false).await;
         let mut c2 = connect(&n).await;
         let req = MetadataRequest::default()
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]))
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("auto")))
+            ]))
             .with_allow_auto_topic_creation(true);
         let r = c2.call(req, 12).await.unwrap();
         assert_eq!(r.topics[0].error_code, 3, "no auto-creation when disabled");
@@ -233,8 +310,16 @@ async fn long_poll_waits_for_data_and_times_out() {
     create(&mut c, "lp", 1, 7).await;
     let t = std::time::Instant::now();
     let r = c.call(fetch_req("lp", 0, 0, 300), 12).await.unwrap();
-    assert!(t.elapsed() >= std::time::Duration::from_millis(280), "returned after {:?}", t.elapsed());
-    assert!(r.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(280),
+        "returned after {:?}",
+        t.elapsed()
+    );
+    assert!(r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
 
     let mut c2 = connect(&node).await;
     let waiter = tokio::spawn(async move {
@@ -246,8 +331,16 @@ async fn long_poll_waits_for_data_and_times_out() {
     let batch = encode_batch(&messages(3, 0), Compression::None).unwrap();
     c.call(produce_req("lp", 0, 1, batch), 10).await.unwrap();
     let (waited, r) = waiter.await.unwrap();
-    assert!(waited < std::time::Duration::from_secs(5), "long poll not woken by produce: {waited:?}");
-    assert_eq!(decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0).unwrap().len(), 3);
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "long poll not woken by produce: {waited:?}"
+    );
+    assert_eq!(
+        decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0)
+            .unwrap()
+            .len(),
+        3
+    );
     node.stop();
 }
 
@@ -262,18 +355,34 @@ async fn bad_input_is_refused_and_the_broker_stays_up() {
     let mut batch = BytesMut::from(&encode_batch(&messages(2, 0), Compression::None).unwrap()[..]);
     let last = batch.len() - 1;
     batch[last] ^= 0x40;
-    let r = c.call(produce_req("bad", 0, -1, batch.freeze()), 10).await.unwrap();
+    let r = c
+        .call(produce_req("bad", 0, -1, batch.freeze()), 10)
+        .await
+        .unwrap();
     assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
     // Garbage instead of records.
-    let r = c.call(produce_req("bad", 0, -1, Bytes::from_static(b"not a batch at all")), 10).await.unwrap();
+    let r = c
+        .call(
+            produce_req("bad", 0, -1, Bytes::from_static(b"not a batch at all")),
+            10,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
     // Invalid acks.
     let ok = encode_batch(&messages(1, 0), Compression::None).unwrap();
-    let r = c.call(produce_req("bad", 0, 5, ok.clone()), 10).await.unwrap();
+    let r = c
+        .call(produce_req("bad", 0, 5, ok.clone()), 10)
+        .await
+        .unwrap();
     assert_eq!(r.responses[0].partition_responses[0].error_code, 21);
     // A batch over message.max.bytes.
     let big = encode_batch(
-        &[Message { key: None, value: Some(Bytes::from(vec![7u8; 1_100_000])), timestamp: 0 }],
+        &[Message {
+            key: None,
+            value: Some(Bytes::from(vec![7u8; 1_100_000])),
+            timestamp: 0,
+        }],
         Compression::None,
     )
     .unwrap();
@@ -282,13 +391,26 @@ async fn bad_input_is_refused_and_the_broker_stays_up() {
     let err = big_conn.call(produce_req("bad", 0, -1, big), 10).await;
     assert!(err.is_err(), "oversized frame must close the connection");
     // ...and the others carry on.
-    let r = c.call(produce_req("bad", 0, -1, ok.clone()), 10).await.unwrap();
-    assert_eq!(r.responses[0].partition_responses[0].base_offset, 0, "nothing corrupt was stored");
+    let r = c
+        .call(produce_req("bad", 0, -1, ok.clone()), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.responses[0].partition_responses[0].base_offset, 0,
+        "nothing corrupt was stored"
+    );
 
     // Unknown API key, truncated header, random bytes: that connection closes.
-    for junk in [&[0u8, 0, 0, 4, 0x7f, 0x7f, 0, 0][..], &[0, 0, 0, 2, 0, 1], &[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9]] {
+    for junk in [
+        &[0u8, 0, 0, 4, 0x7f, 0x7f, 0, 0][..],
+        &[0, 0, 0, 2, 0, 1],
+        &[0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    ] {
         let mut raw = connect(&node).await;
-        assert!(raw.raw(junk).await.unwrap().is_none(), "junk {junk:?} must close the connection");
+        assert!(
+            raw.raw(junk).await.unwrap().is_none(),
+            "junk {junk:?} must close the connection"
+        );
     }
     // A newer ApiVersions than we know: error 35 in the v0 layout, with our versions.
     let mut raw = connect(&node).await;
@@ -307,7 +429,12 @@ async fn bad_input_is_refused_and_the_broker_stays_up() {
     assert!(i32::from_be_bytes([body[6], body[7], body[8], body[9]]) >= 10);
 
     let r = c.call(fetch_req("bad", 0, 0, 0), 12).await.unwrap();
-    assert_eq!(decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0).unwrap().len(), 1);
+    assert_eq!(
+        decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0)
+            .unwrap()
+            .len(),
+        1
+    );
     node.stop();
 }
 

@@ -267,7 +267,11 @@ pub(crate) mod tests {
         let h = validate_produced(&b).unwrap();
         assert_eq!((h.record_count, h.last_offset(), h.size), (3, 2, b.len()));
         set_base_offset(&mut b, 42);
-        assert_eq!(validate(&b).unwrap().base_offset, 42, "base offset is outside the CRC");
+        assert_eq!(
+            validate(&b).unwrap().base_offset,
+            42,
+            "base offset is outside the CRC"
+        );
         let last = b.len() - 1;
         b[last] ^= 1;
         assert!(matches!(validate(&b), Err(BatchError::BadCrc { .. })));

@@ -107,7 +107,8 @@ impl PartitionLog {
             disk.create_dir_all(dir)
                 .map_err(|e| storage("create log dir", e))?;
             if let Some(parent) = dir.parent() {
-                disk.sync_dir(parent).map_err(|e| storage("sync data dir", e))?;
+                disk.sync_dir(parent)
+                    .map_err(|e| storage("sync data dir", e))?;
             }
         }
         let mut bases: Vec<i64> = disk
@@ -122,7 +123,9 @@ impl PartitionLog {
         let mut dropped_from = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(segment::file_name(base, "log"));
-            let file = disk.open(&path, false).map_err(|e| storage("open segment", e))?;
+            let file = disk
+                .open(&path, false)
+                .map_err(|e| storage("open segment", e))?;
             let expected = segments
                 .values()
                 .last()
@@ -145,8 +148,10 @@ impl PartitionLog {
                     if let Some((pos, why)) = scan.stopped {
                         warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
                             next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
-                        file.set_len(seg.size).map_err(|e| storage("truncate segment", e))?;
-                        file.sync().map_err(|e| storage("sync truncated segment", e))?;
+                        file.set_len(seg.size)
+                            .map_err(|e| storage("truncate segment", e))?;
+                        file.sync()
+                            .map_err(|e| storage("sync truncated segment", e))?;
                         let stop_here = sealed_next.is_some_and(|next| seg.next_offset != next);
                         if stop_here {
                             seg.seal();
@@ -179,8 +184,14 @@ impl PartitionLog {
             segments.insert(0, Segment::new(0, file, now));
         }
         // What survived the restart may still sit unsynced in the page cache.
-        let active = segments.values().last().ok_or_else(|| storage("open", "no segment"))?;
-        active.file.sync().map_err(|e| storage("sync active segment", e))?;
+        let active = segments
+            .values()
+            .last()
+            .ok_or_else(|| storage("open", "no segment"))?;
+        active
+            .file
+            .sync()
+            .map_err(|e| storage("sync active segment", e))?;
         let (next_offset, hw_segment, hw_position) =
             (active.next_offset, active.base_offset, active.size);
         info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
@@ -230,7 +241,10 @@ impl PartitionLog {
             pos += h.size;
         }
         if headers.is_empty() {
-            return Err(LogError::Corrupt(BatchError::Truncated { have: 0, need: batch::HEADER_LEN }));
+            return Err(LogError::Corrupt(BatchError::Truncated {
+                have: 0,
+                need: batch::HEADER_LEN,
+            }));
         }
 
         let mut st = self.lock();
@@ -365,20 +379,36 @@ impl PartitionLog {
             let start = st.segments.keys().next().copied().unwrap_or(0);
             let hw = st.high_watermark;
             if offset < start || offset > hw {
-                return Err(LogError::OffsetOutOfRange { offset, start, end: hw });
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start,
+                    end: hw,
+                });
             }
-            let empty = Read { batches: Bytes::new(), high_watermark: hw, log_start_offset: start };
+            let empty = Read {
+                batches: Bytes::new(),
+                high_watermark: hw,
+                log_start_offset: start,
+            };
             if offset == hw {
                 return Ok(empty);
             }
             let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
                 return Ok(empty);
             };
-            let end = if seg.base_offset == st.hw_segment { st.hw_position } else { seg.size };
+            let end = if seg.base_offset == st.hw_segment {
+                st.hw_position
+            } else {
+                seg.size
+            };
             (seg.file.clone(), seg.position_for(offset), end, hw, start)
         };
         let batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
-        Ok(Read { batches, high_watermark: hw, log_start_offset: start })
+        Ok(Read {
+            batches,
+            high_watermark: hw,
+            log_start_offset: start,
+        })
     }
 
     /// The first batch (below the high watermark) whose max timestamp is >= `ts`.
@@ -388,7 +418,11 @@ impl PartitionLog {
             let Some(seg) = st.segments.values().find(|s| s.max_timestamp >= ts) else {
                 return Ok(None);
             };
-            let end = if seg.base_offset == st.hw_segment { st.hw_position } else { seg.size };
+            let end = if seg.base_offset == st.hw_segment {
+                st.hw_position
+            } else {
+                seg.size
+            };
             (seg.file.clone(), seg.position_for_timestamp(ts), end)
         };
         scan_for(file.as_ref(), from, to, |h| h.max_timestamp >= ts)
@@ -398,11 +432,20 @@ impl PartitionLog {
     pub fn batch_with_max_timestamp(&self) -> Result<Option<Bytes>, LogError> {
         let (file, from, to, target) = {
             let st = self.lock();
-            let Some(seg) = st.segments.values().filter(|s| s.max_timestamp >= 0).max_by_key(|s| s.max_timestamp) else {
+            let Some(seg) = st
+                .segments
+                .values()
+                .filter(|s| s.max_timestamp >= 0)
+                .max_by_key(|s| s.max_timestamp)
+            else {
                 return Ok(None);
             };
             let target = seg.max_timestamp_batch;
-            let end = if seg.base_offset == st.hw_segment { st.hw_position } else { seg.size };
+            let end = if seg.base_offset == st.hw_segment {
+                st.hw_position
+            } else {
+                seg.size
+            };
             (seg.file.clone(), seg.position_for(target), end, target)
         };
         scan_for(file.as_ref(), from, to, |h| h.base_offset == target)
@@ -465,7 +508,8 @@ impl PartitionLog {
     pub fn delete(&self) -> Result<(), LogError> {
         let mut st = self.lock();
         st.failed = Some("partition deleted".into());
-        self.durable.send_replace(Durable::Failed("partition deleted".into()));
+        self.durable
+            .send_replace(Durable::Failed("partition deleted".into()));
         self.env
             .disk
             .remove_dir_all(&self.dir)
@@ -514,7 +558,8 @@ fn read_batches(
     };
     let want = (max_bytes as u64).max(first_size).min(to - pos);
     let mut buf = vec![0u8; want as usize];
-    file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+    file.read_exact_at(pos, &mut buf)
+        .map_err(|e| storage("read", e))?;
     // Cut after the last whole batch.
     let mut batches = batch::Batches::new(&buf, false);
     for _ in batches.by_ref() {}
@@ -533,11 +578,13 @@ fn scan_for(
     while pos < to {
         let want = (to - pos).min(READ_AHEAD as u64) as usize;
         let mut buf = vec![0u8; want];
-        file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+        file.read_exact_at(pos, &mut buf)
+            .map_err(|e| storage("read", e))?;
         if let Some(Ok(size)) = batch::peek_size(&buf) {
             if size > buf.len() && pos + size as u64 <= to {
                 buf.resize(size, 0);
-                file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+                file.read_exact_at(pos, &mut buf)
+                    .map_err(|e| storage("read", e))?;
             }
         }
         let mut batches = batch::Batches::new(&buf, false);

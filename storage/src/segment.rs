@@ -241,7 +241,10 @@ pub fn load_indexes(
         let position = u64::from(u32::from_be_bytes([e[4], e[5], e[6], e[7]]));
         let offset = base_offset + i64::from(rel);
         let prev = segment.index.last().copied();
-        if position >= size || offset >= next_offset || prev.is_some_and(|p| p.offset >= offset || p.position >= position) {
+        if position >= size
+            || offset >= next_offset
+            || prev.is_some_and(|p| p.offset >= offset || p.position >= position)
+        {
             return None;
         }
         segment.index.push(OffsetEntry { offset, position });
@@ -255,6 +258,22 @@ pub fn load_indexes(
             return None;
         }
         segment.time_index.push(TimeEntry { timestamp, offset });
+    }
+    // The index may have outlived a torn tail (it is written when the segment is
+    // sealed, the log synced just after): check the batches after the last entry.
+    let tail = segment.index.last().copied()?;
+    let mut buf = vec![0u8; (size - tail.position) as usize];
+    segment.file.read_exact_at(tail.position, &mut buf).ok()?;
+    let mut expect = tail.offset;
+    let mut batches = batch::Batches::new(&buf, true);
+    for (_, h) in batches.by_ref() {
+        if h.base_offset != expect {
+            return None;
+        }
+        expect = h.next_offset();
+    }
+    if batches.stopped.is_some() || expect != next_offset {
+        return None;
     }
     let last = segment.time_index.last().copied();
     segment.max_timestamp = last.map_or(-1, |t| t.timestamp);

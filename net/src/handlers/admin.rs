@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
@@ -33,8 +35,16 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
         .into_iter()
         .map(|t| {
             let name = t.name.to_string();
-            let mut partitions = if t.num_partitions == -1 { broker.config.num_partitions } else { t.num_partitions };
-            let rf = if t.replication_factor == -1 { broker.config.default_replication_factor } else { t.replication_factor };
+            let mut partitions = if t.num_partitions == -1 {
+                broker.config.num_partitions
+            } else {
+                t.num_partitions
+            };
+            let rf = if t.replication_factor == -1 {
+                broker.config.default_replication_factor
+            } else {
+                t.replication_factor
+            };
             let result = CreatableTopicResult::default().with_name(t.name.clone());
             if !t.assignments.is_empty() {
                 let valid = t.num_partitions == -1
@@ -45,14 +55,20 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
                 if !valid {
                     return result
                         .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                        .with_error_message(Some(StrBytes::from_static_str("replica assignments must name this broker once per partition, in order")));
+                        .with_error_message(Some(StrBytes::from_static_str(
+                        "replica assignments must name this broker once per partition, in order",
+                    )));
                 }
                 partitions = t.assignments.len() as i32;
             }
             let configs: BTreeMap<String, String> = t
                 .configs
                 .iter()
-                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
                 .collect();
             match broker.create_topic(&name, partitions, rf, configs, req.validate_only) {
                 Ok(topic) => {
@@ -80,7 +96,11 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
                 }
                 Err(e) => {
                     let (code, message) = failure(&e);
-                    result.with_error_code(code).with_error_message(message).with_num_partitions(-1).with_replication_factor(-1)
+                    result
+                        .with_error_code(code)
+                        .with_error_message(message)
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1)
                 }
             }
         })
@@ -96,7 +116,10 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
             .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id))
             .collect()
     } else {
-        req.topic_names.iter().map(|n| (Some(n.to_string()), Uuid::nil())).collect()
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.to_string()), Uuid::nil()))
+            .collect()
     };
     let responses = targets
         .into_iter()
@@ -127,12 +150,15 @@ pub fn create_partitions(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> 
         .map(|t| {
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
-                a.iter().any(|a| !a.broker_ids.iter().map(|b| b.0).eq([node]))
+                a.iter()
+                    .any(|a| !a.broker_ids.iter().map(|b| b.0).eq([node]))
             });
             if bad_assignment {
                 return result
                     .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                    .with_error_message(Some(StrBytes::from_static_str("replica assignments must name this broker once")));
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "replica assignments must name this broker once",
+                    )));
             }
             match broker.create_partitions(&t.name, t.count, req.validate_only) {
                 Ok(()) => result,

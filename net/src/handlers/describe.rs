@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind,
+    BrokerId, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_core::config::{topic_config_defaults, BrokerConfig};
@@ -27,11 +30,25 @@ const TYPE_LONG: i8 = 5;
 
 fn config_type(name: &str) -> i8 {
     match name {
-        "cleanup.policy" | "compression.type" | "message.timestamp.type" | "listeners" | "advertised.listeners" | "log.dirs" => TYPE_STRING,
+        "cleanup.policy"
+        | "compression.type"
+        | "message.timestamp.type"
+        | "listeners"
+        | "advertised.listeners"
+        | "log.dirs" => TYPE_STRING,
         "unclean.leader.election.enable" | "auto.create.topics.enable" => TYPE_BOOLEAN,
-        "max.message.bytes" | "min.insync.replicas" | "segment.bytes" | "segment.index.bytes" | "index.interval.bytes"
-        | "num.partitions" | "message.max.bytes" | "socket.request.max.bytes" | "node.id" | "log.segment.bytes"
-        | "log.index.interval.bytes" | "default.replication.factor" => TYPE_INT,
+        "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "segment.index.bytes"
+        | "index.interval.bytes"
+        | "num.partitions"
+        | "message.max.bytes"
+        | "socket.request.max.bytes"
+        | "node.id"
+        | "log.segment.bytes"
+        | "log.index.interval.bytes"
+        | "default.replication.factor" => TYPE_INT,
         _ => TYPE_LONG,
     }
 }
@@ -39,20 +56,66 @@ fn config_type(name: &str) -> i8 {
 /// Broker configs as DescribeConfigs reports them: (name, value, source).
 fn broker_configs(c: &BrokerConfig) -> Vec<(&'static str, String, i8)> {
     let d = BrokerConfig::default();
-    let src = |same: bool| if same { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+    let src = |same: bool| {
+        if same {
+            SOURCE_DEFAULT
+        } else {
+            SOURCE_STATIC_BROKER
+        }
+    };
     vec![
-        ("advertised.listeners", format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port), SOURCE_STATIC_BROKER),
-        ("auto.create.topics.enable", c.auto_create_topics_enable.to_string(), src(c.auto_create_topics_enable == d.auto_create_topics_enable)),
-        ("default.replication.factor", c.default_replication_factor.to_string(), SOURCE_DEFAULT),
-        ("listeners", format!("PLAINTEXT://{}", c.listen), SOURCE_STATIC_BROKER),
+        (
+            "advertised.listeners",
+            format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port),
+            SOURCE_STATIC_BROKER,
+        ),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics_enable.to_string(),
+            src(c.auto_create_topics_enable == d.auto_create_topics_enable),
+        ),
+        (
+            "default.replication.factor",
+            c.default_replication_factor.to_string(),
+            SOURCE_DEFAULT,
+        ),
+        (
+            "listeners",
+            format!("PLAINTEXT://{}", c.listen),
+            SOURCE_STATIC_BROKER,
+        ),
         ("log.dirs", c.data_dir.clone(), SOURCE_STATIC_BROKER),
-        ("log.index.interval.bytes", c.log_index_interval_bytes.to_string(), src(c.log_index_interval_bytes == d.log_index_interval_bytes)),
-        ("log.roll.ms", c.log_roll_ms.to_string(), src(c.log_roll_ms == d.log_roll_ms)),
-        ("log.segment.bytes", c.log_segment_bytes.to_string(), src(c.log_segment_bytes == d.log_segment_bytes)),
-        ("message.max.bytes", c.message_max_bytes.to_string(), src(c.message_max_bytes == d.message_max_bytes)),
+        (
+            "log.index.interval.bytes",
+            c.log_index_interval_bytes.to_string(),
+            src(c.log_index_interval_bytes == d.log_index_interval_bytes),
+        ),
+        (
+            "log.roll.ms",
+            c.log_roll_ms.to_string(),
+            src(c.log_roll_ms == d.log_roll_ms),
+        ),
+        (
+            "log.segment.bytes",
+            c.log_segment_bytes.to_string(),
+            src(c.log_segment_bytes == d.log_segment_bytes),
+        ),
+        (
+            "message.max.bytes",
+            c.message_max_bytes.to_string(),
+            src(c.message_max_bytes == d.message_max_bytes),
+        ),
         ("node.id", c.node_id.to_string(), SOURCE_STATIC_BROKER),
-        ("num.partitions", c.num_partitions.to_string(), src(c.num_partitions == d.num_partitions)),
-        ("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), src(c.socket_request_max_bytes == d.socket_request_max_bytes)),
+        (
+            "num.partitions",
+            c.num_partitions.to_string(),
+            src(c.num_partitions == d.num_partitions),
+        ),
+        (
+            "socket.request.max.bytes",
+            c.socket_request_max_bytes.to_string(),
+            src(c.socket_request_max_bytes == d.socket_request_max_bytes),
+        ),
     ]
 }
 
@@ -70,7 +133,9 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                     None => {
                         return result
                             .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_error_message(Some(StrBytes::from_string(format!("topic '{name}' does not exist"))))
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "topic '{name}' does not exist"
+                            ))))
                     }
                     Some(topic) => topic_config_defaults(&broker.config)
                         .into_iter()
@@ -81,7 +146,10 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                         .collect(),
                 },
                 RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
-                    broker_configs(&broker.config).into_iter().map(|(k, v, s)| (k.to_string(), v, s)).collect()
+                    broker_configs(&broker.config)
+                        .into_iter()
+                        .map(|(k, v, s)| (k.to_string(), v, s))
+                        .collect()
                 }
                 _ => {
                     return result
@@ -92,7 +160,10 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                         ))))
                 }
             };
-            let wanted = r.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+            let wanted = r
+                .configuration_keys
+                .as_ref()
+                .map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
             let configs = entries
                 .into_iter()
                 .filter(|(k, _, _)| wanted.as_ref().is_none_or(|w| w.contains(k)))

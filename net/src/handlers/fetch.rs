@@ -33,7 +33,11 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
             let mut watches: Vec<_> = req
                 .topics
                 .iter()
-                .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), p.partition)))
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (t.topic.to_string(), p.partition))
+                })
                 .filter_map(|(t, p)| broker.partition(&t, p))
                 .map(|log| log.watch())
                 .collect();
@@ -62,7 +66,11 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
 fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
-    let budget = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+    let budget = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
     let read_committed = req.isolation_level == 1;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
@@ -85,9 +93,14 @@ fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) 
                 }
                 Some(log) => {
                     // At least one whole batch for the first partition with data.
-                    let limit = (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
+                    let limit =
+                        (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
                     let limit = if total == 0 { limit.max(1) } else { limit };
-                    let result = if limit == 0 { Ok(None) } else { log.read(p.fetch_offset, limit).map(Some) };
+                    let result = if limit == 0 {
+                        Ok(None)
+                    } else {
+                        log.read(p.fetch_offset, limit).map(Some)
+                    };
                     match result {
                         Ok(Some(read)) => {
                             total += read.batches.len();
@@ -128,5 +141,9 @@ fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) 
                 .with_partitions(parts),
         );
     }
-    (FetchResponse::default().with_responses(topics), total, errors)
+    (
+        FetchResponse::default().with_responses(topics),
+        total,
+        errors,
+    )
 }

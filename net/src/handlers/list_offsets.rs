@@ -29,7 +29,8 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Re
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
                     let found = match broker.partition(&name, p.partition_index) {
                         None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
                         Some(log) => lookup(&log, p.timestamp).map_err(|e| codes::log_error(&e)),
@@ -43,7 +44,9 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Re
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
@@ -60,13 +63,19 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
             };
             Ok(records(batch)?
                 .into_iter()
-                .fold((-1, -1), |best, (ts, off)| if ts > best.0 { (ts, off) } else { best }))
+                .fold(
+                    (-1, -1),
+                    |best, (ts, off)| if ts > best.0 { (ts, off) } else { best },
+                ))
         }
         ts => {
             let Some(batch) = log.batch_for_timestamp(ts)? else {
                 return Ok((-1, -1));
             };
-            Ok(records(batch)?.into_iter().find(|(t, _)| *t >= ts).unwrap_or((-1, -1)))
+            Ok(records(batch)?
+                .into_iter()
+                .find(|(t, _)| *t >= ts)
+                .unwrap_or((-1, -1)))
         }
     }
 }
@@ -75,5 +84,9 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
 fn records(mut batch: bytes::Bytes) -> Result<Vec<(i64, i64)>, LogError> {
     let set = RecordBatchDecoder::decode(&mut batch)
         .map_err(|e| LogError::Storage(format!("decode stored batch: {e}")))?;
-    Ok(set.records.iter().map(|r| (r.timestamp, r.offset)).collect())
+    Ok(set
+        .records
+        .iter()
+        .map(|r| (r.timestamp, r.offset))
+        .collect())
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use sluice_core::topics::Topic;
 use uuid::Uuid;
@@ -37,9 +39,13 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Respo
                 Some(t) => Ok(t),
                 None if may_create && req.topics.is_some() => match broker.auto_create(&name) {
                     Some(r) => r,
-                    None => Err(BrokerError::Topic(sluice_core::topics::TopicError::Unknown(name.clone()))),
+                    None => Err(BrokerError::Topic(
+                        sluice_core::topics::TopicError::Unknown(name.clone()),
+                    )),
                 },
-                None => Err(BrokerError::Topic(sluice_core::topics::TopicError::Unknown(name.clone()))),
+                None => Err(BrokerError::Topic(
+                    sluice_core::topics::TopicError::Unknown(name.clone()),
+                )),
             };
             topic_entry(node, &name, found, req.include_topic_authorized_operations)
         })
@@ -71,20 +77,18 @@ fn topic_entry(
             codes::AUTHORIZED_OPERATIONS_OMITTED
         });
     match found {
-        Ok(t) => entry
-            .with_topic_id(Uuid::from_bytes(t.id))
-            .with_partitions(
-                (0..t.partitions)
-                    .map(|p| {
-                        MetadataResponsePartition::default()
-                            .with_partition_index(p)
-                            .with_leader_id(BrokerId(node))
-                            .with_leader_epoch(0)
-                            .with_replica_nodes(vec![BrokerId(node)])
-                            .with_isr_nodes(vec![BrokerId(node)])
-                    })
-                    .collect(),
-            ),
+        Ok(t) => entry.with_topic_id(Uuid::from_bytes(t.id)).with_partitions(
+            (0..t.partitions)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(BrokerId(node))
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![BrokerId(node)])
+                        .with_isr_nodes(vec![BrokerId(node)])
+                })
+                .collect(),
+        ),
         Err(BrokerError::Topic(e)) => entry.with_error_code(codes::topic_error(&e)),
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "auto-create failed");

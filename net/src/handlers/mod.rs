@@ -44,7 +44,11 @@ pub fn handle(broker: &Arc<Broker>, api_key: ApiKey, version: i16, request: Requ
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
         other => {
             // supported_versions() gates dispatch, so this is a programmer error.
-            tracing::error!(?api_key, "no handler for {:?}", std::mem::discriminant(&other));
+            tracing::error!(
+                ?api_key,
+                "no handler for {:?}",
+                std::mem::discriminant(&other)
+            );
             Reply::Silent
         }
     }

@@ -96,8 +96,12 @@ fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Ou
     let mut pos = 0;
     while pos < records.len() {
         match batch::peek_size(&records[pos..]) {
-            Some(Ok(size)) if size > records.len() - pos => return Outcome::Failed(codes::CORRUPT_MESSAGE),
-            Some(Ok(size)) if size > max_batch_bytes => return Outcome::Failed(codes::MESSAGE_TOO_LARGE),
+            Some(Ok(size)) if size > records.len() - pos => {
+                return Outcome::Failed(codes::CORRUPT_MESSAGE)
+            }
+            Some(Ok(size)) if size > max_batch_bytes => {
+                return Outcome::Failed(codes::MESSAGE_TOO_LARGE)
+            }
             Some(Ok(size)) => pos += size,
             _ => return Outcome::Failed(codes::CORRUPT_MESSAGE),
         }
