@@ -51,7 +51,7 @@ pub trait Network: Send + Sync + 'static {
 /// only synced bytes are guaranteed to survive a crash.
 pub trait DiskFile: Send + Sync + 'static {
     /// Current length, including unsynced bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Writes all of `buf` at `offset`.
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Reads exactly `buf.len()` bytes at `offset`; `UnexpectedEof` if the file is shorter.

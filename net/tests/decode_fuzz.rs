@@ -11,7 +11,7 @@ use sluice_net::handlers::supported_versions;
 #[global_allocator]
 static ALLOC: sluice_net::guard_alloc::GuardedAlloc = sluice_net::guard_alloc::GuardedAlloc;
 
-const SERVED: [i16; 10] = [0, 1, 2, 3, 18, 19, 20, 32, 37, 60];
+const SERVED: [i16; 11] = [0, 1, 2, 3, 10, 18, 19, 20, 32, 37, 60];
 
 fn decode(frame: Bytes) {
     if let Ok(req) = parse_request(frame) {

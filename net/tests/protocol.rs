@@ -245,6 +245,33 @@ async fn every_api_at_every_advertised_version() {
             "shrinking or equal count is INVALID_PARTITIONS at v{v}"
         );
     }
+    for v in versions(ApiKey::FindCoordinator) {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![
+                StrBytes::from_static_str("g"),
+                StrBytes::from_static_str(""),
+            ])
+        } else {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+        };
+        let r = c.call(req, v).await.unwrap();
+        if v >= 4 {
+            assert_eq!(
+                (r.coordinators[0].error_code, r.coordinators[0].node_id.0),
+                (0, 1)
+            );
+            assert_eq!(
+                r.coordinators[1].error_code, 42,
+                "empty key is INVALID_REQUEST"
+            );
+        } else {
+            assert_eq!(
+                (r.error_code, r.node_id.0, r.port),
+                (0, 1, node.broker.config.advertised_port as i32),
+                "FindCoordinator v{v}"
+            );
+        }
+    }
     for v in versions(ApiKey::DescribeCluster) {
         let r = c.call(DescribeClusterRequest::default(), v).await.unwrap();
         assert_eq!(

@@ -160,7 +160,7 @@ impl SimDisk {
                 let kept = (keep * SECTOR).min(tail.len());
                 survived.extend_from_slice(&tail[..kept]);
                 // The last kept sector may be torn: garbage where the data was.
-                if keep > 0 && r2 % 3 == 0 {
+                if keep > 0 && r2.is_multiple_of(3) {
                     let start = survived.len() - (kept - (keep - 1) * SECTOR);
                     let mut x = r2;
                     for b in &mut survived[start..] {
@@ -194,7 +194,7 @@ impl SimDisk {
                     continue;
                 }
                 // A change the directory sync never covered: kept or lost.
-                if d.next_random() % 2 == 0 {
+                if d.next_random().is_multiple_of(2) {
                     match now {
                         Some(id) => entries.insert(name.clone(), *id),
                         None => entries.remove(name),
@@ -262,7 +262,7 @@ fn file(d: &mut Inner, id: u64) -> io::Result<&mut FileState> {
 }
 
 impl DiskFile for SimFile {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         self.with(|d, id| Ok(file(d, id)?.data.len() as u64))
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {

@@ -25,7 +25,7 @@ pub fn read(disk: &dyn Disk, path: &Path) -> io::Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     let file = disk.open(path, false)?;
-    let mut buf = vec![0u8; file.len()? as usize];
+    let mut buf = vec![0u8; file.size()? as usize];
     file.read_exact_at(0, &mut buf)?;
     Ok(Some(buf))
 }

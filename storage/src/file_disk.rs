@@ -25,7 +25,7 @@ impl FileDisk {
 struct RealFile(File);
 
 impl DiskFile for RealFile {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {

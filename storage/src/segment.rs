@@ -160,7 +160,7 @@ pub fn scan(
     index_interval_bytes: u64,
     created_ms: u64,
 ) -> io::Result<Scan> {
-    let len = file.len()?;
+    let len = file.size()?;
     let mut segment = Segment::new(base_offset, file.clone(), created_ms);
     let mut pos = 0u64;
     let mut buf = Vec::new();
@@ -225,13 +225,13 @@ pub fn load_indexes(
 ) -> Option<Segment> {
     let read_all = |path: PathBuf| -> Option<Vec<u8>> {
         let f = disk.open(&path, false).ok()?;
-        let mut buf = vec![0u8; f.len().ok()? as usize];
+        let mut buf = vec![0u8; f.size().ok()? as usize];
         f.read_exact_at(0, &mut buf).ok()?;
         Some(buf)
     };
     let idx = read_all(dir.join(file_name(base_offset, "index")))?;
     let tidx = read_all(dir.join(file_name(base_offset, "timeindex")))?;
-    let size = file.len().ok()?;
+    let size = file.size().ok()?;
     if idx.len() % 8 != 0 || tidx.len() % 12 != 0 || idx.is_empty() {
         return None;
     }

@@ -13,6 +13,7 @@ mod admin;
 mod api_versions;
 mod describe;
 mod fetch;
+mod find_coordinator;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -20,6 +21,7 @@ mod produce;
 pub use api_versions::{supported_versions, unsupported_version_response};
 
 /// What a request yields.
+#[allow(clippy::large_enum_variant)] // built once per request, moved once
 pub enum Reply {
     /// A response ready now.
     Now(ResponseKind),
@@ -42,6 +44,7 @@ pub fn handle(broker: &Arc<Broker>, api_key: ApiKey, version: i16, request: Requ
         RequestKind::CreatePartitions(r) => Reply::Now(admin::create_partitions(broker, r)),
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
+        RequestKind::FindCoordinator(r) => Reply::Now(find_coordinator::handle(broker, r, version)),
         other => {
             // supported_versions() gates dispatch, so this is a programmer error.
             tracing::error!(

@@ -24,7 +24,7 @@ enum Outcome {
 
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     let acks = req.acks;
-    let valid_acks = matches!(acks, 0 | 1 | -1);
+    let valid_acks = (-1..=1).contains(&acks);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name = t.name.to_string();
