@@ -1,8 +1,437 @@
-//! `sluice bench` (filled in below).
+//! `sluice bench`: drives a broker over the Kafka protocol and prints its throughput
+//! and latency beside this machine's limits measured in the same run: sequential
+//! write bandwidth with an fdatasync per MiB, and loopback TCP throughput.
+//!
+//! Load: `--connections` producer connections, each pipelining up to `--inflight`
+//! Produce requests of one pre-encoded batch per partition, so the load generator
+//! costs little and the broker is what is measured. Without `--bootstrap` a broker
+//! is started in-process on a temporary data directory.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use sluice_core::config::BrokerConfig;
+use sluice_net::client::{decode_batches, encode_batch, Client, Message};
+use sluice_net::node::Node;
+use sluice_net::runtime::production_env;
+use sluice_net::tcp::TcpNetwork;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// An external broker to measure (default: start one in-process).
+    #[arg(long)]
+    bootstrap: Option<String>,
+    /// Seconds per produce measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Producer connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Produce requests in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
+    /// Bytes of records per batch.
+    #[arg(long, default_value_t = 256 * 1024)]
+    batch_bytes: usize,
+    /// Also write the results as a Markdown table to this file.
+    #[arg(long)]
+    markdown: Option<std::path::PathBuf>,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+struct Row {
+    name: String,
+    msgs_per_s: f64,
+    mb_per_s: f64,
+    note: String,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+    let mut rows = Vec::new();
+
+    let disk = fsync_bandwidth(&tmp.join("fsync-probe"), 256 << 20)?;
+    rows.push(Row {
+        name: "raw disk: sequential write, fdatasync per 1 MiB".into(),
+        msgs_per_s: 0.0,
+        mb_per_s: disk,
+        note: String::new(),
+    });
+    let tcp = loopback_bandwidth(1 << 30).await?;
+    rows.push(Row {
+        name: "raw loopback TCP, one stream".into(),
+        msgs_per_s: 0.0,
+        mb_per_s: tcp,
+        note: String::new(),
+    });
+
+    let (addr, node) = match &args.bootstrap {
+        Some(b) => (b.replace("localhost", "127.0.0.1"), None),
+        None => {
+            std::fs::create_dir_all(&tmp)?;
+            let config = BrokerConfig {
+                listen: "127.0.0.1:0".into(),
+                advertised_host: "127.0.0.1".into(),
+                advertised_port: 0,
+                data_dir: tmp.join("data").display().to_string(),
+                ..BrokerConfig::default()
+            };
+            std::fs::create_dir_all(&config.data_dir)?;
+            let node = Node::start(production_env(&config.data_dir), config).await?;
+            (node.local_addr.clone(), Some(node))
+        }
+    };
+
+    for (size, acks) in [(100usize, 1i16), (100, -1), (1024, 1), (1024, -1)] {
+        let topic = format!("bench-{size}-{}", if acks == 1 { "1" } else { "all" });
+        create_topic(&addr, &topic, args.partitions).await?;
+        let (msgs, bytes, secs) = produce_load(&addr, &topic, size, acks, &args).await?;
+        let mb = bytes as f64 / secs / 1e6;
+        let note = if acks == -1 && size == 1024 {
+            format!("{:.0}% of raw fsync'd disk", 100.0 * mb / disk)
+        } else {
+            String::new()
+        };
+        rows.push(Row {
+            name: format!(
+                "produce {size} B records, acks={}",
+                if acks == 1 { "1" } else { "all" }
+            ),
+            msgs_per_s: msgs as f64 / secs,
+            mb_per_s: mb,
+            note,
+        });
+        if size == 1024 && acks == -1 {
+            let (msgs, bytes, secs) = consume_all(&addr, &topic, args.partitions).await?;
+            rows.push(Row {
+                name: format!("consume {size} B records from the beginning"),
+                msgs_per_s: msgs as f64 / secs,
+                mb_per_s: bytes as f64 / secs / 1e6,
+                note: String::new(),
+            });
+        }
+    }
+    create_topic(&addr, "bench-latency", 1).await?;
+    let (p50, p99, p999, rate) = latency(&addr, "bench-latency", 2000, 4000).await?;
+
+    let mut out = String::new();
+    out.push_str("| measurement | msgs/s | MB/s | note |\n|---|---:|---:|---|\n");
+    for r in &rows {
+        let msgs = if r.msgs_per_s > 0.0 {
+            format!("{:.0}", r.msgs_per_s)
+        } else {
+            "—".into()
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.1} | {} |\n",
+            r.name, msgs, r.mb_per_s, r.note
+        ));
+    }
+    out.push_str(&format!(
+        "\nproduce→consume latency (acks=all, 1 record per request at {rate:.0} msg/s): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms\n",
+        p50, p99, p999
+    ));
+    print!("{out}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(node) = node {
+        node.stop();
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// MB/s of sequential 1 MiB writes, each followed by fdatasync.
+fn fsync_bandwidth(path: &std::path::Path, total: usize) -> Result<f64> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::File::create(path)?;
+    let chunk = vec![0xA5u8; 1 << 20];
+    let t = Instant::now();
+    for _ in 0..total / chunk.len() {
+        f.write_all(&chunk)?;
+        f.sync_data()?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(path)?;
+    Ok(total as f64 / secs / 1e6)
+}
+
+/// MB/s through one loopback TCP connection.
+async fn loopback_bandwidth(total: usize) -> Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let sink = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut n = 0usize;
+        loop {
+            let r = s.read(&mut buf).await?;
+            if r == 0 {
+                return Ok::<usize, std::io::Error>(n);
+            }
+            n += r;
+        }
+    });
+    let mut c = tokio::net::TcpStream::connect(addr).await?;
+    let chunk = vec![1u8; 256 << 10];
+    let t = Instant::now();
+    for _ in 0..total / chunk.len() {
+        c.write_all(&chunk).await?;
+    }
+    c.shutdown().await?;
+    let got = sink.await??;
+    Ok(got as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
+
+async fn connect(addr: &str) -> Result<Client> {
+    Ok(Client::connect(&TcpNetwork, addr, "sluice-bench").await?)
+}
+
+async fn create_topic(addr: &str, topic: &str, partitions: i32) -> Result<()> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let mut c = connect(addr).await?;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    let r = c.call(req, 7).await?;
+    let code = r.topics[0].error_code;
+    if code != 0 && code != 36 {
+        bail!("creating {topic}: Kafka error {code}");
+    }
+    Ok(())
+}
+
+/// Produces for `args.seconds`; returns (records, record bytes, seconds).
+async fn produce_load(
+    addr: &str,
+    topic: &str,
+    size: usize,
+    acks: i16,
+    args: &Args,
+) -> Result<(u64, u64, f64)> {
+    let per_batch = (args.batch_bytes / size).max(1);
+    let value = Bytes::from(vec![b'x'; size]);
+    let msgs: Vec<Message> = (0..per_batch)
+        .map(|_| Message {
+            key: None,
+            value: Some(value.clone()),
+            timestamp: 0,
+        })
+        .collect();
+    let batch = encode_batch(&msgs, Compression::None)?;
+    let records = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for conn in 0..args.connections {
+        let (addr, topic, batch, records) = (
+            addr.to_string(),
+            topic.to_string(),
+            batch.clone(),
+            records.clone(),
+        );
+        let (inflight, partitions) = (args.inflight, args.partitions);
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&addr).await?;
+            let v = c.version(ApiKey::Produce, 10)?;
+            // Each connection writes its own share of the partitions.
+            let mine: Vec<i32> = (0..partitions)
+                .filter(|p| *p as usize % 4 == conn % 4)
+                .collect();
+            let mine = if mine.is_empty() {
+                vec![conn as i32 % partitions]
+            } else {
+                mine
+            };
+            let req = ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic)))
+                    .with_partition_data(
+                        mine.iter()
+                            .map(|&p| {
+                                PartitionProduceData::default()
+                                    .with_index(p)
+                                    .with_records(Some(batch.clone()))
+                            })
+                            .collect(),
+                    )]);
+            let per_request = (per_batch * mine.len()) as u64;
+            let mut pending = 0usize;
+            while Instant::now() < deadline || pending > 0 {
+                while pending < inflight && Instant::now() < deadline {
+                    let id = c.send(&req, v).await?;
+                    c.expect(id, ApiKey::Produce, v);
+                    pending += 1;
+                }
+                let r = c.receive::<ProduceRequest>().await?;
+                pending -= 1;
+                for p in r.responses.iter().flat_map(|t| &t.partition_responses) {
+                    if p.error_code != 0 {
+                        bail!("produce failed with Kafka error {}", p.error_code);
+                    }
+                }
+                records.fetch_add(per_request, Ordering::Relaxed);
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let n = records.load(Ordering::Relaxed);
+    Ok((n, n * size as u64, secs))
+}
+
+/// Fetches every partition from offset 0 to its end; returns (records, bytes, seconds).
+async fn consume_all(addr: &str, topic: &str, partitions: i32) -> Result<(u64, u64, f64)> {
+    let mut c = connect(addr).await?;
+    let v = c.version(ApiKey::Fetch, 12)?;
+    let mut offsets = vec![0i64; partitions as usize];
+    let mut ends = vec![i64::MAX; partitions as usize];
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let t = Instant::now();
+    while offsets.iter().zip(&ends).any(|(o, e)| o < e) {
+        let req = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(64 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(
+                    (0..partitions)
+                        .map(|p| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(offsets[p as usize])
+                                .with_partition_max_bytes(8 << 20)
+                        })
+                        .collect(),
+                )]);
+        let r = c.call(req, v).await?;
+        for pd in r.responses.into_iter().flat_map(|t| t.partitions) {
+            let p = pd.partition_index as usize;
+            ends[p] = pd.high_watermark;
+            let data = pd.records.unwrap_or_default();
+            bytes += data.len() as u64;
+            // Walk batch headers as a client's decoder would, without copying records.
+            let mut batches = sluice_storage::batch::Batches::new(&data, true);
+            for (_, h) in batches.by_ref() {
+                records += h.record_count as u64;
+                offsets[p] = h.next_offset();
+            }
+        }
+    }
+    Ok((records, bytes, t.elapsed().as_secs_f64()))
+}
+
+/// Produce (acks=all) → consume latency of single records sent at a steady rate.
+async fn latency(
+    addr: &str,
+    topic: &str,
+    samples: usize,
+    rate_per_s: u64,
+) -> Result<(f64, f64, f64, f64)> {
+    let origin = Instant::now();
+    let consumer_addr = addr.to_string();
+    let consumer_topic = topic.to_string();
+    let reader = tokio::spawn(async move {
+        let mut c = connect(&consumer_addr).await?;
+        let v = c.version(ApiKey::Fetch, 12)?;
+        let mut offset = 0i64;
+        let mut lat = Vec::with_capacity(samples);
+        while lat.len() < samples {
+            let req = FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(500)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(consumer_topic.clone())))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20)])]);
+            let r = c.call(req, v).await?;
+            let now = origin.elapsed().as_micros() as i64;
+            for pd in r.responses.into_iter().flat_map(|t| t.partitions) {
+                for rec in decode_batches(pd.records.unwrap_or_default(), offset)? {
+                    let sent: i64 =
+                        std::str::from_utf8(rec.value.as_deref().unwrap_or_default())?.parse()?;
+                    lat.push((now - sent) as f64 / 1000.0);
+                    offset = rec.offset + 1;
+                }
+            }
+        }
+        Ok::<Vec<f64>, anyhow::Error>(lat)
+    });
+    let mut c = connect(addr).await?;
+    let v = c.version(ApiKey::Produce, 10)?;
+    let interval = Duration::from_micros(1_000_000 / rate_per_s);
+    let start = Instant::now();
+    let mut next = start;
+    let mut pending = 0usize;
+    for i in 0..samples {
+        next += interval;
+        tokio::time::sleep_until(next.into()).await;
+        let sent = origin.elapsed().as_micros() as i64;
+        let batch = encode_batch(
+            &[Message {
+                key: None,
+                value: Some(Bytes::from(sent.to_string())),
+                timestamp: i as i64,
+            }],
+            Compression::None,
+        )?;
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch))])]);
+        let id = c.send(&req, v).await?;
+        c.expect(id, ApiKey::Produce, v);
+        pending += 1;
+        // Keep the pipeline short so the send rate holds.
+        while pending > 8 {
+            c.receive::<ProduceRequest>().await?;
+            pending -= 1;
+        }
+    }
+    while pending > 0 {
+        c.receive::<ProduceRequest>().await?;
+        pending -= 1;
+    }
+    let rate = samples as f64 / start.elapsed().as_secs_f64();
+    let mut lat = reader.await??;
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    Ok((pct(0.50), pct(0.99), pct(0.999), rate))
 }
