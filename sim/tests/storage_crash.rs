@@ -1,3 +1,4 @@
+#![cfg(not(madsim))]
 //! The log engine under power loss: random appends, syncs and crashes that drop or
 //! tear unsynced bytes and forget unsynced directory entries. After every reopen, each
 //! acknowledged (durable) batch reads back byte-identical at its offset, and offsets
