@@ -46,15 +46,35 @@ pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// The config names `build` accepts.
+pub const KNOWN: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "log.index.interval.bytes",
+    "default.replication.factor",
+    "connection.inflight.max",
+];
+
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
+/// Other `SLUICE_*` variables (`SLUICE_LOG`, `SLUICE_BOOTSTRAP`, ...) are not configs.
 pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
     vars.filter_map(|(k, v)| {
-        let name = k.strip_prefix("SLUICE_")?;
-        // Variables the CLI itself reads are not broker configs.
-        if matches!(name, "LOG" | "BOOTSTRAP") {
-            return None;
-        }
-        Some((name.to_ascii_lowercase().replace('_', "."), v))
+        let name = k
+            .strip_prefix("SLUICE_")?
+            .to_ascii_lowercase()
+            .replace('_', ".");
+        KNOWN.contains(&name.as_str()).then_some((name, v))
     })
     .collect()
 }

@@ -2,4 +2,5 @@
 
 pub mod config;
 pub mod env;
+pub mod sim;
 pub mod topics;

@@ -235,8 +235,9 @@ pub struct Consumed {
     pub value: Option<Bytes>,
 }
 
-/// Decodes fetched batches, skipping records below `from` and control records. A
-/// trailing partial batch is ignored.
+/// Decodes fetched batches, skipping records below `from` and control records, and
+/// checking every batch's CRC (as the Java client's check.crcs does). A trailing
+/// partial batch is ignored.
 pub fn decode_batches(mut data: Bytes, from: i64) -> Result<Vec<Consumed>, ClientError> {
     let mut out = Vec::new();
     while data.len() >= 12 {
@@ -245,6 +246,8 @@ pub fn decode_batches(mut data: Bytes, from: i64) -> Result<Vec<Consumed>, Clien
             break;
         }
         let mut one = data.split_to(size);
+        sluice_storage::batch::validate(&one)
+            .map_err(|e| ClientError::Protocol(format!("fetched batch: {e}")))?;
         let set = RecordBatchDecoder::decode(&mut one)
             .map_err(|e| ClientError::Protocol(format!("decode records: {e}")))?;
         out.extend(

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
+use sluice_core::buggify;
 use sluice_core::env::{DiskFile, Env};
+use sluice_core::sim::{planted, Bug};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
@@ -298,7 +300,8 @@ impl PartitionLog {
             .ok_or_else(|| storage("roll", "no active segment"))?;
         let full = active.size > 0 && active.size + incoming > self.config.segment_bytes;
         let old = active.size > 0 && now.saturating_sub(active.created_ms) > self.config.segment_ms;
-        if !(full || old) {
+        let early = active.size > 0 && buggify!(0.02);
+        if !(full || old || early) {
             return Ok(());
         }
         let base = st.next_offset;
@@ -403,6 +406,8 @@ impl PartitionLog {
             };
             (seg.file.clone(), seg.position_for(offset), end, hw, start)
         };
+        // Under the simulator, now and then serve as little as possible.
+        let max_bytes = if buggify!(0.05) { 1 } else { max_bytes };
         let batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
         Ok(Read {
             batches,
@@ -468,13 +473,24 @@ impl PartitionLog {
             let dir_dirty = std::mem::take(&mut st.dir_dirty);
             (files, dir_dirty, st.next_offset, seg, pos)
         };
+        if buggify!(0.05) {
+            // A slow disk: appends pile up behind this sync.
+            let ms = self.env.random_below(50);
+            self.env
+                .clock
+                .sleep(std::time::Duration::from_millis(ms))
+                .await;
+        }
         let disk = self.env.disk.clone();
         let dir = self.dir.clone();
+        let skip_sync = planted(Bug::AckBeforeFsync);
         let outcome = self
             .env
             .blocking(move || -> std::io::Result<()> {
                 for f in &files {
-                    f.sync()?;
+                    if !skip_sync {
+                        f.sync()?;
+                    }
                 }
                 if dir_dirty {
                     disk.sync_dir(&dir)?;
@@ -560,10 +576,16 @@ fn read_batches(
     let mut buf = vec![0u8; want as usize];
     file.read_exact_at(pos, &mut buf)
         .map_err(|e| storage("read", e))?;
-    // Cut after the last whole batch.
-    let mut batches = batch::Batches::new(&buf, false);
+    // Cut after the last whole batch. Every batch is checked: a disk that returns
+    // corrupted bytes gets a storage error, never a client.
+    let mut batches = batch::Batches::new(&buf, true);
     for _ in batches.by_ref() {}
     let keep = batches.position();
+    if let Some(e @ BatchError::BadCrc { .. }) = batches.stopped {
+        if keep == 0 {
+            return Err(storage("read", format!("corrupt batch at byte {pos}: {e}")));
+        }
+    }
     buf.truncate(keep);
     Ok(Bytes::from(buf))
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_core::env::{Disk, DiskFile};
+use sluice_core::sim::{planted, Bug};
 
 use crate::batch::{self, BatchError, BatchHeader};
 
@@ -99,6 +100,9 @@ impl Segment {
     /// Byte position of the last indexed batch at or before `offset`.
     pub fn position_for(&self, offset: i64) -> u64 {
         let i = self.index.partition_point(|e| e.offset <= offset);
+        if planted(Bug::OffsetIndexOffByOne) && i < self.index.len() {
+            return self.index[i].position;
+        }
         if i == 0 {
             0
         } else {
@@ -175,7 +179,7 @@ pub fn scan(
                 file.read_exact_at(pos, &mut buf)?;
             }
         }
-        let mut batches = batch::Batches::new(&buf, true);
+        let mut batches = batch::Batches::new(&buf, !planted(Bug::SkipRecoveryCrc));
         let mut progressed = false;
         for (at, header) in batches.by_ref() {
             if header.base_offset != segment.next_offset {

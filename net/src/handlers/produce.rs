@@ -38,6 +38,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
         for p in t.partition_data {
             let outcome = if !valid_acks {
                 Outcome::Failed(codes::INVALID_REQUIRED_ACKS)
+            } else if sluice_core::buggify!(0.01) {
+                // A retriable refusal before anything is written.
+                Outcome::Failed(codes::REQUEST_TIMED_OUT)
             } else {
                 match broker.partition(&name, p.index) {
                     None => Outcome::Failed(codes::UNKNOWN_TOPIC_OR_PARTITION),

@@ -1,0 +1,92 @@
+//! Hooks for the simulator, compiled to nothing outside it.
+//!
+//! `buggify!()` marks a place where the simulator may inject a rare but legal
+//! behaviour (a tiny buffer, an early segment roll, a delay, a retriable error), as in
+//! FoundationDB. Planted bugs are deliberate defects that tests switch on one at a time
+//! to show the checkers catch them; they exist only in simulator builds.
+
+/// True now and then under the simulator (when buggify is enabled); always false in
+/// production builds.
+#[macro_export]
+macro_rules! buggify {
+    () => {
+        $crate::sim::buggify_fires(0.25)
+    };
+    ($probability:expr) => {
+        $crate::sim::buggify_fires($probability)
+    };
+}
+
+#[cfg(madsim)]
+pub fn buggify_fires(probability: f64) -> bool {
+    madsim::buggify::buggify_with_prob(probability)
+}
+
+#[cfg(not(madsim))]
+#[inline(always)]
+pub fn buggify_fires(_probability: f64) -> bool {
+    false
+}
+
+/// Deliberate defects for checking the checkers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// Publish the high watermark (and acknowledge) without fsyncing.
+    AckBeforeFsync,
+    /// Recovery accepts batches without checking their CRC.
+    SkipRecoveryCrc,
+    /// The offset index answers with the entry after the right one.
+    OffsetIndexOffByOne,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 3] = [
+        Bug::AckBeforeFsync,
+        Bug::SkipRecoveryCrc,
+        Bug::OffsetIndexOffByOne,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::AckBeforeFsync => "ack-before-fsync",
+            Bug::SkipRecoveryCrc => "skip-recovery-crc",
+            Bug::OffsetIndexOffByOne => "offset-index-off-by-one",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+#[cfg(madsim)]
+mod planted_state {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PLANTED: AtomicU32 = AtomicU32::new(0);
+    pub fn set(bugs: u32) {
+        PLANTED.store(bugs, Ordering::SeqCst);
+    }
+    pub fn get() -> u32 {
+        PLANTED.load(Ordering::SeqCst)
+    }
+}
+
+/// Switches planted bugs on (simulator builds only).
+#[cfg(madsim)]
+pub fn plant(bugs: &[Bug]) {
+    planted_state::set(bugs.iter().fold(0, |acc, b| acc | 1 << *b as u32));
+}
+
+/// Whether a planted bug is switched on; always false in production builds.
+#[inline(always)]
+pub fn planted(bug: Bug) -> bool {
+    #[cfg(madsim)]
+    {
+        planted_state::get() & (1 << bug as u32) != 0
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = bug;
+        false
+    }
+}

@@ -1,0 +1,57 @@
+//! lost-write: a record whose send was acknowledged with acks=all is never read back,
+//! though a final read after the faults healed covered its partition.
+//! Source: Jepsen's Kafka test ("lost-write"), and the Kafka durability contract
+//! (KIP-98's acks=all: an acknowledged write survives).
+
+use std::collections::BTreeSet;
+
+use super::Anomaly;
+use crate::history::{acked_sends, observations, Op};
+
+pub const NAME: &str = "lost-write";
+
+pub fn check(ops: &[Op]) -> Vec<Anomaly> {
+    let finals: BTreeSet<i32> = ops
+        .iter()
+        .filter(|o| o.final_read)
+        .map(|o| o.partition)
+        .collect();
+    let seen: BTreeSet<&str> = observations(ops).map(|(_, _, v, _)| v).collect();
+    acked_sends(ops)
+        .filter(|s| s.acks == Some(-1) && finals.contains(&s.partition))
+        .filter(|s| s.value.as_deref().is_some_and(|v| !seen.contains(v)))
+        .map(|s| Anomaly {
+            kind: NAME,
+            ops: vec![s.index],
+            detail: format!(
+                "{:?} acknowledged at {}-{} with acks=all, never read back",
+                s.value.as_deref().unwrap_or_default(),
+                s.partition,
+                s.offset.unwrap_or(-1)
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::test_support::*;
+
+    #[test]
+    fn acked_and_unread_is_lost_only_with_a_final_read() {
+        let mut h = vec![
+            send(0, 1, 0, "a", 0, -1),
+            send(1, 1, 0, "b", 1, -1),
+            send(2, 1, 0, "c", 2, 1),
+        ];
+        assert!(
+            check(&h).is_empty(),
+            "no final read: nothing can be called lost"
+        );
+        h.push(poll(3, 9, 0, 0, &[(0, "a")], true));
+        let found = check(&h);
+        assert_eq!(found.len(), 1, "b is lost; c was acks=1");
+        assert_eq!(found[0].ops, vec![1]);
+    }
+}

@@ -1,0 +1,136 @@
+//! The checkers. Names follow Jepsen's Kafka test (jepsen.tests.kafka), whose anomaly
+//! taxonomy this mirrors.
+
+use std::collections::BTreeMap;
+
+use crate::history::Op;
+
+mod duplicate;
+mod inconsistent_offsets;
+mod lost_write;
+mod nonmonotonic_poll;
+mod nonmonotonic_send;
+mod poll_skip;
+mod unexpected;
+mod unseen;
+
+/// One anomaly and the operations that prove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub kind: &'static str,
+    /// Indexes of the operations that show it.
+    pub ops: Vec<u64>,
+    pub detail: String,
+}
+
+/// Every anomaly found, by kind.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub anomalies: BTreeMap<&'static str, Vec<Anomaly>>,
+}
+
+impl Report {
+    pub fn is_valid(&self) -> bool {
+        self.anomalies.values().all(Vec::is_empty)
+    }
+    /// A short summary, e.g. `lost-write:3 poll-skip:1`, or `valid`.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .anomalies
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}:{}", v.len()))
+            .collect();
+        if parts.is_empty() {
+            "valid".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+    /// The full report, with up to `examples` anomalies of each kind.
+    pub fn render(&self, examples: usize) -> String {
+        let mut out = String::new();
+        for (kind, found) in &self.anomalies {
+            if found.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("{kind}: {} found\n", found.len()));
+            for a in found.iter().take(examples) {
+                out.push_str(&format!("  ops {:?}: {}\n", a.ops, a.detail));
+            }
+        }
+        if out.is_empty() {
+            out.push_str("valid: no anomalies\n");
+        }
+        out
+    }
+}
+
+/// A checker: the anomalies of one kind in a history.
+type Checker = fn(&[Op]) -> Vec<Anomaly>;
+
+/// Runs every checker.
+pub fn check_all(ops: &[Op]) -> Report {
+    let mut report = Report::default();
+    let checks: [(&'static str, Checker); 8] = [
+        (lost_write::NAME, lost_write::check),
+        (duplicate::NAME, duplicate::check),
+        (inconsistent_offsets::NAME, inconsistent_offsets::check),
+        (nonmonotonic_send::NAME, nonmonotonic_send::check),
+        (nonmonotonic_poll::NAME, nonmonotonic_poll::check),
+        (poll_skip::NAME, poll_skip::check),
+        (unseen::NAME, unseen::check),
+        (unexpected::NAME, unexpected::check),
+    ];
+    for (name, check) in checks {
+        report.anomalies.insert(name, check(ops));
+    }
+    report
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::history::{Kind, Op, F};
+
+    pub fn send(
+        index: u64,
+        process: u64,
+        partition: i32,
+        value: &str,
+        offset: i64,
+        acks: i16,
+    ) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Send, "p", process, partition);
+        o.index = index;
+        o.value = Some(value.into());
+        o.offset = Some(offset);
+        o.acks = Some(acks);
+        o
+    }
+
+    pub fn invoke_send(index: u64, process: u64, partition: i32, value: &str) -> Op {
+        let mut o = Op::new(Kind::Invoke, F::Send, "p", process, partition);
+        o.index = index;
+        o.value = Some(value.into());
+        o
+    }
+
+    pub fn poll(
+        index: u64,
+        process: u64,
+        partition: i32,
+        from: i64,
+        records: &[(i64, &str)],
+        final_read: bool,
+    ) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Poll, "c", process, partition);
+        o.index = index;
+        o.from = Some(from);
+        o.records = records
+            .iter()
+            .map(|(off, v)| (*off, v.to_string()))
+            .collect();
+        o.final_read = final_read;
+        o
+    }
+}

@@ -1,0 +1,115 @@
+//! The history model: one JSON object per line, one line per operation event, in the
+//! style of Jepsen's histories. A `send` is a produce of one record; a `poll` is a
+//! fetch of one partition from a known position.
+//!
+//! ```json
+//! {"index":7,"time_ms":120,"node":"producer-1","process":1,"type":"invoke","f":"send","partition":2,"acks":-1,"value":"p1-3"}
+//! {"index":9,"time_ms":131,"node":"producer-1","process":1,"type":"ok","f":"send","partition":2,"acks":-1,"value":"p1-3","offset":41}
+//! {"index":12,"time_ms":140,"node":"consumer-0","process":4,"type":"ok","f":"poll","partition":2,"from":40,"records":[[40,"p2-9"],[41,"p1-3"]]}
+//! ```
+//!
+//! `type` is `invoke` (started), `ok` (succeeded), `fail` (definitely did not happen)
+//! or `info` (outcome unknown, e.g. a timeout). A `poll` with `"final": true` belongs to
+//! the read after the faults healed, which must see everything acknowledged.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum F {
+    Send,
+    Poll,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub index: u64,
+    pub time_ms: u64,
+    pub node: String,
+    pub process: u64,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub f: F,
+    pub partition: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<i16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<(i64, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
+    pub final_read: bool,
+}
+
+impl Op {
+    /// A blank op of the given kind and function; fill in the rest.
+    pub fn new(kind: Kind, f: F, node: &str, process: u64, partition: i32) -> Op {
+        Op {
+            index: 0,
+            time_ms: 0,
+            node: node.to_string(),
+            process,
+            kind,
+            f,
+            partition,
+            acks: None,
+            value: None,
+            offset: None,
+            from: None,
+            records: Vec::new(),
+            error: None,
+            final_read: false,
+        }
+    }
+}
+
+/// Parses a JSON-lines history.
+pub fn parse(text: &str) -> Result<Vec<Op>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("history line {}: {e}", i + 1)))
+        .collect()
+}
+
+/// Writes a history as JSON lines.
+pub fn to_jsonl(ops: &[Op]) -> String {
+    let mut out = String::new();
+    for op in ops {
+        // Serializing plain data cannot fail.
+        out.push_str(&serde_json::to_string(op).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+/// Every (partition, offset, value, op index) a poll observed.
+pub fn observations(ops: &[Op]) -> impl Iterator<Item = (i32, i64, &str, u64)> {
+    ops.iter()
+        .filter(|o| o.f == F::Poll && o.kind == Kind::Ok)
+        .flat_map(|o| {
+            o.records
+                .iter()
+                .map(move |(off, v)| (o.partition, *off, v.as_str(), o.index))
+        })
+}
+
+/// Acknowledged sends.
+pub fn acked_sends(ops: &[Op]) -> impl Iterator<Item = &Op> {
+    ops.iter().filter(|o| o.f == F::Send && o.kind == Kind::Ok)
+}
