@@ -119,6 +119,8 @@ impl Client {
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await?;
+        // AsyncWrite only promises delivery after a flush (the simulated TCP buffers).
+        self.stream.flush().await?;
         Ok(correlation_id)
     }
 
@@ -170,6 +172,7 @@ impl Client {
     /// Sends raw bytes (for tests of malformed input) and reads one raw frame back.
     pub async fn raw(&mut self, bytes: &[u8]) -> Result<Option<Bytes>, ClientError> {
         self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
         let mut len = [0u8; 4];
         match self.stream.read_exact(&mut len).await {
             Ok(_) => {}

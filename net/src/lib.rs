@@ -9,6 +9,7 @@ pub mod frame;
 pub mod guard_alloc;
 pub mod handlers;
 pub mod node;
+#[cfg(not(madsim))]
 pub mod runtime;
 pub mod server;
 pub mod tcp;

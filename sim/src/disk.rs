@@ -133,6 +133,11 @@ impl SimDisk {
         self.lock().faults = faults;
     }
 
+    /// Bytes stored in all files now.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used()
+    }
+
     pub fn stats(&self) -> DiskStats {
         self.lock().stats.clone()
     }

@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::batch::{self, BatchError, BatchHeader};
-use crate::segment::{self, Segment};
+use crate::segment::{self, OffsetEntry, Segment};
 
 /// Per-log settings, named as Kafka's topic configs.
 #[derive(Debug, Clone)]
@@ -133,6 +133,13 @@ impl PartitionLog {
                 .last()
                 .map_or(base, |s: &Segment| s.next_offset);
             if base != expected {
+                // An empty file here is a segment whose creation was cut short: it
+                // holds nothing and the log goes on in its predecessor or successor.
+                if file.size().map_err(|e| storage("open segment", e))? == 0 {
+                    warn!(dir = %dir.display(), base, "removing an empty segment left by an interrupted roll");
+                    let _ = disk.remove_file(&path);
+                    continue;
+                }
                 warn!(dir = %dir.display(), base, expected, "segment does not follow its predecessor; dropping it and later ones");
                 dropped_from = Some(i);
                 break;
@@ -185,15 +192,17 @@ impl PartitionLog {
             disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
             segments.insert(0, Segment::new(0, file, now));
         }
-        // What survived the restart may still sit unsynced in the page cache.
+        // After a process kill (not a power loss) the page cache still holds what was
+        // written, synced or not, including segments whose directory entry was never
+        // synced. All of it is about to be served: make it durable first.
+        for seg in segments.values() {
+            seg.file.sync().map_err(|e| storage("sync segment", e))?;
+        }
+        disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
         let active = segments
             .values()
             .last()
             .ok_or_else(|| storage("open", "no segment"))?;
-        active
-            .file
-            .sync()
-            .map_err(|e| storage("sync active segment", e))?;
         let (next_offset, hw_segment, hw_position) =
             (active.next_offset, active.base_offset, active.size);
         info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
@@ -304,21 +313,14 @@ impl PartitionLog {
         if !(full || old || early) {
             return Ok(());
         }
+        // All or nothing: write the sealed segment's indexes, then create the next
+        // segment, and only then change the in-memory log. A failure (a full disk)
+        // leaves the log as it was, appending to the old segment.
         let base = st.next_offset;
         let disk = &self.env.disk;
-        let file = disk
-            .open(&self.dir.join(segment::file_name(base, "log")), true)
-            .map_err(|e| storage("create segment", e))?;
-        let sealed = st
-            .segments
-            .values_mut()
-            .last()
-            .ok_or_else(|| storage("roll", "no active segment"))?;
-        sealed.seal();
-        let (idx, tidx) = sealed.encode_indexes();
-        let sealed_base = sealed.base_offset;
-        let sealed_file = sealed.file.clone();
-        st.unsynced.push(sealed_file);
+        let sealed_base = active.base_offset;
+        let (idx, tidx) = active.encode_indexes();
+        let mut written = Vec::with_capacity(3);
         for (ext, bytes) in [("index", idx), ("timeindex", tidx)] {
             let f = disk
                 .open(&self.dir.join(segment::file_name(sealed_base, ext)), true)
@@ -328,8 +330,20 @@ impl PartitionLog {
                     Ok(f)
                 })
                 .map_err(|e| storage("write index", e))?;
-            st.unsynced.push(f);
+            written.push(f);
         }
+        let path = self.dir.join(segment::file_name(base, "log"));
+        let file = disk
+            .open(&path, true)
+            .map_err(|e| storage("create segment", e))?;
+        let sealed = st
+            .segments
+            .values_mut()
+            .last()
+            .ok_or_else(|| storage("roll", "no active segment"))?;
+        sealed.seal();
+        written.push(sealed.file.clone());
+        st.unsynced.extend(written);
         st.segments.insert(base, Segment::new(base, file, now));
         st.dir_dirty = true;
         Ok(())
@@ -404,7 +418,7 @@ impl PartitionLog {
             } else {
                 seg.size
             };
-            (seg.file.clone(), seg.position_for(offset), end, hw, start)
+            (seg.file.clone(), seg.entry_for(offset), end, hw, start)
         };
         // Under the simulator, now and then serve as little as possible.
         let max_bytes = if buggify!(0.05) { 1 } else { max_bytes };
@@ -549,15 +563,19 @@ async fn flusher(log: Weak<PartitionLog>, flush: Arc<Notify>) {
 
 const READ_AHEAD: usize = 64 << 10;
 
-/// Reads whole batches in `[from, to)` starting at the batch that holds `offset`.
+/// Reads whole batches in `[from.position, to)` starting at the batch that holds
+/// `offset`. Every batch is checked before it is served: its CRC, and that its base
+/// offset (which the CRC does not cover) continues from the index entry `from`. A disk
+/// that returns corrupted bytes gets a storage error, never a client.
 fn read_batches(
     file: &dyn DiskFile,
-    from: u64,
+    from: OffsetEntry,
     to: u64,
     offset: i64,
     max_bytes: usize,
 ) -> Result<Bytes, LogError> {
-    let mut pos = from;
+    let corrupt = |pos: u64, what: String| storage("read", format!("corrupt batch at byte {pos}: {what}"));
+    let (mut pos, mut expect) = (from.position, from.offset);
     // Skip batches before `offset` (at most one index interval of them).
     let first_size = loop {
         if pos + batch::HEADER_LEN as u64 > to {
@@ -567,23 +585,34 @@ fn read_batches(
         file.read_exact_at(pos, &mut head)
             .map_err(|e| storage("read", e))?;
         let h = batch::parse_fixed(&head)?;
+        if h.base_offset != expect {
+            return Err(corrupt(pos, format!("base offset {} where {expect} belongs", h.base_offset)));
+        }
         if h.last_offset() >= offset {
             break h.size as u64;
         }
         pos += h.size as u64;
+        expect = h.next_offset();
     };
     let want = (max_bytes as u64).max(first_size).min(to - pos);
     let mut buf = vec![0u8; want as usize];
-    file.read_exact_at(pos, &mut buf)
-        .map_err(|e| storage("read", e))?;
-    // Cut after the last whole batch. Every batch is checked: a disk that returns
-    // corrupted bytes gets a storage error, never a client.
+    file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+    // Keep the whole, valid, contiguous batches.
+    let mut keep = 0;
     let mut batches = batch::Batches::new(&buf, true);
-    for _ in batches.by_ref() {}
-    let keep = batches.position();
-    if let Some(e @ BatchError::BadCrc { .. }) = batches.stopped {
-        if keep == 0 {
-            return Err(storage("read", format!("corrupt batch at byte {pos}: {e}")));
+    for (at, h) in batches.by_ref() {
+        if h.base_offset != expect {
+            if at == 0 {
+                return Err(corrupt(pos, format!("base offset {} where {expect} belongs", h.base_offset)));
+            }
+            break;
+        }
+        expect = h.next_offset();
+        keep = at + h.size;
+    }
+    if keep == 0 {
+        if let Some(e @ BatchError::BadCrc { .. }) = batches.stopped {
+            return Err(corrupt(pos, e.to_string()));
         }
     }
     buf.truncate(keep);
@@ -609,7 +638,7 @@ fn scan_for(
                     .map_err(|e| storage("read", e))?;
             }
         }
-        let mut batches = batch::Batches::new(&buf, false);
+        let mut batches = batch::Batches::new(&buf, true);
         for (at, h) in batches.by_ref() {
             if found(&h) {
                 return Ok(Some(Bytes::copy_from_slice(&buf[at..at + h.size])));

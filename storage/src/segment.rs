@@ -97,17 +97,21 @@ impl Segment {
         self.next_offset = header.next_offset();
     }
 
-    /// Byte position of the last indexed batch at or before `offset`.
-    pub fn position_for(&self, offset: i64) -> u64 {
+    /// The last indexed batch at or before `offset` (the segment start if none).
+    pub fn entry_for(&self, offset: i64) -> OffsetEntry {
         let i = self.index.partition_point(|e| e.offset <= offset);
         if planted(Bug::OffsetIndexOffByOne) && i < self.index.len() {
-            return self.index[i].position;
+            return self.index[i];
         }
-        if i == 0 {
-            0
-        } else {
-            self.index[i - 1].position
+        match i {
+            0 => OffsetEntry { offset: self.base_offset, position: 0 },
+            _ => self.index[i - 1],
         }
+    }
+
+    /// Byte position of the last indexed batch at or before `offset`.
+    pub fn position_for(&self, offset: i64) -> u64 {
+        self.entry_for(offset).position
     }
 
     /// Byte position from which to scan for the first batch with a timestamp >= `ts`.
@@ -131,15 +135,18 @@ impl Segment {
         }
     }
 
-    /// Encodes the indexes for the sealed-segment files.
+    /// Encodes the indexes for the sealed-segment files, the time index with the
+    /// final entry that [`Segment::seal`] adds.
     pub fn encode_indexes(&self) -> (Vec<u8>, Vec<u8>) {
         let mut idx = Vec::with_capacity(self.index.len() * 8);
         for e in &self.index {
             idx.extend_from_slice(&((e.offset - self.base_offset) as u32).to_be_bytes());
             idx.extend_from_slice(&(e.position as u32).to_be_bytes());
         }
-        let mut tidx = Vec::with_capacity(self.time_index.len() * 12);
-        for e in &self.time_index {
+        let mut tidx = Vec::with_capacity(self.time_index.len() * 12 + 12);
+        let last = TimeEntry { timestamp: self.max_timestamp, offset: self.max_timestamp_batch };
+        let needs_last = self.max_timestamp > self.time_index.last().map_or(-1, |t| t.timestamp);
+        for e in self.time_index.iter().chain(needs_last.then_some(&last)) {
             tidx.extend_from_slice(&e.timestamp.to_be_bytes());
             tidx.extend_from_slice(&((e.offset - self.base_offset) as u32).to_be_bytes());
         }

@@ -1,0 +1,120 @@
+//! `sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]`: runs
+//! seeds and prints, per seed, the scenario, operations, faults, anomalies and trace
+//! hash. `sluice-sim replay SEED [--history FILE]`: runs one seed again and prints its
+//! trace (and writes its history). Build with `RUSTFLAGS="--cfg madsim"`.
+//!
+//! Each seed runs in a process of its own (`sluice-sim one SEED`): state that outlives
+//! a madsim runtime inside one process (std's per-thread hash keys among it) would
+//! otherwise make a seed's outcome depend on the seeds before it, and the printed
+//! replay command would not reproduce it.
+
+#[cfg(not(madsim))]
+fn main() {
+    eprintln!("sluice-sim runs only in the simulator build:");
+    eprintln!("  RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- run --seeds 10");
+    std::process::exit(2);
+}
+
+#[cfg(madsim)]
+fn main() {
+    use sluice_core::sim::Bug;
+    use sluice_sim::run::{run_seed, Options};
+
+    if let Ok(filter) = std::env::var("SLUICE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let has = |name: &str| args.iter().any(|a| a == name);
+    let mut opts = Options::default();
+    if let Some(n) = flag("--sends") {
+        opts.sends_per_producer = n.parse().expect("--sends takes a number");
+    }
+    if has("--swarm") {
+        opts.all_faults = false;
+    }
+    if let Some(b) = flag("--bug") {
+        opts.bugs = vec![Bug::parse(&b).unwrap_or_else(|| panic!("unknown bug {b}; one of {:?}", Bug::ALL.map(Bug::name)))];
+    }
+    let replay_line = |seed: u64| {
+        let mut line = format!("RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {seed}");
+        if let Some(b) = flag("--bug") {
+            line.push_str(&format!(" --bug {b}"));
+        }
+        if has("--swarm") {
+            line.push_str(" --swarm");
+        }
+        line
+    };
+    match args.first().map(String::as_str) {
+        Some("run") => {
+            let seeds: u64 = flag("--seeds").map_or(10, |n| n.parse().expect("--seeds takes a number"));
+            let start: u64 = flag("--start").map_or(1, |n| n.parse().expect("--start takes a number"));
+            let mut failed = Vec::new();
+            let t = std::time::Instant::now();
+            let exe = std::env::current_exe().expect("locating sluice-sim");
+            // The per-seed options, without the range.
+            let mut extra = Vec::new();
+            let mut rest = args[1..].iter();
+            while let Some(a) = rest.next() {
+                if a == "--seeds" || a == "--start" {
+                    rest.next();
+                } else {
+                    extra.push(a.clone());
+                }
+            }
+            for seed in start..start + seeds {
+                let out = std::process::Command::new(&exe)
+                    .arg("one")
+                    .arg(seed.to_string())
+                    .args(&extra)
+                    .output()
+                    .expect("running a seed");
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                if !out.status.success() {
+                    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                    println!("  replay: {}", replay_line(seed));
+                    failed.push(seed);
+                }
+            }
+            println!(
+                "{seeds} seeds in {:.1} s ({:.2} s/seed); {} failed {:?}",
+                t.elapsed().as_secs_f64(),
+                t.elapsed().as_secs_f64() / seeds.max(1) as f64,
+                failed.len(),
+                failed
+            );
+            std::process::exit(i32::from(!failed.is_empty()));
+        }
+        Some("one") => {
+            let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).expect("one takes a seed");
+            let r = run_seed(seed, &opts);
+            println!("{}", r.summary());
+            if !r.valid() {
+                print!("{}", r.report.render(3));
+            }
+            std::process::exit(i32::from(!r.valid()));
+        }
+        Some("replay") => {
+            let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).expect("replay takes a seed");
+            let r = run_seed(seed, &opts);
+            print!("{}", r.trace);
+            println!("{}", r.summary());
+            print!("{}", r.report.render(10));
+            if let Some(path) = flag("--history") {
+                std::fs::write(&path, &r.history).expect("writing the history");
+                println!("history written to {path} (check it with: cargo run -p jepsen-checks --bin jepsen-check -- {path})");
+            }
+            std::process::exit(i32::from(!r.valid()));
+        }
+        _ => {
+            eprintln!("usage: sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]");
+            eprintln!("       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,697 @@
+//! One simulation run: a seed picks a scenario (partitions, clients, which fault
+//! classes are on and how often: swarm testing), starts the real broker through
+//! `Node::start` on a simulated node with a `SimDisk`, drives it with producers and
+//! consumers built on the project's Kafka client, lets a nemesis inject faults, heals,
+//! reads everything back, and checks the history.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jepsen_checks::{check_all, history, Kind, Op, Report, F};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use madsim::net::NetSim;
+use madsim::rand::{thread_rng, Rng};
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use sluice_core::config::BrokerConfig;
+use sluice_core::env::Env;
+use sluice_core::sim::{plant, Bug};
+use sluice_net::client::{decode_batches, encode_batch, Client, Message};
+use sluice_net::node::Node;
+use sluice_net::tcp::TcpNetwork;
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::clock::SimClock;
+use crate::disk::{DiskStats, Faults, SimDisk};
+use crate::env::{InlineTasks, SeededRandom};
+
+const BROKER: &str = "10.0.0.1:9092";
+const TOPIC: &str = "jepsen";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub sends_per_producer: usize,
+    /// Every fault class on (otherwise each is on with probability 1/2).
+    pub all_faults: bool,
+    pub bugs: Vec<Bug>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sends_per_producer: 400,
+            all_faults: true,
+            bugs: Vec::new(),
+        }
+    }
+}
+
+/// The fault classes the nemesis draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Power loss: kill the node and drop or tear its unsynced writes.
+    Crash,
+    /// Process kill -9: the page cache survives.
+    Kill,
+    Pause,
+    /// Cut the broker off from everyone.
+    Isolate,
+    /// The broker can send but not receive.
+    DropInbound,
+    /// The broker can receive but not send.
+    DropOutbound,
+    /// One client's link to the broker drops its packets one way.
+    ClogClientLink,
+    /// fsync fails; the broker must stop serving the partition, then is restarted.
+    FsyncFail,
+    CorruptRead,
+    DiskFull,
+    ClockJump,
+}
+
+impl Fault {
+    const ALL: [Fault; 11] = [
+        Fault::Crash,
+        Fault::Kill,
+        Fault::Pause,
+        Fault::Isolate,
+        Fault::DropInbound,
+        Fault::DropOutbound,
+        Fault::ClogClientLink,
+        Fault::FsyncFail,
+        Fault::CorruptRead,
+        Fault::DiskFull,
+        Fault::ClockJump,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash",
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Isolate => "isolate",
+            Fault::DropInbound => "drop-inbound",
+            Fault::DropOutbound => "drop-outbound",
+            Fault::ClogClientLink => "clog-client-link",
+            Fault::FsyncFail => "fsync-fail",
+            Fault::CorruptRead => "corrupt-read",
+            Fault::DiskFull => "disk-full",
+            Fault::ClockJump => "clock-jump",
+        }
+    }
+}
+
+/// The seed's draw.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub partitions: i32,
+    pub producers: u64,
+    pub consumers: u64,
+    /// Enabled fault classes with their weights.
+    pub faults: Vec<(Fault, u32)>,
+    pub buggify: bool,
+}
+
+impl Scenario {
+    fn draw(opts: &Options) -> Scenario {
+        let mut rng = thread_rng();
+        Scenario {
+            partitions: rng.gen_range(1..=4),
+            producers: rng.gen_range(2..=3),
+            consumers: rng.gen_range(1..=2),
+            faults: Fault::ALL
+                .into_iter()
+                .filter_map(|f| (opts.all_faults || rng.gen_bool(0.5)).then(|| (f, rng.gen_range(1..=5))))
+                .collect(),
+            buggify: rng.gen_bool(0.5),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let faults: Vec<String> = self.faults.iter().map(|(f, w)| format!("{}x{w}", f.name())).collect();
+        format!(
+            "partitions={} producers={} consumers={} buggify={} faults=[{}]",
+            self.partitions,
+            self.producers,
+            self.consumers,
+            self.buggify,
+            faults.join(",")
+        )
+    }
+}
+
+/// What a seed did and what the checkers found.
+#[derive(Debug, Clone)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub scenario: String,
+    /// Completed operations (sends and polls).
+    pub ops: usize,
+    pub faults: BTreeMap<&'static str, u32>,
+    pub report: Report,
+    /// Set when the healed cluster did not serve everything back in time.
+    pub liveness: Option<String>,
+    pub history: String,
+    pub trace: String,
+    pub trace_hash: u64,
+    pub disk: DiskStats,
+}
+
+impl SeedResult {
+    pub fn valid(&self) -> bool {
+        self.report.is_valid() && self.liveness.is_none()
+    }
+
+    pub fn summary(&self) -> String {
+        let faults: Vec<String> = self.faults.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let verdict = match &self.liveness {
+            Some(why) => format!("{} liveness: {why}", self.report.summary()),
+            None => self.report.summary(),
+        };
+        format!(
+            "seed {} | {} | ops {} | faults {} | anomalies {} | trace {:016x}",
+            self.seed,
+            self.scenario,
+            self.ops,
+            if faults.is_empty() { "none".into() } else { faults.join(",") },
+            verdict,
+            self.trace_hash
+        )
+    }
+}
+
+/// Runs one seed to completion.
+pub fn run_seed(seed: u64, opts: &Options) -> SeedResult {
+    plant(&opts.bugs);
+    let rt = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let opts = opts.clone();
+    rt.block_on(simulate(seed, opts))
+}
+
+/// The history and a trace of what the nemesis did, both in simulated time.
+#[derive(Clone)]
+struct Recorder {
+    inner: Arc<Mutex<(Vec<Op>, String)>>,
+    start: Instant,
+}
+
+impl Recorder {
+    fn record(&self, mut op: Op) {
+        op.time_ms = self.start.elapsed().as_millis() as u64;
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        op.index = g.0.len() as u64;
+        g.0.push(op);
+    }
+    fn trace(&self, line: &str) {
+        let t = self.start.elapsed().as_millis();
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.1.push_str(&format!("{t:>8} ms  {line}\n"));
+    }
+}
+
+async fn simulate(seed: u64, opts: Options) -> SeedResult {
+    let scenario = Scenario::draw(&opts);
+    if scenario.buggify {
+        madsim::buggify::enable();
+    }
+    let rec = Recorder {
+        inner: Arc::new(Mutex::new((Vec::new(), String::new()))),
+        start: Instant::now(),
+    };
+    rec.trace(&format!("scenario {}", scenario.describe()));
+    let handle = Handle::current();
+    let disk = SimDisk::new(seed ^ 0x5eed_d15c);
+    let skew = Arc::new(AtomicI64::new(thread_rng().gen_range(-5_000..5_000)));
+    let broker = start_broker(&handle, &disk, &skew, scenario.partitions);
+
+    // The topic, before any client works.
+    let setup = handle.create_node().name("setup").ip(ip(2)).build();
+    let partitions = scenario.partitions;
+    let _ = setup
+        .spawn(async move {
+            loop {
+                if create_topic(partitions).await.is_ok() {
+                    return;
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    let mut producers = Vec::new();
+    for p in 0..scenario.producers {
+        let node = handle.create_node().name(format!("producer-{p}")).ip(ip(10 + p as u8)).build();
+        clients.push(node.id());
+        // Producer 0 uses acks=all; the others acks=1 or all.
+        let acks = if p == 0 || thread_rng().gen_bool(0.5) { -1 } else { 1 };
+        let (rec, sends) = (rec.clone(), opts.sends_per_producer);
+        producers.push(node.spawn(producer(rec, p, acks, sends, partitions)));
+    }
+    let mut consumers = Vec::new();
+    for c in 0..scenario.consumers {
+        let node = handle.create_node().name(format!("consumer-{c}")).ip(ip(20 + c as u8)).build();
+        clients.push(node.id());
+        let process = 100 + c;
+        consumers.push(node.spawn(consumer(rec.clone(), process, partitions, stop_consumers.clone())));
+    }
+
+    // Phase 1: faults, while the producers run.
+    let done = Arc::new(AtomicBool::new(false));
+    let nemesis = madsim::task::spawn(nemesis(
+        rec.clone(),
+        scenario.clone(),
+        broker,
+        clients.clone(),
+        disk.clone(),
+        skew.clone(),
+        done.clone(),
+    ));
+    for p in producers {
+        let _ = p.await;
+    }
+    rec.trace("producers done: healing");
+    done.store(true, Ordering::SeqCst);
+    let faults = nemesis.await.unwrap_or_default();
+
+    // Phase 2: heal. Every fault is undone by the nemesis step that made it; restart
+    // the broker process so partitions taken offline by a failed fsync come back.
+    disk.set_faults(Faults::default());
+    let net = NetSim::current();
+    net.unclog_node(broker);
+    for c in &clients {
+        net.unclog_link(*c, broker);
+        net.unclog_link(broker, *c);
+    }
+    handle.kill(broker);
+    handle.restart(broker);
+    rec.trace("heal: faults cleared, broker restarted");
+    sleep(Duration::from_secs(1)).await;
+    stop_consumers.store(true, Ordering::SeqCst);
+    for c in consumers {
+        let _ = c.await;
+    }
+
+    // Final read: everything acknowledged must come back (liveness).
+    let reader = handle.create_node().name("reader").ip(ip(30)).build();
+    let liveness = reader
+        .spawn(final_read(rec.clone(), partitions))
+        .await
+        .unwrap_or_else(|_| Some("final reader panicked".into()));
+
+    let (ops, trace) = {
+        let g = rec.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.clone()
+    };
+    let disk_stats = disk.stats();
+    let trace = format!("{trace}disk {disk_stats:?}\n");
+    let report = check_all(&ops);
+    let history = history::to_jsonl(&ops);
+    let trace_hash = fnv64(history.as_bytes()) ^ fnv64(trace.as_bytes()).rotate_left(1);
+    SeedResult {
+        seed,
+        scenario: scenario.describe(),
+        ops: ops.iter().filter(|o| o.kind != Kind::Invoke).count(),
+        faults,
+        report,
+        liveness,
+        history,
+        trace,
+        trace_hash,
+        disk: disk_stats,
+    }
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The broker node: the same `Node::start` as `sluice server`, on the simulated disk,
+/// network and clock. Restarts run it again on the same disk.
+fn start_broker(handle: &Handle, disk: &SimDisk, skew: &Arc<AtomicI64>, partitions: i32) -> NodeId {
+    let (disk, skew) = (disk.clone(), skew.clone());
+    handle
+        .create_node()
+        .name("broker")
+        .ip(ip(1))
+        .init(move || {
+            let (disk, skew) = (disk.clone(), skew.clone());
+            async move {
+                let env = Env {
+                    clock: Arc::new(SimClock::new(skew)),
+                    net: Arc::new(TcpNetwork),
+                    disk: Arc::new(disk),
+                    tasks: Arc::new(InlineTasks),
+                    rng: Arc::new(SeededRandom::new(thread_rng().gen())),
+                };
+                let config = BrokerConfig {
+                    listen: BROKER.into(),
+                    advertised_host: "10.0.0.1".into(),
+                    advertised_port: 9092,
+                    data_dir: "sim".into(),
+                    num_partitions: partitions,
+                    // Small segments so rolls and sealed segments happen under faults.
+                    log_segment_bytes: 16 << 10,
+                    log_index_interval_bytes: 512,
+                    ..BrokerConfig::default()
+                };
+                match Node::start(env, config).await {
+                    Ok(node) => {
+                        std::future::pending::<()>().await;
+                        drop(node);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "broker failed to start"),
+                }
+            }
+        })
+        .build()
+        .id()
+}
+
+async fn connect(id: &str) -> Result<Client, String> {
+    match timeout(REQUEST_TIMEOUT, Client::connect(&TcpNetwork, BROKER, id)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connect timed out".into()),
+    }
+}
+
+async fn create_topic(partitions: i32) -> Result<(), String> {
+    let mut c = connect("setup").await?;
+    let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let r = timeout(REQUEST_TIMEOUT, c.call(req, 7)).await.map_err(|_| "timeout")?.map_err(|e| e.to_string())?;
+    match r.topics.first().map(|t| t.error_code) {
+        Some(0) | Some(36) => Ok(()),
+        other => Err(format!("create topic: {other:?}")),
+    }
+}
+
+/// Error codes that prove a produce wrote nothing.
+fn definitely_not_written(code: i16) -> bool {
+    matches!(code, 2 | 3 | 10 | 21 | 87)
+}
+
+async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitions: i32) {
+    let node = format!("producer-{process}");
+    let mut client: Option<Client> = None;
+    for n in 0..sends {
+        let partition = thread_rng().gen_range(0..partitions);
+        let value = format!("{process}-{n}");
+        let mut op = Op::new(Kind::Invoke, F::Send, &node, process, partition);
+        op.acks = Some(acks);
+        op.value = Some(value.clone());
+        rec.record(op.clone());
+        // Not connected: the request is never sent, so it definitely failed.
+        if client.is_none() {
+            match connect(&node).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    op.kind = Kind::Fail;
+                    op.error = Some(e);
+                    rec.record(op);
+                    sleep(Duration::from_millis(thread_rng().gen_range(50..200))).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let batch = encode_batch(
+            &[Message { key: None, value: Some(Bytes::from(value.clone())), timestamp: n as i64 }],
+            Compression::None,
+        );
+        let outcome = match batch {
+            Ok(batch) => {
+                let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(1000).with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+                ]);
+                timeout(REQUEST_TIMEOUT, c.call(req, 9)).await
+            }
+            Err(e) => Ok(Err(e)),
+        };
+        let reply = match outcome {
+            Ok(Ok(r)) => r.responses.first().and_then(|t| t.partition_responses.first()).map(|p| (p.error_code, p.base_offset)),
+            Ok(Err(e)) => {
+                op.error = Some(e.to_string());
+                None
+            }
+            Err(_) => {
+                op.error = Some("timed out".into());
+                None
+            }
+        };
+        match reply {
+            Some((0, offset)) => {
+                op.kind = Kind::Ok;
+                op.offset = Some(offset);
+            }
+            Some((code, _)) => {
+                op.kind = if definitely_not_written(code) { Kind::Fail } else { Kind::Info };
+                op.error = Some(format!("error code {code}"));
+            }
+            None => {
+                op.kind = Kind::Info;
+                client = None;
+            }
+        }
+        let failed = op.kind != Kind::Ok;
+        rec.record(op);
+        let pause = if failed { thread_rng().gen_range(50..200) } else { thread_rng().gen_range(0..20) };
+        sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Fetches one partition from `offset`: the records and the high watermark.
+async fn poll_one(client: &mut Client, partition: i32, offset: i64) -> Result<(Vec<(i64, String)>, i64), String> {
+    let req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 10)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str(TOPIC))).with_partitions(vec![
+            FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(32 << 10),
+        ])]);
+    let r = timeout(REQUEST_TIMEOUT, client.call(req, 12)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
+    let pd = r.responses.into_iter().flat_map(|t| t.partitions).next().ok_or("empty fetch response")?;
+    if pd.error_code != 0 {
+        return Err(format!("error code {}", pd.error_code));
+    }
+    let records = decode_batches(pd.records.unwrap_or_default(), offset).map_err(|e| e.to_string())?;
+    let records = records
+        .into_iter()
+        .map(|r| (r.offset, String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()))
+        .collect();
+    Ok((records, pd.high_watermark))
+}
+
+async fn consumer(rec: Recorder, process: u64, partitions: i32, stop: Arc<AtomicBool>) {
+    let node = format!("consumer-{}", process - 100);
+    let mut positions = vec![0i64; partitions as usize];
+    let mut client: Option<Client> = None;
+    let mut p = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        p = (p + 1) % positions.len();
+        if client.is_none() {
+            match connect(&node).await {
+                Ok(c) => client = Some(c),
+                Err(_) => {
+                    sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let mut op = Op::new(Kind::Ok, F::Poll, &node, process, p as i32);
+        op.from = Some(positions[p]);
+        match poll_one(c, p as i32, positions[p]).await {
+            Ok((records, _)) => {
+                if let Some((last, _)) = records.last() {
+                    positions[p] = last + 1;
+                }
+                op.records = records;
+            }
+            Err(e) => {
+                op.kind = Kind::Fail;
+                op.error = Some(e);
+                client = None;
+            }
+        }
+        let failed = op.kind == Kind::Fail;
+        rec.record(op);
+        if failed {
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Reads every partition from 0 to its high watermark; `Some(reason)` if the healed
+/// broker could not serve that within the liveness deadline.
+async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client: Option<Client> = None;
+    for p in 0..partitions {
+        let mut offset = 0;
+        loop {
+            if Instant::now() > deadline {
+                return Some(format!("partition {p} not read back to its end within 60 s after healing"));
+            }
+            if client.is_none() {
+                client = connect("reader").await.ok();
+                if client.is_none() {
+                    sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            let Some(c) = client.as_mut() else { continue };
+            let mut op = Op::new(Kind::Ok, F::Poll, "reader", 999, p);
+            op.from = Some(offset);
+            op.final_read = true;
+            match poll_one(c, p, offset).await {
+                Ok((records, hw)) => {
+                    if let Some((last, _)) = records.last() {
+                        offset = last + 1;
+                    }
+                    let empty = records.is_empty();
+                    op.records = records;
+                    rec.record(op);
+                    if offset >= hw || (empty && offset >= hw) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    op.kind = Kind::Fail;
+                    op.error = Some(e);
+                    rec.record(op);
+                    client = None;
+                    sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn nemesis(
+    rec: Recorder,
+    scenario: Scenario,
+    broker: NodeId,
+    clients: Vec<NodeId>,
+    disk: SimDisk,
+    skew: Arc<AtomicI64>,
+    done: Arc<AtomicBool>,
+) -> BTreeMap<&'static str, u32> {
+    let mut counts = BTreeMap::new();
+    let total: u32 = scenario.faults.iter().map(|(_, w)| w).sum();
+    if total == 0 {
+        return counts;
+    }
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let pause = |lo: u64, hi: u64| sleep(Duration::from_millis(thread_rng().gen_range(lo..hi)));
+    while !done.load(Ordering::SeqCst) {
+        pause(200, 1200).await;
+        if done.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut pick = thread_rng().gen_range(0..total);
+        let fault = scenario
+            .faults
+            .iter()
+            .find(|(_, w)| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .map_or(Fault::Kill, |(f, _)| *f);
+        rec.trace(&format!("nemesis: {}", fault.name()));
+        match fault {
+            Fault::Crash => {
+                handle.kill(broker);
+                disk.crash();
+                pause(50, 500).await;
+                handle.restart(broker);
+            }
+            Fault::Kill => {
+                handle.kill(broker);
+                pause(50, 500).await;
+                handle.restart(broker);
+            }
+            Fault::Pause => {
+                handle.pause(broker);
+                pause(100, 1500).await;
+                handle.resume(broker);
+            }
+            Fault::Isolate => {
+                net.clog_node(broker);
+                pause(100, 1000).await;
+                net.unclog_node(broker);
+            }
+            Fault::DropInbound => {
+                net.clog_node_in(broker);
+                pause(100, 1000).await;
+                net.unclog_node_in(broker);
+            }
+            Fault::DropOutbound => {
+                net.clog_node_out(broker);
+                pause(100, 1000).await;
+                net.unclog_node_out(broker);
+            }
+            Fault::ClogClientLink => {
+                let c = clients[thread_rng().gen_range(0..clients.len())];
+                let (a, b) = if thread_rng().gen_bool(0.5) { (c, broker) } else { (broker, c) };
+                net.clog_link(a, b);
+                pause(100, 1000).await;
+                net.unclog_link(a, b);
+            }
+            Fault::FsyncFail => {
+                disk.set_faults(Faults { fail_sync: true, ..Faults::default() });
+                pause(100, 600).await;
+                // The failed partitions stay offline until the process restarts.
+                handle.kill(broker);
+                disk.set_faults(Faults::default());
+                disk.crash();
+                handle.restart(broker);
+            }
+            Fault::CorruptRead => {
+                disk.set_faults(Faults { corrupt_read_per_mille: thread_rng().gen_range(5..100), ..Faults::default() });
+                pause(200, 1000).await;
+                disk.set_faults(Faults::default());
+            }
+            Fault::DiskFull => {
+                let room = thread_rng().gen_range(0..32 << 10);
+                disk.set_faults(Faults { capacity_bytes: Some(disk.used_bytes() + room), ..Faults::default() });
+                pause(200, 1000).await;
+                disk.set_faults(Faults::default());
+            }
+            Fault::ClockJump => {
+                let jump = thread_rng().gen_range(-3_600_000..3_600_000);
+                skew.fetch_add(jump, Ordering::Relaxed);
+            }
+        }
+        *counts.entry(fault.name()).or_insert(0) += 1;
+    }
+    counts
+}
