@@ -232,7 +232,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let handle = Handle::current();
     let disk = SimDisk::new(seed ^ 0x5eed_d15c);
     let skew = Arc::new(AtomicI64::new(thread_rng().gen_range(-5_000..5_000)));
-    let broker = start_broker(&handle, &disk, &skew, scenario.partitions);
+    let broker = start_broker(&handle, &rec, &disk, &skew, scenario.partitions);
 
     // The topic, before any client works.
     let setup = handle.create_node().name("setup").ip(ip(2)).build();
@@ -343,14 +343,14 @@ fn fnv64(bytes: &[u8]) -> u64 {
 
 /// The broker node: the same `Node::start` as `sluice server`, on the simulated disk,
 /// network and clock. Restarts run it again on the same disk.
-fn start_broker(handle: &Handle, disk: &SimDisk, skew: &Arc<AtomicI64>, partitions: i32) -> NodeId {
-    let (disk, skew) = (disk.clone(), skew.clone());
+fn start_broker(handle: &Handle, rec: &Recorder, disk: &SimDisk, skew: &Arc<AtomicI64>, partitions: i32) -> NodeId {
+    let (rec, disk, skew) = (rec.clone(), disk.clone(), skew.clone());
     handle
         .create_node()
         .name("broker")
         .ip(ip(1))
         .init(move || {
-            let (disk, skew) = (disk.clone(), skew.clone());
+            let (rec, disk, skew) = (rec.clone(), disk.clone(), skew.clone());
             async move {
                 let env = Env {
                     clock: Arc::new(SimClock::new(skew)),
@@ -372,10 +372,11 @@ fn start_broker(handle: &Handle, disk: &SimDisk, skew: &Arc<AtomicI64>, partitio
                 };
                 match Node::start(env, config).await {
                     Ok(node) => {
+                        rec.trace("broker: started");
                         std::future::pending::<()>().await;
                         drop(node);
                     }
-                    Err(e) => tracing::warn!(error = %e, "broker failed to start"),
+                    Err(e) => rec.trace(&format!("broker: failed to start: {e}")),
                 }
             }
         })

@@ -162,6 +162,9 @@ pub struct Scan {
 }
 
 const SCAN_CHUNK: usize = 4 << 20;
+/// Times a batch that fails its CRC during recovery is read again before the log is
+/// truncated there.
+const RECOVERY_REREADS: u32 = 8;
 
 /// Reads a segment front to back, validating every batch's CRC and that offsets are
 /// dense, and rebuilds its indexes. Stops at the first torn or corrupt batch.
@@ -175,6 +178,7 @@ pub fn scan(
     let mut segment = Segment::new(base_offset, file.clone(), created_ms);
     let mut pos = 0u64;
     let mut buf = Vec::new();
+    let mut rereads = 0;
     while pos < len {
         let want = (len - pos).min(SCAN_CHUNK as u64) as usize;
         buf.resize(want, 0);
@@ -202,20 +206,24 @@ pub fn scan(
             segment.track(pos + at as u64, &header, index_interval_bytes);
             progressed = true;
         }
-        let consumed = batches.position() as u64;
-        let stop = batches.stopped.take();
-        pos += consumed;
-        match stop {
+        pos += batches.position() as u64;
+        match batches.stopped.take() {
+            None => {}
             // The chunk ended inside a batch that may continue in the file: read on
             // from it. Without progress the file itself ends inside the batch.
-            Some(BatchError::Truncated { .. }) if progressed => continue,
+            Some(BatchError::Truncated { .. }) if progressed => {}
+            // Truncating destroys data for good: a bad read must not be mistaken for a
+            // bad disk. Read the batch again before believing it is corrupt.
+            Some(BatchError::BadCrc { .. }) if rereads < RECOVERY_REREADS => rereads += 1,
             Some(e) => {
                 return Ok(Scan {
                     segment,
                     stopped: Some((pos, e)),
                 })
             }
-            None => {}
+        }
+        if progressed {
+            rereads = 0;
         }
     }
     Ok(Scan {
