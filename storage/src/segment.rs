@@ -150,6 +150,11 @@ impl Segment {
             tidx.extend_from_slice(&e.timestamp.to_be_bytes());
             tidx.extend_from_slice(&((e.offset - self.base_offset) as u32).to_be_bytes());
         }
+        // A CRC-32C trailer: a damaged index is rebuilt, never trusted.
+        for file in [&mut idx, &mut tidx] {
+            let crc = crc32c::crc32c(file);
+            file.extend_from_slice(&crc.to_be_bytes());
+        }
         (idx, tidx)
     }
 }
@@ -192,29 +197,27 @@ pub fn scan(
         }
         let mut batches = batch::Batches::new(&buf, !planted(Bug::SkipRecoveryCrc));
         let mut progressed = false;
+        let mut gap = None;
         for (at, header) in batches.by_ref() {
             if header.base_offset != segment.next_offset {
-                let stopped = BatchError::OffsetGap {
+                gap = Some(BatchError::OffsetGap {
                     expected: segment.next_offset,
                     found: header.base_offset,
-                };
-                return Ok(Scan {
-                    segment,
-                    stopped: Some((pos + at as u64, stopped)),
                 });
+                break;
             }
             segment.track(pos + at as u64, &header, index_interval_bytes);
             progressed = true;
         }
-        pos += batches.position() as u64;
-        match batches.stopped.take() {
+        pos = segment.size;
+        match gap.or(batches.stopped.take()) {
             None => {}
             // The chunk ended inside a batch that may continue in the file: read on
             // from it. Without progress the file itself ends inside the batch.
             Some(BatchError::Truncated { .. }) if progressed => {}
             // Truncating destroys data for good: a bad read must not be mistaken for a
-            // bad disk. Read the batch again before believing it is corrupt.
-            Some(BatchError::BadCrc { .. }) if rereads < RECOVERY_REREADS => rereads += 1,
+            // bad disk. Read the batch again before believing it is torn or corrupt.
+            Some(_) if rereads < RECOVERY_REREADS => rereads += 1,
             Some(e) => {
                 return Ok(Scan {
                     segment,
@@ -248,8 +251,14 @@ pub fn load_indexes(
         f.read_exact_at(0, &mut buf).ok()?;
         Some(buf)
     };
-    let idx = read_all(dir.join(file_name(base_offset, "index")))?;
-    let tidx = read_all(dir.join(file_name(base_offset, "timeindex")))?;
+    let checked = |mut bytes: Vec<u8>| -> Option<Vec<u8>> {
+        let body = bytes.len().checked_sub(4)?;
+        let stored = u32::from_be_bytes(bytes[body..].try_into().ok()?);
+        bytes.truncate(body);
+        (crc32c::crc32c(&bytes) == stored).then_some(bytes)
+    };
+    let idx = checked(read_all(dir.join(file_name(base_offset, "index")))?)?;
+    let tidx = checked(read_all(dir.join(file_name(base_offset, "timeindex")))?)?;
     let size = file.size().ok()?;
     if idx.len() % 8 != 0 || tidx.len() % 12 != 0 || idx.is_empty() {
         return None;
