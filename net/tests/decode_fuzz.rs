@@ -1,3 +1,4 @@
+#![cfg(not(madsim))]
 //! Random and truncated frames never panic the request decoder: they decode or fail
 //! with an error.
 

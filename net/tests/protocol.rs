@@ -1,3 +1,4 @@
+#![cfg(not(madsim))]
 //! The wire layer against a real in-process node on real TCP and real files: every
 //! served API at every advertised version, and bad input.
 

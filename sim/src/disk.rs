@@ -4,8 +4,8 @@
 //! those created, renamed or removed since the last directory sync.
 //!
 //! On [`SimDisk::crash`]: each file keeps its synced bytes plus, for an appended
-//! unsynced tail, a random whole number of 512-byte sectors, the last of which may be
-//! torn (garbage); each directory entry changed since its directory's sync is kept or
+//! unsynced tail, a random whole number of 512-byte sectors, any of which may be torn
+//! (garbage: sectors reach the medium out of order), the last most often; each directory entry changed since its directory's sync is kept or
 //! reverted at random. Directories themselves are created durably (a simplification:
 //! the broker syncs the parent after creating one anyway).
 //!
@@ -159,22 +159,37 @@ impl SimDisk {
             let mut survived = f.durable.clone();
             let appended_only = f.data.len() > f.durable.len() && f.data.starts_with(&f.durable);
             if appended_only {
-                let tail = &f.data[f.durable.len()..];
-                let sectors = tail.len().div_ceil(SECTOR);
+                // Whole sectors (aligned in the file, so a sector may hold both synced
+                // and unsynced bytes) of the unsynced tail reached the medium, a prefix
+                // of them, not necessarily in order: any may be torn (garbage where the
+                // unsynced bytes were), the last most often.
+                let (start, end) = (f.durable.len(), f.data.len());
+                let first = start / SECTOR;
+                let sectors = (end - 1) / SECTOR - first + 1;
                 let keep = (r1 % (sectors as u64 + 1)) as usize;
-                let kept = (keep * SECTOR).min(tail.len());
-                survived.extend_from_slice(&tail[..kept]);
-                // The last kept sector may be torn: garbage where the data was.
-                if keep > 0 && r2.is_multiple_of(3) {
-                    let start = survived.len() - (kept - (keep - 1) * SECTOR);
-                    let mut x = r2;
-                    for b in &mut survived[start..] {
-                        x = x
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        *b = (x >> 33) as u8;
+                let kept_end = if keep == 0 {
+                    start
+                } else {
+                    end.min((first + keep) * SECTOR)
+                };
+                survived.extend_from_slice(&f.data[start..kept_end]);
+                let mut x = r2;
+                for s in first..first + keep {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let last = s + 1 == first + keep;
+                    let torn_here = if last { x >> 60 < 5 } else { x >> 59 == 0 };
+                    if torn_here {
+                        let (a, b) = ((s * SECTOR).max(start), ((s + 1) * SECTOR).min(kept_end));
+                        for byte in &mut survived[a..b] {
+                            x = x
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            *byte = (x >> 33) as u8;
+                        }
+                        torn += 1;
                     }
-                    torn = 1;
                 }
             }
             let lost = f.data.len().saturating_sub(survived.len()) as u64;

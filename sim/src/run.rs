@@ -125,20 +125,27 @@ pub struct Scenario {
 impl Scenario {
     fn draw(opts: &Options) -> Scenario {
         let mut rng = thread_rng();
+        let mut faults = Vec::new();
+        for f in Fault::ALL {
+            if opts.all_faults || rng.gen_bool(0.5) {
+                faults.push((f, rng.gen_range(1..=5)));
+            }
+        }
         Scenario {
             partitions: rng.gen_range(1..=4),
             producers: rng.gen_range(2..=3),
             consumers: rng.gen_range(1..=2),
-            faults: Fault::ALL
-                .into_iter()
-                .filter_map(|f| (opts.all_faults || rng.gen_bool(0.5)).then(|| (f, rng.gen_range(1..=5))))
-                .collect(),
+            faults,
             buggify: rng.gen_bool(0.5),
         }
     }
 
     pub fn describe(&self) -> String {
-        let faults: Vec<String> = self.faults.iter().map(|(f, w)| format!("{}x{w}", f.name())).collect();
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(f, w)| format!("{}x{w}", f.name()))
+            .collect();
         format!(
             "partitions={} producers={} consumers={} buggify={} faults=[{}]",
             self.partitions,
@@ -173,7 +180,11 @@ impl SeedResult {
     }
 
     pub fn summary(&self) -> String {
-        let faults: Vec<String> = self.faults.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
         let verdict = match &self.liveness {
             Some(why) => format!("{} liveness: {why}", self.report.summary()),
             None => self.report.summary(),
@@ -183,7 +194,11 @@ impl SeedResult {
             self.seed,
             self.scenario,
             self.ops,
-            if faults.is_empty() { "none".into() } else { faults.join(",") },
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults.join(",")
+            },
             verdict,
             self.trace_hash
         )
@@ -252,19 +267,36 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let mut clients = Vec::new();
     let mut producers = Vec::new();
     for p in 0..scenario.producers {
-        let node = handle.create_node().name(format!("producer-{p}")).ip(ip(10 + p as u8)).build();
+        let node = handle
+            .create_node()
+            .name(format!("producer-{p}"))
+            .ip(ip(10 + p as u8))
+            .build();
         clients.push(node.id());
         // Producer 0 uses acks=all; the others acks=1 or all.
-        let acks = if p == 0 || thread_rng().gen_bool(0.5) { -1 } else { 1 };
+        let acks = if p == 0 || thread_rng().gen_bool(0.5) {
+            -1
+        } else {
+            1
+        };
         let (rec, sends) = (rec.clone(), opts.sends_per_producer);
         producers.push(node.spawn(producer(rec, p, acks, sends, partitions)));
     }
     let mut consumers = Vec::new();
     for c in 0..scenario.consumers {
-        let node = handle.create_node().name(format!("consumer-{c}")).ip(ip(20 + c as u8)).build();
+        let node = handle
+            .create_node()
+            .name(format!("consumer-{c}"))
+            .ip(ip(20 + c as u8))
+            .build();
         clients.push(node.id());
         let process = 100 + c;
-        consumers.push(node.spawn(consumer(rec.clone(), process, partitions, stop_consumers.clone())));
+        consumers.push(node.spawn(consumer(
+            rec.clone(),
+            process,
+            partitions,
+            stop_consumers.clone(),
+        )));
     }
 
     // Phase 1: faults, while the producers run.
@@ -338,12 +370,20 @@ fn ip(last: u8) -> IpAddr {
 }
 
 fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The broker node: the same `Node::start` as `sluice server`, on the simulated disk,
 /// network and clock. Restarts run it again on the same disk.
-fn start_broker(handle: &Handle, rec: &Recorder, disk: &SimDisk, skew: &Arc<AtomicI64>, partitions: i32) -> NodeId {
+fn start_broker(
+    handle: &Handle,
+    rec: &Recorder,
+    disk: &SimDisk,
+    skew: &Arc<AtomicI64>,
+    partitions: i32,
+) -> NodeId {
     let (rec, disk, skew) = (rec.clone(), disk.clone(), skew.clone());
     handle
         .create_node()
@@ -394,11 +434,16 @@ async fn connect(id: &str) -> Result<Client, String> {
 
 async fn create_topic(partitions: i32) -> Result<(), String> {
     let mut c = connect("setup").await?;
-    let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
-    let r = timeout(REQUEST_TIMEOUT, c.call(req, 7)).await.map_err(|_| "timeout")?.map_err(|e| e.to_string())?;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    let r = timeout(REQUEST_TIMEOUT, c.call(req, 7))
+        .await
+        .map_err(|_| "timeout")?
+        .map_err(|e| e.to_string())?;
     match r.topics.first().map(|t| t.error_code) {
         Some(0) | Some(36) => Ok(()),
         other => Err(format!("create topic: {other:?}")),
@@ -415,7 +460,9 @@ async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitio
     let mut client: Option<Client> = None;
     for n in 0..sends {
         let partition = thread_rng().gen_range(0..partitions);
-        let value = format!("{process}-{n}");
+        // Values of varied size, so batches straddle disk sectors as real ones do.
+        let pad = thread_rng().gen_range(0..700);
+        let value = format!("{process}-{n}:{}", ".".repeat(pad));
         let mut op = Op::new(Kind::Invoke, F::Send, &node, process, partition);
         op.acks = Some(acks);
         op.value = Some(value.clone());
@@ -435,22 +482,33 @@ async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitio
         }
         let Some(c) = client.as_mut() else { continue };
         let batch = encode_batch(
-            &[Message { key: None, value: Some(Bytes::from(value.clone())), timestamp: n as i64 }],
+            &[Message {
+                key: None,
+                value: Some(Bytes::from(value.clone())),
+                timestamp: n as i64,
+            }],
             Compression::None,
         );
         let outcome = match batch {
             Ok(batch) => {
-                let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(1000).with_topic_data(vec![
-                    TopicProduceData::default()
+                let req = ProduceRequest::default()
+                    .with_acks(acks)
+                    .with_timeout_ms(1000)
+                    .with_topic_data(vec![TopicProduceData::default()
                         .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
-                ]);
+                        .with_partition_data(vec![PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batch))])]);
                 timeout(REQUEST_TIMEOUT, c.call(req, 9)).await
             }
             Err(e) => Ok(Err(e)),
         };
         let reply = match outcome {
-            Ok(Ok(r)) => r.responses.first().and_then(|t| t.partition_responses.first()).map(|p| (p.error_code, p.base_offset)),
+            Ok(Ok(r)) => r
+                .responses
+                .first()
+                .and_then(|t| t.partition_responses.first())
+                .map(|p| (p.error_code, p.base_offset)),
             Ok(Err(e)) => {
                 op.error = Some(e.to_string());
                 None
@@ -466,7 +524,11 @@ async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitio
                 op.offset = Some(offset);
             }
             Some((code, _)) => {
-                op.kind = if definitely_not_written(code) { Kind::Fail } else { Kind::Info };
+                op.kind = if definitely_not_written(code) {
+                    Kind::Fail
+                } else {
+                    Kind::Info
+                };
                 op.error = Some(format!("error code {code}"));
             }
             None => {
@@ -476,31 +538,56 @@ async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitio
         }
         let failed = op.kind != Kind::Ok;
         rec.record(op);
-        let pause = if failed { thread_rng().gen_range(50..200) } else { thread_rng().gen_range(0..20) };
+        let pause = if failed {
+            thread_rng().gen_range(50..200)
+        } else {
+            thread_rng().gen_range(0..20)
+        };
         sleep(Duration::from_millis(pause)).await;
     }
 }
 
 /// Fetches one partition from `offset`: the records and the high watermark.
-async fn poll_one(client: &mut Client, partition: i32, offset: i64) -> Result<(Vec<(i64, String)>, i64), String> {
+async fn poll_one(
+    client: &mut Client,
+    partition: i32,
+    offset: i64,
+) -> Result<(Vec<(i64, String)>, i64), String> {
     let req = FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(100)
         .with_min_bytes(1)
         .with_max_bytes(64 << 10)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str(TOPIC))).with_partitions(vec![
-            FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(32 << 10),
-        ])]);
-    let r = timeout(REQUEST_TIMEOUT, client.call(req, 12)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
-    let pd = r.responses.into_iter().flat_map(|t| t.partitions).next().ok_or("empty fetch response")?;
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(32 << 10)])]);
+    let r = timeout(REQUEST_TIMEOUT, client.call(req, 12))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let pd = r
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()
+        .ok_or("empty fetch response")?;
     if pd.error_code != 0 {
         return Err(format!("error code {}", pd.error_code));
     }
-    let records = decode_batches(pd.records.unwrap_or_default(), offset).map_err(|e| e.to_string())?;
+    let records =
+        decode_batches(pd.records.unwrap_or_default(), offset).map_err(|e| e.to_string())?;
     let records = records
         .into_iter()
-        .map(|r| (r.offset, String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()))
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+            )
+        })
         .collect();
     Ok((records, pd.high_watermark))
 }
@@ -554,7 +641,9 @@ async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
         let mut offset = 0;
         loop {
             if Instant::now() > deadline {
-                return Some(format!("partition {p} not read back to its end within 60 s after healing"));
+                return Some(format!(
+                    "partition {p} not read back to its end within 60 s after healing"
+                ));
             }
             if client.is_none() {
                 client = connect("reader").await.ok();
@@ -572,10 +661,9 @@ async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
                     if let Some((last, _)) = records.last() {
                         offset = last + 1;
                     }
-                    let empty = records.is_empty();
                     op.records = records;
                     rec.record(op);
-                    if offset >= hw || (empty && offset >= hw) {
+                    if offset >= hw {
                         break;
                     }
                 }
@@ -662,13 +750,20 @@ async fn nemesis(
             }
             Fault::ClogClientLink => {
                 let c = clients[thread_rng().gen_range(0..clients.len())];
-                let (a, b) = if thread_rng().gen_bool(0.5) { (c, broker) } else { (broker, c) };
+                let (a, b) = if thread_rng().gen_bool(0.5) {
+                    (c, broker)
+                } else {
+                    (broker, c)
+                };
                 net.clog_link(a, b);
                 pause(100, 1000).await;
                 net.unclog_link(a, b);
             }
             Fault::FsyncFail => {
-                disk.set_faults(Faults { fail_sync: true, ..Faults::default() });
+                disk.set_faults(Faults {
+                    fail_sync: true,
+                    ..Faults::default()
+                });
                 pause(100, 600).await;
                 // The failed partitions stay offline until the process restarts.
                 handle.kill(broker);
@@ -677,13 +772,19 @@ async fn nemesis(
                 handle.restart(broker);
             }
             Fault::CorruptRead => {
-                disk.set_faults(Faults { corrupt_read_per_mille: thread_rng().gen_range(5..100), ..Faults::default() });
+                disk.set_faults(Faults {
+                    corrupt_read_per_mille: thread_rng().gen_range(5..100),
+                    ..Faults::default()
+                });
                 pause(200, 1000).await;
                 disk.set_faults(Faults::default());
             }
             Fault::DiskFull => {
                 let room = thread_rng().gen_range(0..32 << 10);
-                disk.set_faults(Faults { capacity_bytes: Some(disk.used_bytes() + room), ..Faults::default() });
+                disk.set_faults(Faults {
+                    capacity_bytes: Some(disk.used_bytes() + room),
+                    ..Faults::default()
+                });
                 pause(200, 1000).await;
                 disk.set_faults(Faults::default());
             }

@@ -31,7 +31,9 @@ pub fn write_atomic(disk: &dyn Disk, path: &Path, contents: &[u8]) -> io::Result
 fn verify(bytes: &[u8]) -> Option<&[u8]> {
     let text_end = bytes.len().checked_sub(TRAILER.len() + 9)?;
     let (contents, trailer) = bytes.split_at(text_end);
-    let hex = trailer.strip_prefix(TRAILER.as_bytes())?.strip_suffix(b"\n")?;
+    let hex = trailer
+        .strip_prefix(TRAILER.as_bytes())?
+        .strip_suffix(b"\n")?;
     let stored = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
     (stored == crc32c::crc32c(contents)).then_some(contents)
 }
@@ -63,7 +65,9 @@ mod tests {
     #[test]
     fn trailer_round_trips_and_catches_damage() {
         let mut framed = b"a 1\nb 2\n".to_vec();
-        framed.extend_from_slice(format!("{TRAILER}{:08x}\n", crc32c::crc32c(b"a 1\nb 2\n")).as_bytes());
+        framed.extend_from_slice(
+            format!("{TRAILER}{:08x}\n", crc32c::crc32c(b"a 1\nb 2\n")).as_bytes(),
+        );
         assert_eq!(verify(&framed), Some(&b"a 1\nb 2\n"[..]));
         framed[0] ^= 1;
         assert_eq!(verify(&framed), None);

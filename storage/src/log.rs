@@ -574,7 +574,8 @@ fn read_batches(
     offset: i64,
     max_bytes: usize,
 ) -> Result<Bytes, LogError> {
-    let corrupt = |pos: u64, what: String| storage("read", format!("corrupt batch at byte {pos}: {what}"));
+    let corrupt =
+        |pos: u64, what: String| storage("read", format!("corrupt batch at byte {pos}: {what}"));
     let (mut pos, mut expect) = (from.position, from.offset);
     // Skip batches before `offset` (at most one index interval of them).
     let first_size = loop {
@@ -586,7 +587,10 @@ fn read_batches(
             .map_err(|e| storage("read", e))?;
         let h = batch::parse_fixed(&head)?;
         if h.base_offset != expect {
-            return Err(corrupt(pos, format!("base offset {} where {expect} belongs", h.base_offset)));
+            return Err(corrupt(
+                pos,
+                format!("base offset {} where {expect} belongs", h.base_offset),
+            ));
         }
         if h.last_offset() >= offset {
             break h.size as u64;
@@ -596,14 +600,18 @@ fn read_batches(
     };
     let want = (max_bytes as u64).max(first_size).min(to - pos);
     let mut buf = vec![0u8; want as usize];
-    file.read_exact_at(pos, &mut buf).map_err(|e| storage("read", e))?;
+    file.read_exact_at(pos, &mut buf)
+        .map_err(|e| storage("read", e))?;
     // Keep the whole, valid, contiguous batches.
     let mut keep = 0;
     let mut batches = batch::Batches::new(&buf, true);
     for (at, h) in batches.by_ref() {
         if h.base_offset != expect {
             if at == 0 {
-                return Err(corrupt(pos, format!("base offset {} where {expect} belongs", h.base_offset)));
+                return Err(corrupt(
+                    pos,
+                    format!("base offset {} where {expect} belongs", h.base_offset),
+                ));
             }
             break;
         }

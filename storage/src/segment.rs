@@ -104,7 +104,10 @@ impl Segment {
             return self.index[i];
         }
         match i {
-            0 => OffsetEntry { offset: self.base_offset, position: 0 },
+            0 => OffsetEntry {
+                offset: self.base_offset,
+                position: 0,
+            },
             _ => self.index[i - 1],
         }
     }
@@ -144,7 +147,10 @@ impl Segment {
             idx.extend_from_slice(&(e.position as u32).to_be_bytes());
         }
         let mut tidx = Vec::with_capacity(self.time_index.len() * 12 + 12);
-        let last = TimeEntry { timestamp: self.max_timestamp, offset: self.max_timestamp_batch };
+        let last = TimeEntry {
+            timestamp: self.max_timestamp,
+            offset: self.max_timestamp_batch,
+        };
         let needs_last = self.max_timestamp > self.time_index.last().map_or(-1, |t| t.timestamp);
         for e in self.time_index.iter().chain(needs_last.then_some(&last)) {
             tidx.extend_from_slice(&e.timestamp.to_be_bytes());

@@ -28,7 +28,12 @@ fn main() {
             .init();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let has = |name: &str| args.iter().any(|a| a == name);
     let mut opts = Options::default();
     if let Some(n) = flag("--sends") {
@@ -38,7 +43,8 @@ fn main() {
         opts.all_faults = false;
     }
     if let Some(b) = flag("--bug") {
-        opts.bugs = vec![Bug::parse(&b).unwrap_or_else(|| panic!("unknown bug {b}; one of {:?}", Bug::ALL.map(Bug::name)))];
+        opts.bugs = vec![Bug::parse(&b)
+            .unwrap_or_else(|| panic!("unknown bug {b}; one of {:?}", Bug::ALL.map(Bug::name)))];
     }
     let replay_line = |seed: u64| {
         let mut line = format!("RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {seed}");
@@ -52,8 +58,10 @@ fn main() {
     };
     match args.first().map(String::as_str) {
         Some("run") => {
-            let seeds: u64 = flag("--seeds").map_or(10, |n| n.parse().expect("--seeds takes a number"));
-            let start: u64 = flag("--start").map_or(1, |n| n.parse().expect("--start takes a number"));
+            let seeds: u64 =
+                flag("--seeds").map_or(10, |n| n.parse().expect("--seeds takes a number"));
+            let start: u64 =
+                flag("--start").map_or(1, |n| n.parse().expect("--start takes a number"));
             let mut failed = Vec::new();
             let t = std::time::Instant::now();
             let exe = std::env::current_exe().expect("locating sluice-sim");
@@ -91,7 +99,10 @@ fn main() {
             std::process::exit(i32::from(!failed.is_empty()));
         }
         Some("one") => {
-            let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).expect("one takes a seed");
+            let seed: u64 = args
+                .get(1)
+                .and_then(|s| s.parse().ok())
+                .expect("one takes a seed");
             let r = run_seed(seed, &opts);
             println!("{}", r.summary());
             if !r.valid() {
@@ -100,7 +111,10 @@ fn main() {
             std::process::exit(i32::from(!r.valid()));
         }
         Some("replay") => {
-            let seed: u64 = args.get(1).and_then(|s| s.parse().ok()).expect("replay takes a seed");
+            let seed: u64 = args
+                .get(1)
+                .and_then(|s| s.parse().ok())
+                .expect("replay takes a seed");
             let r = run_seed(seed, &opts);
             print!("{}", r.trace);
             println!("{}", r.summary());
@@ -112,7 +126,9 @@ fn main() {
             std::process::exit(i32::from(!r.valid()));
         }
         _ => {
-            eprintln!("usage: sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]");
+            eprintln!(
+                "usage: sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]"
+            );
             eprintln!("       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm]");
             std::process::exit(2);
         }
