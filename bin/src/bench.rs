@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use sluice_core::config::BrokerConfig;
-use sluice_net::client::{decode_batches, encode_batch, Client, Message};
+use sluice_net::client::{
+    decode_batches, encode_batch, fetch_request, produce_request, Client, Message,
+};
 use sluice_net::node::Node;
 use sluice_net::runtime::production_env;
 use sluice_net::tcp::TcpNetwork;
@@ -263,20 +263,12 @@ async fn produce_load(
             } else {
                 mine
             };
-            let req = ProduceRequest::default()
-                .with_acks(acks)
-                .with_timeout_ms(30_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic)))
-                    .with_partition_data(
-                        mine.iter()
-                            .map(|&p| {
-                                PartitionProduceData::default()
-                                    .with_index(p)
-                                    .with_records(Some(batch.clone()))
-                            })
-                            .collect(),
-                    )]);
+            let req = produce_request(
+                &topic,
+                acks,
+                30_000,
+                mine.iter().map(|&p| (p, batch.clone())),
+            );
             let per_request = (per_batch * mine.len()) as u64;
             let mut pending = 0usize;
             while Instant::now() < deadline || pending > 0 {
@@ -314,24 +306,13 @@ async fn consume_all(addr: &str, topic: &str, partitions: i32) -> Result<(u64, u
     let (mut records, mut bytes) = (0u64, 0u64);
     let t = Instant::now();
     while offsets.iter().zip(&ends).any(|(o, e)| o < e) {
-        let req = FetchRequest::default()
-            .with_replica_id((-1).into())
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(64 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(topic.into())))
-                .with_partitions(
-                    (0..partitions)
-                        .map(|p| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(offsets[p as usize])
-                                .with_partition_max_bytes(8 << 20)
-                        })
-                        .collect(),
-                )]);
+        let req = fetch_request(
+            topic,
+            (0..partitions).map(|p| (p, offsets[p as usize])),
+            0,
+            64 << 20,
+            8 << 20,
+        );
         let r = c.call(req, v).await?;
         for pd in r.responses.into_iter().flat_map(|t| t.partitions) {
             let p = pd.partition_index as usize;
@@ -365,18 +346,7 @@ async fn latency(
         let mut offset = 0i64;
         let mut lat = Vec::with_capacity(samples);
         while lat.len() < samples {
-            let req = FetchRequest::default()
-                .with_replica_id((-1).into())
-                .with_max_wait_ms(500)
-                .with_min_bytes(1)
-                .with_max_bytes(1 << 20)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(consumer_topic.clone())))
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(1 << 20)])]);
+            let req = fetch_request(&consumer_topic, [(0, offset)], 500, 1 << 20, 1 << 20);
             let r = c.call(req, v).await?;
             let now = origin.elapsed().as_micros() as i64;
             for pd in r.responses.into_iter().flat_map(|t| t.partitions) {
@@ -408,14 +378,7 @@ async fn latency(
             }],
             Compression::None,
         )?;
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.into())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(batch))])]);
+        let req = produce_request(topic, -1, 30_000, [(0, batch)]);
         let id = c.send(&req, v).await?;
         c.expect(id, ApiKey::Produce, v);
         pending += 1;

@@ -4,10 +4,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use sluice_net::client::decode_batches;
+use kafka_protocol::messages::ApiKey;
+use sluice_net::client::{decode_batches, fetch_request};
 
 use crate::Bootstrap;
 
@@ -60,28 +58,13 @@ pub async fn run(args: Args) -> Result<()> {
     let mut last_data = Instant::now();
     let stdout = std::io::stdout();
     loop {
-        let req = FetchRequest::default()
-            .with_replica_id((-1).into())
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(50 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(args.topic.clone())))
-                .with_partitions(
-                    positions
-                        .iter()
-                        .map(|&(p, o)| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(o)
-                                .with_partition_max_bytes(1 << 20)
-                                .with_current_leader_epoch(-1)
-                                .with_last_fetched_epoch(-1)
-                                .with_log_start_offset(-1)
-                        })
-                        .collect(),
-                )]);
+        let req = fetch_request(
+            &args.topic,
+            positions.iter().copied(),
+            500,
+            50 << 20,
+            1 << 20,
+        );
         let resp = client.call(req, v).await?;
         let mut got = false;
         let mut out = stdout.lock();

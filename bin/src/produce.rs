@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::records::Compression;
-use sluice_net::client::{encode_batch, partition_for_key, Client, Message};
+use sluice_net::client::{encode_batch, partition_for_key, produce_request, Client, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::Bootstrap;
@@ -116,21 +114,12 @@ pub async fn flush(
         return Ok(0);
     }
     let mut n = 0;
-    let mut data = Vec::new();
+    let mut batches = Vec::new();
     for (p, msgs) in std::mem::take(pending) {
         n += msgs.len();
-        data.push(
-            PartitionProduceData::default()
-                .with_index(p)
-                .with_records(Some(encode_batch(&msgs, compression)?)),
-        );
+        batches.push((p, encode_batch(&msgs, compression)?));
     }
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(data)]);
+    let req = produce_request(topic, acks, 30_000, batches);
     let v = client.version(ApiKey::Produce, 10)?;
     if acks == 0 {
         client.send(&req, v).await?;

@@ -93,6 +93,33 @@ pub trait Random: Send + Sync + 'static {
     fn next_u64(&self) -> u64;
 }
 
+/// splitmix64: advances `state` and returns the next value. Fast, well mixed, and not
+/// for cryptography.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// [`Random`] from a seed (splitmix64): the simulator seeds it from the run's seed,
+/// production from the OS.
+pub struct SeededRandom(std::sync::Mutex<u64>);
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> Self {
+        SeededRandom(std::sync::Mutex::new(seed))
+    }
+}
+
+impl Random for SeededRandom {
+    fn next_u64(&self) -> u64 {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        splitmix64(&mut state)
+    }
+}
+
 /// Everything nondeterministic a node may touch.
 #[derive(Clone)]
 pub struct Env {

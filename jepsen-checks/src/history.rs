@@ -113,3 +113,18 @@ pub fn observations(ops: &[Op]) -> impl Iterator<Item = (i32, i64, &str, u64)> {
 pub fn acked_sends(ops: &[Op]) -> impl Iterator<Item = &Op> {
     ops.iter().filter(|o| o.f == F::Send && o.kind == Kind::Ok)
 }
+
+/// Acknowledged sends that no poll observed, in partitions a final read covered.
+pub fn unread_acked_sends(ops: &[Op]) -> Vec<&Op> {
+    let finals: std::collections::BTreeSet<i32> = ops
+        .iter()
+        .filter(|o| o.final_read)
+        .map(|o| o.partition)
+        .collect();
+    let seen: std::collections::BTreeSet<&str> = observations(ops).map(|(_, _, v, _)| v).collect();
+    acked_sends(ops)
+        .filter(|s| {
+            finals.contains(&s.partition) && s.value.as_deref().is_some_and(|v| !seen.contains(v))
+        })
+        .collect()
+}

@@ -6,7 +6,12 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -183,6 +188,60 @@ impl Client {
         self.stream.read_exact(&mut body).await?;
         Ok(Some(body.into()))
     }
+}
+
+/// A Produce request for one topic: a batch per partition.
+pub fn produce_request(
+    topic: &str,
+    acks: i16,
+    timeout_ms: i32,
+    batches: impl IntoIterator<Item = (i32, Bytes)>,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(
+                batches
+                    .into_iter()
+                    .map(|(p, records)| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(records))
+                    })
+                    .collect(),
+            )])
+}
+
+/// A (sessionless) Fetch request for one topic from the given (partition, offset)
+/// positions: answered at once when data is there, else after `max_wait_ms`.
+pub fn fetch_request(
+    topic: &str,
+    positions: impl IntoIterator<Item = (i32, i64)>,
+    max_wait_ms: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(
+                positions
+                    .into_iter()
+                    .map(|(p, offset)| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(partition_max_bytes)
+                    })
+                    .collect(),
+            )])
 }
 
 /// One record to produce.

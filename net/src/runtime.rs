@@ -3,11 +3,10 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_core::env::{BoxFuture, Clock, Env, Random, Tasks};
+use sluice_core::env::{BoxFuture, Clock, Env, SeededRandom, Tasks};
 use sluice_storage::file_disk::FileDisk;
 
 use crate::tcp::TcpNetwork;
@@ -52,27 +51,6 @@ impl Tasks for TokioTasks {
     }
 }
 
-/// splitmix64 seeded from the OS-keyed hasher: fast, and not for cryptography.
-pub struct OsRandom(AtomicU64);
-
-impl Default for OsRandom {
-    fn default() -> Self {
-        OsRandom(AtomicU64::new(RandomState::new().hash_one(0u64)))
-    }
-}
-
-impl Random for OsRandom {
-    fn next_u64(&self) -> u64 {
-        let mut z = self
-            .0
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// The production environment: real TCP, real files under `data_dir`, tokio time.
 pub fn production_env(data_dir: &str) -> Env {
     Env {
@@ -80,6 +58,7 @@ pub fn production_env(data_dir: &str) -> Env {
         net: Arc::new(TcpNetwork),
         disk: Arc::new(FileDisk::new(data_dir)),
         tasks: Arc::new(TokioTasks),
-        rng: Arc::new(OsRandom::default()),
+        // Seeded from the OS-keyed hasher: topic and cluster ids need not be secret.
+        rng: Arc::new(SeededRandom::new(RandomState::new().hash_one(0u64))),
     }
 }

@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sluice_core::env::{Disk, DiskFile};
+use sluice_core::env::{splitmix64, Disk, DiskFile};
 
 pub const SECTOR: usize = 512;
 
@@ -72,11 +72,7 @@ struct Inner {
 
 impl Inner {
     fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(&mut self.rng)
     }
     fn used(&self) -> u64 {
         self.files.values().map(|f| f.data.len() as u64).sum()

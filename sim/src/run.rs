@@ -13,9 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jepsen_checks::{check_all, history, Kind, Op, Report, F};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use madsim::net::NetSim;
@@ -23,16 +21,18 @@ use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
 use sluice_core::config::BrokerConfig;
-use sluice_core::env::Env;
+use sluice_core::env::{Env, SeededRandom};
 use sluice_core::sim::{plant, Bug};
-use sluice_net::client::{decode_batches, encode_batch, Client, Message};
+use sluice_net::client::{
+    decode_batches, encode_batch, fetch_request, produce_request, Client, Message,
+};
 use sluice_net::node::Node;
 use sluice_net::tcp::TcpNetwork;
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::clock::SimClock;
 use crate::disk::{DiskStats, Faults, SimDisk};
-use crate::env::{InlineTasks, SeededRandom};
+use crate::env::InlineTasks;
 
 const BROKER: &str = "10.0.0.1:9092";
 const TOPIC: &str = "jepsen";
@@ -491,14 +491,7 @@ async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitio
         );
         let outcome = match batch {
             Ok(batch) => {
-                let req = ProduceRequest::default()
-                    .with_acks(acks)
-                    .with_timeout_ms(1000)
-                    .with_topic_data(vec![TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                        .with_partition_data(vec![PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(batch))])]);
+                let req = produce_request(TOPIC, acks, 1000, [(partition, batch)]);
                 timeout(REQUEST_TIMEOUT, c.call(req, 9)).await
             }
             Err(e) => Ok(Err(e)),
@@ -553,18 +546,7 @@ async fn poll_one(
     partition: i32,
     offset: i64,
 ) -> Result<(Vec<(i64, String)>, i64), String> {
-    let req = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(64 << 10)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(32 << 10)])]);
+    let req = fetch_request(TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
     let r = timeout(REQUEST_TIMEOUT, client.call(req, 12))
         .await
         .map_err(|_| "timed out".to_string())?

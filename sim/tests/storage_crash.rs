@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sluice_core::env::Env;
+use sluice_core::env::{Env, SeededRandom};
 use sluice_net::runtime::TokioClock;
-use sluice_sim::env::{InlineTasks, SeededRandom};
+use sluice_sim::env::InlineTasks;
 use sluice_sim::SimDisk;
 use sluice_storage::{batch, LogConfig, PartitionLog};
 

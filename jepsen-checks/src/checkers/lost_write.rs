@@ -3,23 +3,15 @@
 //! Source: Jepsen's Kafka test ("lost-write"), and the Kafka durability contract
 //! (KIP-98's acks=all: an acknowledged write survives).
 
-use std::collections::BTreeSet;
-
 use super::Anomaly;
-use crate::history::{acked_sends, observations, Op};
+use crate::history::{unread_acked_sends, Op};
 
 pub const NAME: &str = "lost-write";
 
 pub fn check(ops: &[Op]) -> Vec<Anomaly> {
-    let finals: BTreeSet<i32> = ops
-        .iter()
-        .filter(|o| o.final_read)
-        .map(|o| o.partition)
-        .collect();
-    let seen: BTreeSet<&str> = observations(ops).map(|(_, _, v, _)| v).collect();
-    acked_sends(ops)
-        .filter(|s| s.acks == Some(-1) && finals.contains(&s.partition))
-        .filter(|s| s.value.as_deref().is_some_and(|v| !seen.contains(v)))
+    unread_acked_sends(ops)
+        .into_iter()
+        .filter(|s| s.acks == Some(-1))
         .map(|s| Anomaly {
             kind: NAME,
             ops: vec![s.index],

@@ -3,25 +3,13 @@
 //! any unseen record is a loss; `lost-write` names the acks=all ones.
 //! Source: Jepsen's Kafka test ("unseen").
 
-use std::collections::BTreeSet;
-
 use super::Anomaly;
-use crate::history::{acked_sends, observations, Op};
+use crate::history::{unread_acked_sends, Op};
 
 pub const NAME: &str = "unseen";
 
 pub fn check(ops: &[Op]) -> Vec<Anomaly> {
-    let finals: BTreeSet<i32> = ops
-        .iter()
-        .filter(|o| o.final_read)
-        .map(|o| o.partition)
-        .collect();
-    let seen: BTreeSet<&str> = observations(ops).map(|(_, _, v, _)| v).collect();
-    let unseen: Vec<&Op> = acked_sends(ops)
-        .filter(|s| {
-            finals.contains(&s.partition) && s.value.as_deref().is_some_and(|v| !seen.contains(v))
-        })
-        .collect();
+    let unseen = unread_acked_sends(ops);
     if unseen.is_empty() {
         return Vec::new();
     }
