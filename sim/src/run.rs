@@ -50,7 +50,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            sends_per_producer: 400,
+            sends_per_producer: 500,
             all_faults: true,
             bugs: Vec::new(),
         }
