@@ -37,13 +37,20 @@ pub enum Bug {
     SkipRecoveryCrc,
     /// The offset index answers with the entry after the right one.
     OffsetIndexOffByOne,
+    /// An append that rolls the segment writes its batches twice (a retry that
+    /// forgets the first write landed).
+    DuplicateOnRoll,
+    /// A fetch serves its first batch again at the end.
+    ServeBatchTwice,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [
+    pub const ALL: [Bug; 5] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
+        Bug::DuplicateOnRoll,
+        Bug::ServeBatchTwice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +58,8 @@ impl Bug {
             Bug::AckBeforeFsync => "ack-before-fsync",
             Bug::SkipRecoveryCrc => "skip-recovery-crc",
             Bug::OffsetIndexOffByOne => "offset-index-off-by-one",
+            Bug::DuplicateOnRoll => "duplicate-on-roll",
+            Bug::ServeBatchTwice => "serve-batch-twice",
         }
     }
 

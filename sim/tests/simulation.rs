@@ -4,6 +4,7 @@
 //! Every seed runs in a process of its own through the `sluice-sim` binary, exactly as
 //! a developer would replay it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 const SIM: &str = env!("CARGO_BIN_EXE_sluice-sim");
@@ -85,8 +86,8 @@ fn one_seed_run_twice_gives_the_same_history_and_trace() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs seeds 1..=bound with a bug planted; returns the seeds where it was caught.
-fn caught(bug: &str, bound: u64, anomaly: &str) -> Vec<u64> {
+/// Runs seeds 1..=bound with a bug planted: the anomaly kinds each seed reported.
+fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
     let (_, text) = sim(&[
         "run",
         "--start",
@@ -96,26 +97,64 @@ fn caught(bug: &str, bound: u64, anomaly: &str) -> Vec<u64> {
         "--bug",
         bug,
     ]);
-    let failed: Vec<u64> = seed_lines(&text)
+    seed_lines(&text)
         .into_iter()
-        .filter(|l| l.contains(anomaly))
-        .filter_map(|l| l.strip_prefix("seed ")?.split(' ').next()?.parse().ok())
-        .collect();
-    println!("{bug}: caught by {anomaly} in seeds {failed:?} of 1..={bound}");
-    failed
+        .filter_map(|l| {
+            let seed = l.strip_prefix("seed ")?.split(' ').next()?.parse().ok()?;
+            let kinds = l.split(" | ").find_map(|f| f.strip_prefix("anomalies "))?;
+            let kinds = kinds
+                .split(' ')
+                .filter_map(|k| k.split_once(':'))
+                .map(|(k, _)| k.to_string())
+                .collect();
+            Some((seed, kinds))
+        })
+        .collect()
 }
 
-#[test]
-fn ack_before_fsync_is_caught_as_lost_write_within_5_seeds() {
-    assert!(!caught("ack-before-fsync", 5, "lost-write").is_empty());
-}
+/// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so.
+const PLANTED: [(&str, &str, u64); 5] = [
+    ("ack-before-fsync", "lost-write", 5),
+    ("offset-index-off-by-one", "poll-skip", 5),
+    ("skip-recovery-crc", "lost-write", 100),
+    ("duplicate-on-roll", "duplicate", 5),
+    ("serve-batch-twice", "nonmonotonic-poll", 5),
+];
 
 #[test]
-fn offset_index_off_by_one_is_caught_as_poll_skip_within_5_seeds() {
-    assert!(!caught("offset-index-off-by-one", 5, "poll-skip").is_empty());
-}
-
-#[test]
-fn skip_recovery_crc_is_caught_as_lost_write_within_100_seeds() {
-    assert!(!caught("skip-recovery-crc", 100, "lost-write").is_empty());
+fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
+    let mut fired: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for (bug, anomaly, bound) in PLANTED {
+        let seeds = anomalies(bug, bound);
+        let caught: Vec<u64> = seeds
+            .iter()
+            .filter(|(_, k)| k.contains(anomaly))
+            .map(|(s, _)| *s)
+            .collect();
+        println!("{bug}: caught by {anomaly} in seeds {caught:?} of 1..={bound}");
+        assert!(
+            !caught.is_empty(),
+            "{bug} was not caught as {anomaly} within {bound} seeds"
+        );
+        for (_, kinds) in seeds {
+            for k in kinds {
+                fired.entry(k).or_default().insert(bug);
+            }
+        }
+    }
+    println!("checkers and the planted bugs they caught: {fired:?}");
+    for checker in [
+        "lost-write",
+        "unseen",
+        "duplicate",
+        "inconsistent-offsets",
+        "nonmonotonic-send",
+        "nonmonotonic-poll",
+        "poll-skip",
+    ] {
+        assert!(
+            fired.contains_key(checker),
+            "{checker} never caught a planted bug"
+        );
+    }
 }

@@ -262,7 +262,12 @@ impl PartitionLog {
         if let Some(why) = &st.failed {
             return Err(LogError::Storage(why.clone()));
         }
-        self.maybe_roll(&mut st, records.len() as u64)?;
+        let rolled = self.maybe_roll(&mut st, records.len() as u64)?;
+        if rolled && planted(Bug::DuplicateOnRoll) {
+            drop(st);
+            self.append(records)?;
+            st = self.lock();
+        }
         let base_offset = st.next_offset;
         let mut buf = records.to_vec();
         let mut next = base_offset;
@@ -300,7 +305,8 @@ impl PartitionLog {
         })
     }
 
-    fn maybe_roll(&self, st: &mut State, incoming: u64) -> Result<(), LogError> {
+    /// Rolls to a new segment when the active one is full or old; true if it did.
+    fn maybe_roll(&self, st: &mut State, incoming: u64) -> Result<bool, LogError> {
         let now = self.env.clock.monotonic().as_millis() as u64;
         let active = st
             .segments
@@ -311,7 +317,7 @@ impl PartitionLog {
         let old = active.size > 0 && now.saturating_sub(active.created_ms) > self.config.segment_ms;
         let early = active.size > 0 && buggify!(0.02);
         if !(full || old || early) {
-            return Ok(());
+            return Ok(false);
         }
         // All or nothing: write the sealed segment's indexes, then create the next
         // segment, and only then change the in-memory log. A failure (a full disk)
@@ -346,7 +352,7 @@ impl PartitionLog {
         st.unsynced.extend(written);
         st.segments.insert(base, Segment::new(base, file, now));
         st.dir_dirty = true;
-        Ok(())
+        Ok(true)
     }
 
     /// Waits until `offset` (exclusive) is durable: fsynced and below the high watermark.
@@ -624,6 +630,10 @@ fn read_batches(
         }
     }
     buf.truncate(keep);
+    if planted(Bug::ServeBatchTwice) && keep > 0 {
+        let first = batch::peek_size(&buf).and_then(Result::ok).unwrap_or(0);
+        buf.extend_from_within(..first);
+    }
     Ok(Bytes::from(buf))
 }
 
