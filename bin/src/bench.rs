@@ -122,6 +122,8 @@ pub async fn run(args: Args) -> Result<()> {
                 note: String::new(),
             });
         }
+        // Each measurement starts without the previous one's dirty pages and files.
+        delete_topic(&addr, &topic).await?;
     }
     create_topic(&addr, "bench-latency", 1).await?;
     let (p50, p99, p999, rate) = latency(&addr, "bench-latency", 2000, 4000).await?;
@@ -218,6 +220,18 @@ async fn create_topic(addr: &str, topic: &str, partitions: i32) -> Result<()> {
     if code != 0 && code != 36 {
         bail!("creating {topic}: Kafka error {code}");
     }
+    Ok(())
+}
+
+async fn delete_topic(addr: &str, topic: &str) -> Result<()> {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::DeleteTopicsRequest;
+    let mut c = connect(addr).await?;
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteTopicState::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]);
+    c.call(req, 6).await?;
     Ok(())
 }
 
