@@ -74,6 +74,15 @@ impl Inner {
     fn next_random(&mut self) -> u64 {
         splitmix64(&mut self.rng)
     }
+    /// Files no directory names any more are gone.
+    fn forget_unnamed_files(&mut self) {
+        let live: std::collections::BTreeSet<u64> = self
+            .dirs
+            .values()
+            .flat_map(|x| x.entries.values().copied())
+            .collect();
+        self.files.retain(|id, _| live.contains(id));
+    }
     fn used(&self) -> u64 {
         self.files.values().map(|f| f.data.len() as u64).sum()
     }
@@ -224,13 +233,7 @@ impl SimDisk {
                 dir.durable = entries;
             }
         }
-        // Files no directory names any more are gone.
-        let live: std::collections::BTreeSet<u64> = d
-            .dirs
-            .values()
-            .flat_map(|x| x.entries.values().copied())
-            .collect();
-        d.files.retain(|id, _| live.contains(id));
+        d.forget_unnamed_files();
     }
 
     /// Flips a bit of a file's stored (durable and current) bytes: bit rot.
@@ -459,12 +462,7 @@ impl Disk for SimDisk {
         for p in doomed {
             d.dirs.remove(&p);
         }
-        let live: std::collections::BTreeSet<u64> = d
-            .dirs
-            .values()
-            .flat_map(|x| x.entries.values().copied())
-            .collect();
-        d.files.retain(|id, _| live.contains(id));
+        d.forget_unnamed_files();
         Ok(())
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
