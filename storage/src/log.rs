@@ -85,10 +85,25 @@ struct State {
     /// Byte position of the high watermark within its segment.
     hw_segment: i64,
     hw_position: u64,
-    /// Files written since the last sync (sealed segments, their indexes).
+    /// Files written since the last sync (sealed segments).
     unsynced: Vec<Arc<dyn DiskFile>>,
+    /// Sealed segments' encoded indexes, written once the segment is durable (a valid
+    /// index file then proves its segment was synced), by base offset.
+    pending_indexes: Vec<(i64, Vec<u8>, Vec<u8>)>,
     dir_dirty: bool,
     failed: Option<String>,
+}
+
+impl State {
+    /// Bytes of `seg` below the high watermark: all of a segment before the high
+    /// watermark's, none of one after it.
+    fn readable_end(&self, seg: &Segment) -> u64 {
+        match seg.base_offset.cmp(&self.hw_segment) {
+            std::cmp::Ordering::Less => seg.size,
+            std::cmp::Ordering::Equal => self.hw_position,
+            std::cmp::Ordering::Greater => 0,
+        }
+    }
 }
 
 pub struct PartitionLog {
@@ -159,8 +174,6 @@ impl PartitionLog {
                             next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
                         file.set_len(seg.size)
                             .map_err(|e| storage("truncate segment", e))?;
-                        file.sync()
-                            .map_err(|e| storage("sync truncated segment", e))?;
                         let stop_here = sealed_next.is_some_and(|next| seg.next_offset != next);
                         if stop_here {
                             seg.seal();
@@ -183,18 +196,17 @@ impl PartitionLog {
                     let _ = disk.remove_file(&dir.join(segment::file_name(base, ext)));
                 }
             }
-            disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
         }
         if segments.is_empty() {
             let file = disk
                 .open(&dir.join(segment::file_name(0, "log")), true)
                 .map_err(|e| storage("create segment", e))?;
-            disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
             segments.insert(0, Segment::new(0, file, now));
         }
         // After a process kill (not a power loss) the page cache still holds what was
         // written, synced or not, including segments whose directory entry was never
-        // synced. All of it is about to be served: make it durable first.
+        // synced. All of it is about to be served: make it durable first. This also
+        // covers the truncations, removals and creations above.
         for seg in segments.values() {
             seg.file.sync().map_err(|e| storage("sync segment", e))?;
         }
@@ -218,6 +230,7 @@ impl PartitionLog {
                 hw_segment,
                 hw_position,
                 unsynced: Vec::new(),
+                pending_indexes: Vec::new(),
                 dir_dirty: false,
                 failed: None,
             }),
@@ -319,28 +332,13 @@ impl PartitionLog {
         if !(full || old || early) {
             return Ok(false);
         }
-        // All or nothing: write the sealed segment's indexes, then create the next
-        // segment, and only then change the in-memory log. A failure (a full disk)
-        // leaves the log as it was, appending to the old segment.
+        // Creating the next segment is the only step that can fail (a full disk); the
+        // log changes only after it succeeded.
         let base = st.next_offset;
-        let disk = &self.env.disk;
-        let sealed_base = active.base_offset;
-        let (idx, tidx) = active.encode_indexes();
-        let mut written = Vec::with_capacity(3);
-        for (ext, bytes) in [("index", idx), ("timeindex", tidx)] {
-            let f = disk
-                .open(&self.dir.join(segment::file_name(sealed_base, ext)), true)
-                .and_then(|f| {
-                    f.set_len(0)?;
-                    f.write_at(0, &bytes)?;
-                    Ok(f)
-                })
-                .map_err(|e| storage("write index", e))?;
-            written.push(f);
-        }
-        let path = self.dir.join(segment::file_name(base, "log"));
-        let file = disk
-            .open(&path, true)
+        let file = self
+            .env
+            .disk
+            .open(&self.dir.join(segment::file_name(base, "log")), true)
             .map_err(|e| storage("create segment", e))?;
         let sealed = st
             .segments
@@ -348,8 +346,10 @@ impl PartitionLog {
             .last()
             .ok_or_else(|| storage("roll", "no active segment"))?;
         sealed.seal();
-        written.push(sealed.file.clone());
-        st.unsynced.extend(written);
+        let (idx, tidx) = sealed.encode_indexes();
+        let (sealed_base, sealed_file) = (sealed.base_offset, sealed.file.clone());
+        st.unsynced.push(sealed_file);
+        st.pending_indexes.push((sealed_base, idx, tidx));
         st.segments.insert(base, Segment::new(base, file, now));
         st.dir_dirty = true;
         Ok(true)
@@ -387,10 +387,6 @@ impl PartitionLog {
         self.lock().next_offset
     }
 
-    pub fn failure(&self) -> Option<String> {
-        self.lock().failed.clone()
-    }
-
     /// Reads whole batches from the one holding `offset`, up to `max_bytes` (but always
     /// at least one whole batch), never past the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Read, LogError> {
@@ -419,11 +415,7 @@ impl PartitionLog {
             let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
                 return Ok(empty);
             };
-            let end = if seg.base_offset == st.hw_segment {
-                st.hw_position
-            } else {
-                seg.size
-            };
+            let end = st.readable_end(seg);
             (seg.file.clone(), seg.entry_for(offset), end, hw, start)
         };
         // Under the simulator, now and then serve as little as possible.
@@ -443,11 +435,7 @@ impl PartitionLog {
             let Some(seg) = st.segments.values().find(|s| s.max_timestamp >= ts) else {
                 return Ok(None);
             };
-            let end = if seg.base_offset == st.hw_segment {
-                st.hw_position
-            } else {
-                seg.size
-            };
+            let end = st.readable_end(seg);
             (seg.file.clone(), seg.position_for_timestamp(ts), end)
         };
         scan_for(file.as_ref(), from, to, |h| h.max_timestamp >= ts)
@@ -466,11 +454,7 @@ impl PartitionLog {
                 return Ok(None);
             };
             let target = seg.max_timestamp_batch;
-            let end = if seg.base_offset == st.hw_segment {
-                st.hw_position
-            } else {
-                seg.size
-            };
+            let end = st.readable_end(seg);
             (seg.file.clone(), seg.position_for(target), end, target)
         };
         scan_for(file.as_ref(), from, to, |h| h.base_offset == target)
@@ -478,7 +462,7 @@ impl PartitionLog {
 
     /// One group-commit round: fsync everything written so far, then publish it.
     async fn sync_round(&self) -> Result<(), String> {
-        let (files, dir_dirty, target, seg, pos) = {
+        let (files, indexes, dir_dirty, target, seg, pos) = {
             let mut st = self.lock();
             if st.failed.is_some() {
                 return Ok(());
@@ -490,8 +474,9 @@ impl PartitionLog {
             }
             let mut files = std::mem::take(&mut st.unsynced);
             files.push(file);
+            let indexes = std::mem::take(&mut st.pending_indexes);
             let dir_dirty = std::mem::take(&mut st.dir_dirty);
-            (files, dir_dirty, st.next_offset, seg, pos)
+            (files, indexes, dir_dirty, st.next_offset, seg, pos)
         };
         if buggify!(0.05) {
             // A slow disk: appends pile up behind this sync.
@@ -514,6 +499,22 @@ impl PartitionLog {
                 }
                 if dir_dirty {
                     disk.sync_dir(&dir)?;
+                }
+                // The sealed segments are durable now. Their indexes only speed up
+                // recovery, which scans a segment whose index is missing or damaged,
+                // so a failed write here costs nothing but that scan.
+                for (base, idx, tidx) in indexes {
+                    for (ext, bytes) in [("index", idx), ("timeindex", tidx)] {
+                        let written = disk
+                            .open(&dir.join(segment::file_name(base, ext)), true)
+                            .and_then(|f| {
+                                f.set_len(0)?;
+                                f.write_at(0, &bytes)
+                            });
+                        if let Err(e) = written {
+                            warn!(dir = %dir.display(), segment = base, error = %e, "could not write segment index");
+                        }
+                    }
                 }
                 Ok(())
             })
@@ -645,17 +646,7 @@ fn scan_for(
     found: impl Fn(&BatchHeader) -> bool,
 ) -> Result<Option<Bytes>, LogError> {
     while pos < to {
-        let want = (to - pos).min(READ_AHEAD as u64) as usize;
-        let mut buf = vec![0u8; want];
-        file.read_exact_at(pos, &mut buf)
-            .map_err(|e| storage("read", e))?;
-        if let Some(Ok(size)) = batch::peek_size(&buf) {
-            if size > buf.len() && pos + size as u64 <= to {
-                buf.resize(size, 0);
-                file.read_exact_at(pos, &mut buf)
-                    .map_err(|e| storage("read", e))?;
-            }
-        }
+        let buf = segment::read_chunk(file, pos, to, READ_AHEAD).map_err(|e| storage("read", e))?;
         let mut batches = batch::Batches::new(&buf, true);
         for (at, h) in batches.by_ref() {
             if found(&h) {

@@ -1,6 +1,7 @@
 //! One segment: a `.log` file of v2 batches starting at `base_offset`, with sparse
-//! in-memory offset and time indexes that are persisted as `.index` / `.timeindex` when
-//! the segment is sealed, and rebuilt by a CRC-checking scan when missing or invalid.
+//! in-memory offset and time indexes that are persisted as `.index` / `.timeindex` once
+//! the sealed segment is durable, and rebuilt by a CRC-checking scan when missing or
+//! invalid.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -177,6 +178,20 @@ const SCAN_CHUNK: usize = 4 << 20;
 /// truncated there.
 const RECOVERY_REREADS: u32 = 8;
 
+/// Reads up to `chunk` bytes of `[pos, end)`, or more when the batch at `pos` is
+/// larger and fits, so a whole batch comes back whenever one is there.
+pub fn read_chunk(file: &dyn DiskFile, pos: u64, end: u64, chunk: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; (end - pos).min(chunk as u64) as usize];
+    file.read_exact_at(pos, &mut buf)?;
+    if let Some(Ok(size)) = batch::peek_size(&buf) {
+        if size > buf.len() && pos + size as u64 <= end {
+            buf.resize(size, 0);
+            file.read_exact_at(pos, &mut buf)?;
+        }
+    }
+    Ok(buf)
+}
+
 /// Reads a segment front to back, validating every batch's CRC and that offsets are
 /// dense, and rebuilds its indexes. Stops at the first torn or corrupt batch.
 pub fn scan(
@@ -188,19 +203,9 @@ pub fn scan(
     let len = file.size()?;
     let mut segment = Segment::new(base_offset, file.clone(), created_ms);
     let mut pos = 0u64;
-    let mut buf = Vec::new();
     let mut rereads = 0;
     while pos < len {
-        let want = (len - pos).min(SCAN_CHUNK as u64) as usize;
-        buf.resize(want, 0);
-        file.read_exact_at(pos, &mut buf)?;
-        // A batch larger than the chunk: read exactly that batch.
-        if let Some(Ok(size)) = batch::peek_size(&buf) {
-            if size > buf.len() && pos + size as u64 <= len {
-                buf.resize(size, 0);
-                file.read_exact_at(pos, &mut buf)?;
-            }
-        }
+        let buf = read_chunk(file.as_ref(), pos, len, SCAN_CHUNK)?;
         let mut batches = batch::Batches::new(&buf, !planted(Bug::SkipRecoveryCrc));
         let mut progressed = false;
         let mut gap = None;
