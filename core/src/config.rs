@@ -56,6 +56,44 @@ impl Default for BrokerConfig {
     }
 }
 
+impl BrokerConfig {
+    /// This configuration under Kafka's names, as DescribeConfigs reports it.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "advertised.listeners",
+                format!(
+                    "PLAINTEXT://{}:{}",
+                    self.advertised_host, self.advertised_port
+                ),
+            ),
+            (
+                "auto.create.topics.enable",
+                self.auto_create_topics_enable.to_string(),
+            ),
+            (
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+            ),
+            ("listeners", format!("PLAINTEXT://{}", self.listen)),
+            ("log.dirs", self.data_dir.clone()),
+            (
+                "log.index.interval.bytes",
+                self.log_index_interval_bytes.to_string(),
+            ),
+            ("log.roll.ms", self.log_roll_ms.to_string()),
+            ("log.segment.bytes", self.log_segment_bytes.to_string()),
+            ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("node.id", self.node_id.to_string()),
+            ("num.partitions", self.num_partitions.to_string()),
+            (
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+            ),
+        ]
+    }
+}
+
 /// Topic-level configs this broker knows, with their broker-level defaults, as
 /// DescribeConfigs reports them.
 pub fn topic_config_defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, String> {

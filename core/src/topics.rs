@@ -96,7 +96,7 @@ impl Topics {
     }
 
     /// Checks a creation without applying it.
-    pub fn check_create(
+    fn check_create(
         &self,
         name: &str,
         partitions: i32,
@@ -151,7 +151,7 @@ impl Topics {
     }
 
     /// Checks growing a topic to `count` partitions; returns the current count.
-    pub fn check_partitions(&self, name: &str, count: i32) -> Result<i32, TopicError> {
+    fn check_partitions(&self, name: &str, count: i32) -> Result<i32, TopicError> {
         let topic = self
             .topics
             .get(name)

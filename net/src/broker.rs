@@ -45,7 +45,8 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrokerError 
 
 struct State {
     topics: Topics,
-    logs: BTreeMap<(String, i32), Arc<PartitionLog>>,
+    /// Each topic's partition logs, by partition index.
+    logs: BTreeMap<String, Vec<Arc<PartitionLog>>>,
 }
 
 pub struct Broker {
@@ -107,22 +108,19 @@ impl Broker {
             let wanted: Vec<(String, i32)> = st
                 .topics
                 .iter()
-                .flat_map(|(name, t)| (0..t.partitions).map(move |p| (name.clone(), p)))
+                .map(|(name, t)| (name.clone(), t.partitions))
                 .collect();
-            for (name, p) in wanted {
-                let log = broker.open_log(&st.topics, &name, p)?;
-                st.logs.insert((name, p), log);
+            for (name, partitions) in wanted {
+                let logs = broker.open_logs(&st.topics, &name, 0..partitions)?;
+                st.logs.insert(name, logs);
             }
             // Directories of topics that were being created or deleted at a crash.
             for entry in disk.list(Path::new("")).map_err(io("list data dir"))? {
                 let Some((topic, p)) = entry.rsplit_once('-') else {
                     continue;
                 };
-                let Ok(p) = p.parse::<i32>() else { continue };
-                if !st.logs.contains_key(&(topic.to_string(), p))
-                    && disk.exists(&PathBuf::from(&entry))
-                    && !entry.ends_with(".tmp")
-                {
+                let Ok(p) = p.parse::<usize>() else { continue };
+                if st.logs.get(topic).is_none_or(|logs| p >= logs.len()) {
                     warn!(dir = %entry, "removing partition directory of no known topic");
                     let _ = disk.remove_dir_all(Path::new(&entry));
                 }
@@ -148,6 +146,15 @@ impl Broker {
             segment_ms: get("segment.ms", self.config.log_roll_ms),
             index_interval_bytes: get("index.interval.bytes", self.config.log_index_interval_bytes),
         }
+    }
+
+    fn open_logs(
+        &self,
+        topics: &Topics,
+        name: &str,
+        partitions: std::ops::Range<i32>,
+    ) -> Result<Vec<Arc<PartitionLog>>, BrokerError> {
+        partitions.map(|p| self.open_log(topics, name, p)).collect()
     }
 
     fn open_log(
@@ -195,10 +202,18 @@ impl Broker {
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let index = usize::try_from(partition).ok()?;
+        self.lock().logs.get(topic)?.get(index).cloned()
+    }
+
+    /// The largest batch a produce to `topic` may carry (`max.message.bytes`).
+    pub fn max_message_bytes(&self, topic: &str) -> usize {
         self.lock()
-            .logs
-            .get(&(topic.to_string(), partition))
-            .cloned()
+            .topics
+            .get(topic)
+            .and_then(|t| t.configs.get("max.message.bytes"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.config.message_max_bytes)
     }
 
     /// Creates a topic (or only checks it, with `validate_only`).
@@ -211,30 +226,48 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Topic, BrokerError> {
         let mut st = self.lock();
-        st.topics
-            .check_create(name, partitions, replication_factor, &configs)?;
+        let mut next = st.topics.clone();
+        let topic = next
+            .create(
+                name,
+                self.new_topic_id(),
+                partitions,
+                replication_factor,
+                configs,
+            )?
+            .clone();
+        if !validate_only {
+            self.install(&mut st, next, name, 0..partitions)?;
+            info!(topic = name, partitions, "topic created");
+        }
+        Ok(topic)
+    }
+
+    /// A random version-4 UUID, as Kafka's topic ids are.
+    fn new_topic_id(&self) -> [u8; 16] {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.env.rng.next_u64().to_be_bytes());
         id[8..].copy_from_slice(&self.env.rng.next_u64().to_be_bytes());
-        // Version-4 UUID bits, as Kafka's topic ids are.
         id[6] = (id[6] & 0x0f) | 0x40;
         id[8] = (id[8] & 0x3f) | 0x80;
-        let mut next = st.topics.clone();
-        let topic = next
-            .create(name, id, partitions, replication_factor, configs)?
-            .clone();
-        if validate_only {
-            return Ok(topic);
-        }
-        let mut opened = Vec::new();
-        for p in 0..partitions {
-            opened.push(((name.to_string(), p), self.open_log(&next, name, p)?));
-        }
+        id
+    }
+
+    /// Opens the logs of `name`'s `new` partitions, then persists `next` and makes it
+    /// current. A crash in between leaves only directories that no checkpoint names,
+    /// which are removed at start.
+    fn install(
+        &self,
+        st: &mut State,
+        next: Topics,
+        name: &str,
+        new: std::ops::Range<i32>,
+    ) -> Result<(), BrokerError> {
+        let opened = self.open_logs(&next, name, new)?;
         self.save_topics(&next)?;
         st.topics = next;
-        st.logs.extend(opened);
-        info!(topic = name, partitions, "topic created");
-        Ok(topic)
+        st.logs.entry(name.to_string()).or_default().extend(opened);
+        Ok(())
     }
 
     /// Creates a topic with the broker defaults if auto-creation is enabled.
@@ -262,14 +295,12 @@ impl Broker {
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         let mut st = self.lock();
         let mut next = st.topics.clone();
-        let topic = next.delete(name)?;
+        next.delete(name)?;
         self.save_topics(&next)?;
         st.topics = next;
-        for p in 0..topic.partitions {
-            if let Some(log) = st.logs.remove(&(name.to_string(), p)) {
-                if let Err(e) = log.delete() {
-                    warn!(topic = name, partition = p, error = %e, "could not remove partition files");
-                }
+        for (p, log) in st.logs.remove(name).unwrap_or_default().iter().enumerate() {
+            if let Err(e) = log.delete() {
+                warn!(topic = name, partition = p, error = %e, "could not remove partition files");
             }
         }
         let _ = self.env.disk.sync_dir(Path::new(""));
@@ -285,20 +316,12 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let mut st = self.lock();
-        let old = st.topics.check_partitions(name, count)?;
+        let mut next = st.topics.clone();
+        let old = next.set_partitions(name, count)?;
         if validate_only {
             return Ok(());
         }
-        let mut next = st.topics.clone();
-        next.set_partitions(name, count)?;
-        let mut opened = Vec::new();
-        for p in old..count {
-            opened.push(((name.to_string(), p), self.open_log(&next, name, p)?));
-        }
-        self.save_topics(&next)?;
-        st.topics = next;
-        st.logs.extend(opened);
-        Ok(())
+        self.install(&mut st, next, name, old..count)
     }
 }
 

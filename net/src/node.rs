@@ -70,7 +70,7 @@ impl Node {
                 }
             }
         }
-        server::announce(&local_addr, &broker);
+        tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
         env.spawn(server::serve(broker.clone(), listener, rx));
         Ok(Node {
             broker,

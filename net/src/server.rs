@@ -13,7 +13,7 @@ use sluice_core::env::{BoxFuture, Listener, Stream};
 use thiserror::Error;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::broker::Broker;
 use crate::frame::{self, FrameError, HeaderError};
@@ -247,9 +247,4 @@ pub fn encode_response(
     let len = (b.len() - 4) as i32;
     b[..4].copy_from_slice(&len.to_be_bytes());
     Ok(b.freeze())
-}
-
-/// Logs that the server is up; split out so the binary and simulator log alike.
-pub fn announce(addr: &str, broker: &Broker) {
-    info!(%addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
 }

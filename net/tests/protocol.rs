@@ -9,15 +9,15 @@ use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use sluice_core::config::BrokerConfig;
-use sluice_net::client::{decode_batches, encode_batch, Client, Message};
+use sluice_net::client::{
+    decode_batches, encode_batch, fetch_request, produce_request, Client, Consumed, Message,
+};
 use sluice_net::handlers::supported_versions;
 use sluice_net::node::Node;
 use sluice_net::runtime::production_env;
@@ -68,29 +68,16 @@ async fn create(
 }
 
 fn produce_req(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])])
+    produce_request(topic, acks, 5000, [(partition, records)])
 }
 
 fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])])
+    fetch_request(topic, [(partition, offset)], max_wait_ms, 1 << 20, 1 << 20)
+}
+
+/// The records of the first partition of a fetch response.
+fn fetched(r: &FetchResponse) -> Vec<Consumed> {
+    decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0).unwrap()
 }
 
 fn messages(n: usize, ts: i64) -> Vec<Message> {
@@ -363,12 +350,7 @@ async fn long_poll_waits_for_data_and_times_out() {
         waited < std::time::Duration::from_secs(5),
         "long poll not woken by produce: {waited:?}"
     );
-    assert_eq!(
-        decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0)
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(fetched(&r).len(), 3);
     node.stop();
 }
 
@@ -457,12 +439,7 @@ async fn bad_input_is_refused_and_the_broker_stays_up() {
     assert!(i32::from_be_bytes([body[6], body[7], body[8], body[9]]) >= 10);
 
     let r = c.call(fetch_req("bad", 0, 0, 0), 12).await.unwrap();
-    assert_eq!(
-        decode_batches(r.responses[0].partitions[0].records.clone().unwrap(), 0)
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(fetched(&r).len(), 1);
     node.stop();
 }
 

@@ -31,7 +31,7 @@ use sluice_net::tcp::TcpNetwork;
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::clock::SimClock;
-use crate::disk::{DiskStats, Faults, SimDisk};
+use crate::disk::{Faults, SimDisk};
 use crate::env::InlineTasks;
 
 const BROKER: &str = "10.0.0.1:9092";
@@ -171,7 +171,6 @@ pub struct SeedResult {
     pub history: String,
     pub trace: String,
     pub trace_hash: u64,
-    pub disk: DiskStats,
 }
 
 impl SeedResult {
@@ -361,7 +360,6 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         history,
         trace,
         trace_hash,
-        disk: disk_stats,
     }
 }
 

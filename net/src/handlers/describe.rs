@@ -54,69 +54,19 @@ fn config_type(name: &str) -> i8 {
 }
 
 /// Broker configs as DescribeConfigs reports them: (name, value, source).
-fn broker_configs(c: &BrokerConfig) -> Vec<(&'static str, String, i8)> {
-    let d = BrokerConfig::default();
-    let src = |same: bool| {
-        if same {
-            SOURCE_DEFAULT
-        } else {
-            SOURCE_STATIC_BROKER
-        }
-    };
-    vec![
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", c.advertised_host, c.advertised_port),
-            SOURCE_STATIC_BROKER,
-        ),
-        (
-            "auto.create.topics.enable",
-            c.auto_create_topics_enable.to_string(),
-            src(c.auto_create_topics_enable == d.auto_create_topics_enable),
-        ),
-        (
-            "default.replication.factor",
-            c.default_replication_factor.to_string(),
-            SOURCE_DEFAULT,
-        ),
-        (
-            "listeners",
-            format!("PLAINTEXT://{}", c.listen),
-            SOURCE_STATIC_BROKER,
-        ),
-        ("log.dirs", c.data_dir.clone(), SOURCE_STATIC_BROKER),
-        (
-            "log.index.interval.bytes",
-            c.log_index_interval_bytes.to_string(),
-            src(c.log_index_interval_bytes == d.log_index_interval_bytes),
-        ),
-        (
-            "log.roll.ms",
-            c.log_roll_ms.to_string(),
-            src(c.log_roll_ms == d.log_roll_ms),
-        ),
-        (
-            "log.segment.bytes",
-            c.log_segment_bytes.to_string(),
-            src(c.log_segment_bytes == d.log_segment_bytes),
-        ),
-        (
-            "message.max.bytes",
-            c.message_max_bytes.to_string(),
-            src(c.message_max_bytes == d.message_max_bytes),
-        ),
-        ("node.id", c.node_id.to_string(), SOURCE_STATIC_BROKER),
-        (
-            "num.partitions",
-            c.num_partitions.to_string(),
-            src(c.num_partitions == d.num_partitions),
-        ),
-        (
-            "socket.request.max.bytes",
-            c.socket_request_max_bytes.to_string(),
-            src(c.socket_request_max_bytes == d.socket_request_max_bytes),
-        ),
-    ]
+fn broker_configs(c: &BrokerConfig) -> Vec<(String, String, i8)> {
+    let defaults = BrokerConfig::default().entries();
+    c.entries()
+        .into_iter()
+        .map(|(name, value)| {
+            let source = if defaults.contains(&(name, value.clone())) {
+                SOURCE_DEFAULT
+            } else {
+                SOURCE_STATIC_BROKER
+            };
+            (name.to_string(), value, source)
+        })
+        .collect()
 }
 
 pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> ResponseKind {
@@ -147,9 +97,6 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                 },
                 RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
                     broker_configs(&broker.config)
-                        .into_iter()
-                        .map(|(k, v, s)| (k.to_string(), v, s))
-                        .collect()
                 }
                 _ => {
                     return result

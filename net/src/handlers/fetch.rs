@@ -24,40 +24,36 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
     Reply::Later(Box::pin(async move {
         let clock = broker.env.clock.clone();
         let deadline = clock.monotonic() + Duration::from_millis(req.max_wait_ms as u64);
+        // Subscribe before reading again: a high watermark that moves after this read
+        // is then a change the wait below sees, never a lost wakeup.
+        let mut watches: Vec<_> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter_map(|p| broker.partition(&t.topic, p.partition))
+            })
+            .map(|log| log.watch())
+            .collect();
         loop {
+            let (response, bytes, errors) = collect(&broker, &req);
             let now = clock.monotonic();
-            if now >= deadline {
-                break;
+            if bytes >= req.min_bytes.max(1) as usize || errors || now >= deadline {
+                return ResponseKind::Fetch(response);
             }
-            // Wake on any requested partition's high watermark moving.
-            let mut watches: Vec<_> = req
-                .topics
-                .iter()
-                .flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(move |p| (t.topic.to_string(), p.partition))
-                })
-                .filter_map(|(t, p)| broker.partition(&t, p))
-                .map(|log| log.watch())
-                .collect();
             let sleep = clock.sleep(deadline - now);
             if watches.is_empty() {
                 sleep.await;
-                break;
+                continue;
             }
             let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
             tokio::select! {
                 biased;
                 _ = changed => {}
-                _ = sleep => break,
-            }
-            let (response, bytes, errors) = collect(&broker, &req);
-            if bytes >= req.min_bytes.max(1) as usize || errors {
-                return ResponseKind::Fetch(response);
+                _ = sleep => {}
             }
         }
-        ResponseKind::Fetch(collect(&broker, &req).0)
     }))
 }
 

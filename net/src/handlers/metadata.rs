@@ -13,6 +13,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_core::topics::Topic;
 use uuid::Uuid;
 
+use sluice_core::topics::TopicError;
+
 use crate::broker::{Broker, BrokerError};
 use crate::codes;
 
@@ -37,15 +39,10 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Respo
         .map(|name| {
             let found = match broker.topic(&name) {
                 Some(t) => Ok(t),
-                None if may_create && req.topics.is_some() => match broker.auto_create(&name) {
-                    Some(r) => r,
-                    None => Err(BrokerError::Topic(
-                        sluice_core::topics::TopicError::Unknown(name.clone()),
-                    )),
-                },
-                None => Err(BrokerError::Topic(
-                    sluice_core::topics::TopicError::Unknown(name.clone()),
-                )),
+                None => (may_create && req.topics.is_some())
+                    .then(|| broker.auto_create(&name))
+                    .flatten()
+                    .unwrap_or_else(|| Err(TopicError::Unknown(name.clone()).into())),
             };
             topic_entry(node, &name, found, req.include_topic_authorized_operations)
         })

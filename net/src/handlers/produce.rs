@@ -28,12 +28,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name = t.name.to_string();
-        let topic = broker.topic(&name);
-        let max_bytes = topic
-            .as_ref()
-            .and_then(|t| t.configs.get("max.message.bytes"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(broker.config.message_max_bytes);
+        let max_bytes = broker.max_message_bytes(&name);
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let outcome = if !valid_acks {

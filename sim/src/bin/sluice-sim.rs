@@ -46,16 +46,17 @@ fn main() {
         opts.bugs = vec![Bug::parse(&b)
             .unwrap_or_else(|| panic!("unknown bug {b}; one of {:?}", Bug::ALL.map(Bug::name)))];
     }
-    let replay_line = |seed: u64| {
-        let mut line = format!("RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {seed}");
-        if let Some(b) = flag("--bug") {
-            line.push_str(&format!(" --bug {b}"));
+    // The per-seed options: everything after the command but the seed range. Each
+    // seed's process gets them, and so does the replay command printed for it.
+    let mut per_seed = Vec::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        if a == "--seeds" || a == "--start" {
+            rest.next();
+        } else {
+            per_seed.push(a.clone());
         }
-        if has("--swarm") {
-            line.push_str(" --swarm");
-        }
-        line
-    };
+    }
     match args.first().map(String::as_str) {
         Some("run") => {
             let seeds: u64 =
@@ -65,27 +66,20 @@ fn main() {
             let mut failed = Vec::new();
             let t = std::time::Instant::now();
             let exe = std::env::current_exe().expect("locating sluice-sim");
-            // The per-seed options, without the range.
-            let mut extra = Vec::new();
-            let mut rest = args[1..].iter();
-            while let Some(a) = rest.next() {
-                if a == "--seeds" || a == "--start" {
-                    rest.next();
-                } else {
-                    extra.push(a.clone());
-                }
-            }
             for seed in start..start + seeds {
                 let out = std::process::Command::new(&exe)
                     .arg("one")
                     .arg(seed.to_string())
-                    .args(&extra)
+                    .args(&per_seed)
                     .output()
                     .expect("running a seed");
                 print!("{}", String::from_utf8_lossy(&out.stdout));
                 if !out.status.success() {
                     eprint!("{}", String::from_utf8_lossy(&out.stderr));
-                    println!("  replay: {}", replay_line(seed));
+                    println!(
+                        "  replay: RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {seed} {}",
+                        per_seed.join(" ")
+                    );
                     failed.push(seed);
                 }
             }
@@ -98,27 +92,21 @@ fn main() {
             );
             std::process::exit(i32::from(!failed.is_empty()));
         }
-        Some("one") => {
+        // `one` is what `run` starts per seed; `replay` adds the trace and the history.
+        Some(command @ ("one" | "replay")) => {
             let seed: u64 = args
                 .get(1)
                 .and_then(|s| s.parse().ok())
-                .expect("one takes a seed");
+                .unwrap_or_else(|| panic!("{command} takes a seed"));
+            let replay = command == "replay";
             let r = run_seed(seed, &opts);
-            println!("{}", r.summary());
-            if !r.valid() {
-                print!("{}", r.report.render(3));
+            if replay {
+                print!("{}", r.trace);
             }
-            std::process::exit(i32::from(!r.valid()));
-        }
-        Some("replay") => {
-            let seed: u64 = args
-                .get(1)
-                .and_then(|s| s.parse().ok())
-                .expect("replay takes a seed");
-            let r = run_seed(seed, &opts);
-            print!("{}", r.trace);
             println!("{}", r.summary());
-            print!("{}", r.report.render(10));
+            if replay || !r.valid() {
+                print!("{}", r.report.render(if replay { 10 } else { 3 }));
+            }
             if let Some(path) = flag("--history") {
                 std::fs::write(&path, &r.history).expect("writing the history");
                 println!("history written to {path} (check it with: cargo run -p jepsen-checks --bin jepsen-check -- {path})");
