@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod env;
+pub mod group;
 pub mod sim;
 pub mod topics;
