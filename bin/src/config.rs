@@ -64,6 +64,13 @@ pub const KNOWN: &[&str] = &[
     "log.index.interval.bytes",
     "default.replication.factor",
     "connection.inflight.max",
+    "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.max.size",
+    "offset.metadata.max.bytes",
 ];
 
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
@@ -148,6 +155,21 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "log.index.interval.bytes" => c.log_index_interval_bytes = positive(key, v)?,
                 "default.replication.factor" => c.default_replication_factor = positive(key, v)?,
                 "connection.inflight.max" => c.connection_inflight_max = positive(key, v)?,
+                "offsets.topic.num.partitions" => {
+                    c.offsets_topic_num_partitions = positive(key, v)?
+                }
+                "offsets.topic.segment.bytes" => c.offsets_topic_segment_bytes = positive(key, v)?,
+                "group.min.session.timeout.ms" => {
+                    c.group_min_session_timeout_ms = positive(key, v)?
+                }
+                "group.max.session.timeout.ms" => {
+                    c.group_max_session_timeout_ms = positive(key, v)?
+                }
+                "group.initial.rebalance.delay.ms" => {
+                    c.group_initial_rebalance_delay_ms = num(key, v)?
+                }
+                "group.max.size" => c.group_max_size = positive(key, v)?,
+                "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 other => bail!(
                     "unknown config '{other}' (see docs/operations.md for the supported names)"
                 ),

@@ -33,6 +33,20 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// Requests in flight per connection before the broker stops reading from it.
     pub connection_inflight_max: usize,
+    /// offsets.topic.num.partitions
+    pub offsets_topic_num_partitions: i32,
+    /// offsets.topic.segment.bytes
+    pub offsets_topic_segment_bytes: u64,
+    /// group.min.session.timeout.ms
+    pub group_min_session_timeout_ms: i32,
+    /// group.max.session.timeout.ms
+    pub group_max_session_timeout_ms: i32,
+    /// group.initial.rebalance.delay.ms
+    pub group_initial_rebalance_delay_ms: i32,
+    /// group.max.size
+    pub group_max_size: i32,
+    /// offset.metadata.max.bytes
+    pub offset_metadata_max_bytes: i32,
 }
 
 impl Default for BrokerConfig {
@@ -52,11 +66,29 @@ impl Default for BrokerConfig {
             log_index_interval_bytes: 4096,
             default_replication_factor: 1,
             connection_inflight_max: 32,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_max_size: i32::MAX,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
 
 impl BrokerConfig {
+    /// The group coordinator's limits.
+    pub fn group_limits(&self) -> crate::group::GroupLimits {
+        crate::group::GroupLimits {
+            session_timeout_min_ms: self.group_min_session_timeout_ms,
+            session_timeout_max_ms: self.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            group_size_max: usize::try_from(self.group_max_size).unwrap_or(0),
+            offset_metadata_max_bytes: usize::try_from(self.offset_metadata_max_bytes).unwrap_or(0),
+        }
+    }
+
     /// This configuration under Kafka's names, as DescribeConfigs reports it.
     pub fn entries(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -75,6 +107,19 @@ impl BrokerConfig {
                 "default.replication.factor",
                 self.default_replication_factor.to_string(),
             ),
+            (
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+            ),
+            (
+                "group.max.session.timeout.ms",
+                self.group_max_session_timeout_ms.to_string(),
+            ),
+            ("group.max.size", self.group_max_size.to_string()),
+            (
+                "group.min.session.timeout.ms",
+                self.group_min_session_timeout_ms.to_string(),
+            ),
             ("listeners", format!("PLAINTEXT://{}", self.listen)),
             ("log.dirs", self.data_dir.clone()),
             (
@@ -86,6 +131,18 @@ impl BrokerConfig {
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("node.id", self.node_id.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
+            (
+                "offset.metadata.max.bytes",
+                self.offset_metadata_max_bytes.to_string(),
+            ),
+            (
+                "offsets.topic.num.partitions",
+                self.offsets_topic_num_partitions.to_string(),
+            ),
+            (
+                "offsets.topic.segment.bytes",
+                self.offsets_topic_segment_bytes.to_string(),
+            ),
             (
                 "socket.request.max.bytes",
                 self.socket_request_max_bytes.to_string(),

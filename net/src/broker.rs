@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_core::config::BrokerConfig;
 use sluice_core::env::Env;
+use sluice_core::group::GroupCoordinator;
 use sluice_core::topics::{Topic, TopicError, Topics};
 use sluice_storage::{checkpoint, LogConfig, LogError, PartitionLog};
 use thiserror::Error;
 use tracing::{info, warn};
+
+use crate::groups::{Groups, OFFSETS_TOPIC};
 
 const TOPICS_CHECKPOINT: &str = "topics.checkpoint";
 const META: &str = "meta.properties";
@@ -53,6 +56,8 @@ pub struct Broker {
     pub env: Env,
     pub config: BrokerConfig,
     pub cluster_id: String,
+    /// The group coordinator, over `__consumer_offsets`.
+    pub groups: Groups,
     state: Mutex<State>,
 }
 
@@ -94,10 +99,12 @@ impl Broker {
             })?,
             None => Topics::default(),
         };
+        let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
         let broker = Broker {
             env,
             config,
             cluster_id,
+            groups,
             state: Mutex::new(State {
                 topics,
                 logs: BTreeMap::new(),
@@ -125,6 +132,17 @@ impl Broker {
                     let _ = disk.remove_dir_all(Path::new(&entry));
                 }
             }
+        }
+        let offsets_logs = broker.lock().logs.get(OFFSETS_TOPIC).cloned();
+        if let Some(logs) = offsets_logs {
+            broker
+                .groups
+                .load(logs)
+                .map_err(|source| BrokerError::Log {
+                    topic: OFFSETS_TOPIC.into(),
+                    partition: -1,
+                    source,
+                })?;
         }
         info!(cluster_id = %broker.cluster_id, topics = broker.lock().topics.iter().count(), "broker opened");
         Ok(Arc::new(broker))

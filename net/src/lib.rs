@@ -5,6 +5,7 @@ pub mod broker;
 pub mod client;
 pub mod codes;
 pub mod frame;
+pub mod groups;
 #[cfg(not(madsim))]
 pub mod guard_alloc;
 pub mod handlers;

@@ -71,7 +71,8 @@ impl Node {
             }
         }
         tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
-        env.spawn(server::serve(broker.clone(), listener, rx));
+        env.spawn(server::serve(broker.clone(), listener, rx.clone()));
+        env.spawn(group_timer(broker.clone(), rx));
         Ok(Node {
             broker,
             local_addr,
@@ -82,5 +83,18 @@ impl Node {
     /// Stops accepting and closes connections. Acknowledged data is already durable.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// How often group sessions and rebalance deadlines are checked.
+const GROUP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            () = broker.env.clock.sleep(GROUP_TICK) => broker.groups.tick(),
+        }
     }
 }

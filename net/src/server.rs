@@ -109,7 +109,7 @@ async fn connection(
                 break;
             }
         };
-        match process(&broker, frame) {
+        match process(&broker, &peer, frame) {
             Ok(Some(pending)) => {
                 if tx.send(pending).await.is_err() {
                     break;
@@ -153,7 +153,7 @@ async fn write_replies(
 }
 
 /// Decodes and dispatches one request frame.
-fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Pending>, ConnError> {
+fn process(broker: &Arc<Broker>, peer: &str, frame: Bytes) -> Result<Option<Pending>, ConnError> {
     let req = frame::parse_request(frame)?;
     let (api_key, version) = (req.api_key, req.header.request_api_version);
     let correlation_id = req.header.correlation_id;
@@ -197,24 +197,40 @@ fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Pending>, ConnEr
             })
         }
     };
-    Ok(match handlers::handle(broker, api_key, version, request) {
-        Reply::Silent => None,
-        Reply::Now(response) => Some(Pending::Encoded(
-            encode_response(correlation_id, api_key, version, &response).map_err(|e| {
-                ConnError::Encode {
-                    api: api_key,
-                    version,
-                    why: e.to_string(),
-                }
-            })?,
-        )),
-        Reply::Later(reply) => Some(Pending::Later {
-            correlation_id,
-            api_key,
-            version,
-            reply,
-        }),
-    })
+    let client = handlers::Client {
+        id: req
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        host: format!(
+            "/{}",
+            peer.rsplit_once(':')
+                .map_or(peer, |(h, _)| h)
+                .trim_matches(['[', ']'])
+        ),
+    };
+    Ok(
+        match handlers::handle(broker, &client, api_key, version, request) {
+            Reply::Silent => None,
+            Reply::Now(response) => Some(Pending::Encoded(
+                encode_response(correlation_id, api_key, version, &response).map_err(|e| {
+                    ConnError::Encode {
+                        api: api_key,
+                        version,
+                        why: e.to_string(),
+                    }
+                })?,
+            )),
+            Reply::Later(reply) => Some(Pending::Later {
+                correlation_id,
+                api_key,
+                version,
+                reply,
+            }),
+        },
+    )
 }
 
 fn with_length(body: &[u8]) -> Bytes {

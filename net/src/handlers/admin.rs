@@ -130,6 +130,13 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
                 return result.with_error_code(codes::UNKNOWN_TOPIC_ID);
             };
             let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+            if name == crate::groups::OFFSETS_TOPIC {
+                return result
+                    .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "internal topics cannot be deleted",
+                    )));
+            }
             match broker.delete_topic(&name) {
                 Ok(()) => result,
                 Err(e) => {

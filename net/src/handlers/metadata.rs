@@ -74,18 +74,21 @@ fn topic_entry(
             codes::AUTHORIZED_OPERATIONS_OMITTED
         });
     match found {
-        Ok(t) => entry.with_topic_id(Uuid::from_bytes(t.id)).with_partitions(
-            (0..t.partitions)
-                .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(BrokerId(node))
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![BrokerId(node)])
-                        .with_isr_nodes(vec![BrokerId(node)])
-                })
-                .collect(),
-        ),
+        Ok(t) => entry
+            .with_topic_id(Uuid::from_bytes(t.id))
+            .with_is_internal(name == crate::groups::OFFSETS_TOPIC)
+            .with_partitions(
+                (0..t.partitions)
+                    .map(|p| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_id(BrokerId(node))
+                            .with_leader_epoch(0)
+                            .with_replica_nodes(vec![BrokerId(node)])
+                            .with_isr_nodes(vec![BrokerId(node)])
+                    })
+                    .collect(),
+            ),
         Err(BrokerError::Topic(e)) => entry.with_error_code(codes::topic_error(&e)),
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "auto-create failed");

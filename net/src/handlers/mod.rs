@@ -14,8 +14,10 @@ mod api_versions;
 mod describe;
 mod fetch;
 mod find_coordinator;
+mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 
 pub use api_versions::{supported_versions, unsupported_version_response};
@@ -31,8 +33,22 @@ pub enum Reply {
     Silent,
 }
 
+/// Who sent a request, as group members are described.
+pub struct Client {
+    /// The request header's client id.
+    pub id: String,
+    /// The peer's address as Kafka shows it ("/127.0.0.1").
+    pub host: String,
+}
+
 /// Handles one decoded request.
-pub fn handle(broker: &Arc<Broker>, api_key: ApiKey, version: i16, request: RequestKind) -> Reply {
+pub fn handle(
+    broker: &Arc<Broker>,
+    client: &Client,
+    api_key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Reply {
     match request {
         RequestKind::ApiVersions(_) => Reply::Now(api_versions::handle()),
         RequestKind::Metadata(r) => Reply::Now(metadata::handle(broker, r, version)),
@@ -45,6 +61,16 @@ pub fn handle(broker: &Arc<Broker>, api_key: ApiKey, version: i16, request: Requ
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
         RequestKind::FindCoordinator(r) => Reply::Now(find_coordinator::handle(broker, r, version)),
+        RequestKind::JoinGroup(r) => groups::join(broker, client, r, version),
+        RequestKind::SyncGroup(r) => groups::sync(broker, r, version),
+        RequestKind::Heartbeat(r) => Reply::Now(groups::heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => groups::leave(broker, r, version),
+        RequestKind::DescribeGroups(r) => Reply::Now(groups::describe(broker, r, version)),
+        RequestKind::ListGroups(r) => Reply::Now(groups::list(broker, r)),
+        RequestKind::DeleteGroups(r) => groups::delete(broker, r),
+        RequestKind::OffsetCommit(r) => offsets::commit(broker, r),
+        RequestKind::OffsetFetch(r) => Reply::Now(offsets::fetch(broker, r, version)),
+        RequestKind::OffsetDelete(r) => offsets::delete(broker, r),
         other => {
             // supported_versions() gates dispatch, so this is a programmer error.
             tracing::error!(

@@ -33,6 +33,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
         for p in t.partition_data {
             let outcome = if !valid_acks {
                 Outcome::Failed(codes::INVALID_REQUIRED_ACKS)
+            } else if name == crate::groups::OFFSETS_TOPIC {
+                // Only the coordinator writes its internal topic.
+                Outcome::Failed(codes::INVALID_TOPIC_EXCEPTION)
             } else if sluice_core::buggify!(0.01) {
                 // A retriable refusal before anything is written.
                 Outcome::Failed(codes::REQUEST_TIMED_OUT)

@@ -1,0 +1,549 @@
+//! The group coordinator at work: the pure [`GroupCoordinator`] behind a lock, its
+//! records appended to `__consumer_offsets` (created on first use, 50 partitions by
+//! default as in Kafka), its waiting JoinGroup / SyncGroup requests parked on
+//! channels, and its state rebuilt from that topic at start.
+//!
+//! Durability: a group's records go to its partition of `__consumer_offsets`, the
+//! partition Kafka would pick (`abs(javaHash(group)) % partitions`). No answer leaves
+//! before every record appended to that partition so far is fsynced, and committed
+//! offsets are applied only once durable, so a crash never takes back what a client
+//! was told.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use sluice_core::env::Env;
+use sluice_core::group::{
+    Effect, Group, GroupCoordinator, GroupError, GroupRecord, GroupState, JoinRequest, Joined,
+    OffsetCommit, OffsetValue, Synced, Ticket,
+};
+use sluice_storage::{LogError, PartitionLog};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::client::{decode_batches, encode_batch, Message};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Why the coordinator cannot serve a request (COORDINATOR_NOT_AVAILABLE to clients).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("group coordinator unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+/// An answer for a parked request, released once `durable_upto` is fsynced.
+pub struct Parked<T> {
+    pub result: T,
+    durable_upto: Option<(Arc<PartitionLog>, i64)>,
+}
+
+impl<T> Parked<T> {
+    /// Waits until the answer may leave; a storage failure makes it unavailable.
+    pub async fn release(self) -> Result<T, Unavailable> {
+        if let Some((log, end)) = self.durable_upto {
+            log.wait_durable(end)
+                .await
+                .map_err(|e| Unavailable(e.to_string()))?;
+        }
+        Ok(self.result)
+    }
+}
+
+pub type JoinAnswer = Parked<Result<Joined, (GroupError, String)>>;
+pub type SyncAnswer = Parked<Result<Synced, GroupError>>;
+
+enum Waiter {
+    Join {
+        group: String,
+        tx: oneshot::Sender<JoinAnswer>,
+    },
+    Sync {
+        group: String,
+        tx: oneshot::Sender<SyncAnswer>,
+    },
+}
+
+struct Inner {
+    sm: GroupCoordinator,
+    waiters: BTreeMap<Ticket, Waiter>,
+    next_ticket: Ticket,
+    /// `__consumer_offsets`, once it exists.
+    logs: Vec<Arc<PartitionLog>>,
+}
+
+pub struct Groups {
+    env: Env,
+    inner: Mutex<Inner>,
+}
+
+/// Java's `String.hashCode`, which Kafka uses to place a group.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition holding a group (Kafka's placement).
+pub fn partition_for(group: &str, partitions: usize) -> usize {
+    (java_hash(group) & 0x7fff_ffff) as usize % partitions.max(1)
+}
+
+impl Groups {
+    pub fn new(env: Env, coordinator: GroupCoordinator) -> Groups {
+        Groups {
+            env,
+            inner: Mutex::new(Inner {
+                sm: coordinator,
+                waiters: BTreeMap::new(),
+                next_ticket: 1,
+                logs: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.env.clock.monotonic().as_millis() as i64
+    }
+
+    /// Rebuilds every group from `__consumer_offsets` (called at start).
+    pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<(), LogError> {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        let mut loaded = 0usize;
+        for (p, log) in logs.iter().enumerate() {
+            let mut offset = log.log_start_offset();
+            let end = log.high_watermark();
+            while offset < end {
+                let read = log.read(offset, 1 << 20)?;
+                let records = decode_batches(read.batches, offset)
+                    .map_err(|e| LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")))?;
+                let Some(last) = records.last().map(|r| r.offset) else {
+                    break;
+                };
+                for r in records {
+                    let Some(key) = &r.key else { continue };
+                    match GroupRecord::decode(key, r.value.as_deref()) {
+                        Ok(record) => {
+                            apply_loaded(&mut inner.sm, now, record, r.offset);
+                            loaded += 1;
+                        }
+                        Err(why) => {
+                            warn!(partition = p, offset = r.offset, %why, "skipping unreadable group record")
+                        }
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+        if !logs.is_empty() {
+            info!(
+                records = loaded,
+                groups = inner.sm.groups().count(),
+                "group state loaded"
+            );
+        }
+        inner.logs = logs;
+        Ok(())
+    }
+
+    /// Makes sure `__consumer_offsets` exists (Kafka creates it on first use).
+    fn ensure_topic(&self, broker: &Broker) -> Result<(), Unavailable> {
+        if !self.lock().logs.is_empty() {
+            return Ok(());
+        }
+        let n = broker.config.offsets_topic_num_partitions;
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                broker.config.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]);
+        if broker.topic(OFFSETS_TOPIC).is_none() {
+            match broker.create_topic(OFFSETS_TOPIC, n, 1, configs, false) {
+                Ok(_) => info!(partitions = n, "created {OFFSETS_TOPIC}"),
+                Err(crate::broker::BrokerError::Topic(
+                    sluice_core::topics::TopicError::Exists(_),
+                )) => {}
+                Err(e) => return Err(Unavailable(e.to_string())),
+            }
+        }
+        let logs: Option<Vec<_>> = (0..n).map(|p| broker.partition(OFFSETS_TOPIC, p)).collect();
+        let logs = logs.ok_or_else(|| Unavailable(format!("{OFFSETS_TOPIC} is incomplete")))?;
+        let mut inner = self.lock();
+        if inner.logs.is_empty() {
+            inner.logs = logs;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the coordinator, then carries out its effects: records appended,
+    /// parked requests answered. Returns `f`'s result and the durability point of the
+    /// group's partition, which the caller's answer must wait for.
+    fn run<R>(
+        &self,
+        broker: &Broker,
+        group: &str,
+        f: impl FnOnce(&mut Inner, i64) -> R,
+    ) -> Result<(R, Option<(Arc<PartitionLog>, i64)>), Unavailable> {
+        self.ensure_topic(broker)?;
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        let r = f(&mut inner, now);
+        self.carry_out(&mut inner);
+        let upto = durable_point(&inner.logs, group);
+        Ok((r, upto))
+    }
+
+    fn carry_out(&self, inner: &mut Inner) {
+        let mut answers = Vec::new();
+        for effect in inner.sm.take_effects() {
+            match effect {
+                Effect::Persist(record) => {
+                    if let Err(e) = self.append(&inner.logs, &record) {
+                        // The log has failed for good; answers waiting on it fail too.
+                        warn!(group = record.group(), error = %e, "group record not written");
+                    }
+                }
+                Effect::Join { ticket, result } => {
+                    if let Some(w) = inner.waiters.remove(&ticket) {
+                        answers.push((w, Ok(result)));
+                    }
+                }
+                Effect::Sync { ticket, result } => {
+                    if let Some(w) = inner.waiters.remove(&ticket) {
+                        answers.push((w, Err(result)));
+                    }
+                }
+            }
+        }
+        // Answers leave only once everything their group's partition holds so far
+        // (this round's records included) is durable.
+        for (waiter, result) in answers {
+            match (waiter, result) {
+                (Waiter::Join { group, tx }, Ok(result)) => {
+                    let durable_upto = durable_point(&inner.logs, &group);
+                    let _ = tx.send(Parked {
+                        result,
+                        durable_upto,
+                    });
+                }
+                (Waiter::Sync { group, tx }, Err(result)) => {
+                    let durable_upto = durable_point(&inner.logs, &group);
+                    let _ = tx.send(Parked {
+                        result,
+                        durable_upto,
+                    });
+                }
+                _ => warn!("a parked request got an answer of the wrong kind"),
+            }
+        }
+    }
+
+    fn park(&self, inner: &mut Inner, waiter: impl FnOnce() -> Waiter) -> Ticket {
+        let ticket = inner.next_ticket;
+        inner.next_ticket += 1;
+        inner.waiters.insert(ticket, waiter());
+        ticket
+    }
+
+    /// A member id as Kafka makes them: the client id and a random UUID.
+    fn fresh_member_id(&self, client_id: &str) -> String {
+        let (a, b) = (self.env.rng.next_u64(), self.env.rng.next_u64());
+        let hex = format!("{a:016x}{b:016x}");
+        format!(
+            "{client_id}-{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    }
+
+    pub fn join(
+        &self,
+        broker: &Broker,
+        req: JoinRequest,
+    ) -> Result<oneshot::Receiver<JoinAnswer>, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        let fresh = self.fresh_member_id(&req.client_id);
+        let group = req.group_id.clone();
+        self.run(broker, &group.clone(), |inner, now| {
+            let ticket = self.park(inner, || Waiter::Join { group, tx });
+            inner.sm.join(now, ticket, req, fresh);
+        })?;
+        Ok(rx)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the request's fields
+    pub fn sync(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol: Option<(&str, &str)>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<oneshot::Receiver<SyncAnswer>, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        self.run(broker, group, |inner, now| {
+            let ticket = self.park(inner, || Waiter::Sync {
+                group: group.to_string(),
+                tx,
+            });
+            inner.sm.sync(
+                now,
+                ticket,
+                group,
+                generation,
+                member_id,
+                instance_id,
+                protocol,
+                assignments,
+            );
+        })?;
+        Ok(rx)
+    }
+
+    pub fn heartbeat(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<Result<(), GroupError>, Unavailable> {
+        let (r, _) = self.run(broker, group, |inner, now| {
+            inner
+                .sm
+                .heartbeat(now, group, generation, member_id, instance_id)
+        })?;
+        Ok(r)
+    }
+
+    pub fn leave(
+        &self,
+        broker: &Broker,
+        group: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Parked<Vec<Result<(), GroupError>>>, Unavailable> {
+        let (result, durable_upto) = self.run(broker, group, |inner, now| {
+            inner.sm.leave(now, group, members)
+        })?;
+        Ok(Parked {
+            result,
+            durable_upto,
+        })
+    }
+
+    /// Validates an offset commit and appends the accepted offsets; finish it with
+    /// [`Groups::finish_commit`].
+    pub fn commit(
+        &self,
+        broker: &Broker,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Result<Vec<PendingCommit>, GroupError>, Unavailable> {
+        let (checked, _) = self.run(broker, group, |inner, now| {
+            let checked =
+                inner
+                    .sm
+                    .commit(now, group, generation, member_id, instance_id, offsets)?;
+            // Appended under the lock, so the log's order is the order of commits.
+            Ok(checked
+                .into_iter()
+                .map(|(offset, r)| {
+                    let written = r.map_err(CommitError::Group).and_then(|()| {
+                        let record = GroupRecord::Offset {
+                            group: group.to_string(),
+                            topic: offset.topic.clone(),
+                            partition: offset.partition,
+                            value: Some(offset.value.clone()),
+                        };
+                        self.append(&inner.logs, &record)
+                            .map_err(|e| CommitError::Storage(e.to_string()))
+                    });
+                    PendingCommit { offset, written }
+                })
+                .collect())
+        })?;
+        Ok(checked)
+    }
+
+    /// Waits for the commit's records to be durable, then applies them.
+    pub async fn finish_commit(
+        &self,
+        group: &str,
+        pending: Vec<PendingCommit>,
+    ) -> Vec<(OffsetCommit, Result<(), CommitError>)> {
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            let result = match p.written {
+                Err(e) => Err(e),
+                Ok((log, position)) => match log.wait_durable(position + 1).await {
+                    Err(e) => Err(CommitError::Storage(e.to_string())),
+                    Ok(()) => {
+                        let o = &p.offset;
+                        self.lock().sm.apply_offset(
+                            group,
+                            &o.topic,
+                            o.partition,
+                            Some(o.value.clone()),
+                            position,
+                        );
+                        Ok(())
+                    }
+                },
+            };
+            out.push((p.offset, result));
+        }
+        out
+    }
+
+    /// Committed offsets of a group (durable ones only).
+    pub fn offsets(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
+        self.lock()
+            .sm
+            .group(group)
+            .map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn describe(&self, group: &str) -> Option<Group> {
+        self.lock().sm.group(group).cloned()
+    }
+
+    /// Every group: id, protocol type, state.
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        self.lock()
+            .sm
+            .groups()
+            .map(|(id, g)| {
+                (
+                    id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state,
+                )
+            })
+            .collect()
+    }
+
+    pub fn delete(
+        &self,
+        broker: &Broker,
+        group: &str,
+    ) -> Result<Parked<Result<(), GroupError>>, Unavailable> {
+        let (result, durable_upto) =
+            self.run(broker, group, |inner, _| inner.sm.delete_group(group))?;
+        Ok(Parked {
+            result,
+            durable_upto,
+        })
+    }
+
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        partitions: &[(String, i32)],
+        subscribed: &BTreeSet<String>,
+    ) -> Result<Parked<Result<Vec<Result<(), GroupError>>, GroupError>>, Unavailable> {
+        let (result, durable_upto) = self.run(broker, group, |inner, _| {
+            inner.sm.delete_offsets(group, partitions, subscribed)
+        })?;
+        Ok(Parked {
+            result,
+            durable_upto,
+        })
+    }
+
+    /// Expires sessions and rebalance phases; the node calls it periodically.
+    pub fn tick(&self) {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        inner.sm.tick(now);
+        self.carry_out(&mut inner);
+    }
+
+    /// Appends one record to its group's partition; returns its offset.
+    fn append(
+        &self,
+        logs: &[Arc<PartitionLog>],
+        record: &GroupRecord,
+    ) -> Result<(Arc<PartitionLog>, i64), LogError> {
+        let Some(log) = logs.get(partition_for(record.group(), logs.len())) else {
+            return Err(LogError::Storage(format!("{OFFSETS_TOPIC} does not exist")));
+        };
+        let (key, value) = record.encode();
+        let batch = encode_batch(
+            &[Message {
+                key: Some(key),
+                value,
+                timestamp: self.env.clock.wall_ms(),
+            }],
+            Compression::None,
+        )
+        .map_err(|e| LogError::Storage(e.to_string()))?;
+        let appended = log.append(&batch)?;
+        Ok((log.clone(), appended.last_offset))
+    }
+}
+
+/// An offset commit accepted and appended (or refused), awaiting durability.
+pub struct PendingCommit {
+    pub offset: OffsetCommit,
+    written: Result<(Arc<PartitionLog>, i64), CommitError>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Group(GroupError),
+    #[error("offset commit not stored: {0}")]
+    Storage(String),
+}
+
+fn durable_point(logs: &[Arc<PartitionLog>], group: &str) -> Option<(Arc<PartitionLog>, i64)> {
+    let log = logs.get(partition_for(group, logs.len()))?;
+    Some((log.clone(), log.log_end_offset()))
+}
+
+fn apply_loaded(sm: &mut GroupCoordinator, now: i64, record: GroupRecord, position: i64) {
+    match record {
+        GroupRecord::Offset {
+            group,
+            topic,
+            partition,
+            value,
+        } => sm.apply_offset(&group, &topic, partition, value, position),
+        GroupRecord::Metadata { group, value } => sm.load_metadata(now, &group, value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_land_where_kafka_puts_them() {
+        // Java: Math.abs("my-group".hashCode()) % 50
+        assert_eq!(java_hash("my-group"), -1_906_497_762);
+        assert_eq!(partition_for("my-group", 50), 36);
+        assert_eq!(java_hash(""), 0);
+    }
+}

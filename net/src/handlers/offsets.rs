@@ -1,0 +1,291 @@
+//! Committed offsets: OffsetCommit (answered once the commit is durable),
+//! OffsetFetch, OffsetDelete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Buf;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    ConsumerProtocolSubscription, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use sluice_core::group::{OffsetCommit, OffsetValue};
+
+use super::Reply;
+use crate::broker::Broker;
+use crate::codes;
+use crate::groups::CommitError;
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
+    let now = broker.env.clock.wall_ms();
+    let mut offsets = Vec::new();
+    // (topic, partition, error known before the coordinator is asked)
+    let mut order: Vec<(TopicName, i32, Option<i16>)> = Vec::new();
+    for t in &r.topics {
+        let partitions = broker.topic(&t.name).map(|t| t.partitions);
+        for p in &t.partitions {
+            if !partitions.is_some_and(|n| (0..n).contains(&p.partition_index)) {
+                order.push((
+                    t.name.clone(),
+                    p.partition_index,
+                    Some(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                ));
+                continue;
+            }
+            order.push((t.name.clone(), p.partition_index, None));
+            offsets.push(OffsetCommit {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                value: OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    commit_timestamp_ms: now,
+                },
+            });
+        }
+    }
+    let group = r.group_id.to_string();
+    let checked = broker.groups.commit(
+        broker,
+        &group,
+        r.generation_id_or_member_epoch,
+        &r.member_id,
+        r.group_instance_id.as_deref(),
+        offsets,
+    );
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let mut codes_by_partition: BTreeMap<(String, i32), i16> = BTreeMap::new();
+        let whole = match checked {
+            Err(_) => Some(codes::COORDINATOR_NOT_AVAILABLE),
+            Ok(Err(e)) => Some(codes::group_error(e)),
+            Ok(Ok(pending)) => {
+                for (o, result) in broker.groups.finish_commit(&group, pending).await {
+                    let code = match result {
+                        Ok(()) => codes::NONE,
+                        Err(e) => {
+                            if let CommitError::Storage(why) = &e {
+                                tracing::warn!(group = %group, %why, "offset commit failed");
+                            }
+                            codes::commit_error(&e)
+                        }
+                    };
+                    codes_by_partition.insert((o.topic, o.partition), code);
+                }
+                None
+            }
+        };
+        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+        for (name, partition, early) in order {
+            let code = early.or(whole).unwrap_or_else(|| {
+                codes_by_partition
+                    .get(&(name.to_string(), partition))
+                    .copied()
+                    .unwrap_or(codes::NONE)
+            });
+            let entry = OffsetCommitResponsePartition::default()
+                .with_partition_index(partition)
+                .with_error_code(code);
+            match topics.last_mut() {
+                Some(t) if t.name == name => t.partitions.push(entry),
+                _ => topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
+    }))
+}
+
+/// One group's answer: for each topic asked (or every committed one when `None`),
+/// its partitions' committed offsets, -1 where none.
+fn committed(
+    broker: &Broker,
+    group: &str,
+    asked: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<(i32, Option<OffsetValue>)>)> {
+    let offsets = broker.groups.offsets(group);
+    match asked {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(t, parts)| {
+                let found = parts
+                    .into_iter()
+                    .map(|p| (p, offsets.get(&(t.clone(), p)).cloned()))
+                    .collect();
+                (t, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetValue>)>> = BTreeMap::new();
+            for ((t, p), v) in offsets {
+                by_topic.entry(t).or_default().push((p, Some(v)));
+            }
+            by_topic.into_iter().collect()
+        }
+    }
+}
+
+pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> ResponseKind {
+    let epoch = |v: &Option<OffsetValue>| {
+        if version >= 5 {
+            v.as_ref().map_or(-1, |v| v.leader_epoch)
+        } else {
+            -1
+        }
+    };
+    if version >= 8 {
+        let groups = r
+            .groups
+            .iter()
+            .map(|g| {
+                let asked = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                let topics = committed(broker, &g.group_id, asked)
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(topic_name(&t))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, v)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(
+                                                v.as_ref().map_or(-1, |v| v.offset),
+                                            )
+                                            .with_committed_leader_epoch(epoch(&v))
+                                            .with_metadata(Some(StrBytes::from_string(
+                                                v.map(|v| v.metadata).unwrap_or_default(),
+                                            )))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(topics)
+            })
+            .collect();
+        return ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let asked = r.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let topics = committed(broker, &r.group_id, asked)
+        .into_iter()
+        .map(|(t, parts)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(&t))
+                .with_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(p, v)| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(v.as_ref().map_or(-1, |v| v.offset))
+                                .with_committed_leader_epoch(epoch(&v))
+                                .with_metadata(Some(StrBytes::from_string(
+                                    v.map(|v| v.metadata).unwrap_or_default(),
+                                )))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_topics(topics))
+}
+
+/// Topics the members' consumer-protocol subscriptions name.
+fn subscribed_topics(subscriptions: &[bytes::Bytes]) -> BTreeSet<String> {
+    let mut topics = BTreeSet::new();
+    for sub in subscriptions {
+        let mut b = sub.clone();
+        if b.len() < 2 {
+            continue;
+        }
+        let version = b.get_i16().clamp(0, 3);
+        if let Ok(s) = ConsumerProtocolSubscription::decode(&mut b, version) {
+            topics.extend(s.topics.iter().map(|t| t.to_string()));
+        }
+    }
+    topics
+}
+
+pub fn delete(broker: &Arc<Broker>, r: OffsetDeleteRequest) -> Reply {
+    let subscribed = broker
+        .groups
+        .describe(&r.group_id)
+        .map(|g| subscribed_topics(&g.subscriptions()))
+        .unwrap_or_default();
+    let partitions: Vec<(String, i32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index))
+        })
+        .collect();
+    let parked = broker
+        .groups
+        .delete_offsets(broker, &r.group_id, &partitions, &subscribed);
+    Reply::Later(Box::pin(async move {
+        let failed = |code| {
+            ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code))
+        };
+        let results = match parked {
+            Err(_) => return failed(codes::COORDINATOR_NOT_AVAILABLE),
+            Ok(p) => match p.release().await {
+                Err(_) => return failed(codes::COORDINATOR_NOT_AVAILABLE),
+                Ok(Err(e)) => return failed(codes::group_error(e)),
+                Ok(Ok(results)) => results,
+            },
+        };
+        let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+        for ((topic, partition), result) in partitions.iter().zip(results) {
+            let entry = OffsetDeleteResponsePartition::default()
+                .with_partition_index(*partition)
+                .with_error_code(result.map_or_else(codes::group_error, |()| codes::NONE));
+            let name = topic_name(topic);
+            match topics.last_mut() {
+                Some(t) if t.name == name => t.partitions.push(entry),
+                _ => topics.push(
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(vec![entry]),
+                ),
+            }
+        }
+        ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_topics(topics))
+    }))
+}
