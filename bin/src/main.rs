@@ -10,6 +10,7 @@ static ALLOC: sluice_net::guard_alloc::GuardedAlloc = sluice_net::guard_alloc::G
 mod bench;
 mod config;
 mod consume;
+mod group;
 mod produce;
 mod server;
 mod topic;
@@ -34,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: topic::Command,
     },
+    /// List, describe, delete consumer groups, or reset their offsets.
+    Group {
+        #[command(subcommand)]
+        command: group::Command,
+    },
     /// Produce lines from stdin; a line `key:value` carries a key.
     Produce(produce::Args),
     /// Consume records and print `partition offset key value`, tab-separated.
@@ -56,6 +62,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Topic { command } => topic::run(command).await,
+            Command::Group { command } => group::run(command).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
