@@ -71,3 +71,13 @@ def by_partition(records):
     for p, o, k, v in records:
         parts.setdefault(p, []).append((o, k, v))
     return parts
+
+
+def wait_for(condition, timeout, what):
+    """Polls `condition` until it holds; fails naming `what` after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
