@@ -8,6 +8,11 @@
 //! {"index":12,"time_ms":140,"node":"consumer-0","process":4,"type":"ok","f":"poll","partition":2,"from":40,"records":[[40,"p2-9"],[41,"p1-3"]]}
 //! ```
 //!
+//! Consumer-group members add `assign` (a SyncGroup that gave `member` the
+//! `partitions` of `generation`), `process` (records a member handled, like a poll),
+//! `commit` (an OffsetCommit of `offset` for one partition) and `fetch-offset` (an
+//! OffsetFetch that returned `offset`, -1 for none).
+//!
 //! `type` is `invoke` (started), `ok` (succeeded), `fail` (definitely did not happen)
 //! or `info` (outcome unknown, e.g. a timeout). A `poll` with `"final": true` belongs to
 //! the read after the faults healed, which must see everything acknowledged.
@@ -23,11 +28,16 @@ pub enum Kind {
     Info,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum F {
     Send,
     Poll,
+    Assign,
+    Process,
+    Commit,
+    #[serde(rename = "fetch-offset")]
+    FetchOffset,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +64,14 @@ pub struct Op {
     pub error: Option<String>,
     #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
     pub final_read: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<i32>,
 }
 
 impl Op {
@@ -74,6 +92,10 @@ impl Op {
             records: Vec::new(),
             error: None,
             final_read: false,
+            group: None,
+            member: None,
+            generation: None,
+            partitions: Vec::new(),
         }
     }
 }
@@ -127,4 +149,22 @@ pub fn unread_acked_sends(ops: &[Op]) -> Vec<&Op> {
             finals.contains(&s.partition) && s.value.as_deref().is_some_and(|v| !seen.contains(v))
         })
         .collect()
+}
+
+/// Each completed operation with the index of its invocation (the same process's
+/// latest `invoke` of the same function), for real-time order: A precedes B when A
+/// completed before B was invoked. Operations recorded without an invoke count as
+/// invoked where they completed.
+pub fn with_invocations(ops: &[Op]) -> Vec<(u64, &Op)> {
+    let mut open: std::collections::BTreeMap<(u64, F, i32), u64> = Default::default();
+    let mut out = Vec::new();
+    for o in ops {
+        let key = (o.process, o.f, o.partition);
+        if o.kind == Kind::Invoke {
+            open.insert(key, o.index);
+        } else {
+            out.push((open.remove(&key).unwrap_or(o.index), o));
+        }
+    }
+    out
 }

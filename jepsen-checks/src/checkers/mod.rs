@@ -8,9 +8,13 @@ use crate::history::Op;
 mod duplicate;
 mod inconsistent_offsets;
 mod lost_write;
+mod nonmonotonic_commit;
+mod nonmonotonic_generation;
 mod nonmonotonic_poll;
 mod nonmonotonic_send;
 mod poll_skip;
+mod skipped_by_commit;
+mod split_ownership;
 mod unexpected;
 mod unseen;
 
@@ -72,7 +76,7 @@ type Checker = fn(&[Op]) -> Vec<Anomaly>;
 /// Runs every checker.
 pub fn check_all(ops: &[Op]) -> Report {
     let mut report = Report::default();
-    let checks: [(&'static str, Checker); 8] = [
+    let checks: [(&'static str, Checker); 12] = [
         (lost_write::NAME, lost_write::check),
         (duplicate::NAME, duplicate::check),
         (inconsistent_offsets::NAME, inconsistent_offsets::check),
@@ -81,6 +85,13 @@ pub fn check_all(ops: &[Op]) -> Report {
         (poll_skip::NAME, poll_skip::check),
         (unseen::NAME, unseen::check),
         (unexpected::NAME, unexpected::check),
+        (split_ownership::NAME, split_ownership::check),
+        (
+            nonmonotonic_generation::NAME,
+            nonmonotonic_generation::check,
+        ),
+        (nonmonotonic_commit::NAME, nonmonotonic_commit::check),
+        (skipped_by_commit::NAME, skipped_by_commit::check),
     ];
     for (name, check) in checks {
         report.anomalies.insert(name, check(ops));
@@ -112,6 +123,40 @@ pub(crate) mod test_support {
         let mut o = Op::new(Kind::Invoke, F::Send, "p", process, partition);
         o.index = index;
         o.value = Some(value.into());
+        o
+    }
+
+    pub fn assign(index: u64, process: u64, member: &str, generation: i32, parts: &[i32]) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Assign, member, process, -1);
+        o.index = index;
+        o.group = Some("g".into());
+        o.member = Some(member.into());
+        o.generation = Some(generation);
+        o.partitions = parts.to_vec();
+        o
+    }
+
+    pub fn commit(index: u64, process: u64, partition: i32, offset: i64) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Commit, "m", process, partition);
+        o.index = index;
+        o.group = Some("g".into());
+        o.offset = Some(offset);
+        o
+    }
+
+    pub fn fetch_offset(index: u64, process: u64, partition: i32, offset: i64) -> Op {
+        let mut o = commit(index, process, partition, offset);
+        o.f = F::FetchOffset;
+        o
+    }
+
+    pub fn process(index: u64, process: u64, partition: i32, records: &[(i64, &str)]) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Process, "m", process, partition);
+        o.index = index;
+        o.records = records
+            .iter()
+            .map(|(off, v)| (*off, v.to_string()))
+            .collect();
         o
     }
 
