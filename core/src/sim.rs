@@ -42,15 +42,27 @@ pub enum Bug {
     DuplicateOnRoll,
     /// A fetch serves its first batch again at the end.
     ServeBatchTwice,
+    /// SyncGroup hands every member the leader's own assignment.
+    SyncSameAssignment,
+    /// A completed rebalance keeps the old generation number.
+    GenerationNotBumped,
+    /// OffsetCommit skips the member and generation checks (zombies commit).
+    StaleCommitAccepted,
+    /// OffsetFetch answers one past the committed offset.
+    OffsetFetchPastCommit,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 9] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
         Bug::DuplicateOnRoll,
         Bug::ServeBatchTwice,
+        Bug::SyncSameAssignment,
+        Bug::GenerationNotBumped,
+        Bug::StaleCommitAccepted,
+        Bug::OffsetFetchPastCommit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +72,10 @@ impl Bug {
             Bug::OffsetIndexOffByOne => "offset-index-off-by-one",
             Bug::DuplicateOnRoll => "duplicate-on-roll",
             Bug::ServeBatchTwice => "serve-batch-twice",
+            Bug::SyncSameAssignment => "sync-same-assignment",
+            Bug::GenerationNotBumped => "generation-not-bumped",
+            Bug::StaleCommitAccepted => "stale-commit-accepted",
+            Bug::OffsetFetchPastCommit => "offset-fetch-past-commit",
         }
     }
 

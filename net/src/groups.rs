@@ -19,6 +19,7 @@ use sluice_core::group::{
     Effect, Group, GroupCoordinator, GroupError, GroupRecord, GroupState, JoinRequest, Joined,
     OffsetCommit, OffsetValue, Synced, Ticket,
 };
+use sluice_core::sim::{planted, Bug};
 use sluice_storage::{LogError, PartitionLog};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -37,11 +38,16 @@ pub struct Unavailable(pub String);
 pub struct Parked<T> {
     pub result: T,
     durable_upto: Option<(Arc<PartitionLog>, i64)>,
+    /// A record this answer depends on could not be written.
+    unstored: bool,
 }
 
 impl<T> Parked<T> {
     /// Waits until the answer may leave; a storage failure makes it unavailable.
     pub async fn release(self) -> Result<T, Unavailable> {
+        if self.unstored {
+            return Err(Unavailable("a group record could not be written".into()));
+        }
         if let Some((log, end)) = self.durable_upto {
             log.wait_durable(end)
                 .await
@@ -202,22 +208,31 @@ impl Groups {
 
     fn carry_out(&self, inner: &mut Inner) {
         let mut answers = Vec::new();
-        for effect in inner.sm.take_effects() {
-            match effect {
-                Effect::Persist(record) => {
-                    if let Err(e) = self.append(&inner.logs, &record) {
-                        // The log has failed for good; answers waiting on it fail too.
-                        warn!(group = record.group(), error = %e, "group record not written");
+        let mut unstored: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let effects = inner.sm.take_effects();
+            if effects.is_empty() {
+                break;
+            }
+            for effect in effects {
+                match effect {
+                    Effect::Persist(record) => {
+                        if let Err(e) = self.append(&inner.logs, &record) {
+                            warn!(group = record.group(), error = %e, "group record not written");
+                            if unstored.insert(record.group().to_string()) {
+                                inner.sm.storage_failed(self.now_ms(), record.group());
+                            }
+                        }
                     }
-                }
-                Effect::Join { ticket, result } => {
-                    if let Some(w) = inner.waiters.remove(&ticket) {
-                        answers.push((w, Ok(result)));
+                    Effect::Join { ticket, result } => {
+                        if let Some(w) = inner.waiters.remove(&ticket) {
+                            answers.push((w, Ok(result)));
+                        }
                     }
-                }
-                Effect::Sync { ticket, result } => {
-                    if let Some(w) = inner.waiters.remove(&ticket) {
-                        answers.push((w, Err(result)));
+                    Effect::Sync { ticket, result } => {
+                        if let Some(w) = inner.waiters.remove(&ticket) {
+                            answers.push((w, Err(result)));
+                        }
                     }
                 }
             }
@@ -227,17 +242,17 @@ impl Groups {
         for (waiter, result) in answers {
             match (waiter, result) {
                 (Waiter::Join { group, tx }, Ok(result)) => {
-                    let durable_upto = durable_point(&inner.logs, &group);
                     let _ = tx.send(Parked {
                         result,
-                        durable_upto,
+                        durable_upto: durable_point(&inner.logs, &group),
+                        unstored: unstored.contains(&group),
                     });
                 }
                 (Waiter::Sync { group, tx }, Err(result)) => {
-                    let durable_upto = durable_point(&inner.logs, &group);
                     let _ = tx.send(Parked {
                         result,
-                        durable_upto,
+                        durable_upto: durable_point(&inner.logs, &group),
+                        unstored: unstored.contains(&group),
                     });
                 }
                 _ => warn!("a parked request got an answer of the wrong kind"),
@@ -340,6 +355,7 @@ impl Groups {
         Ok(Parked {
             result,
             durable_upto,
+            unstored: false,
         })
     }
 
@@ -418,7 +434,13 @@ impl Groups {
             .map(|g| {
                 g.offsets
                     .iter()
-                    .map(|(k, c)| (k.clone(), c.value.clone()))
+                    .map(|(k, c)| {
+                        let mut v = c.value.clone();
+                        if planted(Bug::OffsetFetchPastCommit) {
+                            v.offset += 1;
+                        }
+                        (k.clone(), v)
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -453,6 +475,7 @@ impl Groups {
         Ok(Parked {
             result,
             durable_upto,
+            unstored: false,
         })
     }
 
@@ -469,6 +492,7 @@ impl Groups {
         Ok(Parked {
             result,
             durable_upto,
+            unstored: false,
         })
     }
 

@@ -35,8 +35,8 @@ use crate::disk::{Faults, SimDisk};
 use crate::env::InlineTasks;
 
 const BROKER: &str = "10.0.0.1:9092";
-const TOPIC: &str = "jepsen";
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const TOPIC: &str = "jepsen";
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -117,6 +117,8 @@ pub struct Scenario {
     pub partitions: i32,
     pub producers: u64,
     pub consumers: u64,
+    /// Members of the consumer group.
+    pub members: u64,
     /// Enabled fault classes with their weights.
     pub faults: Vec<(Fault, u32)>,
     pub buggify: bool,
@@ -135,6 +137,7 @@ impl Scenario {
             partitions: rng.gen_range(1..=4),
             producers: rng.gen_range(2..=3),
             consumers: rng.gen_range(1..=2),
+            members: rng.gen_range(2..=3),
             faults,
             buggify: rng.gen_bool(0.5),
         }
@@ -147,10 +150,11 @@ impl Scenario {
             .map(|(f, w)| format!("{}x{w}", f.name()))
             .collect();
         format!(
-            "partitions={} producers={} consumers={} buggify={} faults=[{}]",
+            "partitions={} producers={} consumers={} members={} buggify={} faults=[{}]",
             self.partitions,
             self.producers,
             self.consumers,
+            self.members,
             self.buggify,
             faults.join(",")
         )
@@ -214,19 +218,19 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedResult {
 
 /// The history and a trace of what the nemesis did, both in simulated time.
 #[derive(Clone)]
-struct Recorder {
+pub(crate) struct Recorder {
     inner: Arc<Mutex<(Vec<Op>, String)>>,
     start: Instant,
 }
 
 impl Recorder {
-    fn record(&self, mut op: Op) {
+    pub(crate) fn record(&self, mut op: Op) {
         op.time_ms = self.start.elapsed().as_millis() as u64;
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         op.index = g.0.len() as u64;
         g.0.push(op);
     }
-    fn trace(&self, line: &str) {
+    pub(crate) fn trace(&self, line: &str) {
         let t = self.start.elapsed().as_millis();
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.1.push_str(&format!("{t:>8} ms  {line}\n"));
@@ -293,6 +297,20 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         consumers.push(node.spawn(consumer(
             rec.clone(),
             process,
+            partitions,
+            stop_consumers.clone(),
+        )));
+    }
+    for m in 0..scenario.members {
+        let node = handle
+            .create_node()
+            .name(format!("member-{m}"))
+            .ip(ip(40 + m as u8))
+            .build();
+        clients.push(node.id());
+        consumers.push(node.spawn(crate::group::member(
+            rec.clone(),
+            m,
             partitions,
             stop_consumers.clone(),
         )));
@@ -406,6 +424,9 @@ fn start_broker(
                     // Small segments so rolls and sealed segments happen under faults.
                     log_segment_bytes: 16 << 10,
                     log_index_interval_bytes: 512,
+                    // Short sessions, so members expire and rebalance within a run.
+                    group_min_session_timeout_ms: 1_000,
+                    group_initial_rebalance_delay_ms: 200,
                     ..BrokerConfig::default()
                 };
                 match Node::start(env, config).await {
@@ -422,7 +443,7 @@ fn start_broker(
         .id()
 }
 
-async fn connect(id: &str) -> Result<Client, String> {
+pub(crate) async fn connect(id: &str) -> Result<Client, String> {
     match timeout(REQUEST_TIMEOUT, Client::connect(&TcpNetwork, BROKER, id)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(e.to_string()),

@@ -113,12 +113,16 @@ fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
 }
 
 /// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so.
-const PLANTED: [(&str, &str, u64); 5] = [
+const PLANTED: [(&str, &str, u64); 9] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
     ("duplicate-on-roll", "duplicate", 5),
     ("serve-batch-twice", "nonmonotonic-poll", 5),
+    ("sync-same-assignment", "split-ownership", 5),
+    ("generation-not-bumped", "nonmonotonic-generation", 5),
+    ("stale-commit-accepted", "nonmonotonic-commit", 20),
+    ("offset-fetch-past-commit", "skipped-by-commit", 5),
 ];
 
 #[test]
@@ -151,6 +155,10 @@ fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
         "nonmonotonic-send",
         "nonmonotonic-poll",
         "poll-skip",
+        "split-ownership",
+        "nonmonotonic-generation",
+        "nonmonotonic-commit",
+        "skipped-by-commit",
     ] {
         assert!(
             fired.contains_key(checker),

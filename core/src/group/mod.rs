@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::sim::{planted, Bug};
+
 pub use records::{GroupMetadata, GroupRecord, MemberMetadata, OffsetValue};
 
 /// Names a waiting JoinGroup or SyncGroup request; the caller picks them.
@@ -660,7 +662,9 @@ impl GroupCoordinator {
         for id in gone {
             remove_member(group, &id, &mut self.effects);
         }
-        group.generation += 1;
+        if !(planted(Bug::GenerationNotBumped) && group.generation > 0) {
+            group.generation += 1;
+        }
         if group.members.is_empty() {
             group.state = GroupState::Empty;
             group.protocol = None;
@@ -786,8 +790,12 @@ impl GroupCoordinator {
                     return Ok(());
                 }
                 let mut given: BTreeMap<String, Bytes> = assignments.into_iter().collect();
+                let leaders = given.get(member_id).cloned().unwrap_or_default();
                 for m in group.members.values_mut() {
                     m.assignment = given.remove(&m.member_id).unwrap_or_default();
+                    if planted(Bug::SyncSameAssignment) {
+                        m.assignment = leaders.clone();
+                    }
                 }
                 group.state = GroupState::Stable;
                 let record = GroupRecord::Metadata {
@@ -903,6 +911,20 @@ impl GroupCoordinator {
         }
     }
 
+    /// A record of the group could not be stored, so what it promised is void: the
+    /// group rebalances (Kafka's answer to a failed group-metadata write).
+    pub fn storage_failed(&mut self, now_ms: i64, gid: &str) {
+        if self.groups.get(gid).is_some_and(|g| {
+            matches!(
+                g.state,
+                GroupState::Stable | GroupState::CompletingRebalance
+            )
+        }) {
+            self.prepare_rebalance(now_ms, gid);
+            self.try_complete_join(now_ms, gid);
+        }
+    }
+
     // ---- Time --------------------------------------------------------------------
 
     /// Expires sessions and pending members and ends rebalance phases that ran out of
@@ -973,7 +995,7 @@ impl GroupCoordinator {
             None => return Err(GroupError::IllegalGeneration),
         };
         let simple = generation < 0 && group.state == GroupState::Empty;
-        if !simple {
+        if !simple && !planted(Bug::StaleCommitAccepted) {
             group.check_member(member_id, instance_id)?;
             if generation != group.generation {
                 return Err(GroupError::IllegalGeneration);
