@@ -34,10 +34,13 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 #[error("group coordinator unavailable: {0}")]
 pub struct Unavailable(pub String);
 
+/// A log and the offset below which it must be durable.
+type DurablePoint = Option<(Arc<PartitionLog>, i64)>;
+
 /// An answer for a parked request, released once `durable_upto` is fsynced.
 pub struct Parked<T> {
     pub result: T,
-    durable_upto: Option<(Arc<PartitionLog>, i64)>,
+    durable_upto: DurablePoint,
     /// A record this answer depends on could not be written.
     unstored: bool,
 }
@@ -196,7 +199,7 @@ impl Groups {
         broker: &Broker,
         group: &str,
         f: impl FnOnce(&mut Inner, i64) -> R,
-    ) -> Result<(R, Option<(Arc<PartitionLog>, i64)>), Unavailable> {
+    ) -> Result<(R, DurablePoint), Unavailable> {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
@@ -485,7 +488,7 @@ impl Groups {
         group: &str,
         partitions: &[(String, i32)],
         subscribed: &BTreeSet<String>,
-    ) -> Result<Parked<Result<Vec<Result<(), GroupError>>, GroupError>>, Unavailable> {
+    ) -> Result<Parked<OffsetDeletion>, Unavailable> {
         let (result, durable_upto) = self.run(broker, group, |inner, _| {
             inner.sm.delete_offsets(group, partitions, subscribed)
         })?;
@@ -528,6 +531,9 @@ impl Groups {
     }
 }
 
+/// OffsetDelete's verdict: for the group, then per partition.
+pub type OffsetDeletion = Result<Vec<Result<(), GroupError>>, GroupError>;
+
 /// An offset commit accepted and appended (or refused), awaiting durability.
 pub struct PendingCommit {
     pub offset: OffsetCommit,
@@ -542,7 +548,7 @@ pub enum CommitError {
     Storage(String),
 }
 
-fn durable_point(logs: &[Arc<PartitionLog>], group: &str) -> Option<(Arc<PartitionLog>, i64)> {
+fn durable_point(logs: &[Arc<PartitionLog>], group: &str) -> DurablePoint {
     let log = logs.get(partition_for(group, logs.len()))?;
     Some((log.clone(), log.log_end_offset()))
 }

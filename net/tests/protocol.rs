@@ -465,3 +465,205 @@ async fn topics_and_data_survive_a_restart() {
     assert!(got.iter().enumerate().all(|(i, r)| r.offset == i as i64));
     node.stop();
 }
+
+/// One member through a whole group life at each version of every group API: join
+/// (MEMBER_ID_REQUIRED from v4), sync, heartbeat, commit, fetch, describe, list,
+/// leave, delete; then OffsetDelete on a simple (memberless) commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_apis_at_every_advertised_version() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |c| c.group_initial_rebalance_delay_ms = 0).await;
+    let mut c = connect(&node).await;
+    assert_eq!(create(&mut c, "gt", 1, 7).await.topics[0].error_code, 0);
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let commit = |group: &str, generation: i32, member: &str, offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(generation)
+            .with_member_id(s(member))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("gt"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(Some(s("meta")))])])
+    };
+    let fetch = |group: &str, v: i16| {
+        if v >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(name("gt"))
+                    .with_partition_indexes(vec![0])]))])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name("gt"))
+                    .with_partition_indexes(vec![0])]))
+        }
+    };
+    let fetched = |r: &OffsetFetchResponse, v: i16| -> (i64, String) {
+        if v >= 8 {
+            let p = &r.groups[0].topics[0].partitions[0];
+            (p.committed_offset, p.metadata.as_ref().unwrap().to_string())
+        } else {
+            let p = &r.topics[0].partitions[0];
+            (p.committed_offset, p.metadata.as_ref().unwrap().to_string())
+        }
+    };
+    for v in versions(ApiKey::JoinGroup) {
+        let group = format!("g-v{v}");
+        let mut join = JoinGroupRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_session_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"sub"))]);
+        if v >= 1 {
+            join = join.with_rebalance_timeout_ms(10_000);
+        }
+        let mut r = c.call(join.clone(), v).await.unwrap();
+        if v >= 4 {
+            assert_eq!(
+                r.error_code, 79,
+                "JoinGroup v{v} asks for a member id first"
+            );
+            r = c
+                .call(join.with_member_id(r.member_id.clone()), v)
+                .await
+                .unwrap();
+        }
+        assert_eq!((r.error_code, r.generation_id), (0, 1), "JoinGroup v{v}");
+        assert_eq!(r.leader, r.member_id);
+        assert_eq!(r.members.len(), 1);
+        assert_eq!(r.members[0].metadata, Bytes::from_static(b"sub"));
+        let member = r.member_id.to_string();
+
+        let sv = v.min(5);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id(1)
+            .with_member_id(s(&member))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(s(&member))
+                .with_assignment(Bytes::from_static(b"asg"))]);
+        let r = c.call(sync, sv).await.unwrap();
+        assert_eq!(
+            (r.error_code, r.assignment.as_ref()),
+            (0, &b"asg"[..]),
+            "SyncGroup v{sv}"
+        );
+
+        let hv = v.min(4);
+        let hb = HeartbeatRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_generation_id(1)
+            .with_member_id(s(&member));
+        assert_eq!(
+            c.call(hb.clone(), hv).await.unwrap().error_code,
+            0,
+            "Heartbeat v{hv}"
+        );
+        let stale = c.call(hb.with_generation_id(0), hv).await.unwrap();
+        assert_eq!(stale.error_code, 22, "stale generation at Heartbeat v{hv}");
+
+        let cv = v.clamp(2, 9);
+        let r = c.call(commit(&group, 1, &member, 5), cv).await.unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{cv}"
+        );
+        let r = c.call(commit(&group, 0, &member, 1), cv).await.unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 22,
+            "stale commit v{cv}"
+        );
+
+        let fv = v.clamp(1, 9);
+        let r = c.call(fetch(&group, fv), fv).await.unwrap();
+        assert_eq!(fetched(&r, fv), (5, "meta".into()), "OffsetFetch v{fv}");
+
+        let dv = v.min(5);
+        let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]);
+        let r = c.call(describe.clone(), dv).await.unwrap();
+        let g = &r.groups[0];
+        assert_eq!(
+            (
+                g.group_state.as_str(),
+                g.protocol_data.as_str(),
+                g.members.len()
+            ),
+            ("Stable", "range", 1),
+            "DescribeGroups v{dv}"
+        );
+        assert_eq!(g.members[0].member_assignment.as_ref(), b"asg");
+
+        let lv = v.min(5);
+        let r = c.call(ListGroupsRequest::default(), lv).await.unwrap();
+        assert!(
+            r.groups.iter().any(|g| g.group_id.as_str() == group),
+            "ListGroups v{lv}"
+        );
+
+        let leave_v = v.min(5);
+        let leave = if leave_v >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_members(vec![MemberIdentity::default().with_member_id(s(&member))])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_member_id(s(&member))
+        };
+        let r = c.call(leave, leave_v).await.unwrap();
+        let code = if leave_v >= 3 {
+            r.members[0].error_code
+        } else {
+            r.error_code
+        };
+        assert_eq!(code, 0, "LeaveGroup v{leave_v}");
+        let r = c.call(describe, dv).await.unwrap();
+        assert_eq!(r.groups[0].group_state.as_str(), "Empty");
+
+        let delv = v.min(2);
+        let del = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]);
+        let r = c.call(del.clone(), delv).await.unwrap();
+        assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{delv}");
+        let r = c.call(del, delv).await.unwrap();
+        assert_eq!(r.results[0].error_code, 69, "deleting twice at v{delv}");
+    }
+    // OffsetDelete on a memberless group's simple commit.
+    let r = c.call(commit("simple", -1, "", 7), 8).await.unwrap();
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let del = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s("simple")))
+        .with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(name("gt"))
+            .with_partitions(vec![
+                OffsetDeleteRequestPartition::default().with_partition_index(0)
+            ])]);
+    let r = c.call(del, 0).await.unwrap();
+    assert_eq!(
+        (r.error_code, r.topics[0].partitions[0].error_code),
+        (0, 0),
+        "OffsetDelete v0"
+    );
+    let r = c.call(fetch("simple", 7), 7).await.unwrap();
+    assert_eq!(fetched(&r, 7).0, -1, "deleted offsets read as none");
+    node.stop();
+}

@@ -344,6 +344,9 @@ pub enum Effect {
     Persist(GroupRecord),
 }
 
+/// An offset to commit with its verdict.
+pub type CheckedCommit = (OffsetCommit, Result<(), GroupError>);
+
 /// One offset to commit.
 #[derive(Debug, Clone)]
 pub struct OffsetCommit {
@@ -513,11 +516,13 @@ impl GroupCoordinator {
             });
         }
         let is_leader = group.leader.as_deref() == Some(req.member_id.as_str());
+        // An unchanged member gets the current generation again, except the leader of a
+        // stable group: its rejoin is how a client asks for a new assignment.
+        let leader_of_stable = is_leader && group.state == GroupState::Stable;
+        let unchanged = !(changed || leader_of_stable);
         match group.state {
             GroupState::PreparingRebalance => self.try_complete_join(now_ms, &gid),
-            GroupState::CompletingRebalance | GroupState::Stable
-                if !changed && !(is_leader && group.state == GroupState::Stable) =>
-            {
+            GroupState::CompletingRebalance | GroupState::Stable if unchanged => {
                 // Nothing changed: give the member the current generation again.
                 let member = group.members.get_mut(&req.member_id).expect("checked");
                 member.join_ticket = None;
@@ -982,7 +987,7 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<OffsetCommit>,
-    ) -> Result<Vec<(OffsetCommit, Result<(), GroupError>)>, GroupError> {
+    ) -> Result<Vec<CheckedCommit>, GroupError> {
         if gid.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }

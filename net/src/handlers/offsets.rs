@@ -119,13 +119,16 @@ pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
     }))
 }
 
+/// Committed offsets by topic: each partition's, `None` where nothing is committed.
+type CommittedByTopic = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
 /// One group's answer: for each topic asked (or every committed one when `None`),
 /// its partitions' committed offsets, -1 where none.
 fn committed(
     broker: &Broker,
     group: &str,
     asked: Option<Vec<(String, Vec<i32>)>>,
-) -> Vec<(String, Vec<(i32, Option<OffsetValue>)>)> {
+) -> CommittedByTopic {
     let offsets = broker.groups.offsets(group);
     match asked {
         Some(topics) => topics
