@@ -71,6 +71,7 @@ pub const KNOWN: &[&str] = &[
     "group.initial.rebalance.delay.ms",
     "group.max.size",
     "offset.metadata.max.bytes",
+    "log.cleaner.backoff.ms",
 ];
 
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
@@ -170,6 +171,7 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 }
                 "group.max.size" => c.group_max_size = positive(key, v)?,
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
+                "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
                 other => bail!(
                     "unknown config '{other}' (see docs/operations.md for the supported names)"
                 ),

@@ -47,6 +47,8 @@ pub struct BrokerConfig {
     pub group_max_size: i32,
     /// offset.metadata.max.bytes
     pub offset_metadata_max_bytes: i32,
+    /// log.cleaner.backoff.ms: how often `__consumer_offsets` is cleaned.
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -73,6 +75,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_max_size: i32::MAX,
             offset_metadata_max_bytes: 4096,
+            log_cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -121,6 +124,10 @@ impl BrokerConfig {
                 self.group_min_session_timeout_ms.to_string(),
             ),
             ("listeners", format!("PLAINTEXT://{}", self.listen)),
+            (
+                "log.cleaner.backoff.ms",
+                self.log_cleaner_backoff_ms.to_string(),
+            ),
             ("log.dirs", self.data_dir.clone()),
             (
                 "log.index.interval.bytes",

@@ -10,6 +10,7 @@
 //! was told.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -76,6 +77,9 @@ enum Waiter {
 
 struct Inner {
     sm: GroupCoordinator,
+    /// Per `__consumer_offsets` partition: offset commits appended but not yet
+    /// applied. The cleaner waits for zero, so a snapshot never misses one.
+    commits_in_flight: Vec<Arc<AtomicUsize>>,
     waiters: BTreeMap<Ticket, Waiter>,
     next_ticket: Ticket,
     /// `__consumer_offsets`, once it exists.
@@ -107,6 +111,7 @@ impl Groups {
                 waiters: BTreeMap::new(),
                 next_ticket: 1,
                 logs: Vec::new(),
+                commits_in_flight: Vec::new(),
             }),
         }
     }
@@ -156,6 +161,7 @@ impl Groups {
                 "group state loaded"
             );
         }
+        inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
         inner.logs = logs;
         Ok(())
     }
@@ -186,6 +192,7 @@ impl Groups {
         let logs = logs.ok_or_else(|| Unavailable(format!("{OFFSETS_TOPIC} is incomplete")))?;
         let mut inner = self.lock();
         if inner.logs.is_empty() {
+            inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
             inner.logs = logs;
         }
         Ok(())
@@ -392,7 +399,15 @@ impl Groups {
                         self.append(&inner.logs, &record)
                             .map_err(|e| CommitError::Storage(e.to_string()))
                     });
-                    PendingCommit { offset, written }
+                    let in_flight = written.as_ref().ok().and_then(|_| {
+                        let n = inner.commits_in_flight.len();
+                        inner.commits_in_flight.get(partition_for(group, n))
+                    });
+                    PendingCommit {
+                        offset,
+                        written,
+                        _in_flight: in_flight.map(|c| InFlight::new(c.clone())),
+                    }
                 })
                 .collect())
         })?;
@@ -499,6 +514,69 @@ impl Groups {
         })
     }
 
+    /// The cleaner, in place of Kafka's compaction of this topic: each partition of
+    /// `__consumer_offsets` that has sealed segments gets a fresh snapshot of its
+    /// groups appended, and once that is durable the segments wholly before it are
+    /// dropped. The topic's size then follows the live state, not the commit rate.
+    pub async fn clean(&self) {
+        let count = self.lock().logs.len();
+        for p in 0..count {
+            let appended = {
+                let inner = self.lock();
+                let Some(log) = inner.logs.get(p).cloned() else {
+                    continue;
+                };
+                let busy = inner.commits_in_flight[p].load(Ordering::SeqCst) > 0;
+                if log.segment_count() < 2 || busy {
+                    continue;
+                }
+                let records = inner.sm.snapshot(|g| partition_for(g, count) == p);
+                let messages: Vec<Message> = records
+                    .iter()
+                    .map(|r| {
+                        let (key, value) = r.encode();
+                        Message {
+                            key: Some(key),
+                            value,
+                            timestamp: self.env.clock.wall_ms(),
+                        }
+                    })
+                    .collect();
+                let appended = if messages.is_empty() {
+                    // Nothing lives here: everything before the log end is garbage.
+                    Ok((log.log_end_offset(), log.log_end_offset()))
+                } else {
+                    encode_batch(&messages, Compression::None)
+                        .map_err(|e| LogError::Storage(e.to_string()))
+                        .and_then(|b| log.append(&b))
+                        .map(|a| (a.base_offset, a.last_offset + 1))
+                };
+                appended.map(|(start, end)| (log, start, end, records.len()))
+            };
+            let (log, start, end, records) = match appended {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(partition = p, error = %e, "{OFFSETS_TOPIC} snapshot not written");
+                    continue;
+                }
+            };
+            if log.wait_durable(end).await.is_err() {
+                continue;
+            }
+            match log.delete_segments_before(start) {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    partition = p,
+                    records,
+                    segments_removed = n,
+                    log_start = log.log_start_offset(),
+                    "{OFFSETS_TOPIC} cleaned"
+                ),
+                Err(e) => warn!(partition = p, error = %e, "{OFFSETS_TOPIC} cleaning failed"),
+            }
+        }
+    }
+
     /// Expires sessions and rebalance phases; the node calls it periodically.
     pub fn tick(&self) {
         let now = self.now_ms();
@@ -538,6 +616,23 @@ pub type OffsetDeletion = Result<Vec<Result<(), GroupError>>, GroupError>;
 pub struct PendingCommit {
     pub offset: OffsetCommit,
     written: Result<(Arc<PartitionLog>, i64), CommitError>,
+    _in_flight: Option<InFlight>,
+}
+
+/// Counts a commit in flight until dropped (applied, failed or abandoned).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

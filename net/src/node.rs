@@ -89,12 +89,20 @@ impl Node {
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Ticks the group coordinator, and every `log.cleaner.backoff.ms` cleans
+/// `__consumer_offsets`.
 async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let clean_every = (broker.config.log_cleaner_backoff_ms / GROUP_TICK.as_millis() as u64).max(1);
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             () = broker.env.clock.sleep(GROUP_TICK) => broker.groups.tick(),
+        }
+        ticks += 1;
+        if ticks % clean_every == 0 {
+            broker.groups.clean().await;
         }
     }
 }

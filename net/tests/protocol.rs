@@ -667,3 +667,80 @@ async fn group_apis_at_every_advertised_version() {
     assert_eq!(fetched(&r, 7).0, -1, "deleted offsets read as none");
     node.stop();
 }
+
+/// `__consumer_offsets` is cleaned (snapshot, then superseded segments dropped), and
+/// the committed offsets and group state come back the same after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_offsets_are_cleaned_and_survive_a_restart() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut BrokerConfig| {
+        c.offsets_topic_num_partitions = 1;
+        c.offsets_topic_segment_bytes = 4096;
+        c.log_cleaner_backoff_ms = 100;
+    };
+    let node = start(&dir, tweak).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "gt", 2, 7).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let commit = |group: &str, p: i32, offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("gt"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(Some(s(&format!("at {offset}"))))])])
+    };
+    for i in 1..=400 {
+        for (group, p) in [("one", 0), ("two", 1)] {
+            let r = c.call(commit(group, p, i), 8).await.unwrap();
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+    }
+    let log = node.broker.partition("__consumer_offsets", 0).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // 800 commit records, and a snapshot of two offsets each time a segment is sealed.
+    let retained = || log.log_end_offset() - log.log_start_offset();
+    while (retained() > 200 || log.segment_count() > 2) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        log.log_start_offset() > 0 && retained() <= 200 && log.segment_count() <= 2,
+        "not cleaned: records {}..{} in {} segments",
+        log.log_start_offset(),
+        log.log_end_offset(),
+        log.segment_count()
+    );
+    let fetch = |group: &str| {
+        OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(name("gt"))
+                .with_partition_indexes(vec![0, 1])]))
+    };
+    let committed = |r: OffsetFetchResponse| -> Vec<(i64, String)> {
+        r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.committed_offset, p.metadata.clone().unwrap().to_string()))
+            .collect()
+    };
+    let want_one = vec![(400, "at 400".to_string()), (-1, String::new())];
+    let want_two = vec![(-1, String::new()), (400, "at 400".to_string())];
+    assert_eq!(committed(c.call(fetch("one"), 7).await.unwrap()), want_one);
+    node.stop();
+    drop(c);
+    drop(log);
+    let node = start(&dir, tweak).await;
+    let mut c = connect(&node).await;
+    assert_eq!(committed(c.call(fetch("one"), 7).await.unwrap()), want_one);
+    assert_eq!(committed(c.call(fetch("two"), 7).await.unwrap()), want_two);
+    node.stop();
+}

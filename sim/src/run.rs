@@ -427,6 +427,10 @@ fn start_broker(
                     // Short sessions, so members expire and rebalance within a run.
                     group_min_session_timeout_ms: 1_000,
                     group_initial_rebalance_delay_ms: 200,
+                    // Clean __consumer_offsets often, under the faults.
+                    offsets_topic_num_partitions: 4,
+                    offsets_topic_segment_bytes: 16 << 10,
+                    log_cleaner_backoff_ms: 1_000,
                     ..BrokerConfig::default()
                 };
                 match Node::start(env, config).await {

@@ -542,6 +542,50 @@ impl PartitionLog {
 
     /// Removes the log's files (DeleteTopics). The flusher stops once the last
     /// reference is gone.
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Removes the whole sealed, durable segments that end at or below `offset`
+    /// (cleaning and retention), oldest first. Each removal is made durable before the
+    /// next, so a crash leaves a log that starts at a segment boundary, never one with
+    /// a hole (which recovery would cut the log at). Returns how many went.
+    pub fn delete_segments_before(&self, offset: i64) -> Result<usize, LogError> {
+        let mut removed = 0;
+        loop {
+            let base = {
+                let mut st = self.lock();
+                if let Some(why) = &st.failed {
+                    return Err(LogError::Storage(why.clone()));
+                }
+                let Some((&base, first)) = st.segments.iter().next() else {
+                    break;
+                };
+                let removable = st.segments.len() > 1
+                    && first.next_offset <= offset
+                    && first.next_offset <= st.high_watermark
+                    && base != st.hw_segment
+                    && !st.pending_indexes.iter().any(|(b, ..)| *b == base);
+                if !removable {
+                    break;
+                }
+                st.segments.remove(&base);
+                base
+            };
+            let disk = &self.env.disk;
+            disk.remove_file(&self.dir.join(segment::file_name(base, "log")))
+                .map_err(|e| storage("remove segment", e))?;
+            disk.sync_dir(&self.dir)
+                .map_err(|e| storage("sync log dir", e))?;
+            for ext in ["index", "timeindex"] {
+                let _ = disk.remove_file(&self.dir.join(segment::file_name(base, ext)));
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     pub fn delete(&self) -> Result<(), LogError> {
         let mut st = self.lock();
         st.failed = Some("partition deleted".into());

@@ -154,6 +154,8 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), Committed>,
     /// group.instance.id → member id.
     static_members: BTreeMap<String, String>,
+    /// The metadata last sent to be stored: what a snapshot of the group writes.
+    persisted: Option<GroupMetadata>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they expire.
     pending_members: BTreeMap<String, i64>,
     /// When the current rebalance phase gives up on members that have not answered.
@@ -174,6 +176,7 @@ impl Group {
             members: BTreeMap::new(),
             offsets: BTreeMap::new(),
             static_members: BTreeMap::new(),
+            persisted: None,
             pending_members: BTreeMap::new(),
             deadline_ms: 0,
             delay_until_ms: 0,
@@ -369,6 +372,33 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             effects: Vec::new(),
         }
+    }
+
+    /// The records that rebuild every group `belongs` selects as stored: its last
+    /// stored metadata and its durable committed offsets. Written afresh, they
+    /// supersede everything before them in the log (the cleaner's snapshot).
+    pub fn snapshot(&self, mut belongs: impl FnMut(&str) -> bool) -> Vec<GroupRecord> {
+        let mut out = Vec::new();
+        for (gid, g) in &self.groups {
+            if !belongs(gid) {
+                continue;
+            }
+            if let Some(meta) = &g.persisted {
+                out.push(GroupRecord::Metadata {
+                    group: gid.clone(),
+                    value: Some(meta.clone()),
+                });
+            }
+            for ((topic, partition), c) in &g.offsets {
+                out.push(GroupRecord::Offset {
+                    group: gid.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    value: Some(c.value.clone()),
+                });
+            }
+        }
+        out
     }
 
     /// Everything to do since the last call, in order.
@@ -593,9 +623,11 @@ impl GroupCoordinator {
                 let member = group.members.get_mut(&new_id).expect("inserted");
                 member.join_ticket = None;
                 let joined = joined_for(group, &new_id);
+                let meta = group.metadata();
+                group.persisted = Some(meta.clone());
                 let record = GroupRecord::Metadata {
                     group: gid,
-                    value: Some(group.metadata()),
+                    value: Some(meta),
                 };
                 self.effects.push(Effect::Persist(record));
                 self.effects.push(Effect::Join {
@@ -674,9 +706,11 @@ impl GroupCoordinator {
             group.state = GroupState::Empty;
             group.protocol = None;
             group.leader = None;
+            let meta = group.metadata();
+            group.persisted = Some(meta.clone());
             let record = GroupRecord::Metadata {
                 group: gid.to_string(),
-                value: Some(group.metadata()),
+                value: Some(meta),
             };
             self.effects.push(Effect::Persist(record));
             return;
@@ -803,9 +837,11 @@ impl GroupCoordinator {
                     }
                 }
                 group.state = GroupState::Stable;
+                let meta = group.metadata();
+                group.persisted = Some(meta.clone());
                 let record = GroupRecord::Metadata {
                     group: gid.to_string(),
-                    value: Some(group.metadata()),
+                    value: Some(meta),
                 };
                 self.effects.push(Effect::Persist(record));
                 for m in group.members.values_mut() {
@@ -1072,6 +1108,7 @@ impl GroupCoordinator {
             .groups
             .entry(gid.to_string())
             .or_insert_with(Group::new);
+        group.persisted = Some(meta.clone());
         group.generation = meta.generation;
         group.protocol_type = (!meta.protocol_type.is_empty()).then_some(meta.protocol_type);
         group.protocol = meta.protocol.clone();
