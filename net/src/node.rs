@@ -101,7 +101,7 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             () = broker.env.clock.sleep(GROUP_TICK) => broker.groups.tick(),
         }
         ticks += 1;
-        if ticks % clean_every == 0 {
+        if ticks.is_multiple_of(clean_every) {
             broker.groups.clean().await;
         }
     }
