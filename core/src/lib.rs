@@ -3,5 +3,6 @@
 pub mod config;
 pub mod env;
 pub mod group;
+pub mod producer;
 pub mod sim;
 pub mod topics;

@@ -50,10 +50,12 @@ pub enum Bug {
     StaleCommitAccepted,
     /// OffsetFetch answers one past the committed offset.
     OffsetFetchPastCommit,
+    /// An idempotent producer's retried batch is stored again.
+    SkipProducerDedup,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -63,6 +65,7 @@ impl Bug {
         Bug::GenerationNotBumped,
         Bug::StaleCommitAccepted,
         Bug::OffsetFetchPastCommit,
+        Bug::SkipProducerDedup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +79,7 @@ impl Bug {
             Bug::GenerationNotBumped => "generation-not-bumped",
             Bug::StaleCommitAccepted => "stale-commit-accepted",
             Bug::OffsetFetchPastCommit => "offset-fetch-past-commit",
+            Bug::SkipProducerDedup => "skip-producer-dedup",
         }
     }
 

@@ -20,6 +20,10 @@ use tracing::{info, warn};
 use crate::groups::{Groups, OFFSETS_TOPIC};
 
 const TOPICS_CHECKPOINT: &str = "topics.checkpoint";
+/// The end of the block of producer ids this broker has reserved.
+const PRODUCER_IDS: &str = "producer-ids.checkpoint";
+/// Producer ids reserved per checkpoint write.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 const META: &str = "meta.properties";
 
 #[derive(Debug, Error)]
@@ -59,6 +63,8 @@ pub struct Broker {
     /// The group coordinator, over `__consumer_offsets`.
     pub groups: Groups,
     state: Mutex<State>,
+    /// (next producer id, end of the reserved block).
+    producer_ids: Mutex<(i64, i64)>,
 }
 
 fn partition_dir(topic: &str, partition: i32) -> PathBuf {
@@ -100,11 +106,25 @@ impl Broker {
             None => Topics::default(),
         };
         let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
+        // Ids of a block reserved before a restart may have been handed out: skip it.
+        let reserved = match checkpoint::read(disk.as_ref(), Path::new(PRODUCER_IDS))
+            .map_err(io("read producer ids"))?
+        {
+            Some(bytes) => String::from_utf8_lossy(&bytes)
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| BrokerError::Corrupt {
+                    file: PRODUCER_IDS.into(),
+                    why: "not a number".into(),
+                })?,
+            None => 0,
+        };
         let broker = Broker {
             env,
             config,
             cluster_id,
             groups,
+            producer_ids: Mutex::new((reserved, reserved)),
             state: Mutex::new(State {
                 topics,
                 logs: BTreeMap::new(),
@@ -259,6 +279,24 @@ impl Broker {
             info!(topic = name, partitions, "topic created");
         }
         Ok(topic)
+    }
+
+    /// A producer id never handed out before. Ids are reserved in blocks, the block's
+    /// end made durable before any id of it is used.
+    pub fn new_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 >= ids.1 {
+            let end = ids.1 + PRODUCER_ID_BLOCK;
+            checkpoint::write_atomic(
+                self.env.disk.as_ref(),
+                Path::new(PRODUCER_IDS),
+                end.to_string().as_bytes(),
+            )
+            .map_err(io("write producer ids"))?;
+            ids.1 = end;
+        }
+        ids.0 += 1;
+        Ok(ids.0 - 1)
     }
 
     /// A random version-4 UUID, as Kafka's topic ids are.

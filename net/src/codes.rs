@@ -1,6 +1,7 @@
 //! Kafka error codes, and the one place where our errors become them.
 
 use sluice_core::group::GroupError;
+use sluice_core::producer::ProducerError;
 use sluice_core::topics::TopicError;
 use sluice_storage::batch::BatchError;
 use sluice_storage::LogError;
@@ -29,6 +30,9 @@ pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 pub const INVALID_CONFIG: i16 = 40;
 pub const INVALID_REQUEST: i16 = 42;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
@@ -49,6 +53,8 @@ pub fn log_error(e: &LogError) -> i16 {
         LogError::Corrupt(_) => CORRUPT_MESSAGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         LogError::Storage(_) => KAFKA_STORAGE_ERROR,
+        LogError::Producer(ProducerError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        LogError::Producer(ProducerError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
     }
 }
 

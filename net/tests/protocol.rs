@@ -744,3 +744,154 @@ async fn consumer_offsets_are_cleaned_and_survive_a_restart() {
     assert_eq!(committed(c.call(fetch("two"), 7).await.unwrap()), want_two);
     node.stop();
 }
+
+/// An idempotent producer's batch: `count` records from sequence `seq`.
+fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: seq + i,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from(format!("{pid}-{}", seq + i))),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// InitProducerId at every version gives distinct ids, never reused after a
+/// restart; a retried batch is answered with its first offsets and stored once
+/// (also after a restart, the state rebuilt from the log); gaps and old epochs are
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producers_are_deduplicated_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments, so producer snapshots are written at rolls and used at start.
+    let node = start(&dir, |c| c.log_segment_bytes = 2048).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "idem", 1, 7).await;
+    let mut ids = Vec::new();
+    for v in versions(ApiKey::InitProducerId) {
+        let r = c
+            .call(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.error_code, r.producer_epoch),
+            (0, 0),
+            "InitProducerId v{v}"
+        );
+        ids.push(r.producer_id.0);
+    }
+    let pid = ids[0];
+    let send =
+        |seq: i32, epoch: i16| produce_req("idem", 0, -1, idempotent_batch(pid, epoch, seq, 10));
+    let code_and_offset = |r: ProduceResponse| {
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    };
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let r = c.call(send(i * 10, 0), 10).await.unwrap();
+        assert_eq!(code_and_offset(r), (0, i64::from(i) * 10));
+        expected.extend((0..10).map(|j| format!("{pid}-{}", i * 10 + j)));
+    }
+    // The last batch again (a retry): its first offset, nothing stored.
+    assert_eq!(
+        code_and_offset(c.call(send(290, 0), 10).await.unwrap()),
+        (0, 290)
+    );
+    assert_eq!(
+        code_and_offset(c.call(send(310, 0), 10).await.unwrap()).0,
+        45,
+        "a gap"
+    );
+    node.stop();
+    drop(c);
+
+    let node = start(&dir, |c| c.log_segment_bytes = 2048).await;
+    let mut c = connect(&node).await;
+    // Still recognised after the restart, whether from a snapshot or the log.
+    assert_eq!(
+        code_and_offset(c.call(send(280, 0), 10).await.unwrap()),
+        (0, 280)
+    );
+    assert_eq!(
+        code_and_offset(c.call(send(300, 0), 10).await.unwrap()),
+        (0, 300)
+    );
+    expected.extend((0..10).map(|j| format!("{pid}-{}", 300 + j)));
+    assert_eq!(
+        code_and_offset(c.call(send(0, 1), 10).await.unwrap()),
+        (0, 310),
+        "new epoch"
+    );
+    expected.extend((0..10).map(|j| format!("{pid}-{j}")));
+    assert_eq!(
+        code_and_offset(c.call(send(10, 0), 10).await.unwrap()).0,
+        47,
+        "old epoch"
+    );
+    let r = c
+        .call(
+            InitProducerIdRequest::default().with_transactional_id(None),
+            4,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !ids.contains(&r.producer_id.0),
+        "a producer id handed out again after a restart"
+    );
+    let mut got: Vec<String> = Vec::new();
+    while got.len() < expected.len() {
+        let r = c
+            .call(fetch_req("idem", 0, got.len() as i64, 0), 12)
+            .await
+            .unwrap();
+        let batch = fetched(&r);
+        assert!(!batch.is_empty(), "the log ends at {}", got.len());
+        got.extend(
+            batch
+                .into_iter()
+                .map(|m| String::from_utf8(m.value.unwrap().to_vec()).unwrap()),
+        );
+    }
+    assert_eq!(got, expected);
+    assert!(
+        std::fs::read_dir(dir.path().join("idem-0"))
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snapshot")),
+        "rolls write producer snapshots"
+    );
+    node.stop();
+}

@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 use sluice_core::buggify;
 use sluice_core::env::{DiskFile, Env};
+use sluice_core::producer::{ProducedBatch, ProducerError, ProducerStates, Verdict};
 use sluice_core::sim::{planted, Bug};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::batch::{self, BatchError, BatchHeader};
+use crate::checkpoint;
 use crate::segment::{self, OffsetEntry, Segment};
 
 /// Per-log settings, named as Kafka's topic configs.
@@ -49,6 +51,8 @@ pub enum LogError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("storage error: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
 }
 
 fn storage(context: &str, e: impl std::fmt::Display) -> LogError {
@@ -92,6 +96,10 @@ struct State {
     pending_indexes: Vec<(i64, Vec<u8>, Vec<u8>)>,
     dir_dirty: bool,
     failed: Option<String>,
+    /// Idempotent producers' recent batches (deduplication, sequence checks).
+    producers: ProducerStates,
+    /// Producer-state snapshots taken at rolls, written once their segment is durable.
+    pending_snapshots: Vec<(i64, Vec<u8>)>,
 }
 
 impl State {
@@ -137,6 +145,7 @@ impl PartitionLog {
         bases.sort_unstable();
 
         let mut segments = BTreeMap::new();
+        let mut scanned: BTreeMap<i64, Vec<ProducedBatch>> = BTreeMap::new();
         let mut dropped_from = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(segment::file_name(base, "log"));
@@ -169,6 +178,7 @@ impl PartitionLog {
                     let scan = segment::scan(file.clone(), base, config.index_interval_bytes, now)
                         .map_err(|e| storage("scan segment", e))?;
                     let mut seg = scan.segment;
+                    scanned.insert(base, scan.produced);
                     if let Some((pos, why)) = scan.stopped {
                         warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
                             next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
@@ -217,6 +227,7 @@ impl PartitionLog {
             .ok_or_else(|| storage("open", "no segment"))?;
         let (next_offset, hw_segment, hw_position) =
             (active.next_offset, active.base_offset, active.size);
+        let producers = rebuild_producers(&env, dir, &segments, &mut scanned, next_offset)?;
         info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
 
         let log = Arc::new(PartitionLog {
@@ -233,6 +244,8 @@ impl PartitionLog {
                 pending_indexes: Vec::new(),
                 dir_dirty: false,
                 failed: None,
+                producers,
+                pending_snapshots: Vec::new(),
             }),
             durable: watch::channel(Durable::Upto(next_offset)).0,
             flush: Arc::new(Notify::new()),
@@ -275,6 +288,9 @@ impl PartitionLog {
         if let Some(why) = &st.failed {
             return Err(LogError::Storage(why.clone()));
         }
+        if let Some(duplicate) = check_producers(&st, &headers)? {
+            return Ok(duplicate);
+        }
         let rolled = self.maybe_roll(&mut st, records.len() as u64)?;
         if rolled && planted(Bug::DuplicateOnRoll) {
             drop(st);
@@ -308,6 +324,11 @@ impl PartitionLog {
         }
         for (at, h) in &headers {
             active.track(start + *at as u64, h, self.config.index_interval_bytes);
+        }
+        for (_, h) in &headers {
+            if let Some(b) = segment::produced(h) {
+                st.producers.record(b);
+            }
         }
         st.next_offset = next;
         drop(st);
@@ -350,6 +371,11 @@ impl PartitionLog {
         let (sealed_base, sealed_file) = (sealed.base_offset, sealed.file.clone());
         st.unsynced.push(sealed_file);
         st.pending_indexes.push((sealed_base, idx, tidx));
+        if !st.producers.is_empty() {
+            // The producer state as of the new segment's base: recovery starts there.
+            let snapshot = st.producers.encode();
+            st.pending_snapshots.push((base, snapshot));
+        }
         st.segments.insert(base, Segment::new(base, file, now));
         st.dir_dirty = true;
         Ok(true)
@@ -475,9 +501,18 @@ impl PartitionLog {
             let mut files = std::mem::take(&mut st.unsynced);
             files.push(file);
             let indexes = std::mem::take(&mut st.pending_indexes);
+            let snapshots = std::mem::take(&mut st.pending_snapshots);
             let dir_dirty = std::mem::take(&mut st.dir_dirty);
-            (files, indexes, dir_dirty, st.next_offset, seg, pos)
+            (
+                files,
+                (indexes, snapshots),
+                dir_dirty,
+                st.next_offset,
+                seg,
+                pos,
+            )
         };
+        let (indexes, snapshots) = indexes;
         if buggify!(0.05) {
             // A slow disk: appends pile up behind this sync.
             let ms = self.env.random_below(50);
@@ -514,6 +549,14 @@ impl PartitionLog {
                         if let Err(e) = written {
                             warn!(dir = %dir.display(), segment = base, error = %e, "could not write segment index");
                         }
+                    }
+                }
+                // Likewise producer snapshots: without one, recovery reads more headers.
+                for (base, bytes) in snapshots {
+                    let path = dir.join(segment::file_name(base, SNAPSHOT));
+                    match checkpoint::write_atomic(disk.as_ref(), &path, &bytes) {
+                        Ok(()) => remove_old_snapshots(disk.as_ref(), &dir, base),
+                        Err(e) => warn!(dir = %dir.display(), segment = base, error = %e, "could not write producer snapshot"),
                     }
                 }
                 Ok(())
@@ -595,6 +638,133 @@ impl PartitionLog {
             .disk
             .remove_dir_all(&self.dir)
             .map_err(|e| storage("delete log", e))
+    }
+}
+
+const SNAPSHOT: &str = "snapshot";
+
+/// Judges the idempotent batches of an append against the producer table, in order.
+/// `Some` when the append is a retry of batches already stored (their offsets).
+fn check_producers(
+    st: &State,
+    headers: &[(usize, BatchHeader)],
+) -> Result<Option<Appended>, LogError> {
+    let mut scratch: Option<ProducerStates> = None;
+    let mut next = st.next_offset;
+    let mut duplicate = None;
+    for (i, (_, h)) in headers.iter().enumerate() {
+        let Some(mut b) = segment::produced(h) else {
+            next += i64::from(h.last_offset_delta) + 1;
+            continue;
+        };
+        let table = scratch.as_ref().unwrap_or(&st.producers);
+        let verdict = if planted(Bug::SkipProducerDedup) {
+            Verdict::Append
+        } else {
+            table.check(b.producer_id, b.epoch, b.first_seq, b.last_seq)?
+        };
+        match verdict {
+            Verdict::Duplicate {
+                first_offset,
+                last_offset,
+            } if headers.len() == 1 => {
+                duplicate = Some(Appended {
+                    base_offset: first_offset,
+                    last_offset,
+                });
+            }
+            Verdict::Duplicate { .. } => {
+                // A retry mixed with new batches: the client's state is broken.
+                return Err(ProducerError::OutOfOrder {
+                    producer_id: b.producer_id,
+                    expected: b.last_seq.wrapping_add(1),
+                    got: b.first_seq,
+                }
+                .into());
+            }
+            Verdict::Append if i + 1 < headers.len() => {
+                // Later batches of this append follow this one.
+                b.first_offset = next;
+                b.last_offset = next + i64::from(h.last_offset_delta);
+                scratch
+                    .get_or_insert_with(|| st.producers.clone())
+                    .record(b);
+            }
+            Verdict::Append => {}
+        }
+        next += i64::from(h.last_offset_delta) + 1;
+    }
+    Ok(duplicate)
+}
+
+/// Producer state at open: the newest readable snapshot at or below the log end,
+/// then every idempotent batch after it.
+fn rebuild_producers(
+    env: &Env,
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+    scanned: &mut BTreeMap<i64, Vec<ProducedBatch>>,
+    log_end: i64,
+) -> Result<ProducerStates, LogError> {
+    let disk = env.disk.as_ref();
+    let mut offsets: Vec<i64> = disk
+        .list(dir)
+        .map_err(|e| storage("list log dir", e))?
+        .iter()
+        .filter_map(|n| {
+            let stem = n.strip_suffix(".snapshot")?;
+            (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+        })
+        .filter(|&o| o <= log_end)
+        .collect();
+    offsets.sort_unstable();
+    let mut from = i64::MIN;
+    let mut states = ProducerStates::default();
+    for &o in offsets.iter().rev() {
+        let path = dir.join(segment::file_name(o, SNAPSHOT));
+        if let Ok(Some(bytes)) = checkpoint::read(disk, &path) {
+            if let Ok(s) = ProducerStates::decode(&bytes) {
+                states = s;
+                from = o;
+                break;
+            }
+        }
+        warn!(dir = %dir.display(), offset = o, "ignoring an unreadable producer snapshot");
+    }
+    for seg in segments.values() {
+        if seg.next_offset <= from {
+            continue;
+        }
+        let batches = match scanned.remove(&seg.base_offset) {
+            Some(b) => b,
+            None => {
+                let start = if from > seg.base_offset {
+                    seg.entry_for(from).position
+                } else {
+                    0
+                };
+                segment::produced_batches(seg.file.as_ref(), start, seg.size)
+                    .map_err(|e| storage("read producer state", e))?
+            }
+        };
+        for b in batches.into_iter().filter(|b| b.first_offset >= from) {
+            states.record(b);
+        }
+    }
+    Ok(states)
+}
+
+/// Keeps the two newest producer snapshots.
+fn remove_old_snapshots(disk: &dyn sluice_core::env::Disk, dir: &Path, newest: i64) {
+    let Ok(names) = disk.list(dir) else { return };
+    let mut older: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".snapshot") && **n < segment::file_name(newest, SNAPSHOT))
+        .collect();
+    older.sort();
+    older.pop();
+    for n in older {
+        let _ = disk.remove_file(&dir.join(n));
     }
 }
 

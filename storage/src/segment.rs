@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_core::env::{Disk, DiskFile};
+use sluice_core::producer::ProducedBatch;
 use sluice_core::sim::{planted, Bug};
 
 use crate::batch::{self, BatchError, BatchHeader};
@@ -171,6 +172,44 @@ pub struct Scan {
     pub segment: Segment,
     /// Set when the scan stopped before the end of the file: where and why.
     pub stopped: Option<(u64, BatchError)>,
+    /// The idempotent producers' batches found, in order.
+    pub produced: Vec<ProducedBatch>,
+}
+
+/// An idempotent producer's batch, as the producer-state table remembers it.
+pub fn produced(h: &BatchHeader) -> Option<ProducedBatch> {
+    (h.producer_id >= 0 && h.base_sequence >= 0 && !h.is_control()).then(|| ProducedBatch {
+        producer_id: h.producer_id,
+        epoch: h.producer_epoch,
+        first_seq: h.base_sequence,
+        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+        first_offset: h.base_offset,
+        last_offset: h.last_offset(),
+    })
+}
+
+/// The idempotent producers' batches of a sealed segment from byte `from` on (CRCs
+/// were checked when it was written and synced; this only reads headers).
+pub fn produced_batches(
+    file: &dyn DiskFile,
+    from: u64,
+    end: u64,
+) -> io::Result<Vec<ProducedBatch>> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < end {
+        let buf = read_chunk(file, pos, end, SCAN_CHUNK)?;
+        let mut advanced = 0;
+        for (at, h) in batch::Batches::new(&buf, false) {
+            out.extend(produced(&h));
+            advanced = at + h.size;
+        }
+        if advanced == 0 {
+            break;
+        }
+        pos += advanced as u64;
+    }
+    Ok(out)
 }
 
 const SCAN_CHUNK: usize = 4 << 20;
@@ -204,6 +243,7 @@ pub fn scan(
     let mut segment = Segment::new(base_offset, file.clone(), created_ms);
     let mut pos = 0u64;
     let mut rereads = 0;
+    let mut found = Vec::new();
     while pos < len {
         let buf = read_chunk(file.as_ref(), pos, len, SCAN_CHUNK)?;
         let mut batches = batch::Batches::new(&buf, !planted(Bug::SkipRecoveryCrc));
@@ -218,6 +258,7 @@ pub fn scan(
                 break;
             }
             segment.track(pos + at as u64, &header, index_interval_bytes);
+            found.extend(produced(&header));
             progressed = true;
         }
         pos = segment.size;
@@ -233,6 +274,7 @@ pub fn scan(
                 return Ok(Scan {
                     segment,
                     stopped: Some((pos, e)),
+                    produced: found,
                 })
             }
         }
@@ -243,6 +285,7 @@ pub fn scan(
     Ok(Scan {
         segment,
         stopped: None,
+        produced: found,
     })
 }
 

@@ -84,3 +84,19 @@ def test_offsets_for_times_and_admin(broker):
     assert "kp-t" in admin.list_topics()
     admin.delete_topics(["kp-t"])
     assert "kp-t" not in admin.list_topics()
+
+
+def test_default_idempotent_producer_just_works(broker):
+    """kafka-python 3 producers are idempotent by default (InitProducerId)."""
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    assert p.config["enable_idempotence"]
+    futures = [p.send("kp-idem", key=b"%d" % (i % 4), value=b"v%d" % i) for i in range(10_000)]
+    p.flush()
+    offsets = {(f.get(10).partition, f.get(10).offset) for f in futures}
+    assert len(offsets) == 10_000
+    p.close()
+    c = KafkaConsumer("kp-idem", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                      consumer_timeout_ms=5000)
+    values = sorted(m.value for m in c)
+    c.close()
+    assert values == sorted(b"v%d" % i for i in range(10_000))

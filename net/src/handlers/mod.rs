@@ -15,6 +15,7 @@ mod describe;
 mod fetch;
 mod find_coordinator;
 mod groups;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offsets;
@@ -61,6 +62,7 @@ pub fn handle(
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
         RequestKind::FindCoordinator(r) => Reply::Now(find_coordinator::handle(broker, r, version)),
+        RequestKind::InitProducerId(r) => Reply::Now(init_producer_id::handle(broker, r)),
         RequestKind::JoinGroup(r) => groups::join(broker, client, r, version),
         RequestKind::SyncGroup(r) => groups::sync(broker, r, version),
         RequestKind::Heartbeat(r) => Reply::Now(groups::heartbeat(broker, r)),
