@@ -254,6 +254,25 @@ pub struct Message {
 
 /// Encodes messages as one v2 record batch.
 pub fn encode_batch(messages: &[Message], compression: Compression) -> Result<Bytes, ClientError> {
+    encode_producer_batch(messages, compression, None)
+}
+
+/// An idempotent producer's place in a partition: producer id, epoch, and the
+/// sequence number of the batch's first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequence {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub first: i32,
+}
+
+/// Encodes messages as one v2 record batch, stamped with the producer's sequence
+/// when it is idempotent.
+pub fn encode_producer_batch(
+    messages: &[Message],
+    compression: Compression,
+    producer: Option<Sequence>,
+) -> Result<Bytes, ClientError> {
     let records: Vec<Record> = messages
         .iter()
         .enumerate()
@@ -262,12 +281,12 @@ pub fn encode_batch(messages: &[Message], compression: Compression) -> Result<By
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.map_or(-1, |p| p.producer_id),
+            producer_epoch: producer.map_or(-1, |p| p.epoch),
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder groups records whose offset - sequence is constant.
-            sequence: i as i32,
+            sequence: producer.map_or(0, |p| p.first).wrapping_add(i as i32),
             timestamp: m.timestamp,
             key: m.key.clone(),
             value: m.value.clone(),
@@ -284,7 +303,9 @@ pub fn encode_batch(messages: &[Message], compression: Compression) -> Result<By
         },
     )
     .map_err(|e| ClientError::Protocol(format!("encode batch: {e}")))?;
-    sluice_storage::batch::clear_base_sequence(&mut buf);
+    if producer.is_none() {
+        sluice_storage::batch::clear_base_sequence(&mut buf);
+    }
     Ok(buf.freeze())
 }
 

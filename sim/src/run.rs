@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jepsen_checks::{check_all, history, Kind, Op, Report, F};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kafka_protocol::messages::{CreateTopicsRequest, InitProducerIdRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use madsim::net::NetSim;
@@ -24,7 +24,8 @@ use sluice_core::config::BrokerConfig;
 use sluice_core::env::{Env, SeededRandom};
 use sluice_core::sim::{plant, Bug};
 use sluice_net::client::{
-    decode_batches, encode_batch, fetch_request, produce_request, Client, Message,
+    decode_batches, encode_producer_batch, fetch_request, produce_request, Client, Message,
+    Sequence,
 };
 use sluice_net::node::Node;
 use sluice_net::tcp::TcpNetwork;
@@ -276,14 +277,16 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             .ip(ip(10 + p as u8))
             .build();
         clients.push(node.id());
-        // Producer 0 uses acks=all; the others acks=1 or all.
+        // Producer 0 uses acks=all; the others acks=1 or all. Producers with acks=all
+        // are idempotent half the time (idempotence needs acks=all).
         let acks = if p == 0 || thread_rng().gen_bool(0.5) {
             -1
         } else {
             1
         };
+        let idempotent = acks == -1 && thread_rng().gen_bool(0.5);
         let (rec, sends) = (rec.clone(), opts.sends_per_producer);
-        producers.push(node.spawn(producer(rec, p, acks, sends, partitions)));
+        producers.push(node.spawn(producer(rec, p, acks, idempotent, sends, partitions)));
     }
     let mut consumers = Vec::new();
     for c in 0..scenario.consumers {
@@ -475,12 +478,67 @@ async fn create_topic(partitions: i32) -> Result<(), String> {
 
 /// Error codes that prove a produce wrote nothing.
 fn definitely_not_written(code: i16) -> bool {
-    matches!(code, 2 | 3 | 10 | 21 | 87)
+    // ... and for idempotent producers, a sequence or epoch refusal.
+    matches!(code, 2 | 3 | 10 | 21 | 45 | 47 | 87)
 }
 
-async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitions: i32) {
+/// An idempotent producer's identity and next sequence per partition.
+struct Idempotence {
+    producer_id: Option<i64>,
+    next: Vec<i32>,
+}
+
+/// How many times an idempotent producer sends a batch before giving up on it.
+const IDEMPOTENT_ATTEMPTS: usize = 8;
+
+async fn init_producer_id(client: &mut Client) -> Option<i64> {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    match timeout(REQUEST_TIMEOUT, client.call(req, 4)).await {
+        Ok(Ok(r)) if r.error_code == 0 => Some(r.producer_id.0),
+        _ => None,
+    }
+}
+
+/// One produce request: the partition's error code and base offset, or why there
+/// was no answer.
+async fn send_once(
+    client: &mut Client,
+    acks: i16,
+    partition: i32,
+    batch: Bytes,
+) -> Result<(i16, i64), String> {
+    let req = produce_request(TOPIC, acks, 1000, [(partition, batch)]);
+    match timeout(REQUEST_TIMEOUT, client.call(req, 9)).await {
+        Ok(Ok(r)) => r
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .map(|p| (p.error_code, p.base_offset))
+            .ok_or_else(|| "empty produce response".to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Sends single-record batches to random partitions. An idempotent producer (acks
+/// all) resends a batch whose outcome it does not know, with the same sequence, as
+/// real clients do: the broker must store it once.
+async fn producer(
+    rec: Recorder,
+    process: u64,
+    acks: i16,
+    idempotent: bool,
+    sends: usize,
+    partitions: i32,
+) {
     let node = format!("producer-{process}");
     let mut client: Option<Client> = None;
+    let mut idem = Idempotence {
+        producer_id: None,
+        next: vec![0; partitions as usize],
+    };
     for n in 0..sends {
         let partition = thread_rng().gen_range(0..partitions);
         // Values of varied size, so batches straddle disk sectors as real ones do.
@@ -490,66 +548,90 @@ async fn producer(rec: Recorder, process: u64, acks: i16, sends: usize, partitio
         op.acks = Some(acks);
         op.value = Some(value.clone());
         rec.record(op.clone());
-        // Not connected: the request is never sent, so it definitely failed.
-        if client.is_none() {
-            match connect(&node).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    op.kind = Kind::Fail;
-                    op.error = Some(e);
-                    rec.record(op);
-                    sleep(Duration::from_millis(thread_rng().gen_range(50..200))).await;
+        let message = Message {
+            key: None,
+            value: Some(Bytes::from(value.clone())),
+            timestamp: n as i64,
+        };
+        let mut reply: Option<(i16, i64)> = None;
+        let mut sent = false;
+        let attempts = if idempotent { IDEMPOTENT_ATTEMPTS } else { 1 };
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                sleep(Duration::from_millis(thread_rng().gen_range(50..300))).await;
+            }
+            if client.is_none() {
+                match connect(&node).await {
+                    Ok(c) => client = Some(c),
+                    Err(e) => {
+                        op.error = Some(e);
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = client.as_mut() else { continue };
+            if idempotent && idem.producer_id.is_none() {
+                // A new producer id starts every partition's sequence at 0.
+                idem.producer_id = init_producer_id(c).await;
+                idem.next.iter_mut().for_each(|s| *s = 0);
+                if idem.producer_id.is_none() {
+                    op.error = Some("no producer id".into());
+                    client = None;
                     continue;
                 }
             }
+            let sequence = idem.producer_id.map(|producer_id| Sequence {
+                producer_id,
+                epoch: 0,
+                first: idem.next[partition as usize],
+            });
+            let batch = match encode_producer_batch(
+                std::slice::from_ref(&message),
+                Compression::None,
+                sequence.filter(|_| idempotent),
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    op.error = Some(e.to_string());
+                    break;
+                }
+            };
+            sent = true;
+            match send_once(c, acks, partition, batch).await {
+                Ok((0, offset)) => {
+                    reply = Some((0, offset));
+                    break;
+                }
+                Ok((code, offset)) => {
+                    reply = Some((code, offset));
+                    op.error = Some(format!("error code {code}"));
+                    if definitely_not_written(code) || !idempotent {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    reply = None;
+                    op.error = Some(e);
+                    client = None;
+                }
+            }
         }
-        let Some(c) = client.as_mut() else { continue };
-        let batch = encode_batch(
-            &[Message {
-                key: None,
-                value: Some(Bytes::from(value.clone())),
-                timestamp: n as i64,
-            }],
-            Compression::None,
-        );
-        let outcome = match batch {
-            Ok(batch) => {
-                let req = produce_request(TOPIC, acks, 1000, [(partition, batch)]);
-                timeout(REQUEST_TIMEOUT, c.call(req, 9)).await
-            }
-            Err(e) => Ok(Err(e)),
-        };
-        let reply = match outcome {
-            Ok(Ok(r)) => r
-                .responses
-                .first()
-                .and_then(|t| t.partition_responses.first())
-                .map(|p| (p.error_code, p.base_offset)),
-            Ok(Err(e)) => {
-                op.error = Some(e.to_string());
-                None
-            }
-            Err(_) => {
-                op.error = Some("timed out".into());
-                None
-            }
-        };
         match reply {
             Some((0, offset)) => {
                 op.kind = Kind::Ok;
                 op.offset = Some(offset);
+                op.error = None;
+                idem.next[partition as usize] += 1;
             }
-            Some((code, _)) => {
-                op.kind = if definitely_not_written(code) {
-                    Kind::Fail
-                } else {
-                    Kind::Info
-                };
-                op.error = Some(format!("error code {code}"));
-            }
-            None => {
+            Some((code, _)) if definitely_not_written(code) => op.kind = Kind::Fail,
+            _ if !sent => op.kind = Kind::Fail,
+            _ => {
                 op.kind = Kind::Info;
-                client = None;
+                // Where this partition's sequence stands is unknown: start afresh.
+                idem.producer_id = None;
+                if !idempotent {
+                    client = None;
+                }
             }
         }
         let failed = op.kind != Kind::Ok;

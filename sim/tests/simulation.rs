@@ -113,7 +113,7 @@ fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
 }
 
 /// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so.
-const PLANTED: [(&str, &str, u64); 9] = [
+const PLANTED: [(&str, &str, u64); 10] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
@@ -123,6 +123,7 @@ const PLANTED: [(&str, &str, u64); 9] = [
     ("generation-not-bumped", "nonmonotonic-generation", 5),
     ("stale-commit-accepted", "nonmonotonic-commit", 20),
     ("offset-fetch-past-commit", "skipped-by-commit", 5),
+    ("skip-producer-dedup", "duplicate", 10),
 ];
 
 #[test]
