@@ -55,10 +55,25 @@ pub struct ProducerEntry {
     pub batches: VecDeque<ProducedBatch>,
 }
 
-/// The producers of one partition.
+/// A transaction's span in one partition: from its first batch to its marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnSpan {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub marker_offset: i64,
+}
+
+/// The producers of one partition, and their transactions in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Open transactions: producer id → offset of its first batch here.
+    open: BTreeMap<i64, i64>,
+    /// Transactions whose marker is written but perhaps not yet durable: they still
+    /// hold the last stable offset back.
+    closing: Vec<TxnSpan>,
+    /// Aborted transactions, by marker offset (what read_committed fetches skip).
+    aborted: Vec<TxnSpan>,
 }
 
 /// The sequence after `seq`, wrapping as Kafka's do.
@@ -139,12 +154,59 @@ impl ProducerStates {
         }
     }
 
+    /// A transactional batch of `producer_id` stored at `offset`.
+    pub fn transactional(&mut self, producer_id: i64, offset: i64) {
+        self.open.entry(producer_id).or_insert(offset);
+    }
+
+    /// `producer_id`'s marker stored at `offset`: its transaction here is decided.
+    pub fn marker(&mut self, producer_id: i64, offset: i64, commit: bool) {
+        let Some(first_offset) = self.open.remove(&producer_id) else {
+            return; // a marker for a transaction that wrote nothing here
+        };
+        let span = TxnSpan {
+            producer_id,
+            first_offset,
+            marker_offset: offset,
+        };
+        self.closing.push(span);
+        if !commit {
+            self.aborted.push(span);
+        }
+    }
+
+    /// The last stable offset under high watermark `hw`: below the first batch of
+    /// every transaction not yet decided durably.
+    pub fn last_stable_offset(&self, hw: i64) -> i64 {
+        let open = self.open.values().copied();
+        let closing = self
+            .closing
+            .iter()
+            .filter(|t| t.marker_offset >= hw)
+            .map(|t| t.first_offset);
+        open.chain(closing).fold(hw, i64::min)
+    }
+
+    /// Forgets the closing transactions whose marker is below `hw` (durable).
+    pub fn settle(&mut self, hw: i64) {
+        self.closing.retain(|t| t.marker_offset >= hw);
+    }
+
+    /// Aborted transactions that overlap `[from, to)`: (producer id, first offset).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|t| t.marker_offset >= from && t.first_offset < to)
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
+    }
+
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.producers.is_empty()
+        self.producers.is_empty() && self.open.is_empty() && self.aborted.is_empty()
     }
 
     /// Every remembered batch, by producer, oldest first: the snapshot's content.
@@ -152,10 +214,14 @@ impl ProducerStates {
         self.producers.values().flat_map(|e| e.batches.iter())
     }
 
-    /// A compact encoding of the table (for snapshot files).
+    /// A compact encoding of the table (for snapshot files): the batches, the open
+    /// transactions, the aborted ones. Closing transactions count as decided: a
+    /// snapshot is written only once everything before it is durable.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for b in self.batches() {
+        let batches: Vec<&ProducedBatch> = self.batches().collect();
+        out.extend_from_slice(&(batches.len() as u32).to_be_bytes());
+        for b in batches {
             out.extend_from_slice(&b.producer_id.to_be_bytes());
             out.extend_from_slice(&b.epoch.to_be_bytes());
             out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -163,34 +229,76 @@ impl ProducerStates {
             out.extend_from_slice(&b.first_offset.to_be_bytes());
             out.extend_from_slice(&b.last_offset.to_be_bytes());
         }
+        out.extend_from_slice(&(self.open.len() as u32).to_be_bytes());
+        for (pid, first) in &self.open {
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&first.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for t in &self.aborted {
+            out.extend_from_slice(&t.producer_id.to_be_bytes());
+            out.extend_from_slice(&t.first_offset.to_be_bytes());
+            out.extend_from_slice(&t.marker_offset.to_be_bytes());
+        }
         out
     }
 
     /// Parses [`ProducerStates::encode`]'s output.
-    pub fn decode(mut bytes: &[u8]) -> Result<ProducerStates, String> {
-        const LEN: usize = 8 + 2 + 4 + 4 + 8 + 8;
-        if !bytes.len().is_multiple_of(LEN) {
-            return Err(format!(
-                "{} bytes is not a whole number of entries",
-                bytes.len()
-            ));
-        }
+    pub fn decode(bytes: &[u8]) -> Result<ProducerStates, String> {
+        let mut r = Reader(bytes);
         let mut states = ProducerStates::default();
-        while !bytes.is_empty() {
-            let (e, rest) = bytes.split_at(LEN);
-            bytes = rest;
-            let i64_at = |i: usize| i64::from_be_bytes(e[i..i + 8].try_into().unwrap_or_default());
-            let i32_at = |i: usize| i32::from_be_bytes(e[i..i + 4].try_into().unwrap_or_default());
+        for _ in 0..r.u32()? {
             states.record(ProducedBatch {
-                producer_id: i64_at(0),
-                epoch: i16::from_be_bytes([e[8], e[9]]),
-                first_seq: i32_at(10),
-                last_seq: i32_at(14),
-                first_offset: i64_at(18),
-                last_offset: i64_at(26),
+                producer_id: r.i64()?,
+                epoch: r.i16()?,
+                first_seq: r.i32()?,
+                last_seq: r.i32()?,
+                first_offset: r.i64()?,
+                last_offset: r.i64()?,
             });
         }
+        for _ in 0..r.u32()? {
+            let (pid, first) = (r.i64()?, r.i64()?);
+            states.open.insert(pid, first);
+        }
+        for _ in 0..r.u32()? {
+            states.aborted.push(TxnSpan {
+                producer_id: r.i64()?,
+                first_offset: r.i64()?,
+                marker_offset: r.i64()?,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(format!("{} bytes after the table", r.0.len()));
+        }
         Ok(states)
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        if self.0.len() < N {
+            return Err("truncated producer snapshot".into());
+        }
+        let (head, rest) = self.0.split_at(N);
+        self.0 = rest;
+        let mut out = [0u8; N];
+        out.copy_from_slice(head);
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        self.take().map(u32::from_be_bytes)
+    }
+    fn i16(&mut self) -> Result<i16, String> {
+        self.take().map(i16::from_be_bytes)
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        self.take().map(i32::from_be_bytes)
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        self.take().map(i64::from_be_bytes)
     }
 }
 
@@ -270,7 +378,39 @@ mod tests {
         for i in 0..8 {
             s.record(batch(i % 3, 1, i as i32, i as i32, i));
         }
+        s.transactional(1, 3);
+        s.transactional(2, 5);
+        s.marker(2, 9, false);
+        s.settle(100);
         assert_eq!(ProducerStates::decode(&s.encode()).unwrap(), s);
         assert!(ProducerStates::decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn the_last_stable_offset_waits_for_durable_markers() {
+        let mut s = ProducerStates::default();
+        assert_eq!(s.last_stable_offset(10), 10);
+        s.transactional(7, 4);
+        s.transactional(7, 6);
+        s.transactional(8, 5);
+        assert_eq!(s.last_stable_offset(10), 4);
+        s.marker(7, 10, false);
+        assert_eq!(
+            s.last_stable_offset(10),
+            4,
+            "marker at 10 is not durable under hw 10"
+        );
+        assert_eq!(s.last_stable_offset(11), 5);
+        s.settle(11);
+        s.marker(8, 11, true);
+        assert_eq!(s.last_stable_offset(12), 12);
+        assert_eq!(s.aborted_between(0, 12), vec![(7, 4)]);
+        assert_eq!(s.aborted_between(11, 12), vec![]);
+        s.marker(9, 12, true);
+        assert_eq!(
+            s.last_stable_offset(13),
+            13,
+            "a marker with nothing open here"
+        );
     }
 }

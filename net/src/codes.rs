@@ -47,9 +47,11 @@ pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn log_error(e: &LogError) -> i16 {
     match e {
-        LogError::Corrupt(BatchError::BadCount { .. } | BatchError::OffsetGap { .. }) => {
-            INVALID_RECORD
-        }
+        LogError::Corrupt(
+            BatchError::BadCount { .. }
+            | BatchError::OffsetGap { .. }
+            | BatchError::ControlProduced,
+        ) => INVALID_RECORD,
         LogError::Corrupt(_) => CORRUPT_MESSAGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         LogError::Storage(_) => KAFKA_STORAGE_ERROR,

@@ -29,6 +29,8 @@ pub enum BatchError {
     OffsetGap { expected: i64, found: i64 },
     #[error("record batch record count {count} does not match last offset delta {delta}")]
     BadCount { count: i32, delta: i32 },
+    #[error("control batches are written by the broker, not produced")]
+    ControlProduced,
 }
 
 /// The decoded fixed header of one batch.
@@ -289,5 +291,110 @@ pub(crate) mod tests {
         let mut neg = b;
         neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert_eq!(validate(&neg), Err(BatchError::BadLength(-5)));
+    }
+}
+
+/// A transaction marker (a control batch of one record, Kafka's EndTransactionMarker):
+/// key (version 0, type 0 abort / 1 commit), value (version 0, coordinator epoch).
+pub fn encode_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut record = Vec::with_capacity(24);
+    record.push(0); // attributes
+    put_varint(&mut record, 0); // timestamp delta
+    put_varint(&mut record, 0); // offset delta
+    put_varint(&mut record, 4);
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&i16::from(commit).to_be_bytes());
+    put_varint(&mut record, 6);
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    put_varint(&mut record, 0); // headers
+    let mut b = Vec::with_capacity(HEADER_LEN + record.len() + 2);
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // batch length, below
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&(0x20i16 | 0x10).to_be_bytes()); // control, transactional
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&1i32.to_be_bytes()); // record count
+    put_varint(&mut b, record.len() as i64);
+    b.extend_from_slice(&record);
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// For a control batch (`buf` starts at it), whether its marker commits (`Some(true)`)
+/// or aborts; `None` if it is not a readable marker.
+pub fn marker_commits(buf: &[u8]) -> Option<bool> {
+    let mut pos = HEADER_LEN;
+    let _len = get_varint(buf, &mut pos)?;
+    pos += 1; // attributes
+    get_varint(buf, &mut pos)?; // timestamp delta
+    get_varint(buf, &mut pos)?; // offset delta
+    let key_len = get_varint(buf, &mut pos)?;
+    if key_len < 4 || buf.len() < pos + 4 {
+        return None;
+    }
+    match be_i16(buf, pos + 2) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut z = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        z |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_valid_control_batches_that_say_what_they_decide() {
+        for commit in [true, false] {
+            let m = encode_marker(42, 3, commit, 7, 1_700_000_000_000);
+            let h = validate_produced(&m).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.record_count),
+                (42, 3, 1)
+            );
+            assert_eq!(h.size, m.len());
+            assert_eq!(marker_commits(&m), Some(commit));
+        }
+        assert_eq!(marker_commits(&[0; 10]), None);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 use sluice_core::buggify;
 use sluice_core::env::{DiskFile, Env};
-use sluice_core::producer::{ProducedBatch, ProducerError, ProducerStates, Verdict};
+use sluice_core::producer::{ProducerError, ProducerStates, Verdict};
 use sluice_core::sim::{planted, Bug};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::checkpoint;
-use crate::segment::{self, OffsetEntry, Segment};
+use crate::segment::{self, OffsetEntry, ProducerEvent, Segment};
 
 /// Per-log settings, named as Kafka's topic configs.
 #[derive(Debug, Clone)]
@@ -72,6 +72,10 @@ pub struct Read {
     pub batches: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+    /// For read_committed reads: the aborted transactions (producer id, first
+    /// offset) the batches may hold records of.
+    pub aborted: Vec<(i64, i64)>,
 }
 
 /// The high watermark as published to waiters, or the reason the log failed.
@@ -145,7 +149,7 @@ impl PartitionLog {
         bases.sort_unstable();
 
         let mut segments = BTreeMap::new();
-        let mut scanned: BTreeMap<i64, Vec<ProducedBatch>> = BTreeMap::new();
+        let mut scanned: BTreeMap<i64, Vec<ProducerEvent>> = BTreeMap::new();
         let mut dropped_from = None;
         for (i, &base) in bases.iter().enumerate() {
             let path = dir.join(segment::file_name(base, "log"));
@@ -270,10 +274,36 @@ impl PartitionLog {
     /// received), assigning offsets. The write is in the page cache when this returns;
     /// await [`PartitionLog::wait_durable`] before acknowledging.
     pub fn append(&self, records: &[u8]) -> Result<Appended, LogError> {
+        self.append_batches(records, false)
+    }
+
+    /// Appends a transaction marker for `producer_id` (commit or abort), as the
+    /// transaction coordinator's WriteTxnMarkers would.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<Appended, LogError> {
+        let marker = batch::encode_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            self.env.clock.wall_ms(),
+        );
+        self.append_batches(&marker, true)
+    }
+
+    fn append_batches(&self, records: &[u8], control: bool) -> Result<Appended, LogError> {
         let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
         let mut pos = 0;
         while pos < records.len() {
             let h = batch::validate_produced(&records[pos..])?;
+            if h.is_control() != control {
+                return Err(BatchError::ControlProduced.into());
+            }
             headers.push((pos, h));
             pos += h.size;
         }
@@ -294,7 +324,7 @@ impl PartitionLog {
         let rolled = self.maybe_roll(&mut st, records.len() as u64)?;
         if rolled && planted(Bug::DuplicateOnRoll) {
             drop(st);
-            self.append(records)?;
+            self.append_batches(records, control)?;
             st = self.lock();
         }
         let base_offset = st.next_offset;
@@ -325,10 +355,12 @@ impl PartitionLog {
         for (at, h) in &headers {
             active.track(start + *at as u64, h, self.config.index_interval_bytes);
         }
-        for (_, h) in &headers {
-            if let Some(b) = segment::produced(h) {
-                st.producers.record(b);
-            }
+        let mut events = Vec::new();
+        for (at, h) in &headers {
+            segment::producer_events(h, &buf[*at..*at + h.size], &mut events);
+        }
+        for e in &events {
+            e.apply(&mut st.producers);
         }
         st.next_offset = next;
         drop(st);
@@ -416,13 +448,25 @@ impl PartitionLog {
     /// Reads whole batches from the one holding `offset`, up to `max_bytes` (but always
     /// at least one whole batch), never past the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Read, LogError> {
-        let (file, from, to, hw, start) = {
+        self.read_isolated(offset, max_bytes, false)
+    }
+
+    /// Like [`PartitionLog::read`]; with `committed` (read_committed), never past the
+    /// last stable offset, and with the aborted transactions the batches touch.
+    pub fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        committed: bool,
+    ) -> Result<Read, LogError> {
+        let (file, from, to, hw, start, lso) = {
             let st = self.lock();
             if let Some(why) = &st.failed {
                 return Err(LogError::Storage(why.clone()));
             }
             let start = st.segments.keys().next().copied().unwrap_or(0);
             let hw = st.high_watermark;
+            let lso = st.producers.last_stable_offset(hw);
             if offset < start || offset > hw {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
@@ -434,24 +478,42 @@ impl PartitionLog {
                 batches: Bytes::new(),
                 high_watermark: hw,
                 log_start_offset: start,
+                last_stable_offset: lso,
+                aborted: Vec::new(),
             };
-            if offset == hw {
+            let upto = if committed { lso } else { hw };
+            if offset >= upto {
                 return Ok(empty);
             }
             let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
                 return Ok(empty);
             };
             let end = st.readable_end(seg);
-            (seg.file.clone(), seg.entry_for(offset), end, hw, start)
+            (seg.file.clone(), seg.entry_for(offset), end, hw, start, lso)
         };
         // Under the simulator, now and then serve as little as possible.
         let max_bytes = if buggify!(0.05) { 1 } else { max_bytes };
-        let batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
+        let mut batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
+        let mut aborted = Vec::new();
+        if committed {
+            batches = batches.slice(..stable_prefix(&batches, lso));
+            if !batches.is_empty() {
+                aborted = self.lock().producers.aborted_between(offset, lso);
+            }
+        }
         Ok(Read {
             batches,
             high_watermark: hw,
             log_start_offset: start,
+            last_stable_offset: lso,
+            aborted,
         })
+    }
+
+    /// The last stable offset now.
+    pub fn last_stable_offset(&self) -> i64 {
+        let st = self.lock();
+        st.producers.last_stable_offset(st.high_watermark)
     }
 
     /// The first batch (below the high watermark) whose max timestamp is >= `ts`.
@@ -568,6 +630,7 @@ impl PartitionLog {
             Ok(()) => {
                 if target > st.high_watermark {
                     st.high_watermark = target;
+                    st.producers.settle(target);
                     st.hw_segment = seg;
                     st.hw_position = pos;
                     self.durable.send_replace(Durable::Upto(target));
@@ -643,6 +706,22 @@ impl PartitionLog {
 
 const SNAPSHOT: &str = "snapshot";
 
+/// Bytes of the whole batches in `batches` that start below `lso`.
+fn stable_prefix(batches: &[u8], lso: i64) -> usize {
+    let mut pos = 0;
+    while pos + batch::LOG_OVERHEAD <= batches.len() {
+        let base = i64::from_be_bytes(batches[pos..pos + 8].try_into().unwrap_or_default());
+        let Some(Ok(size)) = batch::peek_size(&batches[pos..]) else {
+            break;
+        };
+        if base >= lso || pos + size > batches.len() {
+            break;
+        }
+        pos += size;
+    }
+    pos
+}
+
 /// Judges the idempotent batches of an append against the producer table, in order.
 /// `Some` when the append is a retry of batches already stored (their offsets).
 fn check_producers(
@@ -653,7 +732,12 @@ fn check_producers(
     let mut next = st.next_offset;
     let mut duplicate = None;
     for (i, (_, h)) in headers.iter().enumerate() {
-        let Some(mut b) = segment::produced(h) else {
+        let mut events = Vec::new();
+        segment::producer_events(h, &[], &mut events);
+        let Some(mut b) = events.iter().find_map(|e| match e {
+            ProducerEvent::Batch(b) => Some(*b),
+            _ => None,
+        }) else {
             next += i64::from(h.last_offset_delta) + 1;
             continue;
         };
@@ -703,7 +787,7 @@ fn rebuild_producers(
     env: &Env,
     dir: &Path,
     segments: &BTreeMap<i64, Segment>,
-    scanned: &mut BTreeMap<i64, Vec<ProducedBatch>>,
+    scanned: &mut BTreeMap<i64, Vec<ProducerEvent>>,
     log_end: i64,
 ) -> Result<ProducerStates, LogError> {
     let disk = env.disk.as_ref();
@@ -721,6 +805,7 @@ fn rebuild_producers(
     let mut from = i64::MIN;
     let mut states = ProducerStates::default();
     for &o in offsets.iter().rev() {
+        // (a snapshot's closing transactions are decided: everything before it is durable)
         let path = dir.join(segment::file_name(o, SNAPSHOT));
         if let Ok(Some(bytes)) = checkpoint::read(disk, &path) {
             if let Ok(s) = ProducerStates::decode(&bytes) {
@@ -735,20 +820,20 @@ fn rebuild_producers(
         if seg.next_offset <= from {
             continue;
         }
-        let batches = match scanned.remove(&seg.base_offset) {
-            Some(b) => b,
+        let events = match scanned.remove(&seg.base_offset) {
+            Some(e) => e,
             None => {
                 let start = if from > seg.base_offset {
                     seg.entry_for(from).position
                 } else {
                     0
                 };
-                segment::produced_batches(seg.file.as_ref(), start, seg.size)
+                segment::read_producer_events(seg.file.as_ref(), start, seg.size)
                     .map_err(|e| storage("read producer state", e))?
             }
         };
-        for b in batches.into_iter().filter(|b| b.first_offset >= from) {
-            states.record(b);
+        for e in events.iter().filter(|e| e.offset() >= from) {
+            e.apply(&mut states);
         }
     }
     Ok(states)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_core::env::{Disk, DiskFile};
-use sluice_core::producer::ProducedBatch;
+use sluice_core::producer::{ProducedBatch, ProducerStates};
 use sluice_core::sim::{planted, Bug};
 
 use crate::batch::{self, BatchError, BatchHeader};
@@ -172,36 +172,95 @@ pub struct Scan {
     pub segment: Segment,
     /// Set when the scan stopped before the end of the file: where and why.
     pub stopped: Option<(u64, BatchError)>,
-    /// The idempotent producers' batches found, in order.
-    pub produced: Vec<ProducedBatch>,
+    /// What the batches found tell the producer table, in order.
+    pub produced: Vec<ProducerEvent>,
 }
 
-/// An idempotent producer's batch, as the producer-state table remembers it.
-pub fn produced(h: &BatchHeader) -> Option<ProducedBatch> {
-    (h.producer_id >= 0 && h.base_sequence >= 0 && !h.is_control()).then(|| ProducedBatch {
-        producer_id: h.producer_id,
-        epoch: h.producer_epoch,
-        first_seq: h.base_sequence,
-        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
-        first_offset: h.base_offset,
-        last_offset: h.last_offset(),
-    })
+/// What a stored batch tells the partition's producer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerEvent {
+    /// An idempotent producer's batch.
+    Batch(ProducedBatch),
+    /// A transactional batch: its producer's transaction is open here.
+    Txn { producer_id: i64, offset: i64 },
+    /// A transaction marker.
+    Marker {
+        producer_id: i64,
+        offset: i64,
+        commit: bool,
+    },
 }
 
-/// The idempotent producers' batches of a sealed segment from byte `from` on (CRCs
-/// were checked when it was written and synced; this only reads headers).
-pub fn produced_batches(
+impl ProducerEvent {
+    pub fn offset(&self) -> i64 {
+        match self {
+            ProducerEvent::Batch(b) => b.first_offset,
+            ProducerEvent::Txn { offset, .. } | ProducerEvent::Marker { offset, .. } => *offset,
+        }
+    }
+
+    pub fn apply(&self, states: &mut ProducerStates) {
+        match *self {
+            ProducerEvent::Batch(b) => states.record(b),
+            ProducerEvent::Txn {
+                producer_id,
+                offset,
+            } => states.transactional(producer_id, offset),
+            ProducerEvent::Marker {
+                producer_id,
+                offset,
+                commit,
+            } => states.marker(producer_id, offset, commit),
+        }
+    }
+}
+
+/// The producer events of the batch `bytes` (which starts with header `h`).
+pub fn producer_events(h: &BatchHeader, bytes: &[u8], out: &mut Vec<ProducerEvent>) {
+    if h.producer_id < 0 {
+        return;
+    }
+    if h.is_control() {
+        // An unreadable marker cannot have been ours; treat it as an abort.
+        out.push(ProducerEvent::Marker {
+            producer_id: h.producer_id,
+            offset: h.base_offset,
+            commit: batch::marker_commits(bytes).unwrap_or(false),
+        });
+        return;
+    }
+    if h.base_sequence >= 0 {
+        out.push(ProducerEvent::Batch(ProducedBatch {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            first_seq: h.base_sequence,
+            last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        }));
+    }
+    if h.is_transactional() {
+        out.push(ProducerEvent::Txn {
+            producer_id: h.producer_id,
+            offset: h.base_offset,
+        });
+    }
+}
+
+/// The producer events of a sealed segment from byte `from` on (CRCs were checked
+/// when it was written and synced).
+pub fn read_producer_events(
     file: &dyn DiskFile,
     from: u64,
     end: u64,
-) -> io::Result<Vec<ProducedBatch>> {
+) -> io::Result<Vec<ProducerEvent>> {
     let mut out = Vec::new();
     let mut pos = from;
     while pos < end {
         let buf = read_chunk(file, pos, end, SCAN_CHUNK)?;
         let mut advanced = 0;
         for (at, h) in batch::Batches::new(&buf, false) {
-            out.extend(produced(&h));
+            producer_events(&h, &buf[at..at + h.size], &mut out);
             advanced = at + h.size;
         }
         if advanced == 0 {
@@ -258,7 +317,7 @@ pub fn scan(
                 break;
             }
             segment.track(pos + at as u64, &header, index_interval_bytes);
-            found.extend(produced(&header));
+            producer_events(&header, &buf[at..at + header.size], &mut found);
             progressed = true;
         }
         pos = segment.size;

@@ -1,14 +1,17 @@
 //! Fetch: stored batches served as `Bytes`, never re-encoded, bounded by
 //! partition_max_bytes and max_bytes (the first batch is always whole, KIP-74), never
-//! past the high watermark. Below min_bytes the request long-polls until data arrives
+//! past the high watermark, nor with isolation_level=read_committed past the last
+//! stable offset (with the aborted transactions listed for the client to skip). Below min_bytes the request long-polls until data arrives
 //! or max_wait_ms passes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind};
 use sluice_storage::log::Durable;
 
 use super::Reply;
@@ -95,22 +98,33 @@ fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) 
                     let result = if limit == 0 {
                         Ok(None)
                     } else {
-                        log.read(p.fetch_offset, limit).map(Some)
+                        log.read_isolated(p.fetch_offset, limit, read_committed)
+                            .map(Some)
                     };
                     match result {
                         Ok(Some(read)) => {
                             total += read.batches.len();
+                            let aborted = read
+                                .aborted
+                                .iter()
+                                .map(|&(pid, first)| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(pid))
+                                        .with_first_offset(first)
+                                })
+                                .collect();
                             data = data
                                 .with_high_watermark(read.high_watermark)
-                                .with_last_stable_offset(read.high_watermark)
+                                .with_last_stable_offset(read.last_stable_offset)
                                 .with_log_start_offset(read.log_start_offset)
+                                .with_aborted_transactions(read_committed.then_some(aborted))
                                 .with_records(Some(read.batches));
                         }
                         Ok(None) => {
                             let hw = log.high_watermark();
                             data = data
                                 .with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
+                                .with_last_stable_offset(log.last_stable_offset())
                                 .with_log_start_offset(log.log_start_offset());
                         }
                         Err(e) => {

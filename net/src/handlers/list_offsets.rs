@@ -20,30 +20,33 @@ const MAX_TIMESTAMP: i64 = -3;
 pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ResponseKind {
     // leader_epoch exists from v4; the encoder refuses it set on older versions.
     let epoch = |e: i32| if version >= 4 { e } else { -1 };
+    // read_committed clients (v2+) see the last stable offset as the end.
+    let committed = version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = t.name.to_string();
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
-                    let found = match broker.partition(&name, p.partition_index) {
-                        None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                        Some(log) => lookup(&log, p.timestamp).map_err(|e| codes::log_error(&e)),
-                    };
-                    match found {
-                        Ok((timestamp, offset)) => r
-                            .with_timestamp(timestamp)
-                            .with_offset(offset)
-                            .with_leader_epoch(epoch(if offset >= 0 { 0 } else { -1 })),
-                        Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
-                    }
-                })
-                .collect();
+            let partitions =
+                t.partitions
+                    .into_iter()
+                    .map(|p| {
+                        let r = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        let found = match broker.partition(&name, p.partition_index) {
+                            None => Err(codes::UNKNOWN_TOPIC_OR_PARTITION),
+                            Some(log) => lookup(&log, p.timestamp, committed)
+                                .map_err(|e| codes::log_error(&e)),
+                        };
+                        match found {
+                            Ok((timestamp, offset)) => r
+                                .with_timestamp(timestamp)
+                                .with_offset(offset)
+                                .with_leader_epoch(epoch(if offset >= 0 { 0 } else { -1 })),
+                            Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
+                        }
+                    })
+                    .collect();
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(partitions)
@@ -53,8 +56,9 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Re
 }
 
 /// (timestamp, offset) for a ListOffsets query; (-1, -1) when no record qualifies.
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
+fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<(i64, i64), LogError> {
     match timestamp {
+        LATEST if committed => Ok((-1, log.last_stable_offset())),
         LATEST => Ok((-1, log.high_watermark())),
         EARLIEST => Ok((-1, log.log_start_offset())),
         MAX_TIMESTAMP => {
