@@ -72,6 +72,9 @@ pub const KNOWN: &[&str] = &[
     "group.max.size",
     "offset.metadata.max.bytes",
     "log.cleaner.backoff.ms",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.segment.bytes",
+    "transaction.max.timeout.ms",
 ];
 
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
@@ -172,6 +175,13 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "group.max.size" => c.group_max_size = positive(key, v)?,
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
+                "transaction.state.log.num.partitions" => {
+                    c.transaction_state_log_num_partitions = positive(key, v)?
+                }
+                "transaction.state.log.segment.bytes" => {
+                    c.transaction_state_log_segment_bytes = positive(key, v)?
+                }
+                "transaction.max.timeout.ms" => c.transaction_max_timeout_ms = positive(key, v)?,
                 other => bail!(
                     "unknown config '{other}' (see docs/operations.md for the supported names)"
                 ),

@@ -49,6 +49,12 @@ pub struct BrokerConfig {
     pub offset_metadata_max_bytes: i32,
     /// log.cleaner.backoff.ms: how often `__consumer_offsets` is cleaned.
     pub log_cleaner_backoff_ms: u64,
+    /// transaction.state.log.num.partitions
+    pub transaction_state_log_num_partitions: i32,
+    /// transaction.state.log.segment.bytes
+    pub transaction_state_log_segment_bytes: u64,
+    /// transaction.max.timeout.ms
+    pub transaction_max_timeout_ms: i32,
 }
 
 impl Default for BrokerConfig {
@@ -76,6 +82,9 @@ impl Default for BrokerConfig {
             group_max_size: i32::MAX,
             offset_metadata_max_bytes: 4096,
             log_cleaner_backoff_ms: 15_000,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_segment_bytes: 104_857_600,
+            transaction_max_timeout_ms: 900_000,
         }
     }
 }
@@ -153,6 +162,18 @@ impl BrokerConfig {
             (
                 "socket.request.max.bytes",
                 self.socket_request_max_bytes.to_string(),
+            ),
+            (
+                "transaction.max.timeout.ms",
+                self.transaction_max_timeout_ms.to_string(),
+            ),
+            (
+                "transaction.state.log.num.partitions",
+                self.transaction_state_log_num_partitions.to_string(),
+            ),
+            (
+                "transaction.state.log.segment.bytes",
+                self.transaction_state_log_segment_bytes.to_string(),
             ),
         ]
     }

@@ -6,3 +6,4 @@ pub mod group;
 pub mod producer;
 pub mod sim;
 pub mod topics;
+pub mod txn;

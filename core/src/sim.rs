@@ -52,10 +52,12 @@ pub enum Bug {
     OffsetFetchPastCommit,
     /// An idempotent producer's retried batch is stored again.
     SkipProducerDedup,
+    /// Transaction markers are written before the Prepare record is durable.
+    MarkersBeforePrepare,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -66,6 +68,7 @@ impl Bug {
         Bug::StaleCommitAccepted,
         Bug::OffsetFetchPastCommit,
         Bug::SkipProducerDedup,
+        Bug::MarkersBeforePrepare,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +83,7 @@ impl Bug {
             Bug::StaleCommitAccepted => "stale-commit-accepted",
             Bug::OffsetFetchPastCommit => "offset-fetch-past-commit",
             Bug::SkipProducerDedup => "skip-producer-dedup",
+            Bug::MarkersBeforePrepare => "markers-before-prepare",
         }
     }
 

@@ -18,6 +18,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::groups::{Groups, OFFSETS_TOPIC};
+use crate::txns::{Txns, TXN_TOPIC};
 
 const TOPICS_CHECKPOINT: &str = "topics.checkpoint";
 /// The end of the block of producer ids this broker has reserved.
@@ -62,6 +63,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// The group coordinator, over `__consumer_offsets`.
     pub groups: Groups,
+    /// The transaction coordinator, over `__transaction_state`.
+    pub txns: Txns,
     state: Mutex<State>,
     /// (next producer id, end of the reserved block).
     producer_ids: Mutex<(i64, i64)>,
@@ -106,6 +109,7 @@ impl Broker {
             None => Topics::default(),
         };
         let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
+        let txns = Txns::new(env.clone(), config.transaction_max_timeout_ms);
         // Ids of a block reserved before a restart may have been handed out: skip it.
         let reserved = match checkpoint::read(disk.as_ref(), Path::new(PRODUCER_IDS))
             .map_err(io("read producer ids"))?
@@ -124,6 +128,7 @@ impl Broker {
             config,
             cluster_id,
             groups,
+            txns,
             producer_ids: Mutex::new((reserved, reserved)),
             state: Mutex::new(State {
                 topics,
@@ -163,6 +168,14 @@ impl Broker {
                     partition: -1,
                     source,
                 })?;
+        }
+        let txn_logs = broker.lock().logs.get(TXN_TOPIC).cloned();
+        if let Some(logs) = txn_logs {
+            broker.txns.load(logs).map_err(|source| BrokerError::Log {
+                topic: TXN_TOPIC.into(),
+                partition: -1,
+                source,
+            })?;
         }
         info!(cluster_id = %broker.cluster_id, topics = broker.lock().topics.iter().count(), "broker opened");
         Ok(Arc::new(broker))
@@ -324,6 +337,34 @@ impl Broker {
         st.topics = next;
         st.logs.entry(name.to_string()).or_default().extend(opened);
         Ok(())
+    }
+
+    /// The logs of an internal topic (`__consumer_offsets`, `__transaction_state`),
+    /// created with `partitions` and compaction on first use, as Kafka does.
+    pub fn internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        segment_bytes: u64,
+    ) -> Result<Vec<Arc<PartitionLog>>, BrokerError> {
+        if self.topic(name).is_none() {
+            let configs = BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), segment_bytes.to_string()),
+            ]);
+            match self.create_topic(name, partitions, 1, configs, false) {
+                Ok(_) => info!(topic = name, partitions, "created internal topic"),
+                Err(BrokerError::Topic(TopicError::Exists(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let count = self.topic(name).map_or(0, |t| t.partitions);
+        (0..count)
+            .map(|p| {
+                self.partition(name, p)
+                    .ok_or_else(|| BrokerError::Topic(TopicError::Unknown(name.into())))
+            })
+            .collect()
     }
 
     /// Creates a topic with the broker defaults if auto-creation is enabled.

@@ -3,6 +3,7 @@
 use sluice_core::group::GroupError;
 use sluice_core::producer::ProducerError;
 use sluice_core::topics::TopicError;
+use sluice_core::txn::TxnError;
 use sluice_storage::batch::BatchError;
 use sluice_storage::LogError;
 
@@ -32,7 +33,12 @@ pub const INVALID_REQUEST: i16 = 42;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const INVALID_TXN_STATE: i16 = 48;
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+pub const PRODUCER_FENCED: i16 = 90;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
@@ -96,5 +102,15 @@ pub fn commit_error(e: &crate::groups::CommitError) -> i16 {
     match e {
         crate::groups::CommitError::Group(g) => group_error(*g),
         crate::groups::CommitError::Storage(_) => COORDINATOR_NOT_AVAILABLE,
+    }
+}
+
+pub fn txn_error(e: TxnError) -> i16 {
+    match e {
+        TxnError::ConcurrentTransactions => CONCURRENT_TRANSACTIONS,
+        TxnError::ProducerFenced => PRODUCER_FENCED,
+        TxnError::InvalidProducerIdMapping => INVALID_PRODUCER_ID_MAPPING,
+        TxnError::InvalidTxnState => INVALID_TXN_STATE,
+        TxnError::InvalidTransactionTimeout => INVALID_TRANSACTION_TIMEOUT,
     }
 }

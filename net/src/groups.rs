@@ -18,7 +18,7 @@ use kafka_protocol::records::Compression;
 use sluice_core::env::Env;
 use sluice_core::group::{
     Effect, Group, GroupCoordinator, GroupError, GroupRecord, GroupState, JoinRequest, Joined,
-    OffsetCommit, OffsetValue, Synced, Ticket,
+    OffsetCommit, OffsetValue, StagedOffset, Synced, Ticket,
 };
 use sluice_core::sim::{planted, Bug};
 use sluice_storage::{LogError, PartitionLog};
@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
-use crate::client::{decode_batches, encode_batch, Message};
+use crate::client::{encode_batch, Message};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -124,24 +124,48 @@ impl Groups {
         self.env.clock.monotonic().as_millis() as i64
     }
 
-    /// Rebuilds every group from `__consumer_offsets` (called at start).
+    /// Rebuilds every group from `__consumer_offsets` (called at start), with
+    /// transactional offsets applied only where a commit marker follows them.
     pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<(), LogError> {
         let now = self.now_ms();
         let mut inner = self.lock();
+        let count = logs.len();
         let mut loaded = 0usize;
         for (p, log) in logs.iter().enumerate() {
             let mut offset = log.log_start_offset();
             let end = log.high_watermark();
             while offset < end {
                 let read = log.read(offset, 1 << 20)?;
-                let records = decode_batches(read.batches, offset)
+                let records = decode_with_control(read.batches, offset)
                     .map_err(|e| LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")))?;
                 let Some(last) = records.last().map(|r| r.offset) else {
                     break;
                 };
                 for r in records {
+                    if r.control {
+                        let commit = r.key.as_deref().is_some_and(|k| k.len() >= 4 && k[3] == 1);
+                        inner.sm.end_txn_offsets(r.producer_id, commit, |g| {
+                            partition_for(g, count) == p
+                        });
+                        continue;
+                    }
                     let Some(key) = &r.key else { continue };
                     match GroupRecord::decode(key, r.value.as_deref()) {
+                        Ok(GroupRecord::Offset {
+                            group,
+                            topic,
+                            partition,
+                            value: Some(value),
+                        }) if r.transactional => inner.sm.stage_txn_offset(
+                            r.producer_id,
+                            StagedOffset {
+                                group,
+                                topic,
+                                partition,
+                                value,
+                                position: r.offset,
+                            },
+                        ),
                         Ok(record) => {
                             apply_loaded(&mut inner.sm, now, record, r.offset);
                             loaded += 1;
@@ -166,30 +190,103 @@ impl Groups {
         Ok(())
     }
 
+    /// TxnOffsetCommit: checks the member (KIP-447), writes the offsets as the
+    /// producer's transactional batch, and once durable stages them until the
+    /// transaction's marker.
+    #[allow(clippy::too_many_arguments)] // the request's fields
+    pub async fn txn_commit(
+        &self,
+        broker: &Broker,
+        group: &str,
+        producer_id: i64,
+        epoch: i16,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Result<(), GroupError>, Unavailable> {
+        let appended = self.run(broker, group, |inner, _| {
+            inner
+                .sm
+                .check_txn_commit(group, generation, member_id, instance_id)?;
+            let n = inner.logs.len();
+            let Some(log) = inner.logs.get(partition_for(group, n)).cloned() else {
+                return Ok(Err("no offsets partition".to_string()));
+            };
+            let messages: Vec<Message> = offsets
+                .iter()
+                .map(|o| {
+                    let (key, value) = GroupRecord::Offset {
+                        group: group.to_string(),
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                        value: Some(o.value.clone()),
+                    }
+                    .encode();
+                    Message {
+                        key: Some(key),
+                        value,
+                        timestamp: self.env.clock.wall_ms(),
+                    }
+                })
+                .collect();
+            let written = encode_transactional_batch(&messages, producer_id, epoch)
+                .and_then(|b| log.append(&b).map_err(|e| e.to_string()))
+                .map(|a| (log, a.base_offset));
+            Ok(written)
+        })?;
+        let (log, base) = match appended.0 {
+            Err(e) => return Ok(Err(e)),
+            Ok(Err(why)) => return Err(Unavailable(why)),
+            Ok(Ok(w)) => w,
+        };
+        log.wait_durable(base + offsets.len() as i64)
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?;
+        let mut inner = self.lock();
+        for (i, o) in offsets.into_iter().enumerate() {
+            inner.sm.stage_txn_offset(
+                producer_id,
+                StagedOffset {
+                    group: group.to_string(),
+                    topic: o.topic,
+                    partition: o.partition,
+                    value: o.value,
+                    position: base + i as i64,
+                },
+            );
+        }
+        Ok(Ok(()))
+    }
+
+    /// A transaction marker of `producer_id` is durable in `__consumer_offsets`
+    /// partition `partition`: its staged offsets there apply (commit) or go.
+    pub fn txn_marker(&self, partition: usize, producer_id: i64, commit: bool) {
+        let mut inner = self.lock();
+        let n = inner.logs.len();
+        inner
+            .sm
+            .end_txn_offsets(producer_id, commit, |g| partition_for(g, n) == partition);
+    }
+
+    /// The `__consumer_offsets` partition of `group` (creating the topic if needed).
+    pub fn offsets_partition(&self, broker: &Broker, group: &str) -> Result<i32, Unavailable> {
+        self.ensure_topic(broker)?;
+        Ok(partition_for(group, self.lock().logs.len()) as i32)
+    }
+
     /// Makes sure `__consumer_offsets` exists (Kafka creates it on first use).
     fn ensure_topic(&self, broker: &Broker) -> Result<(), Unavailable> {
         if !self.lock().logs.is_empty() {
             return Ok(());
         }
-        let n = broker.config.offsets_topic_num_partitions;
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                broker.config.offsets_topic_segment_bytes.to_string(),
-            ),
-        ]);
-        if broker.topic(OFFSETS_TOPIC).is_none() {
-            match broker.create_topic(OFFSETS_TOPIC, n, 1, configs, false) {
-                Ok(_) => info!(partitions = n, "created {OFFSETS_TOPIC}"),
-                Err(crate::broker::BrokerError::Topic(
-                    sluice_core::topics::TopicError::Exists(_),
-                )) => {}
-                Err(e) => return Err(Unavailable(e.to_string())),
-            }
-        }
-        let logs: Option<Vec<_>> = (0..n).map(|p| broker.partition(OFFSETS_TOPIC, p)).collect();
-        let logs = logs.ok_or_else(|| Unavailable(format!("{OFFSETS_TOPIC} is incomplete")))?;
+        let logs = broker
+            .internal_topic(
+                OFFSETS_TOPIC,
+                broker.config.offsets_topic_num_partitions,
+                broker.config.offsets_topic_segment_bytes,
+            )
+            .map_err(|e| Unavailable(e.to_string()))?;
         let mut inner = self.lock();
         if inner.logs.is_empty() {
             inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
@@ -526,7 +623,9 @@ impl Groups {
                 let Some(log) = inner.logs.get(p).cloned() else {
                     continue;
                 };
-                let busy = inner.commits_in_flight[p].load(Ordering::SeqCst) > 0;
+                // Staged transactional offsets live only in the log before a snapshot.
+                let busy = inner.commits_in_flight[p].load(Ordering::SeqCst) > 0
+                    || inner.sm.has_staged_where(|g| partition_for(g, count) == p);
                 if log.segment_count() < 2 || busy {
                     continue;
                 }
@@ -658,6 +757,88 @@ fn apply_loaded(sm: &mut GroupCoordinator, now: i64, record: GroupRecord, positi
         } => sm.apply_offset(&group, &topic, partition, value, position),
         GroupRecord::Metadata { group, value } => sm.load_metadata(now, &group, value),
     }
+}
+
+/// A record of `__consumer_offsets` with what its batch says about transactions.
+struct LoadedRecord {
+    offset: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    producer_id: i64,
+    transactional: bool,
+    control: bool,
+}
+
+/// Decodes stored batches keeping control records and transactional flags.
+fn decode_with_control(mut data: Bytes, from: i64) -> Result<Vec<LoadedRecord>, String> {
+    use bytes::Buf;
+    use kafka_protocol::records::RecordBatchDecoder;
+    let mut out = Vec::new();
+    while data.len() >= 12 {
+        let size = 12 + (&data[8..12]).get_i32().max(0) as usize;
+        if data.len() < size {
+            break;
+        }
+        let mut one = data.split_to(size);
+        sluice_storage::batch::validate(&one).map_err(|e| e.to_string())?;
+        let set = RecordBatchDecoder::decode(&mut one).map_err(|e| e.to_string())?;
+        out.extend(
+            set.records
+                .into_iter()
+                .filter(|r| r.offset >= from)
+                .map(|r| LoadedRecord {
+                    offset: r.offset,
+                    key: r.key,
+                    value: r.value,
+                    producer_id: r.producer_id,
+                    transactional: r.transactional,
+                    control: r.control,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// Offset records as a transactional batch of `producer_id` (no sequence numbers:
+/// the producer's own sequences belong to its data partitions).
+fn encode_transactional_batch(
+    messages: &[Message],
+    producer_id: i64,
+    epoch: i16,
+) -> Result<Bytes, String> {
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: m.timestamp,
+            key: m.key.clone(),
+            value: m.value.clone(),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    sluice_storage::batch::clear_base_sequence(&mut buf);
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ impl Node {
         }
         tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
         env.spawn(server::serve(broker.clone(), listener, rx.clone()));
+        broker.txns.start(&broker);
         env.spawn(group_timer(broker.clone(), rx));
         Ok(Node {
             broker,
@@ -89,7 +90,7 @@ impl Node {
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Ticks the group coordinator, and every `log.cleaner.backoff.ms` cleans
+/// Ticks the group and transaction coordinators, and every `log.cleaner.backoff.ms` cleans
 /// `__consumer_offsets`.
 async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let clean_every = (broker.config.log_cleaner_backoff_ms / GROUP_TICK.as_millis() as u64).max(1);
@@ -98,7 +99,10 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
-            () = broker.env.clock.sleep(GROUP_TICK) => broker.groups.tick(),
+            () = broker.env.clock.sleep(GROUP_TICK) => {
+                broker.groups.tick();
+                broker.txns.tick(&broker);
+            }
         }
         ticks += 1;
         if ticks.is_multiple_of(clean_every) {

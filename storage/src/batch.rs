@@ -398,3 +398,12 @@ mod marker_tests {
         assert_eq!(marker_commits(&[0; 10]), None);
     }
 }
+
+/// The producer id and epoch of a transactional batch (`buf` starts at it), read
+/// without validating; `None` for a non-transactional or too short one.
+pub fn peek_transactional(buf: &[u8]) -> Option<(i64, i16)> {
+    if buf.len() < HEADER_LEN || be_i16(buf, 21) & 0x10 == 0 {
+        return None;
+    }
+    Some((be_i64(buf, 43), be_i16(buf, 51)))
+}

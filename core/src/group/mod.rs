@@ -358,11 +358,23 @@ pub struct OffsetCommit {
     pub value: OffsetValue,
 }
 
+/// A transactional offset commit awaiting its transaction's marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub value: OffsetValue,
+    pub position: i64,
+}
+
 #[derive(Debug, Default)]
 pub struct GroupCoordinator {
     limits: GroupLimits,
     groups: BTreeMap<String, Group>,
     effects: Vec<Effect>,
+    /// TxnOffsetCommit offsets by producer id, applied by a commit marker.
+    staged: BTreeMap<i64, Vec<StagedOffset>>,
 }
 
 impl GroupCoordinator {
@@ -371,6 +383,7 @@ impl GroupCoordinator {
             limits,
             groups: BTreeMap::new(),
             effects: Vec::new(),
+            staged: BTreeMap::new(),
         }
     }
 
@@ -1060,6 +1073,62 @@ impl GroupCoordinator {
                 (o, result)
             })
             .collect())
+    }
+
+    /// Validates a TxnOffsetCommit (KIP-447): with a generation or member id given, the
+    /// member must be current; without, the producer's fencing is enough.
+    pub fn check_txn_commit(
+        &self,
+        gid: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        if gid.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if generation < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        let group = self.groups.get(gid).ok_or(GroupError::IllegalGeneration)?;
+        group.check_member(member_id, instance_id)?;
+        if generation != group.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// A durable transactional offset, applied when its producer's transaction commits.
+    pub fn stage_txn_offset(&mut self, producer_id: i64, staged: StagedOffset) {
+        self.staged.entry(producer_id).or_default().push(staged);
+    }
+
+    /// `producer_id`'s transaction ended (its marker is durable in the partition of
+    /// the groups `here` selects): apply or drop its staged offsets there.
+    pub fn end_txn_offsets(&mut self, producer_id: i64, commit: bool, here: impl Fn(&str) -> bool) {
+        let Some(all) = self.staged.remove(&producer_id) else {
+            return;
+        };
+        let (mine, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|s| here(&s.group));
+        if !others.is_empty() {
+            self.staged.insert(producer_id, others);
+        }
+        if commit {
+            for s in mine {
+                self.apply_offset(&s.group, &s.topic, s.partition, Some(s.value), s.position);
+            }
+        }
+    }
+
+    /// Whether a transactional commit to `group`'s offsets is pending (OffsetFetch with
+    /// require_stable answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_staged(&self, group: &str) -> bool {
+        self.has_staged_where(|g| g == group)
+    }
+
+    /// Whether any group `select` picks has transactional offsets pending.
+    pub fn has_staged_where(&self, select: impl Fn(&str) -> bool) -> bool {
+        self.staged.values().flatten().any(|s| select(&s.group))
     }
 
     /// Applies a durable offset-commit record found at `position` in the log (also

@@ -20,6 +20,7 @@ mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+mod txn;
 
 pub use api_versions::{supported_versions, unsupported_version_response};
 
@@ -62,7 +63,11 @@ pub fn handle(
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
         RequestKind::FindCoordinator(r) => Reply::Now(find_coordinator::handle(broker, r, version)),
-        RequestKind::InitProducerId(r) => Reply::Now(init_producer_id::handle(broker, r)),
+        RequestKind::InitProducerId(r) => init_producer_id::handle(broker, r),
+        RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(broker, r),
+        RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(broker, r),
+        RequestKind::EndTxn(r) => txn::end(broker, r),
+        RequestKind::TxnOffsetCommit(r) => txn::txn_offset_commit(broker, r),
         RequestKind::JoinGroup(r) => groups::join(broker, client, r, version),
         RequestKind::SyncGroup(r) => groups::sync(broker, r, version),
         RequestKind::Heartbeat(r) => Reply::Now(groups::heartbeat(broker, r)),

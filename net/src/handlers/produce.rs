@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use sluice_core::txn::TxnError;
 use sluice_storage::batch;
 use sluice_storage::PartitionLog;
 
@@ -40,9 +41,13 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                 // A retriable refusal before anything is written.
                 Outcome::Failed(codes::REQUEST_TIMED_OUT)
             } else {
+                let records = p.records.as_deref().unwrap_or_default();
                 match broker.partition(&name, p.index) {
                     None => Outcome::Failed(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(log) => append(&log, p.records.as_deref().unwrap_or_default(), max_bytes),
+                    Some(log) => match in_transaction(broker, &name, p.index, records) {
+                        Err(code) => Outcome::Failed(code),
+                        Ok(()) => append(&log, records, max_bytes),
+                    },
                 }
             };
             if let Outcome::Failed(code) = &outcome {
@@ -90,6 +95,21 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
         }
         ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
     }))
+}
+
+/// KIP-890: a transactional batch only goes to a partition of its producer's open
+/// transaction, at the producer's current epoch.
+fn in_transaction(broker: &Broker, topic: &str, partition: i32, records: &[u8]) -> Result<(), i16> {
+    let Some((producer_id, epoch)) = batch::peek_transactional(records) else {
+        return Ok(());
+    };
+    broker
+        .txns
+        .verify(producer_id, epoch, topic, partition)
+        .map_err(|e| match e {
+            TxnError::ProducerFenced => codes::INVALID_PRODUCER_EPOCH,
+            other => codes::txn_error(other),
+        })
 }
 
 fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Outcome {

@@ -1,0 +1,385 @@
+//! The transaction coordinator at work: the pure [`TxnCoordinator`] behind a lock,
+//! its records in `__transaction_state` (created on first use, 50 partitions as in
+//! Kafka, rebuilt at start), and the end of a transaction carried out in order:
+//! the Prepare record made durable, then a marker in every partition of the
+//! transaction (offsets staged in `__consumer_offsets` apply or go with it), then
+//! the Complete record.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kafka_protocol::records::Compression;
+use sluice_core::env::Env;
+use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnRecord, TxnState};
+use sluice_storage::{LogError, PartitionLog};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::client::{decode_batches, encode_batch, Message};
+use crate::groups::{partition_for, Unavailable, OFFSETS_TOPIC};
+
+pub const TXN_TOPIC: &str = "__transaction_state";
+
+struct Inner {
+    sm: TxnCoordinator,
+    logs: Vec<Arc<PartitionLog>>,
+    /// EndTxn requests waiting for their transaction's markers, by transactional id.
+    waiting: BTreeMap<String, Vec<oneshot::Sender<Result<(), String>>>>,
+}
+
+pub struct Txns {
+    env: Env,
+    inner: Mutex<Inner>,
+}
+
+/// Where a transactional id's records must be durable up to.
+type DurablePoint = Option<(Arc<PartitionLog>, i64)>;
+
+impl Txns {
+    pub fn new(env: Env, max_timeout_ms: i32) -> Txns {
+        Txns {
+            env,
+            inner: Mutex::new(Inner {
+                sm: TxnCoordinator::new(max_timeout_ms),
+                logs: Vec::new(),
+                waiting: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.env.clock.monotonic().as_millis() as i64
+    }
+
+    /// Rebuilds the coordinator from `__transaction_state` (at start); transactions
+    /// caught between Prepare and Complete are finished by [`Txns::tick`].
+    pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<(), LogError> {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        for (p, log) in logs.iter().enumerate() {
+            let mut offset = log.log_start_offset();
+            let end = log.high_watermark();
+            while offset < end {
+                let read = log.read(offset, 1 << 20)?;
+                let records = decode_batches(read.batches, offset)
+                    .map_err(|e| LogError::Storage(format!("{TXN_TOPIC}-{p}: {e}")))?;
+                let Some(last) = records.last().map(|r| r.offset) else {
+                    break;
+                };
+                for r in records {
+                    let Some(key) = &r.key else { continue };
+                    match TxnRecord::decode(key, r.value.as_deref()) {
+                        Ok(record) => inner.sm.load(now, record),
+                        Err(why) => {
+                            warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record")
+                        }
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+        if !logs.is_empty() {
+            info!(
+                transactional_ids = inner.sm.iter().count(),
+                "transaction state loaded"
+            );
+        }
+        inner.sm.resume();
+        inner.logs = logs;
+        Ok(())
+    }
+
+    fn ensure_topic(&self, broker: &Broker) -> Result<(), Unavailable> {
+        if !self.lock().logs.is_empty() {
+            return Ok(());
+        }
+        let logs = broker
+            .internal_topic(
+                TXN_TOPIC,
+                broker.config.transaction_state_log_num_partitions,
+                broker.config.transaction_state_log_segment_bytes,
+            )
+            .map_err(|e| Unavailable(e.to_string()))?;
+        let mut inner = self.lock();
+        if inner.logs.is_empty() {
+            inner.logs = logs;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the coordinator and carries out its effects: records appended,
+    /// marker writing started. Returns `f`'s result and the durability point of the
+    /// id's partition, which the answer must wait for.
+    fn run<R>(
+        &self,
+        broker: &Arc<Broker>,
+        id: &str,
+        f: impl FnOnce(&mut TxnCoordinator, i64) -> R,
+    ) -> Result<(R, DurablePoint), Unavailable> {
+        self.ensure_topic(broker)?;
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        let r = f(&mut inner.sm, now);
+        self.carry_out(broker, &mut inner)?;
+        Ok((r, durable_point(&inner.logs, id)))
+    }
+
+    fn carry_out(&self, broker: &Arc<Broker>, inner: &mut Inner) -> Result<(), Unavailable> {
+        for effect in inner.sm.take_effects() {
+            match effect {
+                TxnEffect::Persist(record) => {
+                    self.append(&inner.logs, &record)
+                        .map_err(|e| Unavailable(format!("transaction record not written: {e}")))?;
+                }
+                TxnEffect::WriteMarkers {
+                    transactional_id,
+                    producer_id,
+                    epoch,
+                    commit,
+                    partitions,
+                } => {
+                    // After everything appended for this id so far (its Prepare) is
+                    // durable.
+                    let prepared = durable_point(&inner.logs, &transactional_id);
+                    let broker = broker.clone();
+                    self.env.spawn(async move {
+                        let written = write_markers(
+                            &broker,
+                            prepared,
+                            producer_id,
+                            epoch,
+                            commit,
+                            &partitions,
+                        )
+                        .await;
+                        broker
+                            .txns
+                            .markers_done(&broker, &transactional_id, epoch, written);
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Markers of `id`'s transaction at `epoch` are durable (or failed): complete it
+    /// and release the EndTxn waiting for it.
+    fn markers_done(
+        &self,
+        broker: &Arc<Broker>,
+        id: &str,
+        epoch: i16,
+        written: Result<(), String>,
+    ) {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        let waiters = inner.waiting.remove(id).unwrap_or_default();
+        let outcome = match written {
+            Ok(()) => {
+                inner.sm.markers_written(now, id, epoch);
+                self.carry_out(broker, &mut inner).map_err(|e| e.0)
+            }
+            Err(why) => {
+                // The transaction stays prepared: the next start (or tick) retries.
+                warn!(transactional_id = id, %why, "transaction markers not written");
+                Err(why)
+            }
+        };
+        let upto = durable_point(&inner.logs, id);
+        drop(inner);
+        self.env.spawn(async move {
+            let outcome = match (outcome, upto) {
+                (Ok(()), Some((log, end))) => {
+                    log.wait_durable(end).await.map_err(|e| e.to_string())
+                }
+                (other, _) => other,
+            };
+            for w in waiters {
+                let _ = w.send(outcome.clone());
+            }
+        });
+    }
+
+    fn append(&self, logs: &[Arc<PartitionLog>], record: &TxnRecord) -> Result<(), LogError> {
+        let Some(log) = logs.get(partition_for(&record.transactional_id, logs.len())) else {
+            return Err(LogError::Storage(format!("{TXN_TOPIC} does not exist")));
+        };
+        let (key, value) = record.encode();
+        let batch = encode_batch(
+            &[Message {
+                key: Some(key),
+                value,
+                timestamp: self.env.clock.wall_ms(),
+            }],
+            Compression::None,
+        )
+        .map_err(|e| LogError::Storage(e.to_string()))?;
+        log.append(&batch).map(|_| ())
+    }
+
+    pub async fn init_producer_id(
+        &self,
+        broker: &Arc<Broker>,
+        id: &str,
+        timeout_ms: i32,
+    ) -> Result<Result<(i64, i16), TxnError>, Unavailable> {
+        let fresh = broker
+            .new_producer_id()
+            .map_err(|e| Unavailable(e.to_string()))?;
+        let (r, upto) = self.run(broker, id, |sm, now| {
+            sm.init_producer_id(now, id, timeout_ms, fresh)
+        })?;
+        wait(upto).await?;
+        Ok(r)
+    }
+
+    pub async fn add_partitions(
+        &self,
+        broker: &Arc<Broker>,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Result<(), TxnError>, Unavailable> {
+        let (r, upto) = self.run(broker, id, |sm, now| {
+            sm.add_partitions(now, id, producer_id, epoch, partitions)
+        })?;
+        wait(upto).await?;
+        Ok(r)
+    }
+
+    /// EndTxn: answered once the markers are written and the end is stored.
+    pub async fn end(
+        &self,
+        broker: &Arc<Broker>,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<Result<(), TxnError>, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        let (r, upto) = self.run(broker, id, |sm, now| {
+            sm.end(now, id, producer_id, epoch, commit)
+        })?;
+        match r {
+            Err(e) => {
+                wait(upto).await?;
+                Ok(Err(e))
+            }
+            Ok(Ended::Done) => {
+                wait(upto).await?;
+                Ok(Ok(()))
+            }
+            Ok(Ended::Pending) => {
+                let done = {
+                    let mut inner = self.lock();
+                    // The markers may already be done; then the state says so.
+                    let done = inner.sm.get(id).is_some_and(|m| {
+                        !matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+                    });
+                    if !done {
+                        inner.waiting.entry(id.to_string()).or_default().push(tx);
+                    }
+                    done.then(|| durable_point(&inner.logs, id))
+                };
+                if let Some(upto) = done {
+                    wait(upto).await?;
+                    return Ok(Ok(()));
+                }
+                match rx.await {
+                    Ok(Ok(())) => Ok(Ok(())),
+                    Ok(Err(why)) => Err(Unavailable(why)),
+                    Err(_) => Err(Unavailable("transaction coordinator stopped".into())),
+                }
+            }
+        }
+    }
+
+    /// KIP-890: a transactional batch may only go to a partition in its open
+    /// transaction, from the current epoch.
+    pub fn verify(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), TxnError> {
+        self.lock()
+            .sm
+            .verify_partition(producer_id, epoch, topic, partition)
+    }
+
+    /// Aborts timed-out transactions; the node calls it periodically.
+    pub fn tick(&self, broker: &Arc<Broker>) {
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        if inner.logs.is_empty() {
+            return;
+        }
+        inner.sm.tick(now);
+        if let Err(e) = self.carry_out(broker, &mut inner) {
+            warn!(error = %e, "transaction timeouts not handled");
+        }
+    }
+
+    /// Transactions started at load (prepared before a crash): their markers.
+    pub fn start(&self, broker: &Arc<Broker>) {
+        let mut inner = self.lock();
+        if let Err(e) = self.carry_out(broker, &mut inner) {
+            warn!(error = %e, "unfinished transactions not resumed");
+        }
+    }
+}
+
+async fn wait(upto: DurablePoint) -> Result<(), Unavailable> {
+    if let Some((log, end)) = upto {
+        log.wait_durable(end)
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn durable_point(logs: &[Arc<PartitionLog>], id: &str) -> DurablePoint {
+    let log = logs.get(partition_for(id, logs.len()))?;
+    Some((log.clone(), log.log_end_offset()))
+}
+
+/// Waits for the Prepare record, then writes a marker to every partition and waits
+/// until all are durable; offsets staged in `__consumer_offsets` follow the marker.
+async fn write_markers(
+    broker: &Arc<Broker>,
+    prepared: DurablePoint,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    partitions: &[(String, i32)],
+) -> Result<(), String> {
+    wait(prepared).await.map_err(|e| e.0)?;
+    let mut written = Vec::with_capacity(partitions.len());
+    for (topic, partition) in partitions {
+        let Some(log) = broker.partition(topic, *partition) else {
+            continue; // a deleted topic has nothing to mark
+        };
+        let a = log
+            .append_marker(producer_id, epoch, commit, 0)
+            .map_err(|e| format!("marker for {topic}-{partition}: {e}"))?;
+        written.push((log, a.last_offset + 1, topic, *partition));
+    }
+    for (log, end, topic, partition) in written {
+        log.wait_durable(end)
+            .await
+            .map_err(|e| format!("marker for {topic}-{partition}: {e}"))?;
+        if topic == OFFSETS_TOPIC {
+            broker
+                .groups
+                .txn_marker(partition as usize, producer_id, commit);
+        }
+    }
+    Ok(())
+}
