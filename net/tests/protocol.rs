@@ -747,11 +747,16 @@ async fn consumer_offsets_are_cleaned_and_survive_a_restart() {
 
 /// An idempotent producer's batch: `count` records from sequence `seq`.
 fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+    producer_batch(pid, epoch, seq, count, false)
+}
+
+/// A producer's batch, transactional or only idempotent.
+fn producer_batch(pid: i64, epoch: i16, seq: i32, count: i32, transactional: bool) -> Bytes {
     use kafka_protocol::indexmap::IndexMap;
     use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -893,5 +898,285 @@ async fn idempotent_producers_are_deduplicated_across_restarts() {
                 .ends_with(".snapshot")),
         "rolls write producer snapshots"
     );
+    node.stop();
+}
+
+/// The transactional APIs at every advertised version, and what read_committed
+/// readers see: committed data after its marker, aborted data listed as aborted,
+/// nothing past the last stable offset while a transaction is open; fencing of an
+/// old epoch; KIP-890's refusal of a partition not in the transaction; transactional
+/// offsets visible only once committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_at_every_advertised_version() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |c| {
+        c.offsets_topic_num_partitions = 3;
+        c.transaction_state_log_num_partitions = 3;
+    })
+    .await;
+    let mut c = connect(&node).await;
+    create(&mut c, "tt", 2, 7).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let fetch_committed = |offset: i64| {
+        let mut r = fetch_req("tt", 0, offset, 0);
+        r.isolation_level = 1;
+        r
+    };
+    let values = |r: &FetchResponse| -> Vec<String> {
+        fetched(r)
+            .into_iter()
+            .map(|m| String::from_utf8(m.value.unwrap().to_vec()).unwrap())
+            .collect()
+    };
+    for v in versions(ApiKey::InitProducerId) {
+        let txn = format!("tx-v{v}");
+        let init = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(&txn))))
+            .with_transaction_timeout_ms(60_000);
+        let r = c.call(init.clone(), v).await.unwrap();
+        assert_eq!(
+            r.error_code, 0,
+            "InitProducerId v{v} with a transactional id"
+        );
+        let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+        let av = v.min(3);
+        let add = |epoch: i16, partition: i32| {
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s(&txn)))
+                .with_v3_and_below_producer_id(ProducerId(pid))
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(name("tt"))
+                    .with_partitions(vec![partition])])
+        };
+        let r = c.call(add(epoch, 0), av).await.unwrap();
+        assert_eq!(
+            r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0,
+            "AddPartitionsToTxn v{av}"
+        );
+        let start = c
+            .call(fetch_req("tt", 0, 0, 0), 12)
+            .await
+            .unwrap()
+            .responses[0]
+            .partitions[0]
+            .high_watermark;
+        let batch = |seq| producer_batch(pid, epoch, seq, 5, true);
+        let r = c
+            .call(produce_req("tt", 0, -1, batch(0)), 10)
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        // Not added: refused (KIP-890).
+        let r = c
+            .call(produce_req("tt", 1, -1, batch(0)), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 48,
+            "partition not in the txn"
+        );
+        // Open: read_committed stops at the first offset of the transaction.
+        let r = c.call(fetch_committed(start), 12).await.unwrap();
+        assert_eq!(r.responses[0].partitions[0].last_stable_offset, start);
+        assert!(values(&r).is_empty());
+        // Offsets committed inside the transaction.
+        let ov = v.min(3);
+        let r = c
+            .call(
+                AddOffsetsToTxnRequest::default()
+                    .with_transactional_id(TransactionalId(s(&txn)))
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_group_id(GroupId(s(&txn))),
+                ov,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{ov}");
+        let r = c
+            .call(
+                TxnOffsetCommitRequest::default()
+                    .with_transactional_id(TransactionalId(s(&txn)))
+                    .with_group_id(GroupId(s(&txn)))
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_generation_id(-1)
+                    .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                        .with_name(name("tt"))
+                        .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(42)
+                            .with_committed_metadata(Some(s("m")))])]),
+                ov,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "TxnOffsetCommit v{ov}"
+        );
+        let offset_fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(&txn)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(name("tt"))
+                .with_partition_indexes(vec![0])]));
+        let before = c.call(offset_fetch.clone(), 7).await.unwrap();
+        assert_eq!(
+            before.topics[0].partitions[0].committed_offset, -1,
+            "not before the commit"
+        );
+        // Commit on even versions, abort on odd ones.
+        let commit = v % 2 == 0;
+        let r = c
+            .call(
+                EndTxnRequest::default()
+                    .with_transactional_id(TransactionalId(s(&txn)))
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_committed(commit),
+                av,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0, "EndTxn v{av}");
+        let r = c.call(fetch_committed(start), 12).await.unwrap();
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.last_stable_offset, p.high_watermark, "decided: LSO = HW");
+        assert_eq!(p.high_watermark, start + 6, "five records and a marker");
+        let aborted = p.aborted_transactions.clone().unwrap_or_default();
+        let after = c.call(offset_fetch, 7).await.unwrap();
+        let committed_offset = after.topics[0].partitions[0].committed_offset;
+        if commit {
+            assert_eq!(values(&r).len(), 5);
+            assert!(aborted.is_empty());
+            assert_eq!(committed_offset, 42, "offsets commit with the transaction");
+        } else {
+            // The records are served; the client drops them using the aborted list.
+            assert_eq!(aborted.len(), 1, "aborted transaction listed");
+            assert_eq!(
+                (aborted[0].producer_id.0, aborted[0].first_offset),
+                (pid, start)
+            );
+            assert_eq!(committed_offset, -1, "offsets abort with the transaction");
+        }
+        // A new producer with the same id fences this one.
+        let r = c.call(init, v).await.unwrap();
+        assert_eq!((r.error_code, r.producer_epoch), (0, epoch + 1));
+        let r = c.call(add(epoch, 0), av).await.unwrap();
+        assert_eq!(
+            r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 90,
+            "the old epoch is fenced"
+        );
+    }
+    node.stop();
+}
+
+/// A transaction open when the broker stops is still open after a restart (the last
+/// stable offset held back, the coordinator's state rebuilt); the producer's
+/// successor aborts it, and a transaction that outlives its timeout is aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transactions_survive_a_restart_and_time_out() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut BrokerConfig| c.transaction_state_log_num_partitions = 2;
+    let node = start(&dir, tweak).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "tr", 1, 7).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let init = |txn: &str, timeout_ms: i32| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(txn))))
+            .with_transaction_timeout_ms(timeout_ms)
+    };
+    let add = |txn: &str, pid: i64, epoch: i16| {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s(txn)))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(name("tr"))
+                .with_partitions(vec![0])])
+    };
+    let lso_and_hw = |r: FetchResponse| {
+        let p = &r.responses[0].partitions[0];
+        (p.last_stable_offset, p.high_watermark)
+    };
+    let r = c.call(init("slow", 60_000), 4).await.unwrap();
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    c.call(add("slow", pid, epoch), 3).await.unwrap();
+    let batch = producer_batch(pid, epoch, 0, 3, true);
+    c.call(produce_req("tr", 0, -1, batch), 10).await.unwrap();
+    node.stop();
+    drop(c);
+
+    let node = start(&dir, tweak).await;
+    let mut c = connect(&node).await;
+    let mut fetch = fetch_req("tr", 0, 0, 0);
+    fetch.isolation_level = 1;
+    assert_eq!(
+        lso_and_hw(c.call(fetch.clone(), 12).await.unwrap()),
+        (0, 3),
+        "still open"
+    );
+    // The successor: the first attempt aborts the open transaction, a retry succeeds.
+    let mut r = c.call(init("slow", 60_000), 4).await.unwrap();
+    assert_eq!(
+        r.error_code, 51,
+        "CONCURRENT_TRANSACTIONS while the old one is aborted"
+    );
+    for _ in 0..100 {
+        r = c.call(init("slow", 60_000), 4).await.unwrap();
+        if r.error_code == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!((r.error_code, r.producer_id.0), (0, pid));
+    assert!(r.producer_epoch > epoch);
+    let f = c.call(fetch.clone(), 12).await.unwrap();
+    let aborted = f.responses[0].partitions[0]
+        .aborted_transactions
+        .clone()
+        .unwrap();
+    assert_eq!(lso_and_hw(f), (4, 4), "aborted: three records and a marker");
+    assert_eq!(aborted.len(), 1);
+
+    // A transaction past its timeout is aborted by the coordinator.
+    let r = c.call(init("brief", 200), 4).await.unwrap();
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    c.call(add("brief", pid, epoch), 3).await.unwrap();
+    let batch = producer_batch(pid, epoch, 0, 2, true);
+    c.call(produce_req("tr", 0, -1, batch), 10).await.unwrap();
+    assert_eq!(lso_and_hw(c.call(fetch.clone(), 12).await.unwrap()), (4, 6));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut seen = (0, 0);
+    while std::time::Instant::now() < deadline {
+        seen = lso_and_hw(c.call(fetch.clone(), 12).await.unwrap());
+        if seen == (7, 7) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, (7, 7), "timed out and aborted");
+    let r = c
+        .call(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("brief")))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 90, "the timed-out producer is fenced");
     node.stop();
 }
