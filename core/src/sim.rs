@@ -54,10 +54,14 @@ pub enum Bug {
     SkipProducerDedup,
     /// Transaction markers are written before the Prepare record is durable.
     MarkersBeforePrepare,
+    /// read_committed fetches leave out the aborted transactions.
+    AbortedListDropped,
+    /// read_committed fetches read up to the high watermark, past open transactions.
+    ReadPastLso,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 13] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -69,6 +73,8 @@ impl Bug {
         Bug::OffsetFetchPastCommit,
         Bug::SkipProducerDedup,
         Bug::MarkersBeforePrepare,
+        Bug::AbortedListDropped,
+        Bug::ReadPastLso,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +90,8 @@ impl Bug {
             Bug::OffsetFetchPastCommit => "offset-fetch-past-commit",
             Bug::SkipProducerDedup => "skip-producer-dedup",
             Bug::MarkersBeforePrepare => "markers-before-prepare",
+            Bug::AbortedListDropped => "aborted-list-dropped",
+            Bug::ReadPastLso => "read-past-lso",
         }
     }
 

@@ -8,6 +8,10 @@
 //! {"index":12,"time_ms":140,"node":"consumer-0","process":4,"type":"ok","f":"poll","partition":2,"from":40,"records":[[40,"p2-9"],[41,"p1-3"]]}
 //! ```
 //!
+//! Transactional producers add `txn` (the end of a transaction: its writes in
+//! `records` as (partition, value), `commit` as asked) and read_committed readers
+//! `read-committed` polls carrying the `lso` and `hw` they were answered.
+//!
 //! Consumer-group members add `assign` (a SyncGroup that gave `member` the
 //! `partitions` of `generation`), `process` (records a member handled, like a poll),
 //! `commit` (an OffsetCommit of `offset` for one partition) and `fetch-offset` (an
@@ -38,6 +42,12 @@ pub enum F {
     Commit,
     #[serde(rename = "fetch-offset")]
     FetchOffset,
+    /// The end of a transaction: `records` lists its (partition, value) writes,
+    /// `commit` what was asked; `ok` means done as asked.
+    Txn,
+    /// A read_committed poll of the transactional topic.
+    #[serde(rename = "read-committed")]
+    ReadCommitted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +82,15 @@ pub struct Op {
     pub generation: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<bool>,
+    /// A poll's last stable offset and high watermark, as the broker answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lso: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hw: Option<i64>,
 }
 
 impl Op {
@@ -96,6 +115,10 @@ impl Op {
             member: None,
             generation: None,
             partitions: Vec::new(),
+            txn: None,
+            commit: None,
+            lso: None,
+            hw: None,
         }
     }
 }

@@ -273,11 +273,29 @@ pub fn encode_producer_batch(
     compression: Compression,
     producer: Option<Sequence>,
 ) -> Result<Bytes, ClientError> {
+    encode_batch_as(messages, compression, producer, false)
+}
+
+/// Encodes messages as one v2 batch of a producer's transaction.
+pub fn encode_transactional_batch(
+    messages: &[Message],
+    compression: Compression,
+    producer: Sequence,
+) -> Result<Bytes, ClientError> {
+    encode_batch_as(messages, compression, Some(producer), true)
+}
+
+fn encode_batch_as(
+    messages: &[Message],
+    compression: Compression,
+    producer: Option<Sequence>,
+    transactional: bool,
+) -> Result<Bytes, ClientError> {
     let records: Vec<Record> = messages
         .iter()
         .enumerate()
         .map(|(i, m)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
@@ -337,6 +355,58 @@ pub fn decode_batches(mut data: Bytes, from: i64) -> Result<Vec<Consumed>, Clien
             set.records
                 .into_iter()
                 .filter(|r| !r.control && r.offset >= from)
+                .map(|r| Consumed {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+/// Decodes a read_committed fetch as Kafka's consumers do: records of the aborted
+/// transactions listed (producer id, first offset) are dropped from their first
+/// offset up to their abort marker; control records are never returned.
+pub fn decode_committed(
+    mut data: Bytes,
+    from: i64,
+    aborted: &[(i64, i64)],
+) -> Result<Vec<Consumed>, ClientError> {
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_by_key(|&(_, first)| std::cmp::Reverse(first));
+    let mut skipping: std::collections::BTreeSet<i64> = Default::default();
+    let mut out = Vec::new();
+    while data.len() >= 12 {
+        let size = 12 + (&data[8..12]).get_i32().max(0) as usize;
+        if data.len() < size {
+            break;
+        }
+        let mut one = data.split_to(size);
+        let h = sluice_storage::batch::validate(&one)
+            .map_err(|e| ClientError::Protocol(format!("fetched batch: {e}")))?;
+        while pending
+            .last()
+            .is_some_and(|&(_, first)| first <= h.last_offset())
+        {
+            if let Some((pid, _)) = pending.pop() {
+                skipping.insert(pid);
+            }
+        }
+        if h.is_control() {
+            skipping.remove(&h.producer_id);
+            continue;
+        }
+        if h.is_transactional() && skipping.contains(&h.producer_id) {
+            continue;
+        }
+        let set = RecordBatchDecoder::decode(&mut one)
+            .map_err(|e| ClientError::Protocol(format!("decode records: {e}")))?;
+        out.extend(
+            set.records
+                .into_iter()
+                .filter(|r| r.offset >= from)
                 .map(|r| Consumed {
                     offset: r.offset,
                     timestamp: r.timestamp,

@@ -14,5 +14,7 @@ pub mod clock;
 pub mod group;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod txn;
 
 pub use disk::{Faults, SimDisk};

@@ -120,6 +120,9 @@ pub struct Scenario {
     pub consumers: u64,
     /// Members of the consumer group.
     pub members: u64,
+    /// Transactional producers, and the partitions of their topic.
+    pub txn_producers: u64,
+    pub txn_partitions: i32,
     /// Enabled fault classes with their weights.
     pub faults: Vec<(Fault, u32)>,
     pub buggify: bool,
@@ -139,6 +142,8 @@ impl Scenario {
             producers: rng.gen_range(2..=3),
             consumers: rng.gen_range(1..=2),
             members: rng.gen_range(2..=3),
+            txn_producers: rng.gen_range(1..=2),
+            txn_partitions: rng.gen_range(2..=3),
             faults,
             buggify: rng.gen_bool(0.5),
         }
@@ -151,11 +156,13 @@ impl Scenario {
             .map(|(f, w)| format!("{}x{w}", f.name()))
             .collect();
         format!(
-            "partitions={} producers={} consumers={} members={} buggify={} faults=[{}]",
+            "partitions={} producers={} consumers={} members={} txn-producers={}x{} buggify={} faults=[{}]",
             self.partitions,
             self.producers,
             self.consumers,
             self.members,
+            self.txn_producers,
+            self.txn_partitions,
             self.buggify,
             faults.join(",")
         )
@@ -256,13 +263,13 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     // The topic, before any client works.
     let setup = handle.create_node().name("setup").ip(ip(2)).build();
     let partitions = scenario.partitions;
+    let txn_partitions = scenario.txn_partitions;
     let _ = setup
         .spawn(async move {
-            loop {
-                if create_topic(partitions).await.is_ok() {
-                    return;
+            for (topic, count) in [(TOPIC, partitions), (crate::txn::TXN_TOPIC, txn_partitions)] {
+                while create_topic(topic, count).await.is_err() {
+                    sleep(Duration::from_millis(100)).await;
                 }
-                sleep(Duration::from_millis(100)).await;
             }
         })
         .await;
@@ -318,6 +325,30 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             stop_consumers.clone(),
         )));
     }
+    for t in 0..scenario.txn_producers {
+        let node = handle
+            .create_node()
+            .name(format!("txn-producer-{t}"))
+            .ip(ip(50 + t as u8))
+            .build();
+        clients.push(node.id());
+        let transactions = opts.sends_per_producer / 8;
+        producers.push(node.spawn(crate::txn::producer(
+            rec.clone(),
+            t,
+            txn_partitions,
+            transactions,
+            stop_consumers.clone(),
+        )));
+    }
+    {
+        let node = handle.create_node().name("txn-reader").ip(ip(60)).build();
+        clients.push(node.id());
+        let (rec, stop) = (rec.clone(), stop_consumers.clone());
+        consumers.push(node.spawn(async move {
+            crate::txn::reader(rec, txn_partitions, stop, false).await;
+        }));
+    }
 
     // Phase 1: faults, while the producers run.
     let done = Arc::new(AtomicBool::new(false));
@@ -361,6 +392,17 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .spawn(final_read(rec.clone(), partitions))
         .await
         .unwrap_or_else(|_| Some("final reader panicked".into()));
+    let txn_reader = handle
+        .create_node()
+        .name("txn-final-reader")
+        .ip(ip(61))
+        .build();
+    let stop = stop_consumers.clone();
+    let txn_liveness = txn_reader
+        .spawn(crate::txn::reader(rec.clone(), txn_partitions, stop, true))
+        .await
+        .unwrap_or_else(|_| Some("transactional final reader panicked".into()));
+    let liveness = liveness.or(txn_liveness);
 
     let (ops, trace) = {
         let g = rec.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -434,6 +476,7 @@ fn start_broker(
                     offsets_topic_num_partitions: 4,
                     offsets_topic_segment_bytes: 16 << 10,
                     log_cleaner_backoff_ms: 1_000,
+                    transaction_state_log_num_partitions: 4,
                     ..BrokerConfig::default()
                 };
                 match Node::start(env, config).await {
@@ -458,12 +501,12 @@ pub(crate) async fn connect(id: &str) -> Result<Client, String> {
     }
 }
 
-async fn create_topic(partitions: i32) -> Result<(), String> {
+async fn create_topic(topic: &'static str, partitions: i32) -> Result<(), String> {
     let mut c = connect("setup").await?;
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(1000)
         .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
             .with_num_partitions(partitions)
             .with_replication_factor(1)]);
     let r = timeout(REQUEST_TIMEOUT, c.call(req, 7))

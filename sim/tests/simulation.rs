@@ -113,7 +113,7 @@ fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
 }
 
 /// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so.
-const PLANTED: [(&str, &str, u64); 10] = [
+const PLANTED: [(&str, &str, u64); 13] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
@@ -124,6 +124,9 @@ const PLANTED: [(&str, &str, u64); 10] = [
     ("stale-commit-accepted", "nonmonotonic-commit", 20),
     ("offset-fetch-past-commit", "skipped-by-commit", 5),
     ("skip-producer-dedup", "duplicate", 10),
+    ("aborted-list-dropped", "aborted-read", 5),
+    ("read-past-lso", "precommitted-read", 5),
+    ("markers-before-prepare", "torn-transaction", 100),
 ];
 
 #[test]
@@ -160,6 +163,9 @@ fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
         "nonmonotonic-generation",
         "nonmonotonic-commit",
         "skipped-by-commit",
+        "aborted-read",
+        "torn-transaction",
+        "precommitted-read",
     ] {
         assert!(
             fired.contains_key(checker),

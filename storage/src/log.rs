@@ -466,7 +466,11 @@ impl PartitionLog {
             }
             let start = st.segments.keys().next().copied().unwrap_or(0);
             let hw = st.high_watermark;
-            let lso = st.producers.last_stable_offset(hw);
+            let lso = if planted(Bug::ReadPastLso) {
+                hw
+            } else {
+                st.producers.last_stable_offset(hw)
+            };
             if offset < start || offset > hw {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
@@ -497,7 +501,7 @@ impl PartitionLog {
         let mut aborted = Vec::new();
         if committed {
             batches = batches.slice(..stable_prefix(&batches, lso));
-            if !batches.is_empty() {
+            if !batches.is_empty() && !planted(Bug::AbortedListDropped) {
                 aborted = self.lock().producers.aborted_between(offset, lso);
             }
         }

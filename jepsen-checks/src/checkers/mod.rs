@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::history::Op;
 
+mod aborted_read;
 mod duplicate;
 mod inconsistent_offsets;
 mod lost_write;
@@ -13,8 +14,10 @@ mod nonmonotonic_generation;
 mod nonmonotonic_poll;
 mod nonmonotonic_send;
 mod poll_skip;
+mod precommitted_read;
 mod skipped_by_commit;
 mod split_ownership;
+mod torn_transaction;
 mod unexpected;
 mod unseen;
 
@@ -76,7 +79,7 @@ type Checker = fn(&[Op]) -> Vec<Anomaly>;
 /// Runs every checker.
 pub fn check_all(ops: &[Op]) -> Report {
     let mut report = Report::default();
-    let checks: [(&'static str, Checker); 12] = [
+    let checks: [(&'static str, Checker); 15] = [
         (lost_write::NAME, lost_write::check),
         (duplicate::NAME, duplicate::check),
         (inconsistent_offsets::NAME, inconsistent_offsets::check),
@@ -92,6 +95,9 @@ pub fn check_all(ops: &[Op]) -> Report {
         ),
         (nonmonotonic_commit::NAME, nonmonotonic_commit::check),
         (skipped_by_commit::NAME, skipped_by_commit::check),
+        (aborted_read::NAME, aborted_read::check),
+        (torn_transaction::NAME, torn_transaction::check),
+        (precommitted_read::NAME, precommitted_read::check),
     ];
     for (name, check) in checks {
         report.anomalies.insert(name, check(ops));
@@ -157,6 +163,45 @@ pub(crate) mod test_support {
             .iter()
             .map(|(off, v)| (*off, v.to_string()))
             .collect();
+        o
+    }
+
+    pub fn txn_invoke(index: u64, name: &str, writes: &[(i64, &str)]) -> Op {
+        let mut o = Op::new(Kind::Invoke, F::Txn, "tp", 1, -1);
+        o.index = index;
+        o.txn = Some(name.into());
+        o.records = writes.iter().map(|(p, v)| (*p, v.to_string())).collect();
+        o
+    }
+
+    pub fn txn(index: u64, name: &str, writes: &[(i64, &str)], commit: bool) -> Op {
+        let mut o = txn_invoke(index, name, writes);
+        o.kind = Kind::Ok;
+        o.commit = Some(commit);
+        o
+    }
+
+    pub fn read_committed(
+        index: u64,
+        partition: i32,
+        records: &[(i64, &str)],
+        lso: i64,
+        hw: i64,
+    ) -> Op {
+        let mut o = Op::new(Kind::Ok, F::ReadCommitted, "rc", 9, partition);
+        o.index = index;
+        o.records = records
+            .iter()
+            .map(|(off, v)| (*off, v.to_string()))
+            .collect();
+        o.lso = Some(lso);
+        o.hw = Some(hw);
+        o
+    }
+
+    pub fn final_read_committed(index: u64, partition: i32, records: &[(i64, &str)]) -> Op {
+        let mut o = read_committed(index, partition, records, 0, 0);
+        o.final_read = true;
         o
     }
 
