@@ -51,6 +51,19 @@ pub struct Args {
     markdown: Option<std::path::PathBuf>,
 }
 
+/// How the benchmark producer writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    /// An idempotent producer: a producer id per connection, sequences per partition.
+    Idempotent,
+    /// Transactions of `TXN_REQUESTS` produce requests each, committed.
+    Transactional,
+}
+
+/// Produce requests per benchmark transaction.
+const TXN_REQUESTS: usize = 8;
+
 struct Row {
     name: String,
     msgs_per_s: f64,
@@ -94,10 +107,15 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
 
+    let mut plain_all_1k = 0.0;
     for (size, acks) in [(100usize, 1i16), (100, -1), (1024, 1), (1024, -1)] {
         let topic = format!("bench-{size}-{}", if acks == 1 { "1" } else { "all" });
         create_topic(&addr, &topic, args.partitions).await?;
-        let (msgs, bytes, secs) = produce_load(&addr, &topic, size, acks, &args).await?;
+        let (msgs, bytes, secs) =
+            produce_load(&addr, &topic, size, acks, Mode::Plain, &args).await?;
+        if size == 1024 && acks == -1 {
+            plain_all_1k = msgs as f64 / secs;
+        }
         let mb = bytes as f64 / secs / 1e6;
         let note = if acks == -1 && size == 1024 {
             format!("{:.0}% of raw fsync'd disk", 100.0 * mb / disk)
@@ -123,6 +141,25 @@ pub async fn run(args: Args) -> Result<()> {
             });
         }
         // Each measurement starts without the previous one's dirty pages and files.
+        delete_topic(&addr, &topic).await?;
+    }
+    for (mode, label) in [
+        (Mode::Idempotent, "idempotent".to_string()),
+        (
+            Mode::Transactional,
+            format!("transactional, {TXN_REQUESTS} requests per transaction"),
+        ),
+    ] {
+        let topic = format!("bench-1024-{mode:?}").to_lowercase();
+        create_topic(&addr, &topic, args.partitions).await?;
+        let (msgs, bytes, secs) = produce_load(&addr, &topic, 1024, -1, mode, &args).await?;
+        let rate = msgs as f64 / secs;
+        rows.push(Row {
+            name: format!("produce 1024 B records, acks=all, {label}"),
+            msgs_per_s: rate,
+            mb_per_s: bytes as f64 / secs / 1e6,
+            note: format!("{:.0}% of plain acks=all", 100.0 * rate / plain_all_1k),
+        });
         delete_topic(&addr, &topic).await?;
     }
     create_topic(&addr, "bench-latency", 1).await?;
@@ -236,11 +273,53 @@ async fn delete_topic(addr: &str, topic: &str) -> Result<()> {
 }
 
 /// Produces for `args.seconds`; returns (records, record bytes, seconds).
+/// Stamps a batch with a producer's id, epoch, first sequence (and the
+/// transactional flag), recomputing its CRC.
+fn stamp(batch: &[u8], producer_id: i64, epoch: i16, seq: i32, transactional: bool) -> Bytes {
+    let mut b = batch.to_vec();
+    if transactional {
+        let attributes = i16::from_be_bytes([b[21], b[22]]) | 0x10;
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+    }
+    b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// A producer id (and epoch) for the benchmark: idempotent, or for a transactional id.
+async fn producer_id(c: &mut Client, transactional_id: Option<String>) -> Result<(i64, i16)> {
+    use kafka_protocol::messages::{InitProducerIdRequest, TransactionalId};
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(transactional_id.map(|t| TransactionalId(StrBytes::from_string(t))))
+        .with_transaction_timeout_ms(60_000);
+    let r = c.call(req, 4).await?;
+    if r.error_code != 0 {
+        bail!("InitProducerId failed with Kafka error {}", r.error_code);
+    }
+    Ok((r.producer_id.0, r.producer_epoch))
+}
+
+async fn txn_call<R: kafka_protocol::protocol::Request>(
+    c: &mut Client,
+    req: R,
+    code: impl Fn(&R::Response) -> i16,
+) -> Result<()> {
+    let r = c.call(req, 3).await?;
+    match code(&r) {
+        0 => Ok(()),
+        e => bail!("transaction request failed with Kafka error {e}"),
+    }
+}
+
 async fn produce_load(
     addr: &str,
     topic: &str,
     size: usize,
     acks: i16,
+    mode: Mode,
     args: &Args,
 ) -> Result<(u64, u64, f64)> {
     let per_batch = (args.batch_bytes / size).max(1);
@@ -277,19 +356,46 @@ async fn produce_load(
             } else {
                 mine
             };
-            let req = produce_request(
+            let plain = produce_request(
                 &topic,
                 acks,
                 30_000,
                 mine.iter().map(|&p| (p, batch.clone())),
             );
+            let txn_id = format!("bench-{conn}");
+            let (pid, epoch) = match mode {
+                Mode::Plain => (-1, -1),
+                Mode::Idempotent => producer_id(&mut c, None).await?,
+                Mode::Transactional => producer_id(&mut c, Some(txn_id.clone())).await?,
+            };
+            let transactional = mode == Mode::Transactional;
+            let mut seq = 0i32;
+            let mut in_txn = 0usize;
             let per_request = (per_batch * mine.len()) as u64;
             let mut pending = 0usize;
             while Instant::now() < deadline || pending > 0 {
-                while pending < inflight && Instant::now() < deadline {
+                while pending < inflight && Instant::now() < deadline && in_txn < TXN_REQUESTS {
+                    let req = if mode == Mode::Plain {
+                        plain.clone()
+                    } else {
+                        if transactional && in_txn == 0 {
+                            add_partitions(&mut c, &txn_id, pid, epoch, &topic, &mine).await?;
+                        }
+                        let stamped = stamp(&batch, pid, epoch, seq, transactional);
+                        seq = seq.wrapping_add(per_batch as i32);
+                        produce_request(
+                            &topic,
+                            acks,
+                            30_000,
+                            mine.iter().map(|&p| (p, stamped.clone())),
+                        )
+                    };
                     let id = c.send(&req, v).await?;
                     c.expect(id, ApiKey::Produce, v);
                     pending += 1;
+                    if transactional {
+                        in_txn += 1;
+                    }
                 }
                 let r = c.receive::<ProduceRequest>().await?;
                 pending -= 1;
@@ -299,6 +405,10 @@ async fn produce_load(
                     }
                 }
                 records.fetch_add(per_request, Ordering::Relaxed);
+                if transactional && pending == 0 && in_txn > 0 {
+                    end_txn(&mut c, &txn_id, pid, epoch).await?;
+                    in_txn = 0;
+                }
             }
             Ok::<(), anyhow::Error>(())
         }));
@@ -309,6 +419,44 @@ async fn produce_load(
     let secs = t.elapsed().as_secs_f64();
     let n = records.load(Ordering::Relaxed);
     Ok((n, n * size as u64, secs))
+}
+
+async fn add_partitions(
+    c: &mut Client,
+    txn_id: &str,
+    pid: i64,
+    epoch: i16,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<()> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TransactionalId};
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(txn_id.into())))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(partitions.to_vec())]);
+    txn_call(c, req, |r| {
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| &t.results_by_partition)
+            .map(|p| p.partition_error_code)
+            .find(|e| *e != 0)
+            .unwrap_or(0)
+    })
+    .await
+}
+
+async fn end_txn(c: &mut Client, txn_id: &str, pid: i64, epoch: i16) -> Result<()> {
+    use kafka_protocol::messages::{EndTxnRequest, ProducerId, TransactionalId};
+    let req = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(txn_id.into())))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(true);
+    txn_call(c, req, |r| r.error_code).await
 }
 
 /// Fetches every partition from offset 0 to its end; returns (records, bytes, seconds).

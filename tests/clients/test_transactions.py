@@ -25,7 +25,7 @@ def read_committed(broker, topic, partitions, expected, timeout=30):
 def test_consume_transform_produce_is_exactly_once_with_aborts_in_between(broker):
     create_topic(broker.bootstrap, "ctp-in", 3)
     create_topic(broker.bootstrap, "ctp-out", 3)
-    produce_confluent(broker.bootstrap, "ctp-in", [(None, b"%d" % i) for i in range(1000)], acks="all")
+    produce_confluent(broker.bootstrap, "ctp-in", [(b"%d" % i, b"%d" % i) for i in range(1000)], acks="all")
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ctp", "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, "isolation.level": "read_committed",
                   "session.timeout.ms": 6000})
@@ -57,6 +57,10 @@ def test_consume_transform_produce_is_exactly_once_with_aborts_in_between(broker
     out = read_committed(broker, "ctp-out", 3, 1000)
     values = sorted(v for _, _, _, v in out)
     assert values == sorted(b"out-%d" % i for i in range(1000)), "each input exactly once, no aborted output"
+    # In order: each output partition follows its input partition.
+    for part in range(3):
+        seq = [int(v[4:]) for p_, _, _, v in sorted(out) if p_ == part]
+        assert seq == sorted(seq), f"output partition {part} out of order"
     ends = {q: hi for q in range(3)
             for lo, hi in [Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "x"})
                            .get_watermark_offsets(TopicPartition("ctp-in", q), timeout=10)]}
