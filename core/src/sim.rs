@@ -58,10 +58,12 @@ pub enum Bug {
     AbortedListDropped,
     /// read_committed fetches read up to the high watermark, past open transactions.
     ReadPastLso,
+    /// Offsets committed in a transaction apply even when it aborts.
+    TxnOffsetsIgnoreAbort,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -75,6 +77,7 @@ impl Bug {
         Bug::MarkersBeforePrepare,
         Bug::AbortedListDropped,
         Bug::ReadPastLso,
+        Bug::TxnOffsetsIgnoreAbort,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +95,7 @@ impl Bug {
             Bug::MarkersBeforePrepare => "markers-before-prepare",
             Bug::AbortedListDropped => "aborted-list-dropped",
             Bug::ReadPastLso => "read-past-lso",
+            Bug::TxnOffsetsIgnoreAbort => "txn-offsets-ignore-abort",
         }
     }
 

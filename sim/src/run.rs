@@ -342,6 +342,16 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         )));
     }
     {
+        let node = handle.create_node().name("ctp-worker").ip(ip(70)).build();
+        clients.push(node.id());
+        consumers.push(node.spawn(crate::ctp::worker(
+            rec.clone(),
+            partitions,
+            txn_partitions,
+            stop_consumers.clone(),
+        )));
+    }
+    {
         let node = handle.create_node().name("txn-reader").ip(ip(60)).build();
         clients.push(node.id());
         let (rec, stop) = (rec.clone(), stop_consumers.clone());
@@ -402,6 +412,31 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .spawn(crate::txn::reader(rec.clone(), txn_partitions, stop, true))
         .await
         .unwrap_or_else(|_| Some("transactional final reader panicked".into()));
+    // The job's final committed offsets, once every transaction has settled (the
+    // read above waited for that; markers reach __consumer_offsets just after).
+    let rec2 = rec.clone();
+    let _ = txn_reader
+        .spawn(async move {
+            sleep(Duration::from_secs(2)).await;
+            for _ in 0..100 {
+                if let Ok(mut c) = connect("txn-final-reader").await {
+                    let got = crate::ctp::committed(
+                        &rec2,
+                        &mut c,
+                        "txn-final-reader",
+                        2997,
+                        partitions,
+                        true,
+                    )
+                    .await;
+                    if got.is_ok() {
+                        return;
+                    }
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
     let liveness = liveness.or(txn_liveness);
 
     let (ops, trace) = {

@@ -36,14 +36,14 @@ fn s(v: &str) -> StrBytes {
 }
 
 /// A producer's identity for its transactional id, and its sequences per partition.
-struct Session {
-    producer_id: i64,
-    epoch: i16,
+pub(crate) struct Session {
+    pub producer_id: i64,
+    pub epoch: i16,
     next: BTreeMap<i32, i32>,
 }
 
 /// Why a transaction could not go on.
-enum Trouble {
+pub(crate) enum Trouble {
     /// The connection or broker failed: reconnect.
     Lost,
     /// The producer's epoch is no longer current: start a new session.
@@ -130,7 +130,7 @@ pub(crate) async fn producer(
     }
 }
 
-async fn init(c: &mut Client, txn_id: &str) -> Result<Option<Session>, ()> {
+pub(crate) async fn init(c: &mut Client, txn_id: &str) -> Result<Option<Session>, ()> {
     let req = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(s(txn_id))))
         .with_transaction_timeout_ms(TXN_TIMEOUT_MS);
@@ -146,7 +146,7 @@ async fn init(c: &mut Client, txn_id: &str) -> Result<Option<Session>, ()> {
 }
 
 /// Adds the partitions and writes one record to each.
-async fn write(
+pub(crate) async fn write(
     c: &mut Client,
     txn_id: &str,
     sess: &mut Session,
@@ -213,7 +213,12 @@ async fn write(
 }
 
 /// EndTxn, retried while the coordinator is busy; `Err` when the outcome is unknown.
-async fn end(c: &mut Client, txn_id: &str, sess: &Session, commit: bool) -> Result<(), String> {
+pub(crate) async fn end(
+    c: &mut Client,
+    txn_id: &str,
+    sess: &Session,
+    commit: bool,
+) -> Result<(), String> {
     let req = EndTxnRequest::default()
         .with_transactional_id(TransactionalId(s(txn_id)))
         .with_producer_id(ProducerId(sess.producer_id))

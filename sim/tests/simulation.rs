@@ -113,7 +113,7 @@ fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
 }
 
 /// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so.
-const PLANTED: [(&str, &str, u64); 13] = [
+const PLANTED: [(&str, &str, u64); 14] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
@@ -127,6 +127,7 @@ const PLANTED: [(&str, &str, u64); 13] = [
     ("aborted-list-dropped", "aborted-read", 5),
     ("read-past-lso", "precommitted-read", 5),
     ("markers-before-prepare", "torn-transaction", 100),
+    ("txn-offsets-ignore-abort", "exactly-once", 5),
 ];
 
 #[test]
@@ -166,6 +167,7 @@ fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
         "aborted-read",
         "torn-transaction",
         "precommitted-read",
+        "exactly-once",
     ] {
         assert!(
             fired.contains_key(checker),

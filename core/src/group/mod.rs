@@ -1113,7 +1113,7 @@ impl GroupCoordinator {
         if !others.is_empty() {
             self.staged.insert(producer_id, others);
         }
-        if commit {
+        if commit || planted(Bug::TxnOffsetsIgnoreAbort) {
             for s in mine {
                 self.apply_offset(&s.group, &s.topic, s.partition, Some(s.value), s.position);
             }

@@ -7,6 +7,7 @@ use crate::history::Op;
 
 mod aborted_read;
 mod duplicate;
+mod exactly_once;
 mod inconsistent_offsets;
 mod lost_write;
 mod nonmonotonic_commit;
@@ -79,7 +80,7 @@ type Checker = fn(&[Op]) -> Vec<Anomaly>;
 /// Runs every checker.
 pub fn check_all(ops: &[Op]) -> Report {
     let mut report = Report::default();
-    let checks: [(&'static str, Checker); 15] = [
+    let checks: [(&'static str, Checker); 16] = [
         (lost_write::NAME, lost_write::check),
         (duplicate::NAME, duplicate::check),
         (inconsistent_offsets::NAME, inconsistent_offsets::check),
@@ -98,6 +99,7 @@ pub fn check_all(ops: &[Op]) -> Report {
         (aborted_read::NAME, aborted_read::check),
         (torn_transaction::NAME, torn_transaction::check),
         (precommitted_read::NAME, precommitted_read::check),
+        (exactly_once::NAME, exactly_once::check),
     ];
     for (name, check) in checks {
         report.anomalies.insert(name, check(ops));
