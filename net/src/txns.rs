@@ -5,7 +5,7 @@
 //! transaction (offsets staged in `__consumer_offsets` apply or go with it), then
 //! the Complete record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::records::Compression;
@@ -26,6 +26,10 @@ struct Inner {
     logs: Vec<Arc<PartitionLog>>,
     /// EndTxn requests waiting for their transaction's markers, by transactional id.
     waiting: BTreeMap<String, Vec<oneshot::Sender<Result<(), String>>>>,
+    /// Transactional ids whose markers are being written.
+    writing: BTreeSet<String>,
+    /// Ticks until prepared transactions whose markers failed are tried again.
+    retry_in: u32,
 }
 
 pub struct Txns {
@@ -44,6 +48,8 @@ impl Txns {
                 sm: TxnCoordinator::new(max_timeout_ms),
                 logs: Vec::new(),
                 waiting: BTreeMap::new(),
+                writing: BTreeSet::new(),
+                retry_in: 0,
             }),
         }
     }
@@ -146,6 +152,7 @@ impl Txns {
                     // After everything appended for this id so far (its Prepare) is
                     // durable.
                     let prepared = durable_point(&inner.logs, &transactional_id);
+                    inner.writing.insert(transactional_id.clone());
                     let broker = broker.clone();
                     self.env.spawn(async move {
                         let written = write_markers(
@@ -178,6 +185,7 @@ impl Txns {
     ) {
         let now = self.now_ms();
         let mut inner = self.lock();
+        inner.writing.remove(id);
         let waiters = inner.waiting.remove(id).unwrap_or_default();
         let outcome = match written {
             Ok(()) => {
@@ -185,7 +193,7 @@ impl Txns {
                 self.carry_out(broker, &mut inner).map_err(|e| e.0)
             }
             Err(why) => {
-                // The transaction stays prepared: the next start (or tick) retries.
+                // The transaction stays prepared; the timer writes its markers again.
                 warn!(transactional_id = id, %why, "transaction markers not written");
                 Err(why)
             }
@@ -322,6 +330,13 @@ impl Txns {
             return;
         }
         inner.sm.tick(now);
+        // Every second, markers that failed (a partition offline) are tried again.
+        if inner.retry_in == 0 {
+            inner.retry_in = 10;
+            let writing = inner.writing.clone();
+            inner.sm.resume_except(&writing);
+        }
+        inner.retry_in -= 1;
         if let Err(e) = self.carry_out(broker, &mut inner) {
             warn!(error = %e, "transaction timeouts not handled");
         }

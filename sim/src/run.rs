@@ -332,8 +332,10 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             .ip(ip(50 + t as u8))
             .build();
         clients.push(node.id());
+        // Stopped with the consumers: a transactional producer may have to wait out a
+        // partition taken offline until the heal restarts the broker.
         let transactions = opts.sends_per_producer / 8;
-        producers.push(node.spawn(crate::txn::producer(
+        consumers.push(node.spawn(crate::txn::producer(
             rec.clone(),
             t,
             txn_partitions,

@@ -123,7 +123,7 @@ const PLANTED: [(&str, &str, u64); 14] = [
     ("generation-not-bumped", "nonmonotonic-generation", 5),
     ("stale-commit-accepted", "nonmonotonic-commit", 20),
     ("offset-fetch-past-commit", "skipped-by-commit", 5),
-    ("skip-producer-dedup", "duplicate", 10),
+    ("skip-producer-dedup", "duplicate", 40),
     ("aborted-list-dropped", "aborted-read", 5),
     ("read-past-lso", "precommitted-read", 5),
     ("markers-before-prepare", "torn-transaction", 100),

@@ -378,9 +378,16 @@ impl TxnCoordinator {
     /// After loading: transactions caught between Prepare and Complete get their
     /// markers written again (markers are idempotent in effect).
     pub fn resume(&mut self) {
+        self.resume_except(&BTreeSet::new());
+    }
+
+    /// Markers again for every prepared transaction but those in `busy` (whose
+    /// markers are being written).
+    pub fn resume_except(&mut self, busy: &BTreeSet<String>) {
         let pending: Vec<TxnEffect> = self
             .txns
             .iter()
+            .filter(|(id, _)| !busy.contains(*id))
             .filter_map(|(id, m)| {
                 let commit = match m.state {
                     TxnState::PrepareCommit => true,
