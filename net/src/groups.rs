@@ -230,12 +230,15 @@ impl Groups {
                     }
                 })
                 .collect();
+            // Counted in flight until staged: the cleaner must not drop the batch's
+            // segment before the offsets are staged.
+            let in_flight = InFlight::new(inner.commits_in_flight[partition_for(group, n)].clone());
             let written = encode_transactional_batch(&messages, producer_id, epoch)
                 .and_then(|b| log.append(&b).map_err(|e| e.to_string()))
-                .map(|a| (log, a.base_offset));
+                .map(|a| (log, a.base_offset, in_flight));
             Ok(written)
         })?;
-        let (log, base) = match appended.0 {
+        let (log, base, _in_flight) = match appended.0 {
             Err(e) => return Ok(Err(e)),
             Ok(Err(why)) => return Err(Unavailable(why)),
             Ok(Ok(w)) => w,
@@ -851,5 +854,24 @@ mod tests {
         assert_eq!(java_hash("my-group"), -1_906_497_762);
         assert_eq!(partition_for("my-group", 50), 36);
         assert_eq!(java_hash(""), 0);
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_commit_marker_reads_back_as_a_commit() {
+        for commit in [true, false] {
+            let mut m = sluice_storage::batch::encode_marker(7, 1, commit, 0, 5);
+            m[0..8].copy_from_slice(&40i64.to_be_bytes());
+            let records = decode_with_control(Bytes::from(m), 0).unwrap();
+            assert_eq!(records.len(), 1);
+            let r = &records[0];
+            assert!(r.control && r.producer_id == 7 && r.offset == 40);
+            let key = r.key.clone().unwrap();
+            assert_eq!(key.len() >= 4 && key[3] == 1, commit, "{key:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::records::Compression;
 use sluice_core::env::Env;
-use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnRecord, TxnState};
+use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnMeta, TxnRecord, TxnState};
 use sluice_storage::{LogError, PartitionLog};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -130,18 +130,44 @@ impl Txns {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
+        let before = BTreeMap::from([(id.to_string(), inner.sm.get(id).cloned())]);
         let r = f(&mut inner.sm, now);
-        self.carry_out(broker, &mut inner)?;
+        let unstored = self.carry_out(broker, &mut inner, &before);
+        if unstored.contains(id) {
+            return Err(Unavailable("transaction record not written".into()));
+        }
         Ok((r, durable_point(&inner.logs, id)))
     }
 
-    fn carry_out(&self, broker: &Arc<Broker>, inner: &mut Inner) -> Result<(), Unavailable> {
+    /// Carries out the coordinator's effects. A record that cannot be written puts
+    /// its transactional id back as it was in `before` (and its markers are not
+    /// written): returns the ids that were.
+    fn carry_out(
+        &self,
+        broker: &Arc<Broker>,
+        inner: &mut Inner,
+        before: &BTreeMap<String, Option<TxnMeta>>,
+    ) -> BTreeSet<String> {
+        let mut unstored = BTreeSet::new();
         for effect in inner.sm.take_effects() {
             match effect {
                 TxnEffect::Persist(record) => {
-                    self.append(&inner.logs, &record)
-                        .map_err(|e| Unavailable(format!("transaction record not written: {e}")))?;
+                    let id = record.transactional_id.clone();
+                    if unstored.contains(&id) {
+                        continue;
+                    }
+                    if let Err(e) = self.append(&inner.logs, &record) {
+                        warn!(transactional_id = %id, error = %e, "transaction record not written");
+                        if let Some(was) = before.get(&id) {
+                            inner.sm.restore(&id, was.clone());
+                        }
+                        unstored.insert(id);
+                    }
                 }
+                TxnEffect::WriteMarkers {
+                    ref transactional_id,
+                    ..
+                } if unstored.contains(transactional_id) => {}
                 TxnEffect::WriteMarkers {
                     transactional_id,
                     producer_id,
@@ -171,7 +197,7 @@ impl Txns {
                 }
             }
         }
-        Ok(())
+        unstored
     }
 
     /// Markers of `id`'s transaction at `epoch` are durable (or failed): complete it
@@ -189,8 +215,13 @@ impl Txns {
         let waiters = inner.waiting.remove(id).unwrap_or_default();
         let outcome = match written {
             Ok(()) => {
+                let before = BTreeMap::from([(id.to_string(), inner.sm.get(id).cloned())]);
                 inner.sm.markers_written(now, id, epoch);
-                self.carry_out(broker, &mut inner).map_err(|e| e.0)
+                if self.carry_out(broker, &mut inner, &before).is_empty() {
+                    Ok(())
+                } else {
+                    Err("transaction record not written".to_string())
+                }
             }
             Err(why) => {
                 // The transaction stays prepared; the timer writes its markers again.
@@ -329,6 +360,11 @@ impl Txns {
         if inner.logs.is_empty() {
             return;
         }
+        let before: BTreeMap<String, Option<TxnMeta>> = inner
+            .sm
+            .iter()
+            .map(|(id, m)| (id.clone(), Some(m.clone())))
+            .collect();
         inner.sm.tick(now);
         // Every second, markers that failed (a partition offline) are tried again.
         if inner.retry_in == 0 {
@@ -337,17 +373,13 @@ impl Txns {
             inner.sm.resume_except(&writing);
         }
         inner.retry_in -= 1;
-        if let Err(e) = self.carry_out(broker, &mut inner) {
-            warn!(error = %e, "transaction timeouts not handled");
-        }
+        self.carry_out(broker, &mut inner, &before);
     }
 
     /// Transactions started at load (prepared before a crash): their markers.
     pub fn start(&self, broker: &Arc<Broker>) {
         let mut inner = self.lock();
-        if let Err(e) = self.carry_out(broker, &mut inner) {
-            warn!(error = %e, "unfinished transactions not resumed");
-        }
+        self.carry_out(broker, &mut inner, &BTreeMap::new());
     }
 }
 

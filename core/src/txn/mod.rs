@@ -132,6 +132,19 @@ impl TxnCoordinator {
         self.txns.iter()
     }
 
+    /// Puts `id` back as it was (`None`: unknown) after its record could not be
+    /// stored: nothing the record would have promised may happen.
+    pub fn restore(&mut self, id: &str, before: Option<TxnMeta>) {
+        match before {
+            Some(m) => {
+                self.txns.insert(id.to_string(), m);
+            }
+            None => {
+                self.txns.remove(id);
+            }
+        }
+    }
+
     fn persist(&mut self, now_ms: i64, id: &str) {
         if let Some(m) = self.txns.get(id) {
             let value = m.value(now_ms);
