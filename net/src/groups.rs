@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
-use crate::client::{encode_batch, Message};
+use crate::client::{encode_batch, Message, Sequence};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -132,24 +132,15 @@ impl Groups {
         let count = logs.len();
         let mut loaded = 0usize;
         for (p, log) in logs.iter().enumerate() {
-            let mut offset = log.log_start_offset();
-            let end = log.high_watermark();
-            while offset < end {
-                let read = log.read(offset, 1 << 20)?;
-                let records = decode_with_control(read.batches, offset)
-                    .map_err(|e| LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")))?;
-                let Some(last) = records.last().map(|r| r.offset) else {
-                    break;
-                };
-                for r in records {
+            scan_log(log, |r| {
                     if r.control {
                         let commit = r.key.as_deref().is_some_and(|k| k.len() >= 4 && k[3] == 1);
                         inner.sm.end_txn_offsets(r.producer_id, commit, |g| {
                             partition_for(g, count) == p
                         });
-                        continue;
+                        return;
                     }
-                    let Some(key) = &r.key else { continue };
+                    let Some(key) = &r.key else { return };
                     match GroupRecord::decode(key, r.value.as_deref()) {
                         Ok(GroupRecord::Offset {
                             group,
@@ -174,9 +165,8 @@ impl Groups {
                             warn!(partition = p, offset = r.offset, %why, "skipping unreadable group record")
                         }
                     }
-                }
-                offset = last + 1;
-            }
+            })
+            .map_err(|e| LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")))?;
         }
         if !logs.is_empty() {
             info!(
@@ -762,14 +752,31 @@ fn apply_loaded(sm: &mut GroupCoordinator, now: i64, record: GroupRecord, positi
     }
 }
 
-/// A record of `__consumer_offsets` with what its batch says about transactions.
-struct LoadedRecord {
-    offset: i64,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    producer_id: i64,
-    transactional: bool,
-    control: bool,
+/// Calls `f` for every record of an internal topic's partition, in order, up to its
+/// high watermark (control records included): how the coordinators load at start.
+pub(crate) fn scan_log(log: &PartitionLog, mut f: impl FnMut(LoadedRecord)) -> Result<(), String> {
+    let mut offset = log.log_start_offset();
+    let end = log.high_watermark();
+    while offset < end {
+        let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+        let records = decode_with_control(read.batches, offset)?;
+        let Some(last) = records.last().map(|r| r.offset) else {
+            break;
+        };
+        records.into_iter().for_each(&mut f);
+        offset = last + 1;
+    }
+    Ok(())
+}
+
+/// A record of an internal topic, with what its batch says about transactions.
+pub(crate) struct LoadedRecord {
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub producer_id: i64,
+    pub transactional: bool,
+    pub control: bool,
 }
 
 /// Decodes stored batches keeping control records and transactional flags.
@@ -809,39 +816,16 @@ fn encode_transactional_batch(
     producer_id: i64,
     epoch: i16,
 ) -> Result<Bytes, String> {
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let records: Vec<Record> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: m.timestamp,
-            key: m.key.clone(),
-            value: m.value.clone(),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let producer = Sequence {
+        producer_id,
+        epoch,
+        first: 0,
+    };
+    let batch = crate::client::encode_transactional_batch(messages, Compression::None, producer)
+        .map_err(|e| e.to_string())?;
+    let mut buf = batch.to_vec();
     sluice_storage::batch::clear_base_sequence(&mut buf);
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
-use crate::client::{decode_batches, encode_batch, Message};
-use crate::groups::{partition_for, Unavailable, OFFSETS_TOPIC};
+use crate::client::{encode_batch, Message};
+use crate::groups::{partition_for, scan_log, Unavailable, OFFSETS_TOPIC};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -68,26 +68,16 @@ impl Txns {
         let now = self.now_ms();
         let mut inner = self.lock();
         for (p, log) in logs.iter().enumerate() {
-            let mut offset = log.log_start_offset();
-            let end = log.high_watermark();
-            while offset < end {
-                let read = log.read(offset, 1 << 20)?;
-                let records = decode_batches(read.batches, offset)
-                    .map_err(|e| LogError::Storage(format!("{TXN_TOPIC}-{p}: {e}")))?;
-                let Some(last) = records.last().map(|r| r.offset) else {
-                    break;
+            scan_log(log, |r| {
+                let Some(key) = r.key.as_ref().filter(|_| !r.control) else {
+                    return;
                 };
-                for r in records {
-                    let Some(key) = &r.key else { continue };
-                    match TxnRecord::decode(key, r.value.as_deref()) {
-                        Ok(record) => inner.sm.load(now, record),
-                        Err(why) => {
-                            warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record")
-                        }
-                    }
+                match TxnRecord::decode(key, r.value.as_deref()) {
+                    Ok(record) => inner.sm.load(now, record),
+                    Err(why) => warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record"),
                 }
-                offset = last + 1;
-            }
+            })
+            .map_err(|e| LogError::Storage(format!("{TXN_TOPIC}-{p}: {e}")))?;
         }
         if !logs.is_empty() {
             info!(
