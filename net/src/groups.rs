@@ -534,6 +534,11 @@ impl Groups {
         out
     }
 
+    /// Partitions of `group` with a transactional offset commit awaiting its marker.
+    pub fn pending_txn_offsets(&self, group: &str) -> BTreeSet<(String, i32)> {
+        self.lock().sm.staged_partitions(group)
+    }
+
     /// Committed offsets of a group (durable ones only).
     pub fn offsets(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
         self.lock()

@@ -1032,6 +1032,14 @@ async fn transactions_at_every_advertised_version() {
             before.topics[0].partitions[0].committed_offset, -1,
             "not before the commit"
         );
+        let stable = c
+            .call(offset_fetch.clone().with_require_stable(true), 7)
+            .await
+            .unwrap();
+        assert_eq!(
+            stable.topics[0].partitions[0].error_code, 88,
+            "require_stable: UNSTABLE_OFFSET_COMMIT while a transactional commit is pending"
+        );
         // Commit on even versions, abort on odd ones.
         let commit = v % 2 == 0;
         let r = c

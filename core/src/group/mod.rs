@@ -1126,6 +1126,16 @@ impl GroupCoordinator {
         self.has_staged_where(|g| g == group)
     }
 
+    /// The partitions of `group` with transactional offsets pending.
+    pub fn staged_partitions(&self, group: &str) -> BTreeSet<(String, i32)> {
+        self.staged
+            .values()
+            .flatten()
+            .filter(|s| s.group == group)
+            .map(|s| (s.topic.clone(), s.partition))
+            .collect()
+    }
+
     /// Whether any group `select` picks has transactional offsets pending.
     pub fn has_staged_where(&self, select: impl Fn(&str) -> bool) -> bool {
         self.staged.values().flatten().any(|s| select(&s.group))

@@ -119,32 +119,52 @@ pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
     }))
 }
 
-/// Committed offsets by topic: each partition's, `None` where nothing is committed.
-type CommittedByTopic = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+/// A partition's answer: its committed offset (`None` where nothing is), or an
+/// error code.
+type Answer = (i32, Result<Option<OffsetValue>, i16>);
+
+/// Committed offsets by topic.
+type CommittedByTopic = Vec<(String, Vec<Answer>)>;
 
 /// One group's answer: for each topic asked (or every committed one when `None`),
-/// its partitions' committed offsets, -1 where none.
+/// its partitions' committed offsets. With `require_stable` (KIP-447), a partition
+/// with a transactional commit pending answers UNSTABLE_OFFSET_COMMIT, so the
+/// client retries rather than start from an offset about to change.
 fn committed(
     broker: &Broker,
     group: &str,
     asked: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> CommittedByTopic {
     let offsets = broker.groups.offsets(group);
+    let pending = if require_stable {
+        broker.groups.pending_txn_offsets(group)
+    } else {
+        BTreeSet::new()
+    };
+    let answer = |t: &str, p: i32, v: Option<OffsetValue>| -> Answer {
+        if pending.contains(&(t.to_string(), p)) {
+            (p, Err(codes::UNSTABLE_OFFSET_COMMIT))
+        } else {
+            (p, Ok(v))
+        }
+    };
     match asked {
         Some(topics) => topics
             .into_iter()
             .map(|(t, parts)| {
                 let found = parts
                     .into_iter()
-                    .map(|p| (p, offsets.get(&(t.clone(), p)).cloned()))
+                    .map(|p| answer(&t, p, offsets.get(&(t.clone(), p)).cloned()))
                     .collect();
                 (t, found)
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetValue>)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<Answer>> = BTreeMap::new();
             for ((t, p), v) in offsets {
-                by_topic.entry(t).or_default().push((p, Some(v)));
+                let a = answer(&t, p, Some(v));
+                by_topic.entry(t).or_default().push(a);
             }
             by_topic.into_iter().collect()
         }
@@ -159,6 +179,17 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
             -1
         }
     };
+    // (code, offset, leader epoch, metadata) of a partition's answer.
+    let fields = |a: Result<Option<OffsetValue>, i16>| match a {
+        Err(code) => (code, -1, -1, String::new()),
+        Ok(v) => (
+            codes::NONE,
+            v.as_ref().map_or(-1, |v| v.offset),
+            epoch(&v),
+            v.map(|v| v.metadata).unwrap_or_default(),
+        ),
+    };
+    let require_stable = version >= 7 && r.require_stable;
     if version >= 8 {
         let groups = r
             .groups
@@ -169,7 +200,7 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let topics = committed(broker, &g.group_id, asked)
+                let topics = committed(broker, &g.group_id, asked, require_stable)
                     .into_iter()
                     .map(|(t, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -177,16 +208,14 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, v)| {
+                                    .map(|(p, a)| {
+                                        let (code, offset, leader_epoch, metadata) = fields(a);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
-                                            .with_committed_offset(
-                                                v.as_ref().map_or(-1, |v| v.offset),
-                                            )
-                                            .with_committed_leader_epoch(epoch(&v))
-                                            .with_metadata(Some(StrBytes::from_string(
-                                                v.map(|v| v.metadata).unwrap_or_default(),
-                                            )))
+                                            .with_error_code(code)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(leader_epoch)
+                                            .with_metadata(Some(StrBytes::from_string(metadata)))
                                     })
                                     .collect(),
                             )
@@ -204,7 +233,7 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let topics = committed(broker, &r.group_id, asked)
+    let topics = committed(broker, &r.group_id, asked, require_stable)
         .into_iter()
         .map(|(t, parts)| {
             OffsetFetchResponseTopic::default()
@@ -212,14 +241,14 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
                 .with_partitions(
                     parts
                         .into_iter()
-                        .map(|(p, v)| {
+                        .map(|(p, a)| {
+                            let (code, offset, leader_epoch, metadata) = fields(a);
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_committed_offset(v.as_ref().map_or(-1, |v| v.offset))
-                                .with_committed_leader_epoch(epoch(&v))
-                                .with_metadata(Some(StrBytes::from_string(
-                                    v.map(|v| v.metadata).unwrap_or_default(),
-                                )))
+                                .with_error_code(code)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(leader_epoch)
+                                .with_metadata(Some(StrBytes::from_string(metadata)))
                         })
                         .collect(),
                 )
