@@ -35,6 +35,10 @@ struct Inner {
 pub struct Txns {
     env: Env,
     inner: Mutex<Inner>,
+    /// Held while a transactional batch is checked and appended, and while a marker
+    /// is appended: a batch checked as part of an open transaction is in the log
+    /// before that transaction's marker, never after it.
+    appends: Mutex<()>,
 }
 
 /// Where a transactional id's records must be durable up to.
@@ -51,6 +55,7 @@ impl Txns {
                 writing: BTreeSet::new(),
                 retry_in: 0,
             }),
+            appends: Mutex::new(()),
         }
     }
 
@@ -329,6 +334,11 @@ impl Txns {
         }
     }
 
+    /// Serializes transactional appends with marker appends (see `appends`).
+    pub fn append_guard(&self) -> MutexGuard<'_, ()> {
+        self.appends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// KIP-890: a transactional batch may only go to a partition in its open
     /// transaction, from the current epoch.
     pub fn verify(
@@ -403,9 +413,11 @@ async fn write_markers(
         let Some(log) = broker.partition(topic, *partition) else {
             continue; // a deleted topic has nothing to mark
         };
-        let a = log
-            .append_marker(producer_id, epoch, commit, 0)
-            .map_err(|e| format!("marker for {topic}-{partition}: {e}"))?;
+        let appended = {
+            let _guard = broker.txns.append_guard();
+            log.append_marker(producer_id, epoch, commit, 0)
+        };
+        let a = appended.map_err(|e| format!("marker for {topic}-{partition}: {e}"))?;
         written.push((log, a.last_offset + 1, topic, *partition));
     }
     for (log, end, topic, partition) in written {

@@ -44,10 +44,15 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                 let records = p.records.as_deref().unwrap_or_default();
                 match broker.partition(&name, p.index) {
                     None => Outcome::Failed(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(log) => match in_transaction(broker, &name, p.index, records) {
-                        Err(code) => Outcome::Failed(code),
-                        Ok(()) => append(&log, records, max_bytes),
-                    },
+                    Some(log) if batch::peek_transactional(records).is_some() => {
+                        // Checked and appended as one step against marker appends.
+                        let _guard = broker.txns.append_guard();
+                        match in_transaction(broker, &name, p.index, records) {
+                            Err(code) => Outcome::Failed(code),
+                            Ok(()) => append(&log, records, max_bytes),
+                        }
+                    }
+                    Some(log) => append(&log, records, max_bytes),
                 }
             };
             if let Outcome::Failed(code) = &outcome {
