@@ -187,6 +187,14 @@ impl ProducerStates {
         open.chain(closing).fold(hw, i64::min)
     }
 
+    /// Forgets what lies wholly before `log_start` (its segments are gone): aborted
+    /// transactions whose marker is there, and producers whose last batch is.
+    pub fn prune_before(&mut self, log_start: i64) {
+        self.aborted.retain(|t| t.marker_offset >= log_start);
+        self.producers
+            .retain(|_, e| e.batches.back().is_some_and(|b| b.last_offset >= log_start));
+    }
+
     /// Forgets the closing transactions whose marker is below `hw` (durable).
     pub fn settle(&mut self, hw: i64) {
         self.closing.retain(|t| t.marker_offset >= hw);

@@ -681,6 +681,8 @@ impl PartitionLog {
                     break;
                 }
                 st.segments.remove(&base);
+                let start = st.segments.keys().next().copied().unwrap_or(base);
+                st.producers.prune_before(start);
                 base
             };
             let disk = &self.env.disk;
