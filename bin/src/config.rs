@@ -72,6 +72,11 @@ pub const KNOWN: &[&str] = &[
     "group.max.size",
     "offset.metadata.max.bytes",
     "log.cleaner.backoff.ms",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
     "transaction.state.log.num.partitions",
     "transaction.state.log.segment.bytes",
     "transaction.max.timeout.ms",
@@ -175,6 +180,13 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "group.max.size" => c.group_max_size = positive(key, v)?,
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
+                "log.retention.ms" => c.log_retention_ms = num(key, v)?,
+                "log.retention.minutes" => c.log_retention_ms = num::<i64>(key, v)? * 60_000,
+                "log.retention.hours" => c.log_retention_ms = num::<i64>(key, v)? * 3_600_000,
+                "log.retention.bytes" => c.log_retention_bytes = num(key, v)?,
+                "log.retention.check.interval.ms" => {
+                    c.log_retention_check_interval_ms = positive(key, v)?
+                }
                 "transaction.state.log.num.partitions" => {
                     c.transaction_state_log_num_partitions = positive(key, v)?
                 }

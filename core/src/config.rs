@@ -49,6 +49,12 @@ pub struct BrokerConfig {
     pub offset_metadata_max_bytes: i32,
     /// log.cleaner.backoff.ms: how often `__consumer_offsets` is cleaned.
     pub log_cleaner_backoff_ms: u64,
+    /// log.retention.ms (-1: keep forever)
+    pub log_retention_ms: i64,
+    /// log.retention.bytes per partition (-1: no limit)
+    pub log_retention_bytes: i64,
+    /// log.retention.check.interval.ms
+    pub log_retention_check_interval_ms: u64,
     /// transaction.state.log.num.partitions
     pub transaction_state_log_num_partitions: i32,
     /// transaction.state.log.segment.bytes
@@ -82,6 +88,9 @@ impl Default for BrokerConfig {
             group_max_size: i32::MAX,
             offset_metadata_max_bytes: 4096,
             log_cleaner_backoff_ms: 15_000,
+            log_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
             transaction_state_log_num_partitions: 50,
             transaction_state_log_segment_bytes: 104_857_600,
             transaction_max_timeout_ms: 900_000,
@@ -142,6 +151,12 @@ impl BrokerConfig {
                 "log.index.interval.bytes",
                 self.log_index_interval_bytes.to_string(),
             ),
+            ("log.retention.bytes", self.log_retention_bytes.to_string()),
+            (
+                "log.retention.check.interval.ms",
+                self.log_retention_check_interval_ms.to_string(),
+            ),
+            ("log.retention.ms", self.log_retention_ms.to_string()),
             ("log.roll.ms", self.log_roll_ms.to_string()),
             ("log.segment.bytes", self.log_segment_bytes.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
@@ -188,8 +203,8 @@ pub fn topic_config_defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, St
         ("max.message.bytes", broker.message_max_bytes.to_string()),
         ("message.timestamp.type", "CreateTime".to_string()),
         ("min.insync.replicas", "1".to_string()),
-        ("retention.bytes", "-1".to_string()),
-        ("retention.ms", "604800000".to_string()),
+        ("retention.bytes", broker.log_retention_bytes.to_string()),
+        ("retention.ms", broker.log_retention_ms.to_string()),
         ("segment.bytes", broker.log_segment_bytes.to_string()),
         ("segment.index.bytes", "10485760".to_string()),
         ("segment.ms", broker.log_roll_ms.to_string()),

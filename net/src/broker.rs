@@ -257,6 +257,42 @@ impl Broker {
         self.lock().logs.get(topic)?.get(index).cloned()
     }
 
+    /// Applies retention to every partition of every topic whose `cleanup.policy`
+    /// includes `delete` (internal topics are the coordinators' to keep small).
+    pub fn apply_retention(&self) {
+        let now = self.env.clock.wall_ms();
+        let work: Vec<(String, i64, i64, Vec<Arc<PartitionLog>>)> = {
+            let st = self.lock();
+            st.topics
+                .iter()
+                .filter(|(name, _)| !name.starts_with("__"))
+                .filter_map(|(name, t)| {
+                    let get = |key: &str| t.configs.get(key).map(String::as_str);
+                    if !get("cleanup.policy").unwrap_or("delete").contains("delete") {
+                        return None;
+                    }
+                    let num = |key: &str, default: i64| {
+                        get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+                    };
+                    let ms = num("retention.ms", self.config.log_retention_ms);
+                    let bytes = num("retention.bytes", self.config.log_retention_bytes);
+                    Some((name.clone(), ms, bytes, st.logs.get(name)?.clone()))
+                })
+                .collect()
+        };
+        for (name, ms, bytes, logs) in work {
+            for (p, log) in logs.iter().enumerate() {
+                match log.apply_retention(now, ms, bytes) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(topic = %name, partition = p, segments = n, log_start = log.log_start_offset(), "retention removed segments")
+                    }
+                    Err(e) => warn!(topic = %name, partition = p, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
     /// The largest batch a produce to `topic` may carry (`max.message.bytes`).
     pub fn max_message_bytes(&self, topic: &str) -> usize {
         self.lock()

@@ -73,7 +73,8 @@ impl Node {
         tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
         env.spawn(server::serve(broker.clone(), listener, rx.clone()));
         broker.txns.start(&broker);
-        env.spawn(group_timer(broker.clone(), rx));
+        env.spawn(group_timer(broker.clone(), rx.clone()));
+        env.spawn(retention_timer(broker.clone(), rx));
         Ok(Node {
             broker,
             local_addr,
@@ -107,6 +108,18 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         ticks += 1;
         if ticks.is_multiple_of(clean_every) {
             broker.groups.clean().await;
+        }
+    }
+}
+
+/// Applies retention every `log.retention.check.interval.ms`.
+async fn retention_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            () = broker.env.clock.sleep(every) => broker.apply_retention(),
         }
     }
 }

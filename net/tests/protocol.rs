@@ -1188,3 +1188,106 @@ async fn open_transactions_survive_a_restart_and_time_out() {
     assert_eq!(r.error_code, 90, "the timed-out producer is fenced");
     node.stop();
 }
+
+/// Retention drops whole sealed segments: by age of their newest record
+/// (`retention.ms`) and by size (`retention.bytes`); never the active segment, never a
+/// `cleanup.policy=compact` topic; reads below the new log start are out of range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_and_excess_segments() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    let with_configs = |topic: &str, configs: &[(&str, &str)]| {
+        CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )])
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (topic, configs) in [
+        (
+            "aged",
+            vec![("segment.bytes", "2048"), ("retention.ms", "3600000")],
+        ),
+        (
+            "sized",
+            vec![("segment.bytes", "2048"), ("retention.bytes", "6000")],
+        ),
+        (
+            "kept",
+            vec![
+                ("segment.bytes", "2048"),
+                ("retention.ms", "1"),
+                ("cleanup.policy", "compact"),
+            ],
+        ),
+    ] {
+        let r = c.call(with_configs(topic, &configs), 7).await.unwrap();
+        assert_eq!(r.topics[0].error_code, 0, "{topic}");
+    }
+    // Two days old in "aged" (then fresh ones), fresh in the others.
+    for i in 0..30 {
+        let ts = if i < 20 {
+            now - 2 * 24 * 3600 * 1000
+        } else {
+            now
+        };
+        for topic in ["aged", "sized", "kept"] {
+            let ts = if topic == "aged" { ts } else { now };
+            let batch = encode_batch(&messages(20, ts), Compression::None).unwrap();
+            let r = c.call(produce_req(topic, 0, -1, batch), 10).await.unwrap();
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    let log = |t: &str| node.broker.partition(t, 0).unwrap();
+    let before = |t: &str| (log(t).segment_count(), log(t).log_start_offset());
+    assert!(before("aged").0 > 5 && before("sized").0 > 5);
+    node.broker.apply_retention();
+
+    // aged: every segment holding only old records went; the fresh ones stay.
+    let aged = log("aged");
+    assert!(aged.log_start_offset() > 0 && aged.log_start_offset() <= 400);
+    let r = c
+        .call(fetch_req("aged", 0, aged.log_start_offset(), 0), 12)
+        .await
+        .unwrap();
+    let got = fetched(&r);
+    assert!(got.iter().any(|m| m.timestamp >= now), "fresh records kept");
+    let r = c.call(fetch_req("aged", 0, 0, 0), 12).await.unwrap();
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 1,
+        "OFFSET_OUT_OF_RANGE below the start"
+    );
+
+    // sized: about retention.bytes left, plus the active segment.
+    let sized = log("sized");
+    assert!(sized.log_start_offset() > 0);
+    assert!(
+        sized.segment_count() <= 5,
+        "{} segments",
+        sized.segment_count()
+    );
+    assert_eq!(sized.log_end_offset(), 600, "nothing after the start lost");
+
+    assert_eq!(
+        before("kept").1,
+        0,
+        "compact topics are not subject to retention"
+    );
+    node.stop();
+}

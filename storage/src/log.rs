@@ -652,6 +652,41 @@ impl PartitionLog {
 
     /// Removes the log's files (DeleteTopics). The flusher stops once the last
     /// reference is gone.
+    /// Retention (Kafka's `retention.ms` and `retention.bytes`, -1 for no limit):
+    /// drops whole sealed segments, oldest first, whose newest record is older than
+    /// `retention_ms` before `now_ms` (wall clock), or while the log is larger than
+    /// `retention_bytes` without them. Never the active segment. Returns how many.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    ) -> Result<usize, LogError> {
+        let upto = {
+            let st = self.lock();
+            let mut size: u64 = st.segments.values().map(|s| s.size).sum();
+            let mut upto = None;
+            let sealed = st.segments.len().saturating_sub(1);
+            for seg in st.segments.values().take(sealed) {
+                let expired = retention_ms >= 0
+                    && seg.max_timestamp >= 0
+                    && seg.max_timestamp < now_ms.saturating_sub(retention_ms);
+                let oversized =
+                    retention_bytes >= 0 && size.saturating_sub(seg.size) >= retention_bytes as u64;
+                if !(expired || oversized) {
+                    break;
+                }
+                size -= seg.size;
+                upto = Some(seg.next_offset);
+            }
+            upto
+        };
+        match upto {
+            Some(offset) => self.delete_segments_before(offset),
+            None => Ok(0),
+        }
+    }
+
     /// Number of segments, the active one included.
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()
