@@ -51,6 +51,13 @@ pub struct Args {
     markdown: Option<std::path::PathBuf>,
 }
 
+/// Wall-clock milliseconds: records carry real timestamps (retention judges by them).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// How the benchmark producer writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -328,7 +335,7 @@ async fn produce_load(
         .map(|_| Message {
             key: None,
             value: Some(value.clone()),
-            timestamp: 0,
+            timestamp: now_ms(),
         })
         .collect();
     let batch = encode_batch(&msgs, Compression::None)?;

@@ -514,6 +514,8 @@ fn start_broker(
                     offsets_topic_segment_bytes: 16 << 10,
                     log_cleaner_backoff_ms: 1_000,
                     transaction_state_log_num_partitions: 4,
+                    // The workloads' records carry made-up timestamps; nothing may expire.
+                    log_retention_ms: -1,
                     ..BrokerConfig::default()
                 };
                 match Node::start(env, config).await {
