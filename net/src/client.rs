@@ -17,6 +17,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use sluice_core::env::{Network, Stream};
+use sluice_storage::batch::BatchHeader;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -339,38 +340,49 @@ pub struct Consumed {
 /// Decodes fetched batches, skipping records below `from` and control records, and
 /// checking every batch's CRC (as the Java client's check.crcs does). A trailing
 /// partial batch is ignored.
-pub fn decode_batches(mut data: Bytes, from: i64) -> Result<Vec<Consumed>, ClientError> {
+pub fn decode_batches(data: Bytes, from: i64) -> Result<Vec<Consumed>, ClientError> {
     let mut out = Vec::new();
+    for_each_record(data, |_, r| {
+        if !r.control && r.offset >= from {
+            out.push(Consumed {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+            });
+        }
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with each whole batch's header and records (control records included),
+/// after checking the batch's CRC. A trailing partial batch is ignored.
+pub fn for_each_record(
+    mut data: Bytes,
+    mut f: impl FnMut(&BatchHeader, Record),
+) -> Result<(), ClientError> {
     while data.len() >= 12 {
         let size = 12 + (&data[8..12]).get_i32().max(0) as usize;
         if data.len() < size {
             break;
         }
         let mut one = data.split_to(size);
-        sluice_storage::batch::validate(&one)
+        let header = sluice_storage::batch::validate(&one)
             .map_err(|e| ClientError::Protocol(format!("fetched batch: {e}")))?;
         let set = RecordBatchDecoder::decode(&mut one)
             .map_err(|e| ClientError::Protocol(format!("decode records: {e}")))?;
-        out.extend(
-            set.records
-                .into_iter()
-                .filter(|r| !r.control && r.offset >= from)
-                .map(|r| Consumed {
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key,
-                    value: r.value,
-                }),
-        );
+        for r in set.records {
+            f(&header, r);
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes a read_committed fetch as Kafka's consumers do: records of the aborted
 /// transactions listed (producer id, first offset) are dropped from their first
 /// offset up to their abort marker; control records are never returned.
 pub fn decode_committed(
-    mut data: Bytes,
+    data: Bytes,
     from: i64,
     aborted: &[(i64, i64)],
 ) -> Result<Vec<Consumed>, ClientError> {
@@ -378,14 +390,7 @@ pub fn decode_committed(
     pending.sort_by_key(|&(_, first)| std::cmp::Reverse(first));
     let mut skipping: std::collections::BTreeSet<i64> = Default::default();
     let mut out = Vec::new();
-    while data.len() >= 12 {
-        let size = 12 + (&data[8..12]).get_i32().max(0) as usize;
-        if data.len() < size {
-            break;
-        }
-        let mut one = data.split_to(size);
-        let h = sluice_storage::batch::validate(&one)
-            .map_err(|e| ClientError::Protocol(format!("fetched batch: {e}")))?;
+    for_each_record(data, |h, r| {
         while pending
             .last()
             .is_some_and(|&(_, first)| first <= h.last_offset())
@@ -396,25 +401,15 @@ pub fn decode_committed(
         }
         if h.is_control() {
             skipping.remove(&h.producer_id);
-            continue;
+        } else if !(h.is_transactional() && skipping.contains(&h.producer_id)) && r.offset >= from {
+            out.push(Consumed {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+            });
         }
-        if h.is_transactional() && skipping.contains(&h.producer_id) {
-            continue;
-        }
-        let set = RecordBatchDecoder::decode(&mut one)
-            .map_err(|e| ClientError::Protocol(format!("decode records: {e}")))?;
-        out.extend(
-            set.records
-                .into_iter()
-                .filter(|r| r.offset >= from)
-                .map(|r| Consumed {
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    key: r.key,
-                    value: r.value,
-                }),
-        );
-    }
+    })?;
     Ok(out)
 }
 

@@ -785,32 +785,21 @@ pub(crate) struct LoadedRecord {
 }
 
 /// Decodes stored batches keeping control records and transactional flags.
-fn decode_with_control(mut data: Bytes, from: i64) -> Result<Vec<LoadedRecord>, String> {
-    use bytes::Buf;
-    use kafka_protocol::records::RecordBatchDecoder;
+fn decode_with_control(data: Bytes, from: i64) -> Result<Vec<LoadedRecord>, String> {
     let mut out = Vec::new();
-    while data.len() >= 12 {
-        let size = 12 + (&data[8..12]).get_i32().max(0) as usize;
-        if data.len() < size {
-            break;
+    crate::client::for_each_record(data, |_, r| {
+        if r.offset >= from {
+            out.push(LoadedRecord {
+                offset: r.offset,
+                key: r.key,
+                value: r.value,
+                producer_id: r.producer_id,
+                transactional: r.transactional,
+                control: r.control,
+            });
         }
-        let mut one = data.split_to(size);
-        sluice_storage::batch::validate(&one).map_err(|e| e.to_string())?;
-        let set = RecordBatchDecoder::decode(&mut one).map_err(|e| e.to_string())?;
-        out.extend(
-            set.records
-                .into_iter()
-                .filter(|r| r.offset >= from)
-                .map(|r| LoadedRecord {
-                    offset: r.offset,
-                    key: r.key,
-                    value: r.value,
-                    producer_id: r.producer_id,
-                    transactional: r.transactional,
-                    control: r.control,
-                }),
-        );
-    }
+    })
+    .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
