@@ -17,8 +17,9 @@ use sluice_storage::{checkpoint, LogConfig, LogError, PartitionLog};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::groups::{Groups, OFFSETS_TOPIC};
-use crate::txns::{Txns, TXN_TOPIC};
+use crate::groups::Groups;
+use crate::internal::{OFFSETS_TOPIC, TXN_TOPIC};
+use crate::txns::Txns;
 
 const TOPICS_CHECKPOINT: &str = "topics.checkpoint";
 /// The end of the block of producer ids this broker has reserved.

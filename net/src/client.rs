@@ -259,7 +259,8 @@ pub fn encode_batch(messages: &[Message], compression: Compression) -> Result<By
 }
 
 /// An idempotent producer's place in a partition: producer id, epoch, and the
-/// sequence number of the batch's first record.
+/// sequence number of the batch's first record (-1: none, as for the offsets a
+/// transaction commits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sequence {
     pub producer_id: i64,
@@ -305,7 +306,9 @@ fn encode_batch_as(
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder groups records whose offset - sequence is constant.
-            sequence: producer.map_or(0, |p| p.first).wrapping_add(i as i32),
+            sequence: producer
+                .map_or(0, |p| p.first.max(0))
+                .wrapping_add(i as i32),
             timestamp: m.timestamp,
             key: m.key.clone(),
             value: m.value.clone(),
@@ -322,7 +325,7 @@ fn encode_batch_as(
         },
     )
     .map_err(|e| ClientError::Protocol(format!("encode batch: {e}")))?;
-    if producer.is_none() {
+    if producer.is_none_or(|p| p.first < 0) {
         sluice_storage::batch::clear_base_sequence(&mut buf);
     }
     Ok(buf.freeze())
@@ -337,6 +340,17 @@ pub struct Consumed {
     pub value: Option<Bytes>,
 }
 
+impl From<Record> for Consumed {
+    fn from(r: Record) -> Self {
+        Consumed {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+        }
+    }
+}
+
 /// Decodes fetched batches, skipping records below `from` and control records, and
 /// checking every batch's CRC (as the Java client's check.crcs does). A trailing
 /// partial batch is ignored.
@@ -344,12 +358,7 @@ pub fn decode_batches(data: Bytes, from: i64) -> Result<Vec<Consumed>, ClientErr
     let mut out = Vec::new();
     for_each_record(data, |_, r| {
         if !r.control && r.offset >= from {
-            out.push(Consumed {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-            });
+            out.push(Consumed::from(r));
         }
     })?;
     Ok(out)
@@ -402,12 +411,7 @@ pub fn decode_committed(
         if h.is_control() {
             skipping.remove(&h.producer_id);
         } else if !(h.is_transactional() && skipping.contains(&h.producer_id)) && r.offset >= from {
-            out.push(Consumed {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-            });
+            out.push(Consumed::from(r));
         }
     })?;
     Ok(out)

@@ -115,3 +115,16 @@ pub fn txn_error(e: TxnError) -> i16 {
         TxnError::InvalidTransactionTimeout => INVALID_TRANSACTION_TIMEOUT,
     }
 }
+
+/// The code of a coordinator's answer: its own error, or COORDINATOR_NOT_AVAILABLE
+/// when it could not serve (the client retries).
+pub fn coordinator_outcome<E>(
+    outcome: Result<Result<(), E>, crate::internal::Unavailable>,
+    code: impl FnOnce(E) -> i16,
+) -> i16 {
+    match outcome {
+        Ok(Ok(())) => NONE,
+        Ok(Err(e)) => code(e),
+        Err(_) => COORDINATOR_NOT_AVAILABLE,
+    }
+}

@@ -13,30 +13,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use sluice_core::env::Env;
 use sluice_core::group::{
     Effect, Group, GroupCoordinator, GroupError, GroupRecord, GroupState, JoinRequest, Joined,
-    OffsetCommit, OffsetValue, StagedOffset, Synced, Ticket,
+    OffsetCommit, OffsetValue, StagedOffset, SyncRequest, Synced, Ticket,
 };
 use sluice_core::sim::{planted, Bug};
+use sluice_storage::batch::marker_key_commits;
 use sluice_storage::{LogError, PartitionLog};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
-use crate::client::{encode_batch, Message, Sequence};
-
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// Why the coordinator cannot serve a request (COORDINATOR_NOT_AVAILABLE to clients).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("group coordinator unavailable: {0}")]
-pub struct Unavailable(pub String);
-
-/// A log and the offset below which it must be durable.
-type DurablePoint = Option<(Arc<PartitionLog>, i64)>;
+use crate::client::{encode_transactional_batch, Message, Sequence};
+use crate::internal::{
+    append_records, durable_point, partition_for, scan_log, wait_durable, DurablePoint,
+    Unavailable, OFFSETS_TOPIC,
+};
 
 /// An answer for a parked request, released once `durable_upto` is fsynced.
 pub struct Parked<T> {
@@ -52,11 +46,7 @@ impl<T> Parked<T> {
         if self.unstored {
             return Err(Unavailable("a group record could not be written".into()));
         }
-        if let Some((log, end)) = self.durable_upto {
-            log.wait_durable(end)
-                .await
-                .map_err(|e| Unavailable(e.to_string()))?;
-        }
+        wait_durable(self.durable_upto).await?;
         Ok(self.result)
     }
 }
@@ -65,22 +55,17 @@ pub type JoinAnswer = Parked<Result<Joined, (GroupError, String)>>;
 pub type SyncAnswer = Parked<Result<Synced, GroupError>>;
 
 enum Waiter {
-    Join {
-        group: String,
-        tx: oneshot::Sender<JoinAnswer>,
-    },
-    Sync {
-        group: String,
-        tx: oneshot::Sender<SyncAnswer>,
-    },
+    Join(oneshot::Sender<JoinAnswer>),
+    Sync(oneshot::Sender<SyncAnswer>),
 }
 
 struct Inner {
     sm: GroupCoordinator,
+    /// Parked requests: their group and how to answer them.
     /// Per `__consumer_offsets` partition: offset commits appended but not yet
     /// applied. The cleaner waits for zero, so a snapshot never misses one.
     commits_in_flight: Vec<Arc<AtomicUsize>>,
-    waiters: BTreeMap<Ticket, Waiter>,
+    waiters: BTreeMap<Ticket, (String, Waiter)>,
     next_ticket: Ticket,
     /// `__consumer_offsets`, once it exists.
     logs: Vec<Arc<PartitionLog>>,
@@ -89,17 +74,6 @@ struct Inner {
 pub struct Groups {
     env: Env,
     inner: Mutex<Inner>,
-}
-
-/// Java's `String.hashCode`, which Kafka uses to place a group.
-fn java_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
-/// The `__consumer_offsets` partition holding a group (Kafka's placement).
-pub fn partition_for(group: &str, partitions: usize) -> usize {
-    (java_hash(group) & 0x7fff_ffff) as usize % partitions.max(1)
 }
 
 impl Groups {
@@ -133,38 +107,39 @@ impl Groups {
         let mut loaded = 0usize;
         for (p, log) in logs.iter().enumerate() {
             scan_log(log, |r| {
-                    if r.control {
-                        let commit = r.key.as_deref().is_some_and(|k| k.len() >= 4 && k[3] == 1);
-                        inner.sm.end_txn_offsets(r.producer_id, commit, |g| {
-                            partition_for(g, count) == p
-                        });
-                        return;
-                    }
-                    let Some(key) = &r.key else { return };
-                    match GroupRecord::decode(key, r.value.as_deref()) {
-                        Ok(GroupRecord::Offset {
+                if r.control {
+                    // An unreadable marker cannot have been ours; treat it as an abort.
+                    let commit = r.key.as_deref().and_then(marker_key_commits) == Some(true);
+                    inner
+                        .sm
+                        .end_txn_offsets(r.producer_id, commit, |g| partition_for(g, count) == p);
+                    return;
+                }
+                let Some(key) = &r.key else { return };
+                match GroupRecord::decode(key, r.value.as_deref()) {
+                    Ok(GroupRecord::Offset {
+                        group,
+                        topic,
+                        partition,
+                        value: Some(value),
+                    }) if r.transactional => inner.sm.stage_txn_offset(
+                        r.producer_id,
+                        StagedOffset {
                             group,
                             topic,
                             partition,
-                            value: Some(value),
-                        }) if r.transactional => inner.sm.stage_txn_offset(
-                            r.producer_id,
-                            StagedOffset {
-                                group,
-                                topic,
-                                partition,
-                                value,
-                                position: r.offset,
-                            },
-                        ),
-                        Ok(record) => {
-                            apply_loaded(&mut inner.sm, now, record, r.offset);
-                            loaded += 1;
-                        }
-                        Err(why) => {
-                            warn!(partition = p, offset = r.offset, %why, "skipping unreadable group record")
-                        }
+                            value,
+                            position: r.offset,
+                        },
+                    ),
+                    Ok(record) => {
+                        apply_loaded(&mut inner.sm, now, record, r.offset);
+                        loaded += 1;
                     }
+                    Err(why) => {
+                        warn!(partition = p, offset = r.offset, %why, "skipping unreadable group record")
+                    }
+                }
             })
             .map_err(|e| LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")))?;
         }
@@ -206,13 +181,7 @@ impl Groups {
             let messages: Vec<Message> = offsets
                 .iter()
                 .map(|o| {
-                    let (key, value) = GroupRecord::Offset {
-                        group: group.to_string(),
-                        topic: o.topic.clone(),
-                        partition: o.partition,
-                        value: Some(o.value.clone()),
-                    }
-                    .encode();
+                    let (key, value) = offset_record(group, o).encode();
                     Message {
                         key: Some(key),
                         value,
@@ -223,7 +192,15 @@ impl Groups {
             // Counted in flight until staged: the cleaner must not drop the batch's
             // segment before the offsets are staged.
             let in_flight = InFlight::new(inner.commits_in_flight[partition_for(group, n)].clone());
-            let written = encode_transactional_batch(&messages, producer_id, epoch)
+            // The producer's id and epoch, but no sequence: its sequences belong to
+            // its data partitions.
+            let producer = Sequence {
+                producer_id,
+                epoch,
+                first: -1,
+            };
+            let written = encode_transactional_batch(&messages, Compression::None, producer)
+                .map_err(|e| e.to_string())
                 .and_then(|b| log.append(&b).map_err(|e| e.to_string()))
                 .map(|a| (log, a.base_offset, in_flight));
             Ok(written)
@@ -317,7 +294,7 @@ impl Groups {
             for effect in effects {
                 match effect {
                     Effect::Persist(record) => {
-                        if let Err(e) = self.append(&inner.logs, &record) {
+                        if let Err(e) = self.append(&inner.logs, &[&record]) {
                             warn!(group = record.group(), error = %e, "group record not written");
                             if unstored.insert(record.group().to_string()) {
                                 inner.sm.storage_failed(self.now_ms(), record.group());
@@ -325,13 +302,13 @@ impl Groups {
                         }
                     }
                     Effect::Join { ticket, result } => {
-                        if let Some(w) = inner.waiters.remove(&ticket) {
-                            answers.push((w, Ok(result)));
+                        if let Some((group, Waiter::Join(tx))) = inner.waiters.remove(&ticket) {
+                            answers.push((group, Ok((tx, result))));
                         }
                     }
                     Effect::Sync { ticket, result } => {
-                        if let Some(w) = inner.waiters.remove(&ticket) {
-                            answers.push((w, Err(result)));
+                        if let Some((group, Waiter::Sync(tx))) = inner.waiters.remove(&ticket) {
+                            answers.push((group, Err((tx, result))));
                         }
                     }
                 }
@@ -339,31 +316,32 @@ impl Groups {
         }
         // Answers leave only once everything their group's partition holds so far
         // (this round's records included) is durable.
-        for (waiter, result) in answers {
-            match (waiter, result) {
-                (Waiter::Join { group, tx }, Ok(result)) => {
-                    let _ = tx.send(Parked {
+        for (group, answer) in answers {
+            let durable_upto = durable_point(&inner.logs, &group);
+            let unstored = unstored.contains(&group);
+            let _ = match answer {
+                Ok((tx, result)) => tx
+                    .send(Parked {
                         result,
-                        durable_upto: durable_point(&inner.logs, &group),
-                        unstored: unstored.contains(&group),
-                    });
-                }
-                (Waiter::Sync { group, tx }, Err(result)) => {
-                    let _ = tx.send(Parked {
+                        durable_upto,
+                        unstored,
+                    })
+                    .is_ok(),
+                Err((tx, result)) => tx
+                    .send(Parked {
                         result,
-                        durable_upto: durable_point(&inner.logs, &group),
-                        unstored: unstored.contains(&group),
-                    });
-                }
-                _ => warn!("a parked request got an answer of the wrong kind"),
-            }
+                        durable_upto,
+                        unstored,
+                    })
+                    .is_ok(),
+            };
         }
     }
 
-    fn park(&self, inner: &mut Inner, waiter: impl FnOnce() -> Waiter) -> Ticket {
+    fn park(&self, inner: &mut Inner, group: &str, waiter: Waiter) -> Ticket {
         let ticket = inner.next_ticket;
         inner.next_ticket += 1;
-        inner.waiters.insert(ticket, waiter());
+        inner.waiters.insert(ticket, (group.to_string(), waiter));
         ticket
     }
 
@@ -389,40 +367,23 @@ impl Groups {
         let (tx, rx) = oneshot::channel();
         let fresh = self.fresh_member_id(&req.client_id);
         let group = req.group_id.clone();
-        self.run(broker, &group.clone(), |inner, now| {
-            let ticket = self.park(inner, || Waiter::Join { group, tx });
+        self.run(broker, &group, |inner, now| {
+            let ticket = self.park(inner, &req.group_id, Waiter::Join(tx));
             inner.sm.join(now, ticket, req, fresh);
         })?;
         Ok(rx)
     }
 
-    #[allow(clippy::too_many_arguments)] // the request's fields
     pub fn sync(
         &self,
         broker: &Broker,
-        group: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol: Option<(&str, &str)>,
-        assignments: Vec<(String, Bytes)>,
+        req: SyncRequest,
     ) -> Result<oneshot::Receiver<SyncAnswer>, Unavailable> {
         let (tx, rx) = oneshot::channel();
-        self.run(broker, group, |inner, now| {
-            let ticket = self.park(inner, || Waiter::Sync {
-                group: group.to_string(),
-                tx,
-            });
-            inner.sm.sync(
-                now,
-                ticket,
-                group,
-                generation,
-                member_id,
-                instance_id,
-                protocol,
-                assignments,
-            );
+        let group = req.group_id.clone();
+        self.run(broker, &group, |inner, now| {
+            let ticket = self.park(inner, &req.group_id, Waiter::Sync(tx));
+            inner.sm.sync(now, ticket, req);
         })?;
         Ok(rx)
     }
@@ -475,28 +436,45 @@ impl Groups {
                 inner
                     .sm
                     .commit(now, group, generation, member_id, instance_id, offsets)?;
-            // Appended under the lock, so the log's order is the order of commits.
+            // The accepted offsets go in one batch, appended under the lock, so the
+            // log's order is the order of commits.
+            let accepted: Vec<GroupRecord> = checked
+                .iter()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(o, _)| offset_record(group, o))
+                .collect();
+            let written = if accepted.is_empty() {
+                Ok(None)
+            } else {
+                let refs: Vec<&GroupRecord> = accepted.iter().collect();
+                self.append(&inner.logs, &refs).map(Some)
+            };
+            let n = inner.commits_in_flight.len();
+            let counter = inner
+                .commits_in_flight
+                .get(partition_for(group, n))
+                .cloned();
+            let mut position = 0;
             Ok(checked
                 .into_iter()
                 .map(|(offset, r)| {
                     let written = r.map_err(CommitError::Group).and_then(|()| {
-                        let record = GroupRecord::Offset {
-                            group: group.to_string(),
-                            topic: offset.topic.clone(),
-                            partition: offset.partition,
-                            value: Some(offset.value.clone()),
-                        };
-                        self.append(&inner.logs, &record)
-                            .map_err(|e| CommitError::Storage(e.to_string()))
+                        let (log, base) = written
+                            .as_ref()
+                            .map_err(|e| CommitError::Storage(e.to_string()))?
+                            .clone()
+                            .ok_or_else(|| CommitError::Storage("not appended".into()))?;
+                        position += 1;
+                        Ok((log, base + position - 1))
                     });
-                    let in_flight = written.as_ref().ok().and_then(|_| {
-                        let n = inner.commits_in_flight.len();
-                        inner.commits_in_flight.get(partition_for(group, n))
-                    });
+                    let in_flight = written
+                        .is_ok()
+                        .then(|| counter.clone().map(InFlight::new))
+                        .flatten();
                     PendingCommit {
                         offset,
                         written,
-                        _in_flight: in_flight.map(|c| InFlight::new(c.clone())),
+                        _in_flight: in_flight,
                     }
                 })
                 .collect())
@@ -628,24 +606,12 @@ impl Groups {
                     continue;
                 }
                 let records = inner.sm.snapshot(|g| partition_for(g, count) == p);
-                let messages: Vec<Message> = records
-                    .iter()
-                    .map(|r| {
-                        let (key, value) = r.encode();
-                        Message {
-                            key: Some(key),
-                            value,
-                            timestamp: self.env.clock.wall_ms(),
-                        }
-                    })
-                    .collect();
-                let appended = if messages.is_empty() {
+                let appended = if records.is_empty() {
                     // Nothing lives here: everything before the log end is garbage.
                     Ok((log.log_end_offset(), log.log_end_offset()))
                 } else {
-                    encode_batch(&messages, Compression::None)
-                        .map_err(|e| LogError::Storage(e.to_string()))
-                        .and_then(|b| log.append(&b))
+                    let encoded = records.iter().map(GroupRecord::encode);
+                    append_records(&log, encoded, self.env.clock.wall_ms())
                         .map(|a| (a.base_offset, a.last_offset + 1))
                 };
                 appended.map(|(start, end)| (log, start, end, records.len()))
@@ -682,27 +648,30 @@ impl Groups {
         self.carry_out(&mut inner);
     }
 
-    /// Appends one record to its group's partition; returns its offset.
+    /// Appends records of one group to its partition as one batch; returns where
+    /// the first landed.
     fn append(
         &self,
         logs: &[Arc<PartitionLog>],
-        record: &GroupRecord,
+        records: &[&GroupRecord],
     ) -> Result<(Arc<PartitionLog>, i64), LogError> {
-        let Some(log) = logs.get(partition_for(record.group(), logs.len())) else {
+        let group = records.first().map_or("", |r| r.group());
+        let Some(log) = logs.get(partition_for(group, logs.len())) else {
             return Err(LogError::Storage(format!("{OFFSETS_TOPIC} does not exist")));
         };
-        let (key, value) = record.encode();
-        let batch = encode_batch(
-            &[Message {
-                key: Some(key),
-                value,
-                timestamp: self.env.clock.wall_ms(),
-            }],
-            Compression::None,
-        )
-        .map_err(|e| LogError::Storage(e.to_string()))?;
-        let appended = log.append(&batch)?;
-        Ok((log.clone(), appended.last_offset))
+        let encoded = records.iter().map(|r| r.encode());
+        let appended = append_records(log, encoded, self.env.clock.wall_ms())?;
+        Ok((log.clone(), appended.base_offset))
+    }
+}
+
+/// The record of a committed offset.
+fn offset_record(group: &str, o: &OffsetCommit) -> GroupRecord {
+    GroupRecord::Offset {
+        group: group.to_string(),
+        topic: o.topic.clone(),
+        partition: o.partition,
+        value: Some(o.value.clone()),
     }
 }
 
@@ -740,11 +709,6 @@ pub enum CommitError {
     Storage(String),
 }
 
-fn durable_point(logs: &[Arc<PartitionLog>], group: &str) -> DurablePoint {
-    let log = logs.get(partition_for(group, logs.len()))?;
-    Some((log.clone(), log.log_end_offset()))
-}
-
 fn apply_loaded(sm: &mut GroupCoordinator, now: i64, record: GroupRecord, position: i64) {
     match record {
         GroupRecord::Offset {
@@ -754,102 +718,5 @@ fn apply_loaded(sm: &mut GroupCoordinator, now: i64, record: GroupRecord, positi
             value,
         } => sm.apply_offset(&group, &topic, partition, value, position),
         GroupRecord::Metadata { group, value } => sm.load_metadata(now, &group, value),
-    }
-}
-
-/// Calls `f` for every record of an internal topic's partition, in order, up to its
-/// high watermark (control records included): how the coordinators load at start.
-pub(crate) fn scan_log(log: &PartitionLog, mut f: impl FnMut(LoadedRecord)) -> Result<(), String> {
-    let mut offset = log.log_start_offset();
-    let end = log.high_watermark();
-    while offset < end {
-        let read = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
-        let records = decode_with_control(read.batches, offset)?;
-        let Some(last) = records.last().map(|r| r.offset) else {
-            break;
-        };
-        records.into_iter().for_each(&mut f);
-        offset = last + 1;
-    }
-    Ok(())
-}
-
-/// A record of an internal topic, with what its batch says about transactions.
-pub(crate) struct LoadedRecord {
-    pub offset: i64,
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    pub producer_id: i64,
-    pub transactional: bool,
-    pub control: bool,
-}
-
-/// Decodes stored batches keeping control records and transactional flags.
-fn decode_with_control(data: Bytes, from: i64) -> Result<Vec<LoadedRecord>, String> {
-    let mut out = Vec::new();
-    crate::client::for_each_record(data, |_, r| {
-        if r.offset >= from {
-            out.push(LoadedRecord {
-                offset: r.offset,
-                key: r.key,
-                value: r.value,
-                producer_id: r.producer_id,
-                transactional: r.transactional,
-                control: r.control,
-            });
-        }
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-/// Offset records as a transactional batch of `producer_id` (no sequence numbers:
-/// the producer's own sequences belong to its data partitions).
-fn encode_transactional_batch(
-    messages: &[Message],
-    producer_id: i64,
-    epoch: i16,
-) -> Result<Bytes, String> {
-    let producer = Sequence {
-        producer_id,
-        epoch,
-        first: 0,
-    };
-    let batch = crate::client::encode_transactional_batch(messages, Compression::None, producer)
-        .map_err(|e| e.to_string())?;
-    let mut buf = batch.to_vec();
-    sluice_storage::batch::clear_base_sequence(&mut buf);
-    Ok(Bytes::from(buf))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_land_where_kafka_puts_them() {
-        // Java: Math.abs("my-group".hashCode()) % 50
-        assert_eq!(java_hash("my-group"), -1_906_497_762);
-        assert_eq!(partition_for("my-group", 50), 36);
-        assert_eq!(java_hash(""), 0);
-    }
-}
-
-#[cfg(test)]
-mod marker_tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_commit_marker_reads_back_as_a_commit() {
-        for commit in [true, false] {
-            let mut m = sluice_storage::batch::encode_marker(7, 1, commit, 0, 5);
-            m[0..8].copy_from_slice(&40i64.to_be_bytes());
-            let records = decode_with_control(Bytes::from(m), 0).unwrap();
-            assert_eq!(records.len(), 1);
-            let r = &records[0];
-            assert!(r.control && r.producer_id == 7 && r.offset == 40);
-            let key = r.key.clone().unwrap();
-            assert_eq!(key.len() >= 4 && key[3] == 1, commit, "{key:?}");
-        }
     }
 }

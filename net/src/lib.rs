@@ -9,6 +9,7 @@ pub mod groups;
 #[cfg(not(madsim))]
 pub mod guard_alloc;
 pub mod handlers;
+pub mod internal;
 pub mod node;
 #[cfg(not(madsim))]
 pub mod runtime;

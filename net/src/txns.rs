@@ -8,18 +8,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kafka_protocol::records::Compression;
 use sluice_core::env::Env;
-use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnMeta, TxnRecord, TxnState};
+use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnMeta, TxnRecord};
 use sluice_storage::{LogError, PartitionLog};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
-use crate::client::{encode_batch, Message};
-use crate::groups::{partition_for, scan_log, Unavailable, OFFSETS_TOPIC};
-
-pub const TXN_TOPIC: &str = "__transaction_state";
+use crate::internal::{
+    append_records, durable_point, partition_for, scan_log, wait_durable, DurablePoint,
+    Unavailable, OFFSETS_TOPIC, TXN_TOPIC,
+};
 
 struct Inner {
     sm: TxnCoordinator,
@@ -40,9 +39,6 @@ pub struct Txns {
     /// before that transaction's marker, never after it.
     appends: Mutex<()>,
 }
-
-/// Where a transactional id's records must be durable up to.
-type DurablePoint = Option<(Arc<PartitionLog>, i64)>;
 
 impl Txns {
     pub fn new(env: Env, max_timeout_ms: i32) -> Txns {
@@ -120,13 +116,13 @@ impl Txns {
         &self,
         broker: &Arc<Broker>,
         id: &str,
-        f: impl FnOnce(&mut TxnCoordinator, i64) -> R,
+        f: impl FnOnce(&mut Inner, i64) -> R,
     ) -> Result<(R, DurablePoint), Unavailable> {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
         let before = BTreeMap::from([(id.to_string(), inner.sm.get(id).cloned())]);
-        let r = f(&mut inner.sm, now);
+        let r = f(&mut inner, now);
         let unstored = self.carry_out(broker, &mut inner, &before);
         if unstored.contains(id) {
             return Err(Unavailable("transaction record not written".into()));
@@ -243,17 +239,7 @@ impl Txns {
         let Some(log) = logs.get(partition_for(&record.transactional_id, logs.len())) else {
             return Err(LogError::Storage(format!("{TXN_TOPIC} does not exist")));
         };
-        let (key, value) = record.encode();
-        let batch = encode_batch(
-            &[Message {
-                key: Some(key),
-                value,
-                timestamp: self.env.clock.wall_ms(),
-            }],
-            Compression::None,
-        )
-        .map_err(|e| LogError::Storage(e.to_string()))?;
-        log.append(&batch).map(|_| ())
+        append_records(log, [record.encode()], self.env.clock.wall_ms()).map(|_| ())
     }
 
     pub async fn init_producer_id(
@@ -265,10 +251,10 @@ impl Txns {
         let fresh = broker
             .new_producer_id()
             .map_err(|e| Unavailable(e.to_string()))?;
-        let (r, upto) = self.run(broker, id, |sm, now| {
-            sm.init_producer_id(now, id, timeout_ms, fresh)
+        let (r, upto) = self.run(broker, id, |inner, now| {
+            inner.sm.init_producer_id(now, id, timeout_ms, fresh)
         })?;
-        wait(upto).await?;
+        wait_durable(upto).await?;
         Ok(r)
     }
 
@@ -280,10 +266,12 @@ impl Txns {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<Result<(), TxnError>, Unavailable> {
-        let (r, upto) = self.run(broker, id, |sm, now| {
-            sm.add_partitions(now, id, producer_id, epoch, partitions)
+        let (r, upto) = self.run(broker, id, |inner, now| {
+            inner
+                .sm
+                .add_partitions(now, id, producer_id, epoch, partitions)
         })?;
-        wait(upto).await?;
+        wait_durable(upto).await?;
         Ok(r)
     }
 
@@ -297,40 +285,28 @@ impl Txns {
         commit: bool,
     ) -> Result<Result<(), TxnError>, Unavailable> {
         let (tx, rx) = oneshot::channel();
-        let (r, upto) = self.run(broker, id, |sm, now| {
-            sm.end(now, id, producer_id, epoch, commit)
+        let (r, upto) = self.run(broker, id, |inner, now| {
+            let r = inner.sm.end(now, id, producer_id, epoch, commit);
+            if r == Ok(Ended::Pending) {
+                // Registered before the markers are started, so their end finds it.
+                inner.waiting.entry(id.to_string()).or_default().push(tx);
+            }
+            r
         })?;
         match r {
             Err(e) => {
-                wait(upto).await?;
+                wait_durable(upto).await?;
                 Ok(Err(e))
             }
             Ok(Ended::Done) => {
-                wait(upto).await?;
+                wait_durable(upto).await?;
                 Ok(Ok(()))
             }
-            Ok(Ended::Pending) => {
-                let done = {
-                    let mut inner = self.lock();
-                    // The markers may already be done; then the state says so.
-                    let done = inner.sm.get(id).is_some_and(|m| {
-                        !matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
-                    });
-                    if !done {
-                        inner.waiting.entry(id.to_string()).or_default().push(tx);
-                    }
-                    done.then(|| durable_point(&inner.logs, id))
-                };
-                if let Some(upto) = done {
-                    wait(upto).await?;
-                    return Ok(Ok(()));
-                }
-                match rx.await {
-                    Ok(Ok(())) => Ok(Ok(())),
-                    Ok(Err(why)) => Err(Unavailable(why)),
-                    Err(_) => Err(Unavailable("transaction coordinator stopped".into())),
-                }
-            }
+            Ok(Ended::Pending) => match rx.await {
+                Ok(Ok(())) => Ok(Ok(())),
+                Ok(Err(why)) => Err(Unavailable(why)),
+                Err(_) => Err(Unavailable("transaction coordinator stopped".into())),
+            },
         }
     }
 
@@ -383,20 +359,6 @@ impl Txns {
     }
 }
 
-async fn wait(upto: DurablePoint) -> Result<(), Unavailable> {
-    if let Some((log, end)) = upto {
-        log.wait_durable(end)
-            .await
-            .map_err(|e| Unavailable(e.to_string()))?;
-    }
-    Ok(())
-}
-
-fn durable_point(logs: &[Arc<PartitionLog>], id: &str) -> DurablePoint {
-    let log = logs.get(partition_for(id, logs.len()))?;
-    Some((log.clone(), log.log_end_offset()))
-}
-
 /// Waits for the Prepare record, then writes a marker to every partition and waits
 /// until all are durable; offsets staged in `__consumer_offsets` follow the marker.
 async fn write_markers(
@@ -407,7 +369,7 @@ async fn write_markers(
     commit: bool,
     partitions: &[(String, i32)],
 ) -> Result<(), String> {
-    wait(prepared).await.map_err(|e| e.0)?;
+    wait_durable(prepared).await.map_err(|e| e.0)?;
     let mut written = Vec::with_capacity(partitions.len());
     for (topic, partition) in partitions {
         let Some(log) = broker.partition(topic, *partition) else {

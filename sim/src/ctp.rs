@@ -24,7 +24,7 @@ use madsim::rand::{thread_rng, Rng};
 use sluice_net::client::{decode_batches, fetch_request, Client};
 use tokio::time::{sleep, timeout};
 
-use crate::run::{connect, Recorder, REQUEST_TIMEOUT, TOPIC};
+use crate::run::{connected, Recorder, REQUEST_TIMEOUT, TOPIC};
 use crate::txn::{end, init, write, Session, Trouble};
 
 pub const CTP_GROUP: &str = "ctp-group";
@@ -102,16 +102,9 @@ async fn life(
     let mut client: Option<Client> = None;
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
-        if client.is_none() {
-            match connect(node).await {
-                Ok(c) => client = Some(c),
-                Err(_) => {
-                    sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else { continue };
+        let Some(c) = connected(&mut client, node).await else {
+            continue;
+        };
         let mut sess = match init(c, CTP_TXN_ID).await {
             Ok(Some(s)) => s,
             Ok(None) => {

@@ -30,7 +30,7 @@ use madsim::rand::{thread_rng, Rng};
 use sluice_net::client::{decode_batches, fetch_request, Client};
 use tokio::time::{sleep, timeout, Instant};
 
-use crate::run::{connect, Recorder, REQUEST_TIMEOUT, TOPIC};
+use crate::run::{connected, Recorder, REQUEST_TIMEOUT, TOPIC};
 
 pub const GROUP: &str = "jepsen-group";
 /// Short timeouts so that sessions expire and rebalances happen within a run (the
@@ -100,14 +100,8 @@ impl Member {
                 self.leave().await;
                 return;
             }
-            if self.client.is_none() {
-                match connect(&self.node).await {
-                    Ok(c) => self.client = Some(c),
-                    Err(_) => {
-                        sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
+            if connected(&mut self.client, &self.node).await.is_none() {
+                continue;
             }
             match self.session(stop).await {
                 Ok(()) => {}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jepsen_checks::{check_all, history, Kind, Op, Report, F};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{CreateTopicsRequest, InitProducerIdRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -532,6 +533,52 @@ fn start_broker(
         .id()
 }
 
+/// The client's connection, made if there is none; `None`, after a pause, when the
+/// broker cannot be reached.
+pub(crate) async fn connected<'a>(
+    client: &'a mut Option<Client>,
+    id: &str,
+) -> Option<&'a mut Client> {
+    if client.is_none() {
+        match connect(id).await {
+            Ok(c) => *client = Some(c),
+            Err(_) => {
+                sleep(Duration::from_millis(100)).await;
+                return None;
+            }
+        }
+    }
+    client.as_mut()
+}
+
+/// One fetch of one partition: its data, or why there was none.
+pub(crate) async fn fetch_partition(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    read_committed: bool,
+) -> Result<PartitionData, String> {
+    let mut req = fetch_request(topic, [(partition, offset)], 100, 64 << 10, 32 << 10);
+    if read_committed {
+        req.isolation_level = 1;
+    }
+    let r = timeout(REQUEST_TIMEOUT, client.call(req, 12))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let pd = r
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()
+        .ok_or("empty fetch response")?;
+    if pd.error_code != 0 {
+        return Err(format!("error code {}", pd.error_code));
+    }
+    Ok(pd)
+}
+
 pub(crate) async fn connect(id: &str) -> Result<Client, String> {
     match timeout(REQUEST_TIMEOUT, Client::connect(&TcpNetwork, BROKER, id)).await {
         Ok(Ok(c)) => Ok(c),
@@ -733,20 +780,7 @@ async fn poll_one(
     partition: i32,
     offset: i64,
 ) -> Result<(Vec<(i64, String)>, i64), String> {
-    let req = fetch_request(TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
-    let r = timeout(REQUEST_TIMEOUT, client.call(req, 12))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let pd = r
-        .responses
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .next()
-        .ok_or("empty fetch response")?;
-    if pd.error_code != 0 {
-        return Err(format!("error code {}", pd.error_code));
-    }
+    let pd = fetch_partition(client, TOPIC, partition, offset, false).await?;
     let records =
         decode_batches(pd.records.unwrap_or_default(), offset).map_err(|e| e.to_string())?;
     let records = records
@@ -768,16 +802,9 @@ async fn consumer(rec: Recorder, process: u64, partitions: i32, stop: Arc<Atomic
     let mut p = 0usize;
     while !stop.load(Ordering::SeqCst) {
         p = (p + 1) % positions.len();
-        if client.is_none() {
-            match connect(&node).await {
-                Ok(c) => client = Some(c),
-                Err(_) => {
-                    sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else { continue };
+        let Some(c) = connected(&mut client, &node).await else {
+            continue;
+        };
         let mut op = Op::new(Kind::Ok, F::Poll, &node, process, p as i32);
         op.from = Some(positions[p]);
         match poll_one(c, p as i32, positions[p]).await {

@@ -20,12 +20,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use madsim::rand::{thread_rng, Rng};
 use sluice_net::client::{
-    decode_committed, encode_transactional_batch, fetch_request, produce_request, Client, Message,
-    Sequence,
+    decode_committed, encode_transactional_batch, produce_request, Client, Message, Sequence,
 };
 use tokio::time::{sleep, timeout, Instant};
 
-use crate::run::{connect, Recorder, REQUEST_TIMEOUT};
+use crate::run::{connected, fetch_partition, Recorder, REQUEST_TIMEOUT};
 
 pub const TXN_TOPIC: &str = "jepsen-txn";
 /// Short, so that the coordinator's timeout aborts happen within a run.
@@ -64,16 +63,9 @@ pub(crate) async fn producer(
     let mut session: Option<Session> = None;
     let mut n = 0;
     while n < transactions && !stop.load(Ordering::SeqCst) {
-        if client.is_none() {
-            match connect(&node).await {
-                Ok(c) => client = Some(c),
-                Err(_) => {
-                    sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else { continue };
+        let Some(c) = connected(&mut client, &node).await else {
+            continue;
+        };
         if session.is_none() {
             match init(c, &txn_id).await {
                 Ok(Some(s)) => session = Some(s),
@@ -243,21 +235,7 @@ async fn read_committed(
     partition: i32,
     offset: i64,
 ) -> Result<(Vec<(i64, String)>, i64, i64, i64), String> {
-    let mut req = fetch_request(TXN_TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
-    req.isolation_level = 1;
-    let r = timeout(REQUEST_TIMEOUT, c.call(req, 12))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let pd = r
-        .responses
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .next()
-        .ok_or("empty fetch response")?;
-    if pd.error_code != 0 {
-        return Err(format!("error code {}", pd.error_code));
-    }
+    let pd = fetch_partition(c, TXN_TOPIC, partition, offset, true).await?;
     let data = pd.records.clone().unwrap_or_default();
     let end = batches_end(&data);
     let aborted: Vec<(i64, i64)> = pd
@@ -334,16 +312,9 @@ pub(crate) async fn reader(
         if final_read && done[p] {
             continue;
         }
-        if client.is_none() {
-            match connect(node).await {
-                Ok(c) => client = Some(c),
-                Err(_) => {
-                    sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(c) = client.as_mut() else { continue };
+        let Some(c) = connected(&mut client, node).await else {
+            continue;
+        };
         let mut op = Op::new(Kind::Ok, F::ReadCommitted, node, process, p as i32);
         op.from = Some(positions[p]);
         op.final_read = final_read;

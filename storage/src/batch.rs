@@ -345,11 +345,16 @@ pub fn marker_commits(buf: &[u8]) -> Option<bool> {
     pos += 1; // attributes
     get_varint(buf, &mut pos)?; // timestamp delta
     get_varint(buf, &mut pos)?; // offset delta
-    let key_len = get_varint(buf, &mut pos)?;
-    if key_len < 4 || buf.len() < pos + 4 {
+    let key_len = usize::try_from(get_varint(buf, &mut pos)?).ok()?;
+    marker_key_commits(buf.get(pos..pos + key_len)?)
+}
+
+/// For a marker record's key (version i16, type i16), whether it commits.
+pub fn marker_key_commits(key: &[u8]) -> Option<bool> {
+    if key.len() < 4 {
         return None;
     }
-    match be_i16(buf, pos + 2) {
+    match be_i16(key, 2) {
         0 => Some(false),
         1 => Some(true),
         _ => None,

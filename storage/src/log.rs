@@ -966,9 +966,12 @@ fn read_batches(
         keep = at + h.size;
     }
     if keep == 0 {
-        if let Some(e @ BatchError::BadCrc { .. }) = batches.stopped {
-            return Err(corrupt(pos, e.to_string()));
-        }
+        // The whole first batch was read: if it is not servable the bytes are bad
+        // (or were read badly), never an end of data.
+        let why = batches
+            .stopped
+            .map_or_else(|| "unreadable batch".to_string(), |e| e.to_string());
+        return Err(corrupt(pos, why));
     }
     buf.truncate(keep);
     if planted(Bug::ServeBatchTwice) && keep > 0 {

@@ -257,6 +257,17 @@ impl Group {
         Ok(())
     }
 
+    /// The record storing the group's metadata now; remembered as what a snapshot
+    /// of the group writes.
+    fn stored_metadata(&mut self, gid: &str) -> Effect {
+        let meta = self.metadata();
+        self.persisted = Some(meta.clone());
+        Effect::Persist(GroupRecord::Metadata {
+            group: gid.to_string(),
+            value: Some(meta),
+        })
+    }
+
     pub fn metadata(&self) -> GroupMetadata {
         GroupMetadata {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
@@ -307,6 +318,19 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a member without an id is first given one (KIP-394).
     pub require_known_member_id: bool,
+}
+
+/// A SyncGroup request.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    /// Protocol type and name, when the client says (v5+): checked against the group's.
+    pub protocol: Option<(String, String)>,
+    /// The leader's assignment for each member.
+    pub assignments: Vec<(String, Bytes)>,
 }
 
 /// A successful JoinGroup answer.
@@ -636,13 +660,8 @@ impl GroupCoordinator {
                 let member = group.members.get_mut(&new_id).expect("inserted");
                 member.join_ticket = None;
                 let joined = joined_for(group, &new_id);
-                let meta = group.metadata();
-                group.persisted = Some(meta.clone());
-                let record = GroupRecord::Metadata {
-                    group: gid,
-                    value: Some(meta),
-                };
-                self.effects.push(Effect::Persist(record));
+                let stored = group.stored_metadata(&gid);
+                self.effects.push(stored);
                 self.effects.push(Effect::Join {
                     ticket,
                     result: Ok(joined),
@@ -719,13 +738,8 @@ impl GroupCoordinator {
             group.state = GroupState::Empty;
             group.protocol = None;
             group.leader = None;
-            let meta = group.metadata();
-            group.persisted = Some(meta.clone());
-            let record = GroupRecord::Metadata {
-                group: gid.to_string(),
-                value: Some(meta),
-            };
-            self.effects.push(Effect::Persist(record));
+            let stored = group.stored_metadata(gid);
+            self.effects.push(stored);
             return;
         }
         group.protocol = group.select_protocol();
@@ -755,29 +769,8 @@ impl GroupCoordinator {
     // ---- SyncGroup -------------------------------------------------------------
 
     /// Handles SyncGroup; the answer comes as an [`Effect::Sync`] for `ticket`.
-    #[allow(clippy::too_many_arguments)] // one per field of the request
-    pub fn sync(
-        &mut self,
-        now_ms: i64,
-        ticket: Ticket,
-        gid: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol: Option<(&str, &str)>,
-        assignments: Vec<(String, Bytes)>,
-    ) {
-        let result = self.sync_inner(
-            now_ms,
-            ticket,
-            gid,
-            generation,
-            member_id,
-            instance_id,
-            protocol,
-            assignments,
-        );
-        if let Err(e) = result {
+    pub fn sync(&mut self, now_ms: i64, ticket: Ticket, req: SyncRequest) {
+        if let Err(e) = self.sync_inner(now_ms, ticket, req) {
             self.effects.push(Effect::Sync {
                 ticket,
                 result: Err(e),
@@ -785,29 +778,31 @@ impl GroupCoordinator {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn sync_inner(
         &mut self,
         now_ms: i64,
         ticket: Ticket,
-        gid: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol: Option<(&str, &str)>,
-        assignments: Vec<(String, Bytes)>,
+        req: SyncRequest,
     ) -> Result<(), GroupError> {
+        let SyncRequest {
+            group_id,
+            generation,
+            member_id,
+            instance_id,
+            protocol,
+            assignments,
+        } = req;
+        let (gid, member_id) = (group_id.as_str(), member_id.as_str());
         let group = self
             .groups
             .get_mut(gid)
             .ok_or(GroupError::UnknownMemberId)?;
-        group.check_member(member_id, instance_id)?;
+        group.check_member(member_id, instance_id.as_deref())?;
         if generation != group.generation {
             return Err(GroupError::IllegalGeneration);
         }
-        if let Some((ptype, pname)) = protocol {
-            if group.protocol_type.as_deref() != Some(ptype)
-                || group.protocol.as_deref() != Some(pname)
+        if let Some((ptype, pname)) = &protocol {
+            if group.protocol_type.as_ref() != Some(ptype) || group.protocol.as_ref() != Some(pname)
             {
                 return Err(GroupError::InconsistentGroupProtocol);
             }
@@ -850,13 +845,8 @@ impl GroupCoordinator {
                     }
                 }
                 group.state = GroupState::Stable;
-                let meta = group.metadata();
-                group.persisted = Some(meta.clone());
-                let record = GroupRecord::Metadata {
-                    group: gid.to_string(),
-                    value: Some(meta),
-                };
-                self.effects.push(Effect::Persist(record));
+                let stored = group.stored_metadata(gid);
+                self.effects.push(stored);
                 for m in group.members.values_mut() {
                     if let Some(t) = m.sync_ticket.take() {
                         self.effects.push(Effect::Sync {

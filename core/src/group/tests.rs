@@ -27,6 +27,22 @@ fn join_req(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> Join
     }
 }
 
+fn sync_req(
+    generation: i32,
+    member: &str,
+    instance: Option<&str>,
+    assignments: Vec<(String, Bytes)>,
+) -> SyncRequest {
+    SyncRequest {
+        group_id: "g".into(),
+        generation,
+        member_id: member.into(),
+        instance_id: instance.map(str::to_string),
+        protocol: None,
+        assignments,
+    }
+}
+
 fn joins(effects: &[Effect]) -> BTreeMap<Ticket, Result<Joined, (GroupError, String)>> {
     effects
         .iter()
@@ -75,16 +91,11 @@ fn stable_group(c: &mut GroupCoordinator, ids: &[&str]) -> i32 {
             c.sync(
                 DELAY.into(),
                 100 + i as u64,
-                "g",
-                gen,
-                id,
-                None,
-                None,
-                Vec::new(),
+                sync_req(gen, id, None, Vec::new()),
             );
         }
     }
-    c.sync(DELAY.into(), 99, "g", gen, &leader, None, None, assignments);
+    c.sync(DELAY.into(), 99, sync_req(gen, &leader, None, assignments));
     let effects = c.take_effects();
     assert!(matches!(
         effects[0],
@@ -236,7 +247,7 @@ fn leaving_last_member_empties_the_group_with_a_new_generation() {
 fn stale_generation_cannot_sync_or_commit() {
     let mut c = coordinator();
     let gen = stable_group(&mut c, &["a", "b"]);
-    c.sync(5_000, 50, "g", gen - 1, "b", None, None, Vec::new());
+    c.sync(5_000, 50, sync_req(gen - 1, "b", None, Vec::new()));
     assert_eq!(
         syncs(&c.take_effects())[&50],
         Err(GroupError::IllegalGeneration)
@@ -336,25 +347,20 @@ fn a_static_member_rejoining_fences_its_old_id_without_a_rebalance() {
     c.sync(
         DELAY.into(),
         3,
-        "g",
-        gen,
-        "old-2",
-        Some("i-2"),
-        None,
-        Vec::new(),
+        sync_req(gen, "old-2", Some("i-2"), Vec::new()),
     );
     c.sync(
         DELAY.into(),
         4,
-        "g",
-        gen,
-        "old-1",
-        Some("i-1"),
-        None,
-        vec![
-            ("old-1".into(), Bytes::from("A")),
-            ("old-2".into(), Bytes::from("B")),
-        ],
+        sync_req(
+            gen,
+            "old-1",
+            Some("i-1"),
+            vec![
+                ("old-1".into(), Bytes::from("A")),
+                ("old-2".into(), Bytes::from("B")),
+            ],
+        ),
     );
     c.take_effects();
     // i-2 restarts and comes back without its member id.
@@ -369,7 +375,7 @@ fn a_static_member_rejoining_fences_its_old_id_without_a_rebalance() {
     assert_eq!(joined.generation, gen, "no rebalance");
     assert_eq!(joined.member_id, "new-2");
     assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
-    c.sync(5_000, 6, "g", gen, "new-2", Some("i-2"), None, Vec::new());
+    c.sync(5_000, 6, sync_req(gen, "new-2", Some("i-2"), Vec::new()));
     assert_eq!(
         syncs(&c.take_effects())[&6].as_ref().unwrap().assignment,
         Bytes::from("B")
@@ -434,7 +440,7 @@ fn a_leader_that_never_syncs_sends_everyone_back_to_rebalance() {
     c.join(0, 2, join_req("", None, &["range"]), "b".into());
     c.tick(DELAY.into());
     let gen = joins(&c.take_effects())[&1].as_ref().unwrap().generation;
-    c.sync(3_100, 5, "g", gen, "b", None, None, Vec::new());
+    c.sync(3_100, 5, sync_req(gen, "b", None, Vec::new()));
     c.tick(3_000 + 30_000);
     let effects = c.take_effects();
     assert_eq!(syncs(&effects)[&5], Err(GroupError::RebalanceInProgress));

@@ -130,7 +130,7 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
                 return result.with_error_code(codes::UNKNOWN_TOPIC_ID);
             };
             let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-            if name == crate::groups::OFFSETS_TOPIC {
+            if crate::internal::is_internal(&name) {
                 return result
                     .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
                     .with_error_message(Some(StrBytes::from_static_str(

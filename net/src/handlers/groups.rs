@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_core::group::{GroupError, JoinRequest, Joined};
+use sluice_core::group::{GroupError, JoinRequest, Joined, SyncRequest};
 
 use super::{Client, Reply};
 use crate::broker::Broker;
@@ -110,24 +110,22 @@ fn joined_response(j: Joined, version: i16) -> JoinGroupResponse {
 pub fn sync(broker: &Arc<Broker>, r: SyncGroupRequest, version: i16) -> Reply {
     let failed =
         |code: i16| ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code));
-    let protocol = match (&r.protocol_type, &r.protocol_name) {
-        (Some(t), Some(n)) => Some((t.as_str(), n.as_str())),
-        _ => None,
+    let req = SyncRequest {
+        group_id: r.group_id.to_string(),
+        generation: r.generation_id,
+        member_id: r.member_id.to_string(),
+        instance_id: r.group_instance_id.as_ref().map(|i| i.to_string()),
+        protocol: match (&r.protocol_type, &r.protocol_name) {
+            (Some(t), Some(n)) => Some((t.to_string(), n.to_string())),
+            _ => None,
+        },
+        assignments: r
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
     };
-    let assignments = r
-        .assignments
-        .iter()
-        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
-        .collect();
-    let rx = broker.groups.sync(
-        broker,
-        &r.group_id,
-        r.generation_id,
-        &r.member_id,
-        r.group_instance_id.as_deref(),
-        protocol,
-        assignments,
-    );
+    let rx = broker.groups.sync(broker, req);
     let Ok(rx) = rx else {
         return Reply::Now(failed(codes::COORDINATOR_NOT_AVAILABLE));
     };
@@ -152,17 +150,14 @@ pub fn sync(broker: &Arc<Broker>, r: SyncGroupRequest, version: i16) -> Reply {
 }
 
 pub fn heartbeat(broker: &Arc<Broker>, r: HeartbeatRequest) -> ResponseKind {
-    let code = match broker.groups.heartbeat(
+    let beat = broker.groups.heartbeat(
         broker,
         &r.group_id,
         r.generation_id,
         &r.member_id,
         r.group_instance_id.as_deref(),
-    ) {
-        Ok(Ok(())) => codes::NONE,
-        Ok(Err(e)) => codes::group_error(e),
-        Err(_) => codes::COORDINATOR_NOT_AVAILABLE,
-    };
+    );
+    let code = codes::coordinator_outcome(beat, codes::group_error);
     ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
 }
 

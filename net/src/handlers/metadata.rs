@@ -76,7 +76,7 @@ fn topic_entry(
     match found {
         Ok(t) => entry
             .with_topic_id(Uuid::from_bytes(t.id))
-            .with_is_internal(name == crate::groups::OFFSETS_TOPIC)
+            .with_is_internal(crate::internal::is_internal(name))
             .with_partitions(
                 (0..t.partitions)
                     .map(|p| {

@@ -31,6 +31,27 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+/// One offset to commit, from an OffsetCommit or TxnOffsetCommit partition.
+pub(super) fn offset_commit(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&StrBytes>,
+    now_ms: i64,
+) -> OffsetCommit {
+    OffsetCommit {
+        topic: topic.to_string(),
+        partition,
+        value: OffsetValue {
+            offset,
+            leader_epoch,
+            metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+            commit_timestamp_ms: now_ms,
+        },
+    }
+}
+
 pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
     let now = broker.env.clock.wall_ms();
     let mut offsets = Vec::new();
@@ -48,20 +69,14 @@ pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
                 continue;
             }
             order.push((t.name.clone(), p.partition_index, None));
-            offsets.push(OffsetCommit {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                value: OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .committed_metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    commit_timestamp_ms: now,
-                },
-            });
+            offsets.push(offset_commit(
+                &t.name,
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.committed_metadata.as_ref(),
+                now,
+            ));
         }
     }
     let group = r.group_id.to_string();
@@ -190,6 +205,31 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
         ),
     };
     let require_stable = version >= 7 && r.require_stable;
+    // The one-group (v1–7) and many-group (v8+) layouts have their own types with
+    // the same fields.
+    macro_rules! layout {
+        ($committed:expr, $topic:ident, $partition:ident) => {
+            $committed
+                .into_iter()
+                .map(|(t, parts)| {
+                    $topic::default().with_name(topic_name(&t)).with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, a)| {
+                                let (code, offset, leader_epoch, metadata) = fields(a);
+                                $partition::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(code)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(leader_epoch)
+                                    .with_metadata(Some(StrBytes::from_string(metadata)))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+    }
     if version >= 8 {
         let groups = r
             .groups
@@ -200,27 +240,12 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let topics = committed(broker, &g.group_id, asked, require_stable)
-                    .into_iter()
-                    .map(|(t, parts)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(topic_name(&t))
-                            .with_partitions(
-                                parts
-                                    .into_iter()
-                                    .map(|(p, a)| {
-                                        let (code, offset, leader_epoch, metadata) = fields(a);
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_error_code(code)
-                                            .with_committed_offset(offset)
-                                            .with_committed_leader_epoch(leader_epoch)
-                                            .with_metadata(Some(StrBytes::from_string(metadata)))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
+                let committed = committed(broker, &g.group_id, asked, require_stable);
+                let topics = layout!(
+                    committed,
+                    OffsetFetchResponseTopics,
+                    OffsetFetchResponsePartitions
+                );
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
                     .with_topics(topics)
@@ -233,27 +258,12 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let topics = committed(broker, &r.group_id, asked, require_stable)
-        .into_iter()
-        .map(|(t, parts)| {
-            OffsetFetchResponseTopic::default()
-                .with_name(topic_name(&t))
-                .with_partitions(
-                    parts
-                        .into_iter()
-                        .map(|(p, a)| {
-                            let (code, offset, leader_epoch, metadata) = fields(a);
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_error_code(code)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(leader_epoch)
-                                .with_metadata(Some(StrBytes::from_string(metadata)))
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
+    let committed = committed(broker, &r.group_id, asked, require_stable);
+    let topics = layout!(
+        committed,
+        OffsetFetchResponseTopic,
+        OffsetFetchResponsePartition
+    );
     ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_topics(topics))
 }
 

@@ -34,7 +34,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
         for p in t.partition_data {
             let outcome = if !valid_acks {
                 Outcome::Failed(codes::INVALID_REQUIRED_ACKS)
-            } else if name == crate::groups::OFFSETS_TOPIC {
+            } else if crate::internal::is_internal(&name) {
                 // Only the coordinator writes its internal topic.
                 Outcome::Failed(codes::INVALID_TOPIC_EXCEPTION)
             } else if sluice_core::buggify!(0.01) {

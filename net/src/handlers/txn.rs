@@ -15,12 +15,13 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, ResponseKind,
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
-use sluice_core::group::{OffsetCommit, OffsetValue};
+use sluice_core::group::OffsetCommit;
 
+use super::offsets::offset_commit;
 use super::Reply;
 use crate::broker::Broker;
 use crate::codes;
-use crate::groups::OFFSETS_TOPIC;
+use crate::internal::OFFSETS_TOPIC;
 
 /// Kafka's answer for the partitions not tried because another one failed.
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
@@ -37,23 +38,17 @@ pub fn add_partitions(broker: &Arc<Broker>, r: AddPartitionsToTxnRequest) -> Rep
         let code = if asked.iter().any(unknown) {
             None
         } else {
-            Some(
-                match broker
-                    .txns
-                    .add_partitions(
-                        &broker,
-                        &r.v3_and_below_transactional_id,
-                        r.v3_and_below_producer_id.0,
-                        r.v3_and_below_producer_epoch,
-                        &asked,
-                    )
-                    .await
-                {
-                    Ok(Ok(())) => codes::NONE,
-                    Ok(Err(e)) => codes::txn_error(e),
-                    Err(_) => codes::COORDINATOR_NOT_AVAILABLE,
-                },
-            )
+            let added = broker
+                .txns
+                .add_partitions(
+                    &broker,
+                    &r.v3_and_below_transactional_id,
+                    r.v3_and_below_producer_id.0,
+                    r.v3_and_below_producer_epoch,
+                    &asked,
+                )
+                .await;
+            Some(codes::coordinator_outcome(added, codes::txn_error))
         };
         let results = r
             .v3_and_below_topics
@@ -93,7 +88,7 @@ pub fn add_offsets(broker: &Arc<Broker>, r: AddOffsetsToTxnRequest) -> Reply {
             Err(_) => codes::COORDINATOR_NOT_AVAILABLE,
             Ok(partition) => {
                 let tp = [(OFFSETS_TOPIC.to_string(), partition)];
-                match broker
+                let added = broker
                     .txns
                     .add_partitions(
                         &broker,
@@ -102,12 +97,8 @@ pub fn add_offsets(broker: &Arc<Broker>, r: AddOffsetsToTxnRequest) -> Reply {
                         r.producer_epoch,
                         &tp,
                     )
-                    .await
-                {
-                    Ok(Ok(())) => codes::NONE,
-                    Ok(Err(e)) => codes::txn_error(e),
-                    Err(_) => codes::COORDINATOR_NOT_AVAILABLE,
-                }
+                    .await;
+                codes::coordinator_outcome(added, codes::txn_error)
             }
         };
         ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
@@ -147,19 +138,15 @@ pub fn txn_offset_commit(broker: &Arc<Broker>, r: TxnOffsetCommitRequest) -> Rep
             .topics
             .iter()
             .flat_map(|t| {
-                t.partitions.iter().map(|p| OffsetCommit {
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                    value: OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        commit_timestamp_ms: now,
-                    },
+                t.partitions.iter().map(|p| {
+                    offset_commit(
+                        &t.name,
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.committed_metadata.as_ref(),
+                        now,
+                    )
                 })
             })
             .collect();
@@ -176,24 +163,22 @@ pub fn txn_offset_commit(broker: &Arc<Broker>, r: TxnOffsetCommitRequest) -> Rep
             });
         let code = match verified {
             Err(code) => code,
-            Ok(()) => match broker
-                .groups
-                .txn_commit(
-                    &broker,
-                    &r.group_id,
-                    r.producer_id.0,
-                    r.producer_epoch,
-                    r.generation_id,
-                    &r.member_id,
-                    r.group_instance_id.as_deref(),
-                    offsets,
-                )
-                .await
-            {
-                Ok(Ok(())) => codes::NONE,
-                Ok(Err(e)) => codes::group_error(e),
-                Err(_) => codes::COORDINATOR_NOT_AVAILABLE,
-            },
+            Ok(()) => {
+                let committed = broker
+                    .groups
+                    .txn_commit(
+                        &broker,
+                        &r.group_id,
+                        r.producer_id.0,
+                        r.producer_epoch,
+                        r.generation_id,
+                        &r.member_id,
+                        r.group_instance_id.as_deref(),
+                        offsets,
+                    )
+                    .await;
+                codes::coordinator_outcome(committed, codes::group_error)
+            }
         };
         let topics = r
             .topics
