@@ -13,8 +13,10 @@ from confluent_kafka import KafkaError, Producer
 from helpers import consume_all, create_topic, produce_confluent
 
 
-def test_kill9_mid_acks_all_stream_loses_nothing_acknowledged(broker):
-    create_topic(broker.bootstrap, "k9", 3)
+def stream_through_kill9(broker, topic, idempotent, at_least, at_most):
+    """Produces to `topic` (acks=all) while the broker is killed with -9 and started
+    again; returns the deliveries that succeeded and failed, and how many were sent."""
+    create_topic(broker.bootstrap, topic, 3)
     acked, failed = [], []
 
     def done(err, msg):
@@ -22,7 +24,7 @@ def test_kill9_mid_acks_all_stream_loses_nothing_acknowledged(broker):
 
     p = Producer({
         "bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 2,
-        "enable.idempotence": False, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
+        "enable.idempotence": idempotent, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
         "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200,
     })
     killed = threading.Event()
@@ -37,18 +39,21 @@ def test_kill9_mid_acks_all_stream_loses_nothing_acknowledged(broker):
     t = threading.Thread(target=killer)
     t.start()
     i = 0
-    while not killed.is_set() or i < 200_000:
+    while (not killed.is_set() or i < at_least) and i < at_most:
         try:
-            p.produce("k9", value=b"r%d" % i, on_delivery=done)
+            p.produce(topic, key=b"%d" % (i % 3), value=b"r%d" % i, on_delivery=done)
             i += 1
         except BufferError:
             pass
         p.poll(0 if i % 1000 else 0.001)
-        if i >= 400_000:
-            break
     t.join()
     assert p.flush(90) == 0
     assert killed.is_set()
+    return acked, failed, i
+
+
+def test_kill9_mid_acks_all_stream_loses_nothing_acknowledged(broker):
+    acked, _, _ = stream_through_kill9(broker, "k9", False, 200_000, 400_000)
     assert len(acked) > 10_000, "the stream must be well under way when the broker dies"
     stored = {}
     for part, off, _, val in consume_all(broker.bootstrap, "k9", 3, len(acked), timeout=120):
@@ -172,38 +177,7 @@ def test_idempotent_producer_through_a_broker_kill9_writes_each_record_once_in_o
     """librdkafka's idempotent producer retries what was in flight when the broker
     died; the broker, its producer state rebuilt from the log, stores each record
     exactly once and in send order per partition."""
-    create_topic(broker.bootstrap, "idem-k9", 3)
-    acked, failed = [], []
-
-    def done(err, msg):
-        (failed if err else acked).append((msg.partition(), msg.offset(), msg.value()))
-
-    p = Producer({
-        "bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 2,
-        "message.timeout.ms": 60000, "retry.backoff.ms": 100,
-        "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200,
-    })
-    killed = threading.Event()
-
-    def killer():
-        time.sleep(1.5)
-        broker.kill9()
-        killed.set()
-        time.sleep(1.0)
-        broker.start()
-
-    t = threading.Thread(target=killer)
-    t.start()
-    i = 0
-    while (not killed.is_set() or i < 150_000) and i < 300_000:
-        try:
-            p.produce("idem-k9", key=b"%d" % (i % 3), value=b"r%d" % i, on_delivery=done)
-            i += 1
-        except BufferError:
-            pass
-        p.poll(0 if i % 1000 else 0.001)
-    t.join()
-    assert p.flush(90) == 0
+    acked, failed, i = stream_through_kill9(broker, "idem-k9", True, 150_000, 300_000)
     assert not failed, f"{len(failed)} deliveries failed"
     assert len(acked) == i
     stored = consume_all(broker.bootstrap, "idem-k9", 3, len(acked), timeout=120)
