@@ -1,5 +1,6 @@
 //! Sluice's domain: the `Env` seam and the pure state machines the broker runs.
 
+pub mod cluster;
 pub mod config;
 pub mod env;
 pub mod group;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A topic as the registry knows it.
@@ -13,14 +14,14 @@ pub struct Topic {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TopicError {
     #[error("topic '{0}' already exists")]
     Exists(String),
     #[error("topic '{0}' does not exist")]
     Unknown(String),
     #[error("invalid topic name '{0}': {1}")]
-    InvalidName(String, &'static str),
+    InvalidName(String, String),
     #[error("invalid number of partitions {0}: must be at least 1")]
     InvalidPartitions(i32),
     #[error(
@@ -31,7 +32,7 @@ pub enum TopicError {
         current: i32,
         requested: i32,
     },
-    #[error("replication factor {0} is larger than the 1 available broker")]
+    #[error("replication factor {0} is invalid or larger than the available brokers")]
     InvalidReplicationFactor(i16),
     #[error("unknown or invalid config '{0}'")]
     InvalidConfig(String),
@@ -39,7 +40,7 @@ pub enum TopicError {
 
 /// Kafka's rule for topic names: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
-    let bad = |why| Err(TopicError::InvalidName(name.to_string(), why));
+    let bad = |why: &str| Err(TopicError::InvalidName(name.to_string(), why.to_string()));
     if name.is_empty() {
         return bad("empty");
     }
@@ -73,6 +74,23 @@ pub const SETTABLE_CONFIGS: &[&str] = &[
     "index.interval.bytes",
     "unclean.leader.election.enable",
 ];
+
+/// Checks topic configs: known names, numbers where numbers are due.
+pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
+    for (k, v) in configs {
+        let numeric = !matches!(
+            k.as_str(),
+            "cleanup.policy"
+                | "compression.type"
+                | "message.timestamp.type"
+                | "unclean.leader.election.enable"
+        );
+        if !SETTABLE_CONFIGS.contains(&k.as_str()) || (numeric && v.parse::<i64>().is_err()) {
+            return Err(TopicError::InvalidConfig(k.clone()));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topics {
@@ -113,19 +131,7 @@ impl Topics {
         if replication_factor != 1 && replication_factor != -1 {
             return Err(TopicError::InvalidReplicationFactor(replication_factor));
         }
-        for (k, v) in configs {
-            let numeric = !matches!(
-                k.as_str(),
-                "cleanup.policy"
-                    | "compression.type"
-                    | "message.timestamp.type"
-                    | "unclean.leader.election.enable"
-            );
-            if !SETTABLE_CONFIGS.contains(&k.as_str()) || (numeric && v.parse::<i64>().is_err()) {
-                return Err(TopicError::InvalidConfig(k.clone()));
-            }
-        }
-        Ok(())
+        validate_configs(configs)
     }
 
     pub fn create(

@@ -1,0 +1,444 @@
+//! The cluster's metadata: brokers, topics, partition replicas, leaders, ISRs and
+//! epochs. It is the state machine behind the controller quorum: every node applies the
+//! same committed [`Command`]s in the same order and so holds the same image.
+//!
+//! Commands carry their own preconditions (an ISR change names the epochs it was
+//! decided on), so the log is the only place where decisions are serialized: a stale
+//! command is refused when applied, identically on every node.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::topics::{self, Topic, TopicError};
+
+/// No leader: every in-sync replica is fenced.
+pub const NO_LEADER: i32 = -1;
+
+/// How a broker is reached, as it registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerState {
+    pub registration: BrokerRegistration,
+    /// Missed its heartbeats: leads nothing and is out of every ISR it could leave.
+    pub fenced: bool,
+}
+
+/// One partition's replication state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The assigned replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
+    pub leader: i32,
+    /// Bumped at every leader change; fences the old leader's writes.
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    /// Bumped at every change of this record; an ISR change must name the current one.
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub id: [u8; 16],
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionState>,
+}
+
+impl TopicImage {
+    /// The registry's view of the topic.
+    pub fn topic(&self) -> Topic {
+        Topic {
+            id: self.id,
+            partitions: self.partitions.len() as i32,
+            configs: self.configs.clone(),
+        }
+    }
+}
+
+/// A change to the metadata, as written to the controller's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A broker (re)registers: it is unfenced and leads the partitions left without a
+    /// leader whose ISR it is in.
+    RegisterBroker(BrokerRegistration),
+    /// A broker missed its heartbeats: its leaderships move to other in-sync replicas
+    /// and it leaves every ISR it is not the last member of.
+    FenceBroker { node_id: i32 },
+    CreateTopic {
+        name: String,
+        id: [u8; 16],
+        configs: BTreeMap<String, String>,
+        /// Replicas of each partition, from [`place_replicas`].
+        replicas: Vec<Vec<i32>>,
+    },
+    CreatePartitions {
+        name: String,
+        replicas: Vec<Vec<i32>>,
+    },
+    DeleteTopic { name: String },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition).
+    AlterIsr {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// Moves leadership to `leader`, which must be an unfenced ISR member (preferred
+    /// leader election).
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        leader: i32,
+    },
+    /// Reserves `count` producer ids for a broker; the answer is the first.
+    AllocateProducerIds { count: i64 },
+}
+
+/// What an applied command answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    Done,
+    /// The new state of the partition an ISR change or election touched.
+    Partition(PartitionState),
+    ProducerIds { first: i64 },
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("partition {0}-{1} does not exist")]
+    UnknownPartition(String, i32),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(i32),
+    #[error("broker {0} is not the leader of {1}-{2} at that epoch")]
+    NotLeader(i32, String, i32),
+    #[error("partition epoch {got} is stale, the current one is {current}")]
+    StalePartitionEpoch { got: i32, current: i32 },
+    #[error("invalid ISR {0:?}: {1}")]
+    InvalidIsr(Vec<i32>, String),
+}
+
+/// The metadata every node holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub brokers: BTreeMap<i32, BrokerState>,
+    pub topics: BTreeMap<String, TopicImage>,
+    /// The first producer id no broker has reserved yet.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<Topic> {
+        self.topics.get(name).map(TopicImage::topic)
+    }
+
+    pub fn topic_by_id(&self, id: [u8; 16]) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(n, _)| n.as_str())
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.topics
+            .get(topic)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)
+    }
+
+    /// Unfenced brokers with their racks, by node id.
+    pub fn live_brokers(&self) -> Vec<(i32, Option<String>)> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, b)| (*id, b.registration.rack.clone()))
+            .collect()
+    }
+
+    fn is_live(&self, node: i32) -> bool {
+        self.brokers.get(&node).is_some_and(|b| !b.fenced)
+    }
+
+    /// Applies a committed command. A refused command changes nothing.
+    pub fn apply(&mut self, command: &Command) -> Result<Applied, MetadataError> {
+        match command {
+            Command::RegisterBroker(reg) => {
+                self.brokers.insert(
+                    reg.node_id,
+                    BrokerState {
+                        registration: reg.clone(),
+                        fenced: false,
+                    },
+                );
+                let node = reg.node_id;
+                self.each_partition(|p| {
+                    if p.leader == NO_LEADER && p.isr.contains(&node) {
+                        p.leader = node;
+                        p.leader_epoch += 1;
+                        p.partition_epoch += 1;
+                    }
+                });
+                Ok(Applied::Done)
+            }
+            Command::FenceBroker { node_id } => {
+                let node = *node_id;
+                let live: BTreeSet<i32> = self
+                    .brokers
+                    .iter()
+                    .filter(|(id, b)| !b.fenced && **id != node)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let broker = self
+                    .brokers
+                    .get_mut(&node)
+                    .ok_or(MetadataError::UnknownBroker(node))?;
+                broker.fenced = true;
+                self.each_partition(|p| {
+                    let mut changed = false;
+                    if p.isr.contains(&node) && p.isr.len() > 1 {
+                        p.isr.retain(|r| *r != node);
+                        changed = true;
+                    }
+                    if p.leader == node {
+                        // The next leader comes from the ISR only: unclean election is off.
+                        p.leader = p
+                            .isr
+                            .iter()
+                            .copied()
+                            .find(|r| live.contains(r))
+                            .unwrap_or(NO_LEADER);
+                        p.leader_epoch += 1;
+                        changed = true;
+                    }
+                    if changed {
+                        p.partition_epoch += 1;
+                    }
+                });
+                Ok(Applied::Done)
+            }
+            Command::CreateTopic {
+                name,
+                id,
+                configs,
+                replicas,
+            } => {
+                topics::validate_name(name)?;
+                topics::validate_configs(configs)?;
+                if self.topics.contains_key(name) {
+                    return Err(TopicError::Exists(name.clone()).into());
+                }
+                if replicas.is_empty() {
+                    return Err(TopicError::InvalidPartitions(0).into());
+                }
+                let partitions = replicas
+                    .iter()
+                    .map(|r| self.new_partition(r))
+                    .collect::<Result<_, _>>()?;
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        id: *id,
+                        configs: configs.clone(),
+                        partitions,
+                    },
+                );
+                Ok(Applied::Done)
+            }
+            Command::CreatePartitions { name, replicas } => {
+                let added: Vec<PartitionState> = replicas
+                    .iter()
+                    .map(|r| self.new_partition(r))
+                    .collect::<Result<_, _>>()?;
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| TopicError::Unknown(name.clone()))?;
+                if added.is_empty() {
+                    return Err(TopicError::PartitionsCannotShrink {
+                        topic: name.clone(),
+                        current: topic.partitions.len() as i32,
+                        requested: topic.partitions.len() as i32,
+                    }
+                    .into());
+                }
+                topic.partitions.extend(added);
+                Ok(Applied::Done)
+            }
+            Command::DeleteTopic { name } => {
+                self.topics
+                    .remove(name)
+                    .ok_or_else(|| TopicError::Unknown(name.clone()))?;
+                Ok(Applied::Done)
+            }
+            Command::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|b| b.0).collect();
+                let p = self.partition_mut(topic, *partition)?;
+                if p.leader != *leader || p.leader_epoch != *leader_epoch {
+                    return Err(MetadataError::NotLeader(*leader, topic.clone(), *partition));
+                }
+                if p.partition_epoch != *partition_epoch {
+                    return Err(MetadataError::StalePartitionEpoch {
+                        got: *partition_epoch,
+                        current: p.partition_epoch,
+                    });
+                }
+                if !isr.contains(leader) {
+                    return Err(MetadataError::InvalidIsr(isr.clone(), "leader not in it".into()));
+                }
+                let mut seen = BTreeSet::new();
+                if !isr.iter().all(|r| p.replicas.contains(r) && seen.insert(*r)) {
+                    return Err(MetadataError::InvalidIsr(isr.clone(), "not distinct replicas".into()));
+                }
+                // A fenced broker may not join: it would hold back the high watermark.
+                if isr.iter().any(|r| !p.isr.contains(r) && !live.contains(r)) {
+                    return Err(MetadataError::InvalidIsr(isr.clone(), "fenced broker added".into()));
+                }
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                Ok(Applied::Partition(p.clone()))
+            }
+            Command::ElectLeader {
+                topic,
+                partition,
+                leader,
+            } => {
+                let live = self.is_live(*leader);
+                let p = self.partition_mut(topic, *partition)?;
+                if !live || !p.isr.contains(leader) {
+                    return Err(MetadataError::InvalidIsr(
+                        p.isr.clone(),
+                        "the new leader must be a live ISR member".into(),
+                    ));
+                }
+                if p.leader != *leader {
+                    p.leader = *leader;
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
+                Ok(Applied::Partition(p.clone()))
+            }
+            Command::AllocateProducerIds { count } => {
+                let first = self.next_producer_id;
+                self.next_producer_id += (*count).max(1);
+                Ok(Applied::ProducerIds { first })
+            }
+        }
+    }
+
+    fn new_partition(&self, replicas: &[i32]) -> Result<PartitionState, MetadataError> {
+        let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return Err(TopicError::InvalidReplicationFactor(replicas.len() as i16).into());
+        }
+        if let Some(r) = replicas.iter().find(|r| !self.brokers.contains_key(r)) {
+            return Err(MetadataError::UnknownBroker(*r));
+        }
+        let leader = replicas
+            .iter()
+            .copied()
+            .find(|r| self.is_live(*r))
+            .unwrap_or(NO_LEADER);
+        Ok(PartitionState {
+            replicas: replicas.to_vec(),
+            leader,
+            leader_epoch: 0,
+            isr: replicas.to_vec(),
+            partition_epoch: 0,
+        })
+    }
+
+    fn partition_mut(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut PartitionState, MetadataError> {
+        let unknown = || MetadataError::UnknownPartition(topic.to_string(), partition);
+        self.topics
+            .get_mut(topic)
+            .ok_or_else(unknown)?
+            .partitions
+            .get_mut(usize::try_from(partition).map_err(|_| unknown())?)
+            .ok_or_else(unknown)
+    }
+
+    fn each_partition(&mut self, mut f: impl FnMut(&mut PartitionState)) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                f(p);
+            }
+        }
+    }
+}
+
+/// Assigns `replication_factor` replicas to each of `count` partitions numbered from
+/// `first`, over `brokers` (node id, rack): leaders round-robin from a `start` offset,
+/// followers on the next brokers. With racks, the broker list alternates racks first, so
+/// a partition's replicas land on different racks.
+pub fn place_replicas(
+    brokers: &[(i32, Option<String>)],
+    first: i32,
+    count: i32,
+    replication_factor: i16,
+    start: usize,
+) -> Result<Vec<Vec<i32>>, TopicError> {
+    let rf = if replication_factor == -1 {
+        brokers.len().min(3)
+    } else {
+        usize::try_from(replication_factor).unwrap_or(0)
+    };
+    if rf == 0 || rf > brokers.len() {
+        return Err(TopicError::InvalidReplicationFactor(replication_factor));
+    }
+    if count < 1 {
+        return Err(TopicError::InvalidPartitions(count));
+    }
+    let ordered = rack_alternated(brokers);
+    let n = ordered.len();
+    Ok((first..first + count)
+        .map(|p| {
+            let lead = (start + p as usize) % n;
+            (0..rf).map(|j| ordered[(lead + j) % n]).collect()
+        })
+        .collect())
+}
+
+/// Brokers ordered so consecutive ones are on different racks where possible.
+fn rack_alternated(brokers: &[(i32, Option<String>)]) -> Vec<i32> {
+    let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        by_rack.entry(rack.as_deref().unwrap_or("")).or_default().push(*id);
+    }
+    for ids in by_rack.values_mut() {
+        ids.sort_unstable();
+    }
+    let mut out = Vec::with_capacity(brokers.len());
+    for round in 0.. {
+        let before = out.len();
+        out.extend(by_rack.values().filter_map(|ids| ids.get(round)));
+        if out.len() == before {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+use super::*;
+
+fn register(image: &mut MetadataImage, node: i32, rack: Option<&str>) {
+    let reg = BrokerRegistration {
+        node_id: node,
+        host: "localhost".into(),
+        port: 9000 + node as u16,
+        rack: rack.map(str::to_owned),
+    };
+    image.apply(&Command::RegisterBroker(reg)).unwrap();
+}
+
+fn three_brokers_with_topic() -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for n in 1..=3 {
+        register(&mut image, n, None);
+    }
+    let replicas = place_replicas(&image.live_brokers(), 0, 3, 3, 0).unwrap();
+    image
+        .apply(&Command::CreateTopic {
+            name: "t".into(),
+            id: [1; 16],
+            configs: BTreeMap::new(),
+            replicas,
+        })
+        .unwrap();
+    image
+}
+
+#[test]
+fn placement_spreads_leaders_and_never_repeats_a_broker() {
+    let brokers: Vec<_> = (1..=5).map(|n| (n, None)).collect();
+    let placed = place_replicas(&brokers, 0, 10, 3, 2).unwrap();
+    let mut leaders = BTreeMap::new();
+    for replicas in &placed {
+        assert_eq!(replicas.iter().collect::<BTreeSet<_>>().len(), 3);
+        *leaders.entry(replicas[0]).or_insert(0) += 1;
+    }
+    assert!(leaders.values().all(|&n| n == 2), "{leaders:?}");
+    assert!(place_replicas(&brokers, 0, 1, 6, 0).is_err());
+    assert_eq!(place_replicas(&brokers, 0, 1, -1, 0).unwrap()[0].len(), 3);
+}
+
+#[test]
+fn placement_puts_replicas_on_different_racks() {
+    let brokers = vec![
+        (1, Some("a".into())),
+        (2, Some("a".into())),
+        (3, Some("b".into())),
+        (4, Some("b".into())),
+    ];
+    let racks = |id: i32| if id <= 2 { "a" } else { "b" };
+    for replicas in place_replicas(&brokers, 0, 8, 2, 1).unwrap() {
+        assert_ne!(racks(replicas[0]), racks(replicas[1]), "{replicas:?}");
+    }
+}
+
+#[test]
+fn fencing_the_leader_elects_from_the_isr_and_bumps_the_epoch() {
+    let mut image = three_brokers_with_topic();
+    let before = image.partition("t", 0).unwrap().clone();
+    image
+        .apply(&Command::FenceBroker {
+            node_id: before.leader,
+        })
+        .unwrap();
+    let after = image.partition("t", 0).unwrap();
+    assert_ne!(after.leader, before.leader);
+    assert!(before.isr.contains(&after.leader));
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert!(!after.isr.contains(&before.leader));
+    assert!(after.partition_epoch > before.partition_epoch);
+}
+
+#[test]
+fn a_partition_whose_isr_is_all_fenced_goes_offline_and_returns_with_its_last_member() {
+    let mut image = three_brokers_with_topic();
+    for n in 1..=3 {
+        image.apply(&Command::FenceBroker { node_id: n }).unwrap();
+    }
+    let p = image.partition("t", 0).unwrap().clone();
+    assert_eq!(p.leader, NO_LEADER);
+    assert_eq!(p.isr.len(), 1, "the last member stays: no unclean election");
+    let last = p.isr[0];
+    // Another replica coming back does not lead: it may lack acknowledged data.
+    let other = (1..=3).find(|n| *n != last).unwrap();
+    register(&mut image, other, None);
+    assert_eq!(image.partition("t", 0).unwrap().leader, NO_LEADER);
+    register(&mut image, last, None);
+    let back = image.partition("t", 0).unwrap();
+    assert_eq!(back.leader, last);
+    assert_eq!(back.leader_epoch, p.leader_epoch + 1);
+}
+
+#[test]
+fn isr_changes_need_the_current_leader_and_epochs() {
+    let mut image = three_brokers_with_topic();
+    let p = image.partition("t", 1).unwrap().clone();
+    let follower = p.replicas[1];
+    let shrink = |leader, leader_epoch, partition_epoch, isr: Vec<i32>| Command::AlterIsr {
+        topic: "t".into(),
+        partition: 1,
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr,
+    };
+    let smaller: Vec<i32> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+    assert!(matches!(
+        image.apply(&shrink(follower, 0, 0, smaller.clone())),
+        Err(MetadataError::NotLeader(..))
+    ));
+    let Applied::Partition(now) = image.apply(&shrink(p.leader, 0, 0, smaller.clone())).unwrap()
+    else {
+        panic!("no partition state");
+    };
+    assert_eq!(now.isr, smaller);
+    assert_eq!(now.partition_epoch, 1);
+    // The same change again is stale.
+    assert!(matches!(
+        image.apply(&shrink(p.leader, 0, 0, smaller)),
+        Err(MetadataError::StalePartitionEpoch { .. })
+    ));
+    // A fenced broker may not rejoin the ISR.
+    image.apply(&Command::FenceBroker { node_id: follower }).unwrap();
+    let p = image.partition("t", 1).unwrap().clone();
+    let grown = p.replicas.clone();
+    assert!(image
+        .apply(&shrink(p.leader, p.leader_epoch, p.partition_epoch, grown))
+        .is_err());
+}
+
+#[test]
+fn topic_commands_validate_like_kafka() {
+    let mut image = three_brokers_with_topic();
+    let again = Command::CreateTopic {
+        name: "t".into(),
+        id: [2; 16],
+        configs: BTreeMap::new(),
+        replicas: vec![vec![1]],
+    };
+    assert_eq!(
+        image.apply(&again),
+        Err(TopicError::Exists("t".into()).into())
+    );
+    let unknown_broker = Command::CreateTopic {
+        name: "u".into(),
+        id: [3; 16],
+        configs: BTreeMap::new(),
+        replicas: vec![vec![1, 9]],
+    };
+    assert_eq!(
+        image.apply(&unknown_broker),
+        Err(MetadataError::UnknownBroker(9))
+    );
+    image
+        .apply(&Command::CreatePartitions {
+            name: "t".into(),
+            replicas: vec![vec![2, 3]],
+        })
+        .unwrap();
+    assert_eq!(image.topic("t").unwrap().partitions, 4);
+    image
+        .apply(&Command::DeleteTopic { name: "t".into() })
+        .unwrap();
+    assert!(image.topic("t").is_none());
+}
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut image = MetadataImage::default();
+    let a = image
+        .apply(&Command::AllocateProducerIds { count: 1000 })
+        .unwrap();
+    let b = image
+        .apply(&Command::AllocateProducerIds { count: 1000 })
+        .unwrap();
+    assert_eq!(a, Applied::ProducerIds { first: 0 });
+    assert_eq!(b, Applied::ProducerIds { first: 1000 });
+}
