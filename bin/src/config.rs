@@ -80,6 +80,13 @@ pub const KNOWN: &[&str] = &[
     "transaction.state.log.num.partitions",
     "transaction.state.log.segment.bytes",
     "transaction.max.timeout.ms",
+    "controller.quorum.voters",
+    "broker.rack",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "min.insync.replicas",
 ];
 
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
@@ -194,6 +201,19 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                     c.transaction_state_log_segment_bytes = positive(key, v)?
                 }
                 "transaction.max.timeout.ms" => c.transaction_max_timeout_ms = positive(key, v)?,
+                "controller.quorum.voters" => {
+                    sluice_net::controller::parse_voters(v)
+                        .map_err(|e| anyhow!("config '{key}': {e}"))?;
+                    c.controller_quorum_voters = v.to_string();
+                }
+                "broker.rack" => c.broker_rack = Some(v.to_string()),
+                "broker.session.timeout.ms" => c.broker_session_timeout_ms = positive(key, v)?,
+                "broker.heartbeat.interval.ms" => {
+                    c.broker_heartbeat_interval_ms = positive(key, v)?
+                }
+                "replica.lag.time.max.ms" => c.replica_lag_time_max_ms = positive(key, v)?,
+                "replica.fetch.wait.max.ms" => c.replica_fetch_wait_max_ms = positive(key, v)?,
+                "min.insync.replicas" => c.min_insync_replicas = positive(key, v)?,
                 other => bail!(
                     "unknown config '{other}' (see docs/operations.md for the supported names)"
                 ),

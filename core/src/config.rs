@@ -61,6 +61,21 @@ pub struct BrokerConfig {
     pub transaction_state_log_segment_bytes: u64,
     /// transaction.max.timeout.ms
     pub transaction_max_timeout_ms: i32,
+    /// controller.quorum.voters: `id@host:port,...`; empty for a single node that is
+    /// its own quorum.
+    pub controller_quorum_voters: String,
+    /// broker.rack
+    pub broker_rack: Option<String>,
+    /// broker.session.timeout.ms: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// broker.heartbeat.interval.ms
+    pub broker_heartbeat_interval_ms: u64,
+    /// replica.lag.time.max.ms: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// replica.fetch.wait.max.ms: how long a follower's fetch waits for data.
+    pub replica_fetch_wait_max_ms: u64,
+    /// min.insync.replicas (topic default)
+    pub min_insync_replicas: i32,
 }
 
 impl Default for BrokerConfig {
@@ -94,6 +109,13 @@ impl Default for BrokerConfig {
             transaction_state_log_num_partitions: 50,
             transaction_state_log_segment_bytes: 104_857_600,
             transaction_max_timeout_ms: 900_000,
+            controller_quorum_voters: String::new(),
+            broker_rack: None,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            min_insync_replicas: 1,
         }
     }
 }

@@ -60,10 +60,16 @@ pub enum Bug {
     ReadPastLso,
     /// Offsets committed in a transaction apply even when it aborts.
     TxnOffsetsIgnoreAbort,
+    /// The leader advances the high watermark without waiting for the ISR.
+    HwBeforeIsr,
+    /// A fenced leader's successor may be any live replica, in the ISR or not.
+    ElectOutsideIsr,
+    /// A follower of a new leader epoch fetches on without truncating its log.
+    SkipEpochTruncation,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 17] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -78,6 +84,9 @@ impl Bug {
         Bug::AbortedListDropped,
         Bug::ReadPastLso,
         Bug::TxnOffsetsIgnoreAbort,
+        Bug::HwBeforeIsr,
+        Bug::ElectOutsideIsr,
+        Bug::SkipEpochTruncation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +105,9 @@ impl Bug {
             Bug::AbortedListDropped => "aborted-list-dropped",
             Bug::ReadPastLso => "read-past-lso",
             Bug::TxnOffsetsIgnoreAbort => "txn-offsets-ignore-abort",
+            Bug::HwBeforeIsr => "hw-before-isr",
+            Bug::ElectOutsideIsr => "elect-outside-isr",
+            Bug::SkipEpochTruncation => "skip-epoch-truncation",
         }
     }
 

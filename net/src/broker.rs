@@ -1,37 +1,45 @@
-//! The single-node broker's state: the topic registry (persisted as an atomic
-//! checkpoint) and one open [`PartitionLog`] per partition.
+//! A broker's state: the cluster metadata as last applied, and one [`Replica`] (an
+//! open [`PartitionLog`] with its leader, epoch and ISR) per partition assigned here.
 //!
-//! Crash safety of topic changes: a new partition's directory is created and synced
-//! before the checkpoint names it; a deleted topic leaves the checkpoint before its
-//! directories go. At start, directories the checkpoint does not name are removed.
+//! Topics live in the controller's metadata log: changes are written there first and
+//! reach the logs on disk when the metadata is applied. At start, partition
+//! directories the metadata does not assign here are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use sluice_core::cluster::metadata::{
+    place_replicas, Applied, Command, MetadataError, MetadataImage, PartitionState,
+};
 use sluice_core::config::BrokerConfig;
 use sluice_core::env::Env;
 use sluice_core::group::GroupCoordinator;
-use sluice_core::topics::{Topic, TopicError, Topics};
+use sluice_core::topics::{Topic, TopicError};
 use sluice_storage::{checkpoint, LogConfig, LogError, PartitionLog};
 use thiserror::Error;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::codes;
+use crate::controller::{Controller, ControllerError};
 use crate::groups::Groups;
 use crate::internal::{OFFSETS_TOPIC, TXN_TOPIC};
+use crate::replication::{self, IsrChange, Replica};
 use crate::txns::Txns;
 
-const TOPICS_CHECKPOINT: &str = "topics.checkpoint";
-/// The end of the block of producer ids this broker has reserved.
-const PRODUCER_IDS: &str = "producer-ids.checkpoint";
-/// Producer ids reserved per checkpoint write.
-const PRODUCER_ID_BLOCK: i64 = 1000;
 const META: &str = "meta.properties";
+/// Producer ids reserved from the controller at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 #[derive(Debug, Error)]
 pub enum BrokerError {
     #[error(transparent)]
     Topic(#[from] TopicError),
+    #[error(transparent)]
+    Metadata(MetadataError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
     #[error("partition {topic}-{partition}: {source}")]
     Log {
         topic: String,
@@ -47,28 +55,45 @@ pub enum BrokerError {
     Corrupt { file: String, why: String },
 }
 
+impl From<MetadataError> for BrokerError {
+    fn from(e: MetadataError) -> Self {
+        match e {
+            MetadataError::Topic(t) => BrokerError::Topic(t),
+            other => BrokerError::Metadata(other),
+        }
+    }
+}
+
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrokerError {
     let context = context.into();
     move |source| BrokerError::Io { context, source }
 }
 
 struct State {
-    topics: Topics,
-    /// Each topic's partition logs, by partition index.
-    logs: BTreeMap<String, Vec<Arc<PartitionLog>>>,
+    /// The metadata as last applied here.
+    image: Arc<MetadataImage>,
+    /// The replicas this broker holds, with the id of the topic they belong to.
+    replicas: BTreeMap<(String, i32), ([u8; 16], Arc<Replica>)>,
 }
 
 pub struct Broker {
     pub env: Env,
     pub config: BrokerConfig,
     pub cluster_id: String,
+    /// The metadata quorum (this node is one of its voters).
+    pub controller: Arc<Controller>,
     /// The group coordinator, over `__consumer_offsets`.
     pub groups: Groups,
     /// The transaction coordinator, over `__transaction_state`.
     pub txns: Txns,
     state: Mutex<State>,
-    /// (next producer id, end of the reserved block).
-    producer_ids: Mutex<(i64, i64)>,
+    /// (next producer id, end of the block reserved from the controller).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Internal topics whose creation is under way.
+    creating: Mutex<BTreeSet<String>>,
+    stopped: watch::Receiver<bool>,
+    /// This broker, for tasks it spawns.
+    this: std::sync::OnceLock<std::sync::Weak<Broker>>,
 }
 
 fn partition_dir(topic: &str, partition: i32) -> PathBuf {
@@ -76,9 +101,15 @@ fn partition_dir(topic: &str, partition: i32) -> PathBuf {
 }
 
 impl Broker {
-    /// Opens the data directory (the `Disk`'s root): cluster identity, topics, and
-    /// every partition log, recovering each.
-    pub fn open(env: Env, config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+    /// Opens the data directory (the `Disk`'s root): the cluster identity, and the log
+    /// of every partition the metadata assigns to this broker, recovering each.
+    /// Directories of partitions the metadata does not assign here are removed.
+    pub fn open(
+        env: Env,
+        config: BrokerConfig,
+        controller: Arc<Controller>,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         let disk = env.disk.clone();
         let cluster_id = match checkpoint::read(disk.as_ref(), Path::new(META))
             .map_err(io("read meta.properties"))?
@@ -98,69 +129,46 @@ impl Broker {
                 id
             }
         };
-        let topics = match checkpoint::read(disk.as_ref(), Path::new(TOPICS_CHECKPOINT))
-            .map_err(io("read topics checkpoint"))?
-        {
-            Some(bytes) => Topics::decode(&String::from_utf8_lossy(&bytes)).map_err(|why| {
-                BrokerError::Corrupt {
-                    file: TOPICS_CHECKPOINT.into(),
-                    why,
-                }
-            })?,
-            None => Topics::default(),
-        };
         let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
         let txns = Txns::new(env.clone(), config.transaction_max_timeout_ms);
-        // Ids of a block reserved before a restart may have been handed out: skip it.
-        let reserved = match checkpoint::read(disk.as_ref(), Path::new(PRODUCER_IDS))
-            .map_err(io("read producer ids"))?
-        {
-            Some(bytes) => String::from_utf8_lossy(&bytes)
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| BrokerError::Corrupt {
-                    file: PRODUCER_IDS.into(),
-                    why: "not a number".into(),
-                })?,
-            None => 0,
-        };
-        let broker = Broker {
+        let image = controller.image();
+        let broker = Arc::new(Broker {
             env,
             config,
             cluster_id,
+            controller,
             groups,
             txns,
-            producer_ids: Mutex::new((reserved, reserved)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             state: Mutex::new(State {
-                topics,
-                logs: BTreeMap::new(),
+                image: Arc::new(MetadataImage::default()),
+                replicas: BTreeMap::new(),
             }),
-        };
-        {
-            let mut st = broker.lock();
-            let wanted: Vec<(String, i32)> = st
-                .topics
-                .iter()
-                .map(|(name, t)| (name.clone(), t.partitions))
-                .collect();
-            for (name, partitions) in wanted {
-                let logs = broker.open_logs(&st.topics, &name, 0..partitions)?;
-                st.logs.insert(name, logs);
+            creating: Mutex::new(BTreeSet::new()),
+            stopped,
+            this: std::sync::OnceLock::new(),
+        });
+        let _ = broker.this.set(Arc::downgrade(&broker));
+        broker.apply_image(image)?;
+        // Directories of partitions not assigned here (deleted or moved away while
+        // this broker was down, or cut short by a crash).
+        let known: BTreeSet<String> = broker
+            .lock()
+            .replicas
+            .keys()
+            .map(|(t, p)| partition_dir(t, *p).display().to_string())
+            .collect();
+        for entry in disk.list(Path::new("")).map_err(io("list data dir"))? {
+            let Some((_, p)) = entry.rsplit_once('-') else {
+                continue;
+            };
+            if p.parse::<usize>().is_err() || known.contains(&entry) {
+                continue;
             }
-            // Directories of topics that were being created or deleted at a crash.
-            for entry in disk.list(Path::new("")).map_err(io("list data dir"))? {
-                let Some((topic, p)) = entry.rsplit_once('-') else {
-                    continue;
-                };
-                let Ok(p) = p.parse::<usize>() else { continue };
-                if st.logs.get(topic).is_none_or(|logs| p >= logs.len()) {
-                    warn!(dir = %entry, "removing partition directory of no known topic");
-                    let _ = disk.remove_dir_all(Path::new(&entry));
-                }
-            }
+            warn!(dir = %entry, "removing partition directory of no partition assigned here");
+            let _ = disk.remove_dir_all(Path::new(&entry));
         }
-        let offsets_logs = broker.lock().logs.get(OFFSETS_TOPIC).cloned();
-        if let Some(logs) = offsets_logs {
+        if let Some(logs) = broker.internal_logs(OFFSETS_TOPIC) {
             broker
                 .groups
                 .load(logs)
@@ -170,20 +178,92 @@ impl Broker {
                     source,
                 })?;
         }
-        let txn_logs = broker.lock().logs.get(TXN_TOPIC).cloned();
-        if let Some(logs) = txn_logs {
+        if let Some(logs) = broker.internal_logs(TXN_TOPIC) {
             broker.txns.load(logs).map_err(|source| BrokerError::Log {
                 topic: TXN_TOPIC.into(),
                 partition: -1,
                 source,
             })?;
         }
-        info!(cluster_id = %broker.cluster_id, topics = broker.lock().topics.iter().count(), "broker opened");
-        Ok(Arc::new(broker))
+        info!(cluster_id = %broker.cluster_id, topics = broker.lock().image.topics.len(), "broker opened");
+        Ok(broker)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the node is shutting down.
+    pub fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Brings the local replicas in line with new metadata: opens the logs of
+    /// partitions newly assigned here, removes those no longer assigned (or whose
+    /// topic was deleted), and hands each replica its new leader, epoch and ISR. A
+    /// follower of a new epoch starts a fetcher.
+    pub fn apply_image(self: &Arc<Self>, image: Arc<MetadataImage>) -> Result<(), BrokerError> {
+        let me = self.config.node_id;
+        let now = self.env.clock.monotonic();
+        let mut wanted: BTreeMap<(String, i32), ([u8; 16], &PartitionState)> = BTreeMap::new();
+        for (name, t) in &image.topics {
+            for (p, ps) in t.partitions.iter().enumerate() {
+                if ps.replicas.contains(&me) {
+                    wanted.insert((name.clone(), p as i32), (t.id, ps));
+                }
+            }
+        }
+        let mut followers = Vec::new();
+        let mut first_error = None;
+        {
+            let mut st = self.lock();
+            let gone: Vec<(String, i32)> = st
+                .replicas
+                .iter()
+                .filter(|(k, (id, _))| wanted.get(*k).is_none_or(|(wid, _)| wid != id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in gone {
+                if let Some((_, replica)) = st.replicas.remove(&key) {
+                    if let Err(e) = replica.log.delete() {
+                        warn!(topic = %key.0, partition = key.1, error = %e, "could not remove partition files");
+                    }
+                    info!(topic = %key.0, partition = key.1, "replica removed");
+                }
+            }
+            for ((name, p), (id, ps)) in &wanted {
+                match st.replicas.get(&(name.clone(), *p)) {
+                    Some((_, replica)) => {
+                        if replica.update(ps, now) && ps.leader != me {
+                            followers.push((replica.clone(), ps.leader_epoch));
+                        }
+                    }
+                    None => match self.open_log(&image, name, *p) {
+                        Ok(log) => {
+                            let replica = Replica::new(name, *p, log, me, (*ps).clone(), now);
+                            if ps.leader != me {
+                                followers.push((replica.clone(), ps.leader_epoch));
+                            }
+                            st.replicas.insert((name.clone(), *p), (*id, replica));
+                        }
+                        Err(e) => {
+                            warn!(topic = %name, partition = p, error = %e, "cannot open replica");
+                            first_error.get_or_insert(e);
+                        }
+                    },
+                }
+            }
+            st.image = image;
+        }
+        let _ = self.env.disk.sync_dir(Path::new(""));
+        for (replica, epoch) in followers {
+            self.env
+                .spawn(replication::follow(self.clone(), replica, epoch));
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn log_config(&self, topic: Option<&Topic>) -> LogConfig {
@@ -200,25 +280,16 @@ impl Broker {
         }
     }
 
-    fn open_logs(
-        &self,
-        topics: &Topics,
-        name: &str,
-        partitions: std::ops::Range<i32>,
-    ) -> Result<Vec<Arc<PartitionLog>>, BrokerError> {
-        partitions.map(|p| self.open_log(topics, name, p)).collect()
-    }
-
     fn open_log(
         &self,
-        topics: &Topics,
+        image: &MetadataImage,
         name: &str,
         p: i32,
     ) -> Result<Arc<PartitionLog>, BrokerError> {
         PartitionLog::open(
             self.env.clone(),
             &partition_dir(name, p),
-            self.log_config(topics.get(name)),
+            self.log_config(image.topic(name).as_ref()),
         )
         .map_err(|source| BrokerError::Log {
             topic: name.to_string(),
@@ -227,49 +298,109 @@ impl Broker {
         })
     }
 
-    fn save_topics(&self, topics: &Topics) -> Result<(), BrokerError> {
-        checkpoint::write_atomic(
-            self.env.disk.as_ref(),
-            Path::new(TOPICS_CHECKPOINT),
-            topics.encode().as_bytes(),
-        )
-        .map_err(io("write topics checkpoint"))
+    /// The metadata as last applied here.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.lock().image.clone()
     }
 
     pub fn topic(&self, name: &str) -> Option<Topic> {
-        self.lock().topics.get(name).cloned()
+        self.lock().image.topic(name)
     }
 
     pub fn topic_by_id(&self, id: [u8; 16]) -> Option<String> {
-        self.lock().topics.by_id(id).map(str::to_owned)
+        self.lock().image.topic_by_id(id).map(str::to_owned)
     }
 
     /// All topics, by name.
     pub fn topics(&self) -> Vec<(String, Topic)> {
         self.lock()
+            .image
             .topics
             .iter()
-            .map(|(n, t)| (n.clone(), t.clone()))
+            .map(|(n, t)| (n.clone(), t.topic()))
             .collect()
     }
 
+    /// The local log of a partition, if this broker holds a replica of it.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        let index = usize::try_from(partition).ok()?;
-        self.lock().logs.get(topic)?.get(index).cloned()
+        self.replica(topic, partition).map(|r| r.log.clone())
+    }
+
+    /// The local replica of a partition.
+    pub fn replica(&self, topic: &str, partition: i32) -> Option<Arc<Replica>> {
+        self.lock()
+            .replicas
+            .get(&(topic.to_string(), partition))
+            .map(|(_, r)| r.clone())
+    }
+
+    /// The replica to produce to or fetch from as a client: this broker must lead the
+    /// partition (at `current_epoch`, if the client names one).
+    pub fn leader_replica(&self, topic: &str, partition: i32, current_epoch: i32) -> Result<Arc<Replica>, i16> {
+        let st = self.lock();
+        if st.image.partition(topic, partition).is_none() {
+            return Err(codes::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        let replica = st
+            .replicas
+            .get(&(topic.to_string(), partition))
+            .map(|(_, r)| r.clone())
+            .ok_or(codes::NOT_LEADER_OR_FOLLOWER)?;
+        drop(st);
+        replica.check_leader(current_epoch)?;
+        Ok(replica)
+    }
+
+    /// Where a broker serves clients, as it registered.
+    pub fn broker_address(&self, node: i32) -> Option<String> {
+        let st = self.lock();
+        let b = st.image.brokers.get(&node)?;
+        Some(format!("{}:{}", b.registration.host, b.registration.port))
+    }
+
+    /// Asks the controller for an ISR change this broker decided as leader.
+    pub async fn alter_isr(&self, replica: &Replica, change: IsrChange) {
+        let command = Command::AlterIsr {
+            topic: change.topic.clone(),
+            partition: change.partition,
+            leader: self.config.node_id,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            isr: change.isr.clone(),
+        };
+        match self.controller.write(command).await {
+            Ok(Ok(_)) => {
+                info!(topic = %change.topic, partition = change.partition, isr = ?change.isr, "ISR changed")
+            }
+            Ok(Err(e)) => {
+                info!(topic = %change.topic, partition = change.partition, error = %e, "ISR change refused");
+                replica.isr_change_failed();
+            }
+            Err(e) => {
+                warn!(topic = %change.topic, partition = change.partition, error = %e, "ISR change not written");
+                replica.isr_change_failed();
+            }
+        }
+    }
+
+    /// Every local replica.
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.lock().replicas.values().map(|(_, r)| r.clone()).collect()
     }
 
     /// Applies retention to every partition of every topic whose `cleanup.policy`
     /// includes `delete` (internal topics are the coordinators' to keep small).
     pub fn apply_retention(&self) {
         let now = self.env.clock.wall_ms();
-        let work: Vec<(String, i64, i64, Vec<Arc<PartitionLog>>)> = {
+        let work: Vec<(String, i64, i64, Arc<Replica>)> = {
             let st = self.lock();
-            st.topics
+            st.replicas
                 .iter()
-                .filter(|(name, _)| !name.starts_with("__"))
-                .filter_map(|(name, t)| {
-                    let get = |key: &str| t.configs.get(key).map(String::as_str);
-                    if !get("cleanup.policy").unwrap_or("delete").contains("delete") {
+                .filter(|((name, _), _)| !name.starts_with("__"))
+                .filter_map(|((name, _), (_, replica))| {
+                    let t = st.image.topic(name)?;
+                    let get = |key: &str| t.configs.get(key).cloned();
+                    if !get("cleanup.policy").unwrap_or_else(|| "delete".into()).contains("delete") {
                         return None;
                     }
                     let num = |key: &str, default: i64| {
@@ -277,35 +408,41 @@ impl Broker {
                     };
                     let ms = num("retention.ms", self.config.log_retention_ms);
                     let bytes = num("retention.bytes", self.config.log_retention_bytes);
-                    Some((name.clone(), ms, bytes, st.logs.get(name)?.clone()))
+                    Some((name.clone(), ms, bytes, replica.clone()))
                 })
                 .collect()
         };
-        for (name, ms, bytes, logs) in work {
-            for (p, log) in logs.iter().enumerate() {
-                match log.apply_retention(now, ms, bytes) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        info!(topic = %name, partition = p, segments = n, log_start = log.log_start_offset(), "retention removed segments")
-                    }
-                    Err(e) => warn!(topic = %name, partition = p, error = %e, "retention failed"),
+        for (name, ms, bytes, replica) in work {
+            let p = replica.partition;
+            match replica.log.apply_retention(now, ms, bytes) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(topic = %name, partition = p, segments = n, log_start = replica.log.log_start_offset(), "retention removed segments")
                 }
+                Err(e) => warn!(topic = %name, partition = p, error = %e, "retention failed"),
             }
         }
     }
 
     /// The largest batch a produce to `topic` may carry (`max.message.bytes`).
     pub fn max_message_bytes(&self, topic: &str) -> usize {
-        self.lock()
-            .topics
-            .get(topic)
-            .and_then(|t| t.configs.get("max.message.bytes"))
+        self.topic(topic)
+            .and_then(|t| t.configs.get("max.message.bytes").cloned())
             .and_then(|v| v.parse().ok())
             .unwrap_or(self.config.message_max_bytes)
     }
 
-    /// Creates a topic (or only checks it, with `validate_only`).
-    pub fn create_topic(
+    /// `min.insync.replicas` of a topic.
+    pub fn min_insync_replicas(&self, topic: &str) -> i32 {
+        self.topic(topic)
+            .and_then(|t| t.configs.get("min.insync.replicas").cloned())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+    }
+
+    /// Creates a topic through the controller (or only checks it, with
+    /// `validate_only`), placing its replicas over the live brokers.
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
@@ -313,37 +450,84 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Topic, BrokerError> {
-        let mut st = self.lock();
-        let mut next = st.topics.clone();
-        let topic = next
-            .create(
-                name,
-                self.new_topic_id(),
-                partitions,
-                replication_factor,
-                configs,
-            )?
-            .clone();
-        if !validate_only {
-            self.install(&mut st, next, name, 0..partitions)?;
-            info!(topic = name, partitions, "topic created");
-        }
-        Ok(topic)
+        self.create_topic_placed(name, partitions, replication_factor, configs, None, validate_only)
+            .await
+            .map(|(topic, _)| topic)
     }
 
-    /// A producer id never handed out before. Ids are reserved in blocks, the block's
-    /// end made durable before any id of it is used.
-    pub fn new_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+    /// Creates a topic with its replicas as `assigned` (partition by partition) or
+    /// placed over the live brokers. Returns it with its replication factor.
+    pub async fn create_topic_placed(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        assigned: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(Topic, i16), BrokerError> {
+        sluice_core::topics::validate_name(name)?;
+        sluice_core::topics::validate_configs(&configs)?;
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(partitions).into());
+        }
+        let image = self.image();
+        if image.topics.contains_key(name) {
+            return Err(TopicError::Exists(name.to_string()).into());
+        }
+        let replicas = match assigned {
+            Some(replicas) => {
+                if let Some(b) = replicas.iter().flatten().find(|b| !image.brokers.contains_key(b)) {
+                    return Err(MetadataError::UnknownBroker(*b).into());
+                }
+                replicas
+            }
+            None => {
+                let start = self.env.random_below(1 << 16) as usize;
+                place_replicas(&image.live_brokers(), 0, partitions, replication_factor, start)?
+            }
+        };
+        let rf = replicas.first().map_or(0, Vec::len) as i16;
+        let id = self.new_topic_id();
+        let topic = Topic {
+            id,
+            partitions,
+            configs: configs.clone(),
+        };
+        if validate_only {
+            return Ok((topic, rf));
+        }
+        self.controller
+            .write(Command::CreateTopic {
+                name: name.to_string(),
+                id,
+                configs,
+                replicas,
+            })
+            .await??;
+        info!(topic = name, partitions, replication_factor = rf, "topic created");
+        Ok((topic, rf))
+    }
+
+    /// A producer id never handed out before, from blocks the controller reserves.
+    pub async fn new_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let end = ids.1 + PRODUCER_ID_BLOCK;
-            checkpoint::write_atomic(
-                self.env.disk.as_ref(),
-                Path::new(PRODUCER_IDS),
-                end.to_string().as_bytes(),
-            )
-            .map_err(io("write producer ids"))?;
-            ids.1 = end;
+            match self
+                .controller
+                .write(Command::AllocateProducerIds {
+                    count: PRODUCER_ID_BLOCK,
+                })
+                .await??
+            {
+                Applied::ProducerIds { first } => *ids = (first, first + PRODUCER_ID_BLOCK),
+                other => {
+                    return Err(BrokerError::Corrupt {
+                        file: "metadata".into(),
+                        why: format!("producer id allocation answered {other:?}"),
+                    })
+                }
+            }
         }
         ids.0 += 1;
         Ok(ids.0 - 1)
@@ -359,64 +543,74 @@ impl Broker {
         id
     }
 
-    /// Opens the logs of `name`'s `new` partitions, then persists `next` and makes it
-    /// current. A crash in between leaves only directories that no checkpoint names,
-    /// which are removed at start.
-    fn install(
-        &self,
-        st: &mut State,
-        next: Topics,
-        name: &str,
-        new: std::ops::Range<i32>,
-    ) -> Result<(), BrokerError> {
-        let opened = self.open_logs(&next, name, new)?;
-        self.save_topics(&next)?;
-        st.topics = next;
-        st.logs.entry(name.to_string()).or_default().extend(opened);
-        Ok(())
+    /// The local logs of every partition of an internal topic, if it exists and all
+    /// of them are here.
+    fn internal_logs(&self, name: &str) -> Option<Vec<Arc<PartitionLog>>> {
+        let count = self.topic(name)?.partitions;
+        (0..count).map(|p| self.partition(name, p)).collect()
     }
 
-    /// The logs of an internal topic (`__consumer_offsets`, `__transaction_state`),
-    /// created with `partitions` and compaction on first use, as Kafka does.
+    /// The logs of an internal topic (`__consumer_offsets`, `__transaction_state`).
+    /// On first use the topic is created (compacted, replication factor min(3,
+    /// brokers), as Kafka does) in the background, and the caller is told to retry,
+    /// as Kafka answers COORDINATOR_NOT_AVAILABLE meanwhile.
     pub fn internal_topic(
         &self,
         name: &str,
         partitions: i32,
         segment_bytes: u64,
     ) -> Result<Vec<Arc<PartitionLog>>, BrokerError> {
-        if self.topic(name).is_none() {
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), segment_bytes.to_string()),
-            ]);
-            match self.create_topic(name, partitions, 1, configs, false) {
-                Ok(_) => info!(topic = name, partitions, "created internal topic"),
-                Err(BrokerError::Topic(TopicError::Exists(_))) => {}
-                Err(e) => return Err(e),
-            }
+        if let Some(logs) = self.internal_logs(name) {
+            return Ok(logs);
         }
-        let count = self.topic(name).map_or(0, |t| t.partitions);
-        (0..count)
-            .map(|p| {
-                self.partition(name, p)
-                    .ok_or_else(|| BrokerError::Topic(TopicError::Unknown(name.into())))
-            })
-            .collect()
+        let Some(this) = self.this.get().and_then(std::sync::Weak::upgrade) else {
+            return Err(TopicError::Unknown(name.into()).into());
+        };
+        if self.topic(name).is_none()
+            && self
+                .creating
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string())
+        {
+            let broker = this;
+            let name = name.to_string();
+            self.env.spawn(async move {
+                let configs = BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("segment.bytes".to_string(), segment_bytes.to_string()),
+                ]);
+                match broker.create_topic(&name, partitions, -1, configs, false).await {
+                    Ok(_) => info!(topic = %name, partitions, "created internal topic"),
+                    Err(BrokerError::Topic(TopicError::Exists(_))) => {}
+                    Err(e) => warn!(topic = %name, error = %e, "could not create internal topic"),
+                }
+                broker
+                    .creating
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+            });
+        }
+        Err(TopicError::Unknown(name.into()).into())
     }
 
     /// Creates a topic with the broker defaults if auto-creation is enabled.
-    pub fn auto_create(&self, name: &str) -> Option<Result<Topic, BrokerError>> {
+    pub async fn auto_create(&self, name: &str) -> Option<Result<Topic, BrokerError>> {
         if !self.config.auto_create_topics_enable {
             return None;
         }
         Some(
-            match self.create_topic(
-                name,
-                self.config.num_partitions,
-                self.config.default_replication_factor,
-                BTreeMap::new(),
-                false,
-            ) {
+            match self
+                .create_topic(
+                    name,
+                    self.config.num_partitions,
+                    self.config.default_replication_factor,
+                    BTreeMap::new(),
+                    false,
+                )
+                .await
+            {
                 // Lost a race with another creator: that is fine.
                 Err(BrokerError::Topic(TopicError::Exists(_))) => self
                     .topic(name)
@@ -426,36 +620,51 @@ impl Broker {
         )
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
-        let mut st = self.lock();
-        let mut next = st.topics.clone();
-        next.delete(name)?;
-        self.save_topics(&next)?;
-        st.topics = next;
-        for (p, log) in st.logs.remove(name).unwrap_or_default().iter().enumerate() {
-            if let Err(e) = log.delete() {
-                warn!(topic = name, partition = p, error = %e, "could not remove partition files");
-            }
-        }
-        let _ = self.env.disk.sync_dir(Path::new(""));
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.controller
+            .write(Command::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await??;
         info!(topic = name, "topic deleted");
         Ok(())
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        let mut st = self.lock();
-        let mut next = st.topics.clone();
-        let old = next.set_partitions(name, count)?;
+        let image = self.image();
+        let current = image
+            .topic(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?
+            .partitions;
+        if count <= current {
+            return Err(TopicError::PartitionsCannotShrink {
+                topic: name.to_string(),
+                current,
+                requested: count,
+            }
+            .into());
+        }
+        let rf = image
+            .partition(name, 0)
+            .map_or(1, |p| p.replicas.len() as i16);
+        let start = self.env.random_below(1 << 16) as usize;
+        let replicas = place_replicas(&image.live_brokers(), current, count - current, rf, start)?;
         if validate_only {
             return Ok(());
         }
-        self.install(&mut st, next, name, old..count)
+        self.controller
+            .write(Command::CreatePartitions {
+                name: name.to_string(),
+                replicas,
+            })
+            .await??;
+        Ok(())
     }
 }
 

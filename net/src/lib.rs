@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod client;
 pub mod codes;
+pub mod controller;
 pub mod frame;
 pub mod groups;
 #[cfg(not(madsim))]
@@ -11,6 +12,7 @@ pub mod guard_alloc;
 pub mod handlers;
 pub mod internal;
 pub mod node;
+pub mod replication;
 #[cfg(not(madsim))]
 pub mod runtime;
 pub mod server;

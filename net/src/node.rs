@@ -2,13 +2,17 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use sluice_core::cluster::metadata::BrokerRegistration;
 use sluice_core::config::BrokerConfig;
-use sluice_core::env::Env;
+use sluice_core::env::{Env, Listener};
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::broker::{Broker, BrokerError};
+use crate::controller::{parse_voters, Controller, ControllerError};
 use crate::server;
 
 #[derive(Debug, Error)]
@@ -20,6 +24,10 @@ pub enum NodeError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("config 'controller.quorum.voters': {0}")]
+    Voters(String),
+    #[error("starting the metadata quorum: {0}")]
+    Controller(#[from] ControllerError),
 }
 
 /// A running broker.
@@ -31,7 +39,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the data directory (recovering every log) and starts serving.
+    /// Starts this node's metadata quorum voter, opens the data directory (recovering
+    /// every log assigned here) and starts serving. A single node (no
+    /// `controller.quorum.voters`) is its own quorum and is ready when this returns; a
+    /// cluster node registers once a quorum has formed.
     pub async fn start(env: Env, mut config: BrokerConfig) -> Result<Node, NodeError> {
         let listener =
             env.net
@@ -50,12 +61,56 @@ impl Node {
                 config.advertised_port = port;
             }
         }
-        let broker =
-            Broker::open(env.clone(), config.clone()).map_err(|source| NodeError::Open {
+        let (shutdown, rx) = watch::channel(false);
+        let mut voters = parse_voters(&config.controller_quorum_voters).map_err(NodeError::Voters)?;
+        let single = voters.is_empty();
+        let mut controller_listener = None;
+        if single {
+            voters.insert(config.node_id, String::new());
+        } else {
+            let Some(addr) = voters.get(&config.node_id).cloned() else {
+                return Err(NodeError::Voters(format!(
+                    "node.id {} is not one of the voters",
+                    config.node_id
+                )));
+            };
+            // Bound before the voter starts, so peers' first calls queue rather than fail.
+            controller_listener = Some(
+                env.net
+                    .listen(&addr)
+                    .await
+                    .map_err(|source| NodeError::Listen { addr, source })?,
+            );
+        }
+        let controller = Controller::start(env.clone(), &config, voters).await?;
+        if let Some(listener) = controller_listener {
+            env.spawn(serve_controller(controller.clone(), listener, rx.clone()));
+        }
+        controller.wait_caught_up().await?;
+        let registration = BrokerRegistration {
+            node_id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+            rack: config.broker_rack.clone(),
+        };
+        env.spawn(controller.clone().run_broker(
+            registration,
+            Duration::from_millis(config.broker_heartbeat_interval_ms),
+            rx.clone(),
+        ));
+        env.spawn(controller.clone().run_fencing(rx.clone()));
+        if single {
+            controller
+                .wait_registered(config.node_id, Duration::from_secs(30))
+                .await?;
+        }
+        let broker = Broker::open(env.clone(), config.clone(), controller.clone(), rx.clone())
+            .map_err(|source| NodeError::Open {
                 dir: config.data_dir.clone(),
                 source,
             })?;
-        let (shutdown, rx) = watch::channel(false);
+        env.spawn(follow_metadata(broker.clone(), rx.clone()));
+        env.spawn(isr_maintenance(broker.clone(), rx.clone()));
         // "localhost" may resolve to ::1 first: serve it there too when we can.
         if config.advertised_host == "localhost" {
             if let Some(port) = config.listen.strip_prefix("127.0.0.1:") {
@@ -85,6 +140,71 @@ impl Node {
     /// Stops accepting and closes connections. Acknowledged data is already durable.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// Accepts controller connections from the other voters.
+async fn serve_controller(
+    controller: Arc<Controller>,
+    mut listener: Box<dyn Listener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                controller.shutdown().await;
+                return;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let c = controller.clone();
+                    tokio::spawn(c.serve(stream));
+                }
+                Err(e) => warn!(error = %e, "controller listener"),
+            }
+        }
+    }
+}
+
+/// Applies every change of the metadata to the local replicas.
+async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = broker.controller.subscribe();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            changed = rx.changed() => if changed.is_err() {
+                return;
+            },
+        }
+        let image = rx.borrow_and_update().image.clone();
+        if let Err(e) = broker.apply_image(image) {
+            warn!(error = %e, "applying metadata");
+        }
+    }
+}
+
+/// How often leaders look for followers to drop from the ISR.
+const ISR_CHECK: Duration = Duration::from_millis(500);
+
+/// On every partition this broker leads: asks the controller to drop followers that
+/// have not caught up within `replica.lag.time.max.ms`.
+async fn isr_maintenance(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            () = broker.env.clock.sleep(ISR_CHECK) => {}
+        }
+        let now = broker.env.clock.monotonic();
+        for replica in broker.replicas() {
+            if let Some(change) = replica.shrink_if_lagging(now, max_lag) {
+                warn!(topic = %change.topic, partition = change.partition, isr = ?change.isr, "shrinking the ISR");
+                broker.alter_isr(&replica, change).await;
+            }
+        }
     }
 }
 

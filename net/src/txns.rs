@@ -250,6 +250,7 @@ impl Txns {
     ) -> Result<Result<(i64, i16), TxnError>, Unavailable> {
         let fresh = broker
             .new_producer_id()
+            .await
             .map_err(|e| Unavailable(e.to_string()))?;
         let (r, upto) = self.run(broker, id, |inner, now| {
             inner.sm.init_producer_id(now, id, timeout_ms, fresh)

@@ -43,6 +43,23 @@ async fn connect(node: &Node) -> Client {
         .unwrap()
 }
 
+/// Asks for the group and transaction coordinators, as clients do before their first
+/// group or transactional request; the internal topics are created on first use.
+async fn find_coordinators(client: &mut Client) {
+    for key_type in [0i8, 1] {
+        let r = client
+            .call(
+                FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_static_str("any"))
+                    .with_key_type(key_type),
+                3,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0, "FindCoordinator key type {key_type}");
+    }
+}
+
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.into()))
 }
@@ -488,6 +505,7 @@ async fn group_apis_at_every_advertised_version() {
     let node = start(&dir, |c| c.group_initial_rebalance_delay_ms = 0).await;
     let mut c = connect(&node).await;
     assert_eq!(create(&mut c, "gt", 1, 7).await.topics[0].error_code, 0);
+    find_coordinators(&mut c).await;
     let s = |v: &str| StrBytes::from_string(v.to_string());
     let commit = |group: &str, generation: i32, member: &str, offset: i64| {
         OffsetCommitRequest::default()
@@ -686,6 +704,7 @@ async fn consumer_offsets_are_cleaned_and_survive_a_restart() {
     let node = start(&dir, tweak).await;
     let mut c = connect(&node).await;
     create(&mut c, "gt", 2, 7).await;
+    find_coordinators(&mut c).await;
     let s = |v: &str| StrBytes::from_string(v.to_string());
     let commit = |group: &str, p: i32, offset: i64| {
         OffsetCommitRequest::default()
@@ -922,6 +941,7 @@ async fn transactions_at_every_advertised_version() {
     .await;
     let mut c = connect(&node).await;
     create(&mut c, "tt", 2, 7).await;
+    find_coordinators(&mut c).await;
     let s = |v: &str| StrBytes::from_string(v.to_string());
     let fetch_committed = |offset: i64| {
         let mut r = fetch_req("tt", 0, offset, 0);
@@ -1098,6 +1118,7 @@ async fn open_transactions_survive_a_restart_and_time_out() {
     let node = start(&dir, tweak).await;
     let mut c = connect(&node).await;
     create(&mut c, "tr", 1, 7).await;
+    find_coordinators(&mut c).await;
     let s = |v: &str| StrBytes::from_string(v.to_string());
     let init = |txn: &str, timeout_ms: i32| {
         InitProducerIdRequest::default()

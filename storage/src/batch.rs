@@ -39,6 +39,8 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// Whole batch size in bytes, header included.
     pub size: usize,
+    /// The partition leader epoch the leader stamped (not covered by the CRC).
+    pub leader_epoch: i32,
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
@@ -117,6 +119,7 @@ pub fn parse_fixed(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader {
         base_offset: be_i64(buf, 0),
         size,
+        leader_epoch: be_i32(buf, 12),
         attributes: be_i16(buf, 21),
         last_offset_delta: be_i32(buf, 23),
         base_timestamp: be_i64(buf, 27),
@@ -175,6 +178,11 @@ pub fn validate_produced(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Overwrites the base offset field (not covered by the CRC).
 pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
     buf[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Overwrites the partition leader epoch field (not covered by the CRC).
+pub fn set_leader_epoch(buf: &mut [u8], epoch: i32) {
+    buf[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Marks a batch as non-idempotent (base sequence -1) and recomputes its CRC.

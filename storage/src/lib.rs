@@ -5,6 +5,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod file_disk;
 pub mod log;
+pub mod raft_store;
 pub mod segment;
 
 pub use log::{Appended, LogConfig, LogError, PartitionLog, Read};

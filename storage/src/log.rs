@@ -59,6 +59,17 @@ fn storage(context: &str, e: impl std::fmt::Display) -> LogError {
     LogError::Storage(format!("{context}: {e}"))
 }
 
+/// Who an append comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A producer's batches: offsets assigned, producer state checked.
+    Client,
+    /// A transaction marker written by the coordinator.
+    Control,
+    /// Batches copied from the leader, offsets and epochs as they are.
+    Replica,
+}
+
 /// Where a successful append put its batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -104,9 +115,24 @@ struct State {
     producers: ProducerStates,
     /// Producer-state snapshots taken at rolls, written once their segment is durable.
     pending_snapshots: Vec<(i64, Vec<u8>)>,
+    /// With replication: the high watermark the leader has established (the ISR's
+    /// durable minimum). Readers and waiters see min(this, the local durable end).
+    replicated_hw: Option<i64>,
+    /// The epoch this replica stamps on the batches it appends as leader (-1: none).
+    leader_epoch: i32,
+    /// The leader epoch cache: (epoch, first offset), ascending.
+    epochs: Vec<(i32, i64)>,
+    /// Bumped by every truncation, so a sync round that raced one publishes nothing.
+    generation: u64,
 }
 
 impl State {
+    /// The high watermark readers and acks=all waiters see.
+    fn published(&self) -> i64 {
+        self.replicated_hw
+            .map_or(self.high_watermark, |hw| hw.min(self.high_watermark))
+    }
+
     /// Bytes of `seg` below the high watermark: all of a segment before the high
     /// watermark's, none of one after it.
     fn readable_end(&self, seg: &Segment) -> u64 {
@@ -123,135 +149,25 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
     state: Mutex<State>,
+    /// The published high watermark (acks=all, consumers, coordinators).
     durable: watch::Sender<Durable>,
+    /// The local durable end (acks=1, followers reporting their progress).
+    local: watch::Sender<i64>,
     flush: Arc<Notify>,
 }
 
 impl PartitionLog {
     /// Opens (recovering) or creates the log in `dir` and starts its flusher.
     pub fn open(env: Env, dir: &Path, config: LogConfig) -> Result<Arc<Self>, LogError> {
-        let disk = env.disk.clone();
-        let now = env.clock.monotonic().as_millis() as u64;
-        if !disk.exists(dir) {
-            disk.create_dir_all(dir)
-                .map_err(|e| storage("create log dir", e))?;
-            if let Some(parent) = dir.parent() {
-                disk.sync_dir(parent)
-                    .map_err(|e| storage("sync data dir", e))?;
-            }
-        }
-        let mut bases: Vec<i64> = disk
-            .list(dir)
-            .map_err(|e| storage("list log dir", e))?
-            .iter()
-            .filter_map(|n| segment::parse_file_name(n))
-            .collect();
-        bases.sort_unstable();
-
-        let mut segments = BTreeMap::new();
-        let mut scanned: BTreeMap<i64, Vec<ProducerEvent>> = BTreeMap::new();
-        let mut dropped_from = None;
-        for (i, &base) in bases.iter().enumerate() {
-            let path = dir.join(segment::file_name(base, "log"));
-            let file = disk
-                .open(&path, false)
-                .map_err(|e| storage("open segment", e))?;
-            let expected = segments
-                .values()
-                .last()
-                .map_or(base, |s: &Segment| s.next_offset);
-            if base != expected {
-                // An empty file here is a segment whose creation was cut short: it
-                // holds nothing and the log goes on in its predecessor or successor.
-                if file.size().map_err(|e| storage("open segment", e))? == 0 {
-                    warn!(dir = %dir.display(), base, "removing an empty segment left by an interrupted roll");
-                    let _ = disk.remove_file(&path);
-                    continue;
-                }
-                warn!(dir = %dir.display(), base, expected, "segment does not follow its predecessor; dropping it and later ones");
-                dropped_from = Some(i);
-                break;
-            }
-            let sealed_next = bases.get(i + 1).copied();
-            let loaded = sealed_next.and_then(|next| {
-                segment::load_indexes(disk.as_ref(), dir, file.clone(), base, next, now)
-            });
-            let seg = match loaded {
-                Some(seg) => seg,
-                None => {
-                    let scan = segment::scan(file.clone(), base, config.index_interval_bytes, now)
-                        .map_err(|e| storage("scan segment", e))?;
-                    let mut seg = scan.segment;
-                    scanned.insert(base, scan.produced);
-                    if let Some((pos, why)) = scan.stopped {
-                        warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
-                            next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
-                        file.set_len(seg.size)
-                            .map_err(|e| storage("truncate segment", e))?;
-                        let stop_here = sealed_next.is_some_and(|next| seg.next_offset != next);
-                        if stop_here {
-                            seg.seal();
-                            segments.insert(base, seg);
-                            dropped_from = Some(i + 1);
-                            break;
-                        }
-                    }
-                    if sealed_next.is_some() {
-                        seg.seal();
-                    }
-                    seg
-                }
-            };
-            segments.insert(base, seg);
-        }
-        if let Some(from) = dropped_from {
-            for &base in &bases[from..] {
-                for ext in ["log", "index", "timeindex"] {
-                    let _ = disk.remove_file(&dir.join(segment::file_name(base, ext)));
-                }
-            }
-        }
-        if segments.is_empty() {
-            let file = disk
-                .open(&dir.join(segment::file_name(0, "log")), true)
-                .map_err(|e| storage("create segment", e))?;
-            segments.insert(0, Segment::new(0, file, now));
-        }
-        // After a process kill (not a power loss) the page cache still holds what was
-        // written, synced or not, including segments whose directory entry was never
-        // synced. All of it is about to be served: make it durable first. This also
-        // covers the truncations, removals and creations above.
-        for seg in segments.values() {
-            seg.file.sync().map_err(|e| storage("sync segment", e))?;
-        }
-        disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
-        let active = segments
-            .values()
-            .last()
-            .ok_or_else(|| storage("open", "no segment"))?;
-        let (next_offset, hw_segment, hw_position) =
-            (active.next_offset, active.base_offset, active.size);
-        let producers = rebuild_producers(&env, dir, &segments, &mut scanned, next_offset)?;
-        info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
-
+        let st = load(&env, dir, &config)?;
+        let next_offset = st.next_offset;
         let log = Arc::new(PartitionLog {
             env: env.clone(),
             dir: dir.to_path_buf(),
             config,
-            state: Mutex::new(State {
-                segments,
-                next_offset,
-                high_watermark: next_offset,
-                hw_segment,
-                hw_position,
-                unsynced: Vec::new(),
-                pending_indexes: Vec::new(),
-                dir_dirty: false,
-                failed: None,
-                producers,
-                pending_snapshots: Vec::new(),
-            }),
+            state: Mutex::new(st),
             durable: watch::channel(Durable::Upto(next_offset)).0,
+            local: watch::channel(next_offset).0,
             flush: Arc::new(Notify::new()),
         });
         let weak = Arc::downgrade(&log);
@@ -296,12 +212,23 @@ impl PartitionLog {
         self.append_batches(&marker, true)
     }
 
+    /// Appends batches replicated from the leader: their offsets and epochs are kept,
+    /// and they must continue this log exactly. Producer state follows them unchecked
+    /// (the leader checked them).
+    pub fn append_replicated(&self, records: &[u8]) -> Result<Appended, LogError> {
+        self.append_kind(records, Kind::Replica)
+    }
+
     fn append_batches(&self, records: &[u8], control: bool) -> Result<Appended, LogError> {
+        self.append_kind(records, if control { Kind::Control } else { Kind::Client })
+    }
+
+    fn append_kind(&self, records: &[u8], kind: Kind) -> Result<Appended, LogError> {
         let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
         let mut pos = 0;
         while pos < records.len() {
             let h = batch::validate_produced(&records[pos..])?;
-            if h.is_control() != control {
+            if kind != Kind::Replica && h.is_control() != (kind == Kind::Control) {
                 return Err(BatchError::ControlProduced.into());
             }
             headers.push((pos, h));
@@ -318,22 +245,51 @@ impl PartitionLog {
         if let Some(why) = &st.failed {
             return Err(LogError::Storage(why.clone()));
         }
-        if let Some(duplicate) = check_producers(&st, &headers)? {
+        if kind == Kind::Replica {
+            let mut expect = st.next_offset;
+            for (_, h) in &headers {
+                if h.base_offset != expect {
+                    return Err(storage(
+                        "replicate",
+                        format!("batch at {} where {expect} comes next", h.base_offset),
+                    ));
+                }
+                expect = h.next_offset();
+            }
+        } else if let Some(duplicate) = check_producers(&st, &headers)? {
             return Ok(duplicate);
         }
         let rolled = self.maybe_roll(&mut st, records.len() as u64)?;
-        if rolled && planted(Bug::DuplicateOnRoll) {
+        if rolled && planted(Bug::DuplicateOnRoll) && kind != Kind::Replica {
             drop(st);
-            self.append_batches(records, control)?;
+            self.append_kind(records, kind)?;
             st = self.lock();
         }
         let base_offset = st.next_offset;
         let mut buf = records.to_vec();
         let mut next = base_offset;
         for (at, h) in &mut headers {
-            batch::set_base_offset(&mut buf[*at..], next);
-            h.base_offset = next;
+            if kind != Kind::Replica {
+                batch::set_base_offset(&mut buf[*at..], next);
+                h.base_offset = next;
+                if st.leader_epoch >= 0 {
+                    batch::set_leader_epoch(&mut buf[*at..], st.leader_epoch);
+                    h.leader_epoch = st.leader_epoch;
+                }
+            }
             next = h.next_offset();
+        }
+        // A batch of a newer epoch starts that epoch in the cache, stored before the
+        // batch can be durable so the cache never misses an epoch the log holds.
+        let mut epochs_changed = false;
+        for (_, h) in &headers {
+            if h.leader_epoch >= 0 && st.epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
+                st.epochs.push((h.leader_epoch, h.base_offset));
+                epochs_changed = true;
+            }
+        }
+        if epochs_changed {
+            write_epochs(self.env.disk.as_ref(), &self.dir, &st.epochs)?;
         }
         let State { segments, .. } = &mut *st;
         let active = segments
@@ -428,13 +384,132 @@ impl PartitionLog {
         }
     }
 
+    /// Waits until `offset` (exclusive) is fsynced here, whatever the replicas hold.
+    pub async fn wait_local_durable(&self, offset: i64) -> Result<(), LogError> {
+        let mut rx = self.local.subscribe();
+        loop {
+            if *rx.borrow_and_update() >= offset {
+                return Ok(());
+            }
+            if let Some(why) = &self.lock().failed {
+                return Err(LogError::Storage(why.clone()));
+            }
+            if rx.changed().await.is_err() {
+                return Err(storage("wait", "log closed"));
+            }
+        }
+    }
+
+    /// A receiver of the local durable end (a follower reports it to its leader).
+    pub fn watch_local(&self) -> watch::Receiver<i64> {
+        self.local.subscribe()
+    }
+
+    /// The local durable end: the offset up to which this replica's log is fsynced.
+    pub fn local_durable_end(&self) -> i64 {
+        self.lock().high_watermark
+    }
+
+    /// Sets the replicated high watermark (`None`: the log is its own and only replica,
+    /// the local durable end is the high watermark). It never moves back.
+    pub fn set_replicated_hw(&self, hw: Option<i64>) {
+        let mut st = self.lock();
+        st.replicated_hw = match (st.replicated_hw, hw) {
+            (Some(old), Some(new)) => Some(old.max(new)),
+            (_, new) => new,
+        };
+        if st.failed.is_none() {
+            self.durable.send_replace(Durable::Upto(st.published()));
+        }
+    }
+
+    /// The epoch stamped on batches appended from now on (as the partition's leader).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.lock().leader_epoch = epoch;
+    }
+
+    /// The latest epoch in the leader epoch cache (-1 for none).
+    pub fn latest_epoch(&self) -> i32 {
+        self.lock().epochs.last().map_or(-1, |(e, _)| *e)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: the largest epoch <= `epoch` this log knows, and
+    /// the offset where it ended (the start of the next epoch, or the log end for the
+    /// latest). (-1, -1) when the log holds no such epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let st = self.lock();
+        let Some(i) = st.epochs.iter().rposition(|(e, _)| *e <= epoch) else {
+            return (-1, -1);
+        };
+        let end = st
+            .epochs
+            .get(i + 1)
+            .map_or(st.next_offset, |(_, start)| *start);
+        (st.epochs[i].0, end)
+    }
+
+    /// Cuts the log back to `offset` (a diverged follower's truncation): the batches at
+    /// and after it are removed from disk and the log is recovered again from what
+    /// remains. The high watermark never goes back, so `offset` below it is refused.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut st = self.lock();
+        if let Some(why) = &st.failed {
+            return Err(LogError::Storage(why.clone()));
+        }
+        if offset >= st.next_offset {
+            return Ok(());
+        }
+        if offset < st.published() {
+            return Err(storage(
+                "truncate",
+                format!("offset {offset} is below the high watermark {}", st.published()),
+            ));
+        }
+        let disk = self.env.disk.clone();
+        let (seg_base, position) = {
+            let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
+                return Err(storage("truncate", "no segment"));
+            };
+            let position = batch_boundary(seg.file.as_ref(), seg.entry_for(offset), seg.size, offset)?;
+            (seg.base_offset, position)
+        };
+        let later: Vec<i64> = st.segments.range(seg_base + 1..).map(|(b, _)| *b).collect();
+        for base in later.iter().rev() {
+            for ext in ["log", "index", "timeindex", SNAPSHOT] {
+                let _ = disk.remove_file(&self.dir.join(segment::file_name(*base, ext)));
+            }
+        }
+        // The cut segment becomes the active one: its indexes are rebuilt by a scan.
+        for ext in ["index", "timeindex"] {
+            let _ = disk.remove_file(&self.dir.join(segment::file_name(seg_base, ext)));
+        }
+        let file = st.segments.get(&seg_base).map(|s| s.file.clone());
+        if let Some(file) = file {
+            file.set_len(position).map_err(|e| storage("truncate", e))?;
+            file.sync().map_err(|e| storage("truncate", e))?;
+        }
+        disk.sync_dir(&self.dir).map_err(|e| storage("truncate", e))?;
+        let epochs: Vec<(i32, i64)> = st.epochs.iter().copied().filter(|(_, o)| *o < offset).collect();
+        write_epochs(disk.as_ref(), &self.dir, &epochs)?;
+        let mut fresh = load(&self.env, &self.dir, &self.config)?;
+        fresh.replicated_hw = st.replicated_hw;
+        fresh.leader_epoch = st.leader_epoch;
+        fresh.generation = st.generation + 1;
+        info!(dir = %self.dir.display(), offset, next_offset = fresh.next_offset, "log truncated");
+        *st = fresh;
+        self.local.send_replace(st.high_watermark);
+        self.durable.send_replace(Durable::Upto(st.published()));
+        Ok(())
+    }
+
     /// A receiver that changes whenever the high watermark moves (for long polls).
     pub fn watch(&self) -> watch::Receiver<Durable> {
         self.durable.subscribe()
     }
 
+    /// The high watermark consumers see.
     pub fn high_watermark(&self) -> i64 {
-        self.lock().high_watermark
+        self.lock().published()
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -459,19 +534,36 @@ impl PartitionLog {
         max_bytes: usize,
         committed: bool,
     ) -> Result<Read, LogError> {
+        self.read_upto(offset, max_bytes, committed, false)
+    }
+
+    /// A follower's read: up to the local durable end, past the high watermark.
+    pub fn read_replica(&self, offset: i64, max_bytes: usize) -> Result<Read, LogError> {
+        self.read_upto(offset, max_bytes, false, true)
+    }
+
+    fn read_upto(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        committed: bool,
+        replica: bool,
+    ) -> Result<Read, LogError> {
         let (file, from, to, hw, start, lso) = {
             let st = self.lock();
             if let Some(why) = &st.failed {
                 return Err(LogError::Storage(why.clone()));
             }
             let start = st.segments.keys().next().copied().unwrap_or(0);
-            let hw = st.high_watermark;
+            let hw = if replica { st.high_watermark } else { st.published() };
             let lso = if planted(Bug::ReadPastLso) {
                 hw
             } else {
                 st.producers.last_stable_offset(hw)
             };
-            if offset < start || offset > hw {
+            // Out of range only past the local durable end: a new leader's high
+            // watermark may lag what it holds.
+            if offset < start || offset > st.high_watermark {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
                     start,
@@ -498,6 +590,9 @@ impl PartitionLog {
         // Under the simulator, now and then serve as little as possible.
         let max_bytes = if buggify!(0.05) { 1 } else { max_bytes };
         let mut batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
+        // The bytes read end at the local durable end; the replicated high watermark
+        // may be lower.
+        batches = batches.slice(..stable_prefix(&batches, hw));
         let mut aborted = Vec::new();
         if committed {
             batches = batches.slice(..stable_prefix(&batches, lso));
@@ -517,7 +612,7 @@ impl PartitionLog {
     /// The last stable offset now.
     pub fn last_stable_offset(&self) -> i64 {
         let st = self.lock();
-        st.producers.last_stable_offset(st.high_watermark)
+        st.producers.last_stable_offset(st.published())
     }
 
     /// The first batch (below the high watermark) whose max timestamp is >= `ts`.
@@ -571,14 +666,14 @@ impl PartitionLog {
             let dir_dirty = std::mem::take(&mut st.dir_dirty);
             (
                 files,
-                (indexes, snapshots),
+                (indexes, snapshots, st.generation),
                 dir_dirty,
                 st.next_offset,
                 seg,
                 pos,
             )
         };
-        let (indexes, snapshots) = indexes;
+        let (indexes, snapshots, generation) = indexes;
         if buggify!(0.05) {
             // A slow disk: appends pile up behind this sync.
             let ms = self.env.random_below(50);
@@ -632,12 +727,13 @@ impl PartitionLog {
         let mut st = self.lock();
         match outcome {
             Ok(()) => {
-                if target > st.high_watermark {
+                if target > st.high_watermark && st.generation == generation {
                     st.high_watermark = target;
                     st.producers.settle(target);
                     st.hw_segment = seg;
                     st.hw_position = pos;
-                    self.durable.send_replace(Durable::Upto(target));
+                    self.local.send_replace(target);
+                    self.durable.send_replace(Durable::Upto(st.published()));
                 }
                 Ok(())
             }
@@ -745,7 +841,157 @@ impl PartitionLog {
     }
 }
 
+/// Opens a log directory: lists, checks and recovers its segments, rebuilds the
+/// producer state and the leader epoch cache.
+fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
+    let disk = env.disk.clone();
+    let now = env.clock.monotonic().as_millis() as u64;
+    if !disk.exists(dir) {
+        disk.create_dir_all(dir)
+            .map_err(|e| storage("create log dir", e))?;
+        if let Some(parent) = dir.parent() {
+            disk.sync_dir(parent)
+                .map_err(|e| storage("sync data dir", e))?;
+        }
+    }
+    let mut bases: Vec<i64> = disk
+        .list(dir)
+        .map_err(|e| storage("list log dir", e))?
+        .iter()
+        .filter_map(|n| segment::parse_file_name(n))
+        .collect();
+    bases.sort_unstable();
+
+    let mut segments = BTreeMap::new();
+    let mut scanned: BTreeMap<i64, Vec<ProducerEvent>> = BTreeMap::new();
+    let mut dropped_from = None;
+    for (i, &base) in bases.iter().enumerate() {
+        let path = dir.join(segment::file_name(base, "log"));
+        let file = disk
+            .open(&path, false)
+            .map_err(|e| storage("open segment", e))?;
+        let expected = segments
+            .values()
+            .last()
+            .map_or(base, |s: &Segment| s.next_offset);
+        if base != expected {
+            // An empty file here is a segment whose creation was cut short: it
+            // holds nothing and the log goes on in its predecessor or successor.
+            if file.size().map_err(|e| storage("open segment", e))? == 0 {
+                warn!(dir = %dir.display(), base, "removing an empty segment left by an interrupted roll");
+                let _ = disk.remove_file(&path);
+                continue;
+            }
+            warn!(dir = %dir.display(), base, expected, "segment does not follow its predecessor; dropping it and later ones");
+            dropped_from = Some(i);
+            break;
+        }
+        let sealed_next = bases.get(i + 1).copied();
+        let loaded = sealed_next.and_then(|next| {
+            segment::load_indexes(disk.as_ref(), dir, file.clone(), base, next, now)
+        });
+        let seg = match loaded {
+            Some(seg) => seg,
+            None => {
+                let scan = segment::scan(file.clone(), base, config.index_interval_bytes, now)
+                    .map_err(|e| storage("scan segment", e))?;
+                let mut seg = scan.segment;
+                scanned.insert(base, scan.produced);
+                if let Some((pos, why)) = scan.stopped {
+                    warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
+                        next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
+                    file.set_len(seg.size)
+                        .map_err(|e| storage("truncate segment", e))?;
+                    let stop_here = sealed_next.is_some_and(|next| seg.next_offset != next);
+                    if stop_here {
+                        seg.seal();
+                        segments.insert(base, seg);
+                        dropped_from = Some(i + 1);
+                        break;
+                    }
+                }
+                if sealed_next.is_some() {
+                    seg.seal();
+                }
+                seg
+            }
+        };
+        segments.insert(base, seg);
+    }
+    if let Some(from) = dropped_from {
+        for &base in &bases[from..] {
+            for ext in ["log", "index", "timeindex"] {
+                let _ = disk.remove_file(&dir.join(segment::file_name(base, ext)));
+            }
+        }
+    }
+    if segments.is_empty() {
+        let file = disk
+            .open(&dir.join(segment::file_name(0, "log")), true)
+            .map_err(|e| storage("create segment", e))?;
+        segments.insert(0, Segment::new(0, file, now));
+    }
+    // After a process kill (not a power loss) the page cache still holds what was
+    // written, synced or not, including segments whose directory entry was never
+    // synced. All of it is about to be served: make it durable first. This also
+    // covers the truncations, removals and creations above.
+    for seg in segments.values() {
+        seg.file.sync().map_err(|e| storage("sync segment", e))?;
+    }
+    disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
+    let active = segments
+        .values()
+        .last()
+        .ok_or_else(|| storage("open", "no segment"))?;
+    let (next_offset, hw_segment, hw_position) =
+        (active.next_offset, active.base_offset, active.size);
+    let producers = rebuild_producers(env, dir, &segments, &mut scanned, next_offset)?;
+    let epochs = read_epochs(disk.as_ref(), dir, next_offset);
+    info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
+    Ok(State {
+        segments,
+        next_offset,
+        high_watermark: next_offset,
+        hw_segment,
+        hw_position,
+        unsynced: Vec::new(),
+        pending_indexes: Vec::new(),
+        dir_dirty: false,
+        failed: None,
+        producers,
+        pending_snapshots: Vec::new(),
+        replicated_hw: None,
+        leader_epoch: -1,
+        epochs,
+        generation: 0,
+    })
+}
+
 const SNAPSHOT: &str = "snapshot";
+/// The leader epoch cache, one `epoch first-offset` line per epoch.
+const EPOCHS: &str = "leader-epoch-checkpoint";
+
+/// The leader epoch cache as stored, without epochs that start at or past `log_end`
+/// (their batches were lost in a crash or truncated).
+fn read_epochs(disk: &dyn sluice_core::env::Disk, dir: &Path, log_end: i64) -> Vec<(i32, i64)> {
+    let Ok(Some(bytes)) = checkpoint::read(disk, &dir.join(EPOCHS)) else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| {
+            let (e, o) = l.split_once(' ')?;
+            Some((e.parse().ok()?, o.parse().ok()?))
+        })
+        .filter(|&(_, o)| o < log_end)
+        .collect()
+}
+
+fn write_epochs(disk: &dyn sluice_core::env::Disk, dir: &Path, epochs: &[(i32, i64)]) -> Result<(), LogError> {
+    let text: String = epochs.iter().map(|(e, o)| format!("{e} {o}\n")).collect();
+    checkpoint::write_atomic(disk, &dir.join(EPOCHS), text.as_bytes())
+        .map_err(|e| storage("write leader epochs", e))
+}
 
 /// Bytes of the whole batches in `batches` that start below `lso`.
 fn stable_prefix(batches: &[u8], lso: i64) -> usize {
@@ -979,6 +1225,23 @@ fn read_batches(
         buf.extend_from_within(..first);
     }
     Ok(Bytes::from(buf))
+}
+
+/// The byte position of the batch boundary at or below `offset`, walking headers from
+/// the index entry `from` up to `end`.
+fn batch_boundary(file: &dyn DiskFile, from: OffsetEntry, end: u64, offset: i64) -> Result<u64, LogError> {
+    let mut pos = from.position;
+    while pos + batch::HEADER_LEN as u64 <= end {
+        let mut head = [0u8; batch::HEADER_LEN];
+        file.read_exact_at(pos, &mut head)
+            .map_err(|e| storage("read", e))?;
+        let h = batch::parse_fixed(&head)?;
+        if h.next_offset() > offset {
+            return Ok(pos);
+        }
+        pos += h.size as u64;
+    }
+    Ok(pos.min(end))
 }
 
 /// Scans batches in `[from, to)` and returns the first one matching `found`.

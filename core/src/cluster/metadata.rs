@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::sim::{planted, Bug};
 use crate::topics::{self, Topic, TopicError};
 
 /// No leader: every in-sync replica is fenced.
@@ -212,8 +213,12 @@ impl MetadataImage {
                     }
                     if p.leader == node {
                         // The next leader comes from the ISR only: unclean election is off.
-                        p.leader = p
-                            .isr
+                        let candidates = if planted(Bug::ElectOutsideIsr) {
+                            &p.replicas
+                        } else {
+                            &p.isr
+                        };
+                        p.leader = candidates
                             .iter()
                             .copied()
                             .find(|r| live.contains(r))

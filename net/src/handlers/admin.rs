@@ -16,6 +16,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_core::config::topic_config_defaults;
 use uuid::Uuid;
 
+use sluice_core::cluster::metadata::MetadataError;
+
 use crate::broker::{Broker, BrokerError};
 use crate::codes;
 
@@ -23,17 +25,19 @@ use crate::codes;
 fn failure(e: &BrokerError) -> (i16, Option<StrBytes>) {
     let code = match e {
         BrokerError::Topic(t) => codes::topic_error(t),
+        BrokerError::Metadata(MetadataError::UnknownBroker(_)) => {
+            codes::INVALID_REPLICA_ASSIGNMENT
+        }
+        BrokerError::Controller(_) => codes::REQUEST_TIMED_OUT,
         _ => codes::KAFKA_STORAGE_ERROR,
     };
     (code, Some(StrBytes::from_string(e.to_string())))
 }
 
-pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> ResponseKind {
-    let node = broker.config.node_id;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
+pub async fn create_topics(broker: Arc<Broker>, req: CreateTopicsRequest) -> ResponseKind {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        results.push({
             let name = t.name.to_string();
             let mut partitions = if t.num_partitions == -1 {
                 broker.config.num_partitions
@@ -46,20 +50,31 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
                 t.replication_factor
             };
             let result = CreatableTopicResult::default().with_name(t.name.clone());
+            let mut assigned = None;
             if !t.assignments.is_empty() {
                 let valid = t.num_partitions == -1
                     && t.replication_factor == -1
-                    && t.assignments.iter().enumerate().all(|(i, a)| {
-                        a.partition_index == i as i32 && a.broker_ids.iter().map(|b| b.0).eq([node])
-                    });
+                    && t.assignments
+                        .iter()
+                        .enumerate()
+                        .all(|(i, a)| a.partition_index == i as i32 && !a.broker_ids.is_empty());
                 if !valid {
-                    return result
-                        .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                        .with_error_message(Some(StrBytes::from_static_str(
-                        "replica assignments must name this broker once per partition, in order",
-                    )));
+                    results.push(
+                        result
+                            .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "replica assignments must list every partition in order, each with its brokers",
+                            ))),
+                    );
+                    continue;
                 }
                 partitions = t.assignments.len() as i32;
+                assigned = Some(
+                    t.assignments
+                        .iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect(),
+                );
             }
             let configs: BTreeMap<String, String> = t
                 .configs
@@ -70,8 +85,11 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
                         .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect();
-            match broker.create_topic(&name, partitions, rf, configs, req.validate_only) {
-                Ok(topic) => {
+            match broker
+                .create_topic_placed(&name, partitions, rf, configs, assigned, req.validate_only)
+                .await
+            {
+                Ok((topic, rf)) => {
                     let mut all = topic_config_defaults(&broker.config)
                         .into_iter()
                         .map(|(k, v)| (k.to_string(), (v, 5)))
@@ -82,7 +100,7 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
                     result
                         .with_topic_id(Uuid::from_bytes(topic.id))
                         .with_num_partitions(topic.partitions)
-                        .with_replication_factor(1)
+                        .with_replication_factor(rf)
                         .with_configs(Some(
                             all.into_iter()
                                 .map(|(k, (v, source))| {
@@ -103,12 +121,12 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest) -> Response
                         .with_replication_factor(-1)
                 }
             }
-        })
-        .collect();
+        });
+    }
     ResponseKind::CreateTopics(CreateTopicsResponse::default().with_topics(results))
 }
 
-pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> ResponseKind {
+pub async fn delete_topics(broker: Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> ResponseKind {
     // v6 names topics by name or id; earlier versions by name only.
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -121,60 +139,61 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
             .map(|n| (Some(n.to_string()), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push({
             let name = name.or_else(|| broker.topic_by_id(*id.as_bytes()));
             let result = DeletableTopicResult::default().with_topic_id(id);
             let Some(name) = name else {
-                return result.with_error_code(codes::UNKNOWN_TOPIC_ID);
+                responses.push(result.with_error_code(codes::UNKNOWN_TOPIC_ID));
+                continue;
             };
             let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
             if crate::internal::is_internal(&name) {
-                return result
-                    .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "internal topics cannot be deleted",
-                    )));
+                responses.push(
+                    result
+                        .with_error_code(codes::INVALID_TOPIC_EXCEPTION)
+                        .with_error_message(Some(StrBytes::from_static_str(
+                            "internal topics cannot be deleted",
+                        ))),
+                );
+                continue;
             }
-            match broker.delete_topic(&name) {
+            match broker.delete_topic(&name).await {
                 Ok(()) => result,
                 Err(e) => {
                     let (code, message) = failure(&e);
                     result.with_error_code(code).with_error_message(message)
                 }
             }
-        })
-        .collect();
+        });
+    }
     ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
 }
 
-pub fn create_partitions(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> ResponseKind {
-    let node = broker.config.node_id;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
+pub async fn create_partitions(broker: Arc<Broker>, req: CreatePartitionsRequest) -> ResponseKind {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        results.push({
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
-                a.iter()
-                    .any(|a| !a.broker_ids.iter().map(|b| b.0).eq([node]))
-            });
-            if bad_assignment {
-                return result
-                    .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "replica assignments must name this broker once",
-                    )));
+            if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+                results.push(
+                    result
+                        .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
+                        .with_error_message(Some(StrBytes::from_static_str(
+                            "explicit assignments of new partitions are not supported; they are placed over the live brokers",
+                        ))),
+                );
+                continue;
             }
-            match broker.create_partitions(&t.name, t.count, req.validate_only) {
+            match broker.create_partitions(&t.name, t.count, req.validate_only).await {
                 Ok(()) => result,
                 Err(e) => {
                     let (code, message) = failure(&e);
                     result.with_error_code(code).with_error_message(message)
                 }
             }
-        })
-        .collect();
+        });
+    }
     ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results))
 }

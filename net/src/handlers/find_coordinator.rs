@@ -1,7 +1,8 @@
 //! FindCoordinator: the coordinator of a group or transactional id is the leader of
-//! its internal-topic partition, which on a single node is always this node.
+//! its internal-topic partition (the topic is created on first use).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
@@ -9,61 +10,114 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use sluice_core::cluster::metadata::NO_LEADER;
+
+use super::Reply;
 use crate::broker::Broker;
 use crate::codes;
+use crate::internal::{partition_for, OFFSETS_TOPIC, TXN_TOPIC};
 
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
-pub fn handle(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> ResponseKind {
+pub fn handle(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let check = |key: &StrBytes| -> Result<(), (i16, &'static str)> {
+            if req.key_type != GROUP && req.key_type != TRANSACTION {
+                return Err((
+                    codes::INVALID_REQUEST,
+                    "key type must be 0 (group) or 1 (transaction)",
+                ));
+            }
+            if key.is_empty() {
+                return Err((codes::INVALID_REQUEST, "the key must not be empty"));
+            }
+            Ok(())
+        };
+        let keys: Vec<StrBytes> = if version >= 4 {
+            req.coordinator_keys.clone()
+        } else {
+            vec![req.key.clone()]
+        };
+        let mut found = Vec::with_capacity(keys.len());
+        for key in &keys {
+            found.push(match check(key) {
+                Ok(()) => locate(&broker, req.key_type, key).await,
+                Err((code, why)) => Err((code, why.to_string())),
+            });
+        }
+        if version >= 4 {
+            let coordinators = keys
+                .into_iter()
+                .zip(found)
+                .map(|(key, f)| {
+                    let entry = Coordinator::default().with_key(key);
+                    match f {
+                        Ok((node, host, port)) => entry
+                            .with_node_id(BrokerId(node))
+                            .with_host(StrBytes::from_string(host))
+                            .with_port(port),
+                        Err((code, why)) => entry
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(code)
+                            .with_error_message(Some(StrBytes::from_string(why))),
+                    }
+                })
+                .collect();
+            return ResponseKind::FindCoordinator(
+                FindCoordinatorResponse::default().with_coordinators(coordinators),
+            );
+        }
+        let response = match found.pop() {
+            Some(Ok((node, host, port))) => FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+            Some(Err((code, why))) => FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_error_message((version >= 1).then(|| StrBytes::from_string(why)))
+                .with_node_id(BrokerId(-1))
+                .with_port(-1),
+            None => FindCoordinatorResponse::default().with_error_code(codes::INVALID_REQUEST),
+        };
+        ResponseKind::FindCoordinator(response)
+    }))
+}
+
+/// How long FindCoordinator waits for a new internal topic to be created and led.
+const CREATE_WAIT: Duration = Duration::from_secs(5);
+
+/// The leader of the key's internal-topic partition: (node, host, port). The topic is
+/// created on first use; the answer waits for it (up to [`CREATE_WAIT`]).
+async fn locate(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), (i16, String)> {
     let c = &broker.config;
-    let host = StrBytes::from_string(c.advertised_host.clone());
-    let port = i32::from(c.advertised_port);
-    let check = |key: &StrBytes| -> Result<(), (i16, &'static str)> {
-        if req.key_type != GROUP && req.key_type != TRANSACTION {
+    let (topic, partitions, segment_bytes) = if key_type == GROUP {
+        (OFFSETS_TOPIC, c.offsets_topic_num_partitions, c.offsets_topic_segment_bytes)
+    } else {
+        (TXN_TOPIC, c.transaction_state_log_num_partitions, c.transaction_state_log_segment_bytes)
+    };
+    let deadline = broker.env.clock.monotonic() + CREATE_WAIT;
+    loop {
+        let image = broker.image();
+        if let Some(t) = image.topics.get(topic) {
+            let p = partition_for(key, t.partitions.len());
+            let leader = t.partitions.get(p).map_or(NO_LEADER, |ps| ps.leader);
+            let local_ready = leader != c.node_id || broker.partition(topic, p as i32).is_some();
+            if let (true, Some(b)) = (local_ready, image.brokers.get(&leader)) {
+                return Ok((leader, b.registration.host.clone(), i32::from(b.registration.port)));
+            }
+        } else {
+            // Starts the creation (or finds it under way).
+            let _ = broker.internal_topic(topic, partitions, segment_bytes);
+        }
+        if broker.env.clock.monotonic() >= deadline {
             return Err((
-                codes::INVALID_REQUEST,
-                "key type must be 0 (group) or 1 (transaction)",
+                codes::COORDINATOR_NOT_AVAILABLE,
+                format!("the coordinator for '{key}' is not available yet"),
             ));
         }
-        if key.is_empty() {
-            return Err((codes::INVALID_REQUEST, "the key must not be empty"));
-        }
-        Ok(())
-    };
-    if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                let entry = Coordinator::default().with_key(key.clone());
-                match check(key) {
-                    Ok(()) => entry
-                        .with_node_id(BrokerId(c.node_id))
-                        .with_host(host.clone())
-                        .with_port(port),
-                    Err((code, why)) => entry
-                        .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                        .with_error_code(code)
-                        .with_error_message(Some(StrBytes::from_static_str(why))),
-                }
-            })
-            .collect();
-        return ResponseKind::FindCoordinator(
-            FindCoordinatorResponse::default().with_coordinators(coordinators),
-        );
+        broker.env.clock.sleep(Duration::from_millis(20)).await;
     }
-    let response = match check(&req.key) {
-        Ok(()) => FindCoordinatorResponse::default()
-            .with_node_id(BrokerId(c.node_id))
-            .with_host(host)
-            .with_port(port),
-        Err((code, why)) => FindCoordinatorResponse::default()
-            .with_error_code(code)
-            .with_error_message((version >= 1).then(|| StrBytes::from_static_str(why)))
-            .with_node_id(BrokerId(-1))
-            .with_port(-1),
-    };
-    ResponseKind::FindCoordinator(response)
 }

@@ -45,11 +45,14 @@ pub fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest) -> Reply {
         // An idempotent producer always gets a new id (also when it names its old
         // one to bump the epoch, KIP-360): nothing is fenced without a
         // transactional id.
-        None => Reply::Now(answer(broker.new_producer_id().map(|id| (id, 0)).map_err(
-            |e| {
-                tracing::warn!(error = %e, "cannot allocate a producer id");
-                codes::KAFKA_STORAGE_ERROR
-            },
-        ))),
+        None => {
+            let broker = broker.clone();
+            Reply::Later(Box::pin(async move {
+                answer(broker.new_producer_id().await.map(|id| (id, 0)).map_err(|e| {
+                    tracing::warn!(error = %e, "cannot allocate a producer id");
+                    codes::COORDINATOR_NOT_AVAILABLE
+                }))
+            }))
+        }
     }
 }

@@ -1,6 +1,8 @@
-//! Metadata: this broker, and the requested topics with their partitions (this node
-//! leads them all). Unknown topics are auto-created when allowed, as in Kafka.
+//! Metadata: the live brokers, and the requested topics with each partition's leader,
+//! leader epoch, replicas and ISR. Unknown topics are auto-created when allowed, as
+//! in Kafka.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -10,16 +12,15 @@ use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_core::topics::Topic;
+use sluice_core::cluster::metadata::{MetadataImage, TopicImage, NO_LEADER};
+use sluice_core::topics::TopicError;
 use uuid::Uuid;
 
-use sluice_core::topics::TopicError;
-
+use super::Reply;
 use crate::broker::{Broker, BrokerError};
 use crate::codes;
 
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> ResponseKind {
-    let node = broker.config.node_id;
+pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Reply {
     let names: Vec<String> = match &req.topics {
         None => broker.topics().into_iter().map(|(n, _)| n).collect(),
         Some(ts) => ts
@@ -33,37 +34,75 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Respo
             .collect(),
     };
     // Before v4 there was no flag and creation was implied.
-    let may_create = version < 4 || req.allow_auto_topic_creation;
+    let may_create = (version < 4 || req.allow_auto_topic_creation)
+        && req.topics.is_some()
+        && broker.config.auto_create_topics_enable;
+    let missing: Vec<String> = names
+        .iter()
+        .filter(|n| !n.is_empty() && broker.topic(n).is_none())
+        .cloned()
+        .collect();
+    if !may_create || missing.is_empty() {
+        return Reply::Now(respond(broker, &names, &BTreeMap::new(), &req));
+    }
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let mut failed = BTreeMap::new();
+        for name in missing {
+            if let Some(Err(e)) = broker.auto_create(&name).await {
+                failed.insert(name, e);
+            }
+        }
+        respond(&broker, &names, &failed, &req)
+    }))
+}
+
+fn respond(
+    broker: &Broker,
+    names: &[String],
+    failed: &BTreeMap<String, BrokerError>,
+    req: &MetadataRequest,
+) -> ResponseKind {
+    let image = broker.image();
     let topics = names
-        .into_iter()
+        .iter()
         .map(|name| {
-            let found = match broker.topic(&name) {
-                Some(t) => Ok(t),
-                None => (may_create && req.topics.is_some())
-                    .then(|| broker.auto_create(&name))
-                    .flatten()
-                    .unwrap_or_else(|| Err(TopicError::Unknown(name.clone()).into())),
+            let found = match (image.topics.get(name), failed.get(name)) {
+                (Some(t), _) => Ok(t),
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(&UNKNOWN),
             };
-            topic_entry(node, &name, found, req.include_topic_authorized_operations)
+            topic_entry(&image, name, found, req.include_topic_authorized_operations)
+        })
+        .collect();
+    let brokers = image
+        .brokers
+        .iter()
+        .filter(|(_, b)| !b.fenced)
+        .map(|(id, b)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(*id))
+                .with_host(StrBytes::from_string(b.registration.host.clone()))
+                .with_port(i32::from(b.registration.port))
+                .with_rack(b.registration.rack.clone().map(StrBytes::from_string))
         })
         .collect();
     ResponseKind::Metadata(
         MetadataResponse::default()
-            .with_brokers(vec![MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node))
-                .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
-                .with_port(i32::from(broker.config.advertised_port))])
+            .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-            .with_controller_id(BrokerId(node))
+            .with_controller_id(BrokerId(broker.controller.leader().unwrap_or(-1)))
             .with_topics(topics)
             .with_cluster_authorized_operations(codes::AUTHORIZED_OPERATIONS_OMITTED),
     )
 }
 
+static UNKNOWN: BrokerError = BrokerError::Topic(TopicError::Unknown(String::new()));
+
 fn topic_entry(
-    node: i32,
+    image: &MetadataImage,
     name: &str,
-    found: Result<Topic, BrokerError>,
+    found: Result<&TopicImage, &BrokerError>,
     with_ops: bool,
 ) -> MetadataResponseTopic {
     let entry = MetadataResponseTopic::default()
@@ -73,23 +112,42 @@ fn topic_entry(
         } else {
             codes::AUTHORIZED_OPERATIONS_OMITTED
         });
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     match found {
         Ok(t) => entry
             .with_topic_id(Uuid::from_bytes(t.id))
             .with_is_internal(crate::internal::is_internal(name))
             .with_partitions(
-                (0..t.partitions)
-                    .map(|p| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(p, ps)| {
+                        let offline: Vec<i32> = ps
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                            .collect();
                         MetadataResponsePartition::default()
-                            .with_partition_index(p)
-                            .with_leader_id(BrokerId(node))
-                            .with_leader_epoch(0)
-                            .with_replica_nodes(vec![BrokerId(node)])
-                            .with_isr_nodes(vec![BrokerId(node)])
+                            .with_error_code(if ps.leader == NO_LEADER {
+                                codes::LEADER_NOT_AVAILABLE
+                            } else {
+                                codes::NONE
+                            })
+                            .with_partition_index(p as i32)
+                            .with_leader_id(BrokerId(ps.leader))
+                            .with_leader_epoch(ps.leader_epoch)
+                            .with_replica_nodes(ids(&ps.replicas))
+                            .with_isr_nodes(ids(&ps.isr))
+                            .with_offline_replicas(ids(&offline))
                     })
                     .collect(),
             ),
-        Err(BrokerError::Topic(e)) => entry.with_error_code(codes::topic_error(&e)),
+        Err(BrokerError::Topic(e)) => entry.with_error_code(codes::topic_error(e)),
+        Err(BrokerError::Controller(e)) => {
+            tracing::warn!(topic = name, error = %e, "auto-create failed");
+            entry.with_error_code(codes::LEADER_NOT_AVAILABLE)
+        }
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "auto-create failed");
             entry.with_error_code(codes::KAFKA_STORAGE_ERROR)

@@ -53,16 +53,20 @@ pub fn handle(
 ) -> Reply {
     match request {
         RequestKind::ApiVersions(_) => Reply::Now(api_versions::handle()),
-        RequestKind::Metadata(r) => Reply::Now(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => metadata::handle(broker, r, version),
         RequestKind::Produce(r) => produce::handle(broker, r),
         RequestKind::Fetch(r) => fetch::handle(broker, r),
         RequestKind::ListOffsets(r) => Reply::Now(list_offsets::handle(broker, r, version)),
-        RequestKind::CreateTopics(r) => Reply::Now(admin::create_topics(broker, r)),
-        RequestKind::DeleteTopics(r) => Reply::Now(admin::delete_topics(broker, r, version)),
-        RequestKind::CreatePartitions(r) => Reply::Now(admin::create_partitions(broker, r)),
+        RequestKind::CreateTopics(r) => Reply::Later(Box::pin(admin::create_topics(broker.clone(), r))),
+        RequestKind::DeleteTopics(r) => {
+            Reply::Later(Box::pin(admin::delete_topics(broker.clone(), r, version)))
+        }
+        RequestKind::CreatePartitions(r) => {
+            Reply::Later(Box::pin(admin::create_partitions(broker.clone(), r)))
+        }
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
-        RequestKind::FindCoordinator(r) => Reply::Now(find_coordinator::handle(broker, r, version)),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, r, version),
         RequestKind::InitProducerId(r) => init_producer_id::handle(broker, r),
         RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(broker, r),
         RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(broker, r),

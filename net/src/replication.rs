@@ -1,0 +1,429 @@
+//! Partition replication as in Kafka: the leader appends and serves, followers fetch
+//! from it with their replica id, the leader tracks how far each follower's log is
+//! durable and moves the high watermark to the minimum over the in-sync replicas, and
+//! asks the controller to shrink the ISR of a follower that falls behind for
+//! `replica.lag.time.max.ms` or to expand it with one that caught up. A follower that
+//! starts following a new leader epoch first truncates what diverged from the
+//! leader (OffsetForLeaderEpoch), then fetches.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice_core::cluster::metadata::PartitionState;
+use sluice_core::sim::{planted, Bug};
+use sluice_storage::PartitionLog;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::client::Client;
+use crate::codes;
+
+/// What the leader knows of a follower.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The follower's durable log end, as its last fetch reported (-1: not yet).
+    end: i64,
+    /// When the follower last fetched from at least the leader's durable end.
+    caught_up_at: Duration,
+}
+
+struct ReplicaState {
+    /// The partition as the metadata last said.
+    meta: PartitionState,
+    /// On the leader: the followers' progress.
+    followers: BTreeMap<i32, Progress>,
+    /// An ISR change was asked for at this partition epoch and not yet seen.
+    isr_change_at: Option<i32>,
+}
+
+/// A partition replica on this broker.
+pub struct Replica {
+    pub topic: String,
+    pub partition: i32,
+    pub log: Arc<PartitionLog>,
+    node_id: i32,
+    state: Mutex<ReplicaState>,
+}
+
+/// A leader's ISR change to ask the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl Replica {
+    pub fn new(
+        topic: &str,
+        partition: i32,
+        log: Arc<PartitionLog>,
+        node_id: i32,
+        meta: PartitionState,
+        now: Duration,
+    ) -> Arc<Replica> {
+        let replica = Arc::new(Replica {
+            topic: topic.to_string(),
+            partition,
+            log,
+            node_id,
+            state: Mutex::new(ReplicaState {
+                meta: meta.clone(),
+                followers: BTreeMap::new(),
+                isr_change_at: None,
+            }),
+        });
+        replica.become_(&meta, now);
+        replica
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partition's metadata as this replica last applied it.
+    pub fn meta(&self) -> PartitionState {
+        self.lock().meta.clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.lock().meta.leader == self.node_id
+    }
+
+    /// Applies new metadata. Returns true when the leader epoch changed (a follower
+    /// must then start over: truncate, then fetch from the new leader).
+    pub fn update(&self, meta: &PartitionState, now: Duration) -> bool {
+        let old = self.lock().meta.clone();
+        if old == *meta {
+            return false;
+        }
+        let new_epoch = meta.leader_epoch != old.leader_epoch || meta.leader != old.leader;
+        if new_epoch {
+            self.become_(meta, now);
+        } else {
+            let mut st = self.lock();
+            st.meta = meta.clone();
+            if st.isr_change_at.is_some_and(|e| e < meta.partition_epoch) {
+                st.isr_change_at = None;
+            }
+            drop(st);
+            self.recompute_hw();
+        }
+        new_epoch
+    }
+
+    fn become_(&self, meta: &PartitionState, now: Duration) {
+        let mut st = self.lock();
+        st.meta = meta.clone();
+        st.isr_change_at = None;
+        st.followers = meta
+            .replicas
+            .iter()
+            .filter(|r| **r != self.node_id)
+            .map(|r| {
+                (
+                    *r,
+                    Progress {
+                        end: -1,
+                        caught_up_at: now,
+                    },
+                )
+            })
+            .collect();
+        drop(st);
+        if meta.leader == self.node_id {
+            self.log.set_leader_epoch(meta.leader_epoch);
+            info!(topic = %self.topic, partition = self.partition, epoch = meta.leader_epoch, isr = ?meta.isr, "leading");
+            self.recompute_hw();
+        } else {
+            self.log.set_leader_epoch(-1);
+        }
+    }
+
+    /// On the leader: the high watermark is the smallest durable end over the ISR.
+    fn recompute_hw(&self) {
+        let st = self.lock();
+        if st.meta.leader != self.node_id {
+            return;
+        }
+        let others: Vec<i64> = st
+            .meta
+            .isr
+            .iter()
+            .filter(|r| **r != self.node_id)
+            .map(|r| st.followers.get(r).map_or(-1, |p| p.end))
+            .collect();
+        drop(st);
+        if others.is_empty() || planted(Bug::HwBeforeIsr) {
+            self.log.set_replicated_hw(None);
+        } else if let Some(min) = others.iter().copied().min().filter(|m| *m >= 0) {
+            self.log.set_replicated_hw(Some(min));
+        } else {
+            // A follower not yet heard from holds the high watermark where it is.
+            self.log.set_replicated_hw(Some(self.log.high_watermark()));
+        }
+    }
+
+    /// Checks a fetch or produce against this replica's leadership: `current_epoch` is
+    /// the leader epoch the client believes (-1: unknown).
+    pub fn check_leader(&self, current_epoch: i32) -> Result<(), i16> {
+        let st = self.lock();
+        if st.meta.leader != self.node_id {
+            return Err(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        match current_epoch {
+            -1 => Ok(()),
+            e if e < st.meta.leader_epoch => Err(codes::FENCED_LEADER_EPOCH),
+            e if e > st.meta.leader_epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
+            _ => Ok(()),
+        }
+    }
+
+    /// min.insync.replicas for acks=all: NOT_ENOUGH_REPLICAS when the ISR is smaller.
+    pub fn check_min_isr(&self, min_isr: i32) -> Result<(), i16> {
+        if (self.lock().meta.isr.len() as i32) < min_isr {
+            Err(codes::NOT_ENOUGH_REPLICAS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// On the leader: a follower fetched from `offset`, which is its durable end.
+    /// Returns an ISR expansion to ask for when it has caught up from outside the ISR.
+    pub fn follower_fetched(&self, follower: i32, offset: i64, now: Duration) -> Option<IsrChange> {
+        let leader_end = self.log.local_durable_end();
+        let mut st = self.lock();
+        let p = st.followers.get_mut(&follower)?;
+        p.end = offset;
+        if offset >= leader_end {
+            p.caught_up_at = now;
+        }
+        let hw = self.log.high_watermark();
+        let expand = !st.meta.isr.contains(&follower)
+            && offset >= hw
+            && offset >= leader_end
+            && st.isr_change_at.is_none();
+        let change = expand.then(|| {
+            let mut isr = st.meta.isr.clone();
+            isr.push(follower);
+            st.isr_change_at = Some(st.meta.partition_epoch);
+            IsrChange {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                leader_epoch: st.meta.leader_epoch,
+                partition_epoch: st.meta.partition_epoch,
+                isr,
+            }
+        });
+        drop(st);
+        self.recompute_hw();
+        change
+    }
+
+    /// On the leader: an ISR shrink for followers not caught up within `max_lag`.
+    pub fn shrink_if_lagging(&self, now: Duration, max_lag: Duration) -> Option<IsrChange> {
+        let mut st = self.lock();
+        if st.meta.leader != self.node_id || st.isr_change_at.is_some() {
+            return None;
+        }
+        let lagging: Vec<i32> = st
+            .meta
+            .isr
+            .iter()
+            .filter(|r| **r != self.node_id)
+            .filter(|r| {
+                st.followers
+                    .get(r)
+                    .is_none_or(|p| now.saturating_sub(p.caught_up_at) > max_lag)
+            })
+            .copied()
+            .collect();
+        if lagging.is_empty() {
+            return None;
+        }
+        let isr: Vec<i32> = st
+            .meta
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| !lagging.contains(r))
+            .collect();
+        st.isr_change_at = Some(st.meta.partition_epoch);
+        Some(IsrChange {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            leader_epoch: st.meta.leader_epoch,
+            partition_epoch: st.meta.partition_epoch,
+            isr,
+        })
+    }
+
+    /// Forgets an ISR change the controller refused, so it is asked again.
+    pub fn isr_change_failed(&self) {
+        self.lock().isr_change_at = None;
+    }
+}
+
+/// How long a follower waits before retrying a leader it could not reach.
+const RETRY: Duration = Duration::from_millis(200);
+
+/// A follower's loop for one leader epoch: truncate to where the leader's log and ours
+/// agree, then fetch and append until the epoch or leader changes.
+pub async fn follow(broker: Arc<Broker>, replica: Arc<Replica>, epoch: i32) {
+    let mut client: Option<Client> = None;
+    let mut truncated = false;
+    loop {
+        let meta = replica.meta();
+        if meta.leader_epoch != epoch || meta.leader == broker.config.node_id || broker.is_stopped() {
+            return;
+        }
+        if client.is_none() {
+            let Some(addr) = broker.broker_address(meta.leader) else {
+                broker.env.clock.sleep(RETRY).await;
+                continue;
+            };
+            match Client::connect(broker.env.net.as_ref(), &addr, "sluice-replica").await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    debug!(leader = meta.leader, error = %e, "follower cannot reach leader");
+                    broker.env.clock.sleep(RETRY).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let step = if truncated {
+            fetch_once(&broker, &replica, c, epoch).await
+        } else {
+            truncate(&replica, c, broker.config.node_id, epoch).await
+        };
+        match step {
+            Ok(()) => truncated = true,
+            Err(Step::Retry(why)) => {
+                debug!(topic = %replica.topic, partition = replica.partition, %why, "follower retrying");
+                client = None;
+                broker.env.clock.sleep(RETRY).await;
+            }
+            Err(Step::Wait(why)) => {
+                debug!(topic = %replica.topic, partition = replica.partition, %why, "follower waiting");
+                broker.env.clock.sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+enum Step {
+    /// The connection is suspect: reconnect, then retry.
+    Retry(String),
+    /// The leader answered but cannot serve yet: retry on the same connection.
+    Wait(String),
+}
+
+/// KIP-101/279: asks the leader where our latest epoch ended in its log and cuts ours
+/// back to there.
+async fn truncate(replica: &Replica, client: &mut Client, node_id: i32, epoch: i32) -> Result<(), Step> {
+    if planted(Bug::SkipEpochTruncation) {
+        return Ok(());
+    }
+    let log = &replica.log;
+    let ours = log.latest_epoch();
+    let target = if ours < 0 {
+        // No epochs: nothing we hold was written under a leader epoch we can check.
+        log.high_watermark()
+    } else {
+        let version = client
+            .version(ApiKey::OffsetForLeaderEpoch, 4)
+            .map_err(|e| Step::Retry(e.to_string()))?;
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(node_id))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(replica.topic.clone())))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(replica.partition)
+                    .with_current_leader_epoch(epoch)
+                    .with_leader_epoch(ours)])]);
+        let resp = client
+            .call(req, version)
+            .await
+            .map_err(|e| Step::Retry(e.to_string()))?;
+        let Some(r) = resp.topics.first().and_then(|t| t.partitions.first()) else {
+            return Err(Step::Retry("empty OffsetForLeaderEpoch response".into()));
+        };
+        if r.error_code != codes::NONE {
+            return Err(Step::Wait(format!("OffsetForLeaderEpoch error {}", r.error_code)));
+        }
+        if r.leader_epoch < 0 {
+            log.high_watermark()
+        } else if r.leader_epoch == ours {
+            r.end_offset
+        } else {
+            // The leader's latest epoch at or below ours is older: we diverged where
+            // that epoch ended in either log.
+            let (_, our_end) = log.end_offset_for_epoch(r.leader_epoch);
+            r.end_offset.min(our_end.max(0))
+        }
+    };
+    let end = log.log_end_offset();
+    if target < end {
+        warn!(topic = %replica.topic, partition = replica.partition, from = end, to = target, "truncating a diverged follower log");
+        log.truncate_to(target.max(log.high_watermark()))
+            .map_err(|e| Step::Wait(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// One fetch from the leader: append what came, fsync it, adopt the leader's high
+/// watermark. The next fetch offset then reports our durable end.
+async fn fetch_once(broker: &Broker, replica: &Replica, client: &mut Client, epoch: i32) -> Result<(), Step> {
+    let log = &replica.log;
+    let offset = log.log_end_offset();
+    log.wait_local_durable(offset)
+        .await
+        .map_err(|e| Step::Wait(e.to_string()))?;
+    let version = client
+        .version(ApiKey::Fetch, 12)
+        .map_err(|e| Step::Retry(e.to_string()))?;
+    let mut partition = FetchPartition::default()
+        .with_partition(replica.partition)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20);
+    if version >= 9 {
+        partition = partition.with_current_leader_epoch(epoch);
+    }
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(broker.config.node_id))
+        .with_max_wait_ms(broker.config.replica_fetch_wait_max_ms as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(8 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(replica.topic.clone())))
+            .with_partitions(vec![partition])]);
+    let resp = client
+        .call(req, version)
+        .await
+        .map_err(|e| Step::Retry(e.to_string()))?;
+    let Some(data) = resp.responses.first().and_then(|t| t.partitions.first()) else {
+        return Err(Step::Retry("empty fetch response".into()));
+    };
+    if data.error_code != codes::NONE {
+        return Err(Step::Wait(format!("fetch error {}", data.error_code)));
+    }
+    if let Some(batches) = data.records.as_ref().filter(|b| !b.is_empty()) {
+        log.append_replicated(batches)
+            .map_err(|e| Step::Wait(format!("append: {e}")))?;
+    }
+    log.set_replicated_hw(Some(data.high_watermark));
+    Ok(())
+}
