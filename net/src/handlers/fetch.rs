@@ -1,4 +1,7 @@
-//! Fetch: stored batches served as `Bytes`, never re-encoded, bounded by
+//! Fetch, from the partition's leader, by consumers and by followers (replica id
+//! >= 0, who read past the high watermark up to the leader's durable end, and whose
+//! fetch offset tells the leader how far their log is durable): stored batches
+//! served as `Bytes`, never re-encoded, bounded by
 //! partition_max_bytes and max_bytes (the first batch is always whole, KIP-74), never
 //! past the high watermark, nor with isolation_level=read_committed past the last
 //! stable offset (with the aborted transactions listed for the client to skip). Below min_bytes the request long-polls until data arrives
@@ -13,10 +16,27 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind};
 use sluice_storage::log::Durable;
+use tokio::sync::watch;
 
 use super::Reply;
 use crate::broker::Broker;
 use crate::codes;
+
+/// What a long-poll waits on: the high watermark (consumers) or the leader's durable
+/// end (followers, who replicate past the high watermark).
+enum Watch {
+    HighWatermark(watch::Receiver<Durable>),
+    LocalEnd(watch::Receiver<i64>),
+}
+
+impl Watch {
+    async fn changed(&mut self) {
+        let _ = match self {
+            Watch::HighWatermark(w) => w.changed().await,
+            Watch::LocalEnd(w) => w.changed().await,
+        };
+    }
+}
 
 pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
     let (response, bytes, errors) = collect(broker, &req);
@@ -29,7 +49,8 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
         let deadline = clock.monotonic() + Duration::from_millis(req.max_wait_ms as u64);
         // Subscribe before reading again: a high watermark that moves after this read
         // is then a change the wait below sees, never a lost wakeup.
-        let mut watches: Vec<_> = req
+        let follower = req.replica_id.0 >= 0;
+        let mut watches: Vec<Watch> = req
             .topics
             .iter()
             .flat_map(|t| {
@@ -37,7 +58,13 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
                     .iter()
                     .filter_map(|p| broker.partition(&t.topic, p.partition))
             })
-            .map(|log| log.watch())
+            .map(|log| {
+                if follower {
+                    Watch::LocalEnd(log.watch_local())
+                } else {
+                    Watch::HighWatermark(log.watch())
+                }
+            })
             .collect();
         loop {
             let (response, bytes, errors) = collect(&broker, &req);
@@ -62,7 +89,9 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
 
 /// Reads every requested partition once: the response, the bytes in it, and whether
 /// any partition carries an error (which answers at once).
-fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let follower = (req.replica_id.0 >= 0).then_some(req.replica_id.0);
+    let now = broker.env.clock.monotonic();
     let mut total = 0usize;
     let mut errors = false;
     let budget = if req.max_bytes > 0 {
@@ -81,16 +110,23 @@ fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) 
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(Some(bytes::Bytes::new()))
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            match broker.partition(&name, p.partition) {
-                None => {
+            match broker.leader_replica(&name, p.partition, p.current_leader_epoch) {
+                Err(code) => {
                     errors = true;
                     data = data
-                        .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                        .with_error_code(code)
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_log_start_offset(-1);
                 }
-                Some(log) => {
+                Ok(replica) => {
+                    let log = &replica.log;
+                    if let Some(id) = follower {
+                        if let Some(change) = replica.follower_fetched(id, p.fetch_offset, now) {
+                            let (b, r) = (broker.clone(), replica.clone());
+                            broker.env.spawn(async move { b.alter_isr(&r, change).await });
+                        }
+                    }
                     // At least one whole batch for the first partition with data.
                     let limit =
                         (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
@@ -98,8 +134,11 @@ fn collect(broker: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) 
                     let result = if limit == 0 {
                         Ok(None)
                     } else {
-                        log.read_isolated(p.fetch_offset, limit, read_committed)
-                            .map(Some)
+                        match follower {
+                            Some(_) => log.read_replica(p.fetch_offset, limit),
+                            None => log.read_isolated(p.fetch_offset, limit, read_committed),
+                        }
+                        .map(Some)
                     };
                     match result {
                         Ok(Some(read)) => {

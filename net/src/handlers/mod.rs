@@ -18,6 +18,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 mod txn;
@@ -82,6 +83,9 @@ pub fn handle(
         RequestKind::OffsetCommit(r) => offsets::commit(broker, r),
         RequestKind::OffsetFetch(r) => Reply::Now(offsets::fetch(broker, r, version)),
         RequestKind::OffsetDelete(r) => offsets::delete(broker, r),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            Reply::Now(offset_for_leader_epoch::handle(broker, r))
+        }
         other => {
             // supported_versions() gates dispatch, so this is a programmer error.
             tracing::error!(

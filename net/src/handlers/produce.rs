@@ -1,7 +1,10 @@
-//! Produce: validate each partition's batches, append them in request order, then
-//! (acks 1 or -1) answer once they are fsynced. acks=0 gets no response at all.
+//! Produce: on the partition's leader, validate each partition's batches, append them
+//! in request order, then answer once they are fsynced: acks=1 here, acks=-1 on every
+//! in-sync replica (the high watermark passed them), refused with NOT_ENOUGH_REPLICAS
+//! while the ISR is smaller than min.insync.replicas. acks=0 gets no response at all.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
@@ -42,17 +45,23 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                 Outcome::Failed(codes::REQUEST_TIMED_OUT)
             } else {
                 let records = p.records.as_deref().unwrap_or_default();
-                match broker.partition(&name, p.index) {
-                    None => Outcome::Failed(codes::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(log) if batch::peek_transactional(records).is_some() => {
+                let replica = broker.leader_replica(&name, p.index, -1).and_then(|r| {
+                    if acks == -1 {
+                        r.check_min_isr(broker.min_insync_replicas(&name))?;
+                    }
+                    Ok(r)
+                });
+                match replica {
+                    Err(code) => Outcome::Failed(code),
+                    Ok(r) if batch::peek_transactional(records).is_some() => {
                         // Checked and appended as one step against marker appends.
                         let _guard = broker.txns.append_guard();
                         match in_transaction(broker, &name, p.index, records) {
                             Err(code) => Outcome::Failed(code),
-                            Ok(()) => append(&log, records, max_bytes),
+                            Ok(()) => append(&r.log, records, max_bytes),
                         }
                     }
-                    Some(log) => append(&log, records, max_bytes),
+                    Ok(r) => append(&r.log, records, max_bytes),
                 }
             };
             if let Outcome::Failed(code) = &outcome {
@@ -65,6 +74,8 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     if acks == 0 {
         return Reply::Silent;
     }
+    let clock = broker.env.clock.clone();
+    let deadline = clock.monotonic() + Duration::from_millis(req.timeout_ms.max(0) as u64);
     Reply::Later(Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
         for (name, parts) in topics {
@@ -84,12 +95,31 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                         log,
                         base_offset,
                         end_offset,
-                    } => match log.wait_durable(end_offset).await {
-                        Ok(()) => r
-                            .with_base_offset(base_offset)
-                            .with_log_start_offset(log.log_start_offset()),
-                        Err(e) => failed(r, codes::log_error(&e)),
-                    },
+                    } => {
+                        // acks=all waits for the in-sync replicas (the high
+                        // watermark), acks=1 for this replica's fsync; both at most
+                        // the request's timeout.
+                        let durable = async {
+                            if acks == -1 {
+                                log.wait_durable(end_offset).await
+                            } else {
+                                log.wait_local_durable(end_offset).await
+                            }
+                        };
+                        let left = deadline.saturating_sub(clock.monotonic());
+                        let outcome = tokio::select! {
+                            biased;
+                            done = durable => Some(done),
+                            () = clock.sleep(left) => None,
+                        };
+                        match outcome {
+                            Some(Ok(())) => r
+                                .with_base_offset(base_offset)
+                                .with_log_start_offset(log.log_start_offset()),
+                            Some(Err(e)) => failed(r, codes::log_error(&e)),
+                            None => failed(r, codes::REQUEST_TIMED_OUT),
+                        }
+                    }
                 });
             }
             responses.push(

@@ -1,0 +1,238 @@
+#![cfg(not(madsim))]
+//! Three in-process nodes on real TCP and real files forming one cluster: the metadata
+//! quorum, replication with acks=all, and a leader failover.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use sluice_core::config::BrokerConfig;
+use sluice_net::client::{decode_batches, encode_batch, fetch_request, produce_request, Client, Message};
+use sluice_net::node::Node;
+use sluice_net::runtime::production_env;
+use sluice_net::tcp::TcpNetwork;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Option<Node>>,
+    configs: Vec<BrokerConfig>,
+}
+
+impl Cluster {
+    async fn start(n: i32) -> Cluster {
+        let voters: Vec<String> = (1..=n).map(|id| format!("{id}@127.0.0.1:{}", free_port())).collect();
+        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let configs: Vec<BrokerConfig> = (1..=n)
+            .map(|id| {
+                let port = free_port();
+                BrokerConfig {
+                    node_id: id,
+                    listen: format!("127.0.0.1:{port}"),
+                    advertised_host: "127.0.0.1".into(),
+                    advertised_port: port,
+                    data_dir: dirs[(id - 1) as usize].path().display().to_string(),
+                    controller_quorum_voters: voters.join(","),
+                    broker_session_timeout_ms: 2000,
+                    broker_heartbeat_interval_ms: 200,
+                    replica_lag_time_max_ms: 3000,
+                    ..BrokerConfig::default()
+                }
+            })
+            .collect();
+        let started = futures::future::join_all(
+            configs
+                .iter()
+                .map(|c| Node::start(production_env(&c.data_dir), c.clone())),
+        )
+        .await;
+        let nodes = started.into_iter().map(|n| Some(n.unwrap())).collect();
+        Cluster {
+            dirs,
+            nodes,
+            configs,
+        }
+    }
+
+    fn addr(&self, id: i32) -> String {
+        self.nodes[(id - 1) as usize].as_ref().unwrap().local_addr.clone()
+    }
+
+    async fn client(&self, id: i32) -> Client {
+        Client::connect(&TcpNetwork, &self.addr(id), "test").await.unwrap()
+    }
+
+    fn live(&self) -> impl Iterator<Item = i32> + '_ {
+        (1..=self.nodes.len() as i32).filter(|id| self.nodes[(*id - 1) as usize].is_some())
+    }
+
+    /// Polls until `f` holds, failing after `within`.
+    async fn until(&self, within: Duration, what: &str, mut f: impl FnMut(&Cluster) -> bool) {
+        let deadline = Instant::now() + within;
+        while !f(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn node(&self, id: i32) -> &Node {
+        self.nodes[(id - 1) as usize].as_ref().unwrap()
+    }
+
+    fn stop(&mut self, id: i32) {
+        if let Some(node) = self.nodes[(id - 1) as usize].take() {
+            node.stop();
+        }
+    }
+}
+
+async fn leader_of(c: &mut Client, topic: &str) -> (i32, i32) {
+    let r = c
+        .call(
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(topic.into()))))])),
+            12,
+        )
+        .await
+        .unwrap();
+    let p = &r.topics[0].partitions[0];
+    (p.leader_id.0, p.leader_epoch)
+}
+
+fn batch(from: usize, n: usize) -> Bytes {
+    let messages: Vec<Message> = (from..from + n)
+        .map(|i| Message {
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            timestamp: 1_700_000_000_000 + i as i64,
+        })
+        .collect();
+    encode_batch(&messages, Compression::None).unwrap()
+}
+
+async fn consume_all(c: &mut Client, topic: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let r = c
+            .call(fetch_request(topic, [(0, offset)], 0, 1 << 20, 1 << 20), 12)
+            .await
+            .unwrap();
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        let records = decode_batches(p.records.clone().unwrap(), offset).unwrap();
+        if records.is_empty() {
+            return out;
+        }
+        for r in records {
+            offset = r.offset + 1;
+            out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_and_fail_over() {
+    let mut cluster = Cluster::start(3).await;
+    cluster
+        .until(Duration::from_secs(20), "three registered brokers", |c| {
+            c.live()
+                .all(|id| c.node(id).broker.image().live_brokers().len() == 3)
+        })
+        .await;
+
+    let mut c = cluster.client(1).await;
+    let r = c
+        .call(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("r")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(3)]),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(r.topics[0].replication_factor, 3);
+    cluster
+        .until(Duration::from_secs(10), "the topic everywhere", |c| {
+            c.live().all(|id| c.node(id).broker.partition("r", 0).is_some())
+        })
+        .await;
+
+    let (leader, epoch) = leader_of(&mut c, "r").await;
+    let mut p = cluster.client(leader).await;
+    for i in 0..50 {
+        let r = p
+            .call(produce_request("r", -1, 5000, [(0, batch(i * 10, 10))]), 9)
+            .await
+            .unwrap();
+        let code = r.responses[0].partition_responses[0].error_code;
+        assert_eq!(code, 0, "acks=all produce {i}");
+    }
+    // Acknowledged with acks=all: every in-sync replica holds it durably.
+    for id in cluster.live() {
+        let log = cluster.node(id).broker.partition("r", 0).unwrap();
+        assert!(log.local_durable_end() >= 500, "replica on node {id} has {}", log.local_durable_end());
+    }
+    // A follower refuses clients.
+    let follower = cluster.live().find(|id| *id != leader).unwrap();
+    let mut f = cluster.client(follower).await;
+    let r = f
+        .call(produce_request("r", -1, 5000, [(0, batch(0, 1))]), 9)
+        .await
+        .unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+
+    // The leader dies: a new leader from the ISR, with a higher epoch, within the
+    // session timeout plus an election.
+    let killed = Instant::now();
+    cluster.stop(leader);
+    drop(p);
+    let survivor = cluster.live().next().unwrap();
+    let mut s = cluster.client(survivor).await;
+    let (new_leader, new_epoch) = loop {
+        let (l, e) = leader_of(&mut s, "r").await;
+        if l != leader && l >= 0 {
+            break (l, e);
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failover = killed.elapsed();
+    eprintln!("failover: new leader {new_leader} at epoch {new_epoch} after {failover:?}");
+    assert!(new_epoch > epoch);
+
+    let mut p = cluster.client(new_leader).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = p
+            .call(produce_request("r", -1, 5000, [(0, batch(500, 10))]), 9)
+            .await
+            .unwrap();
+        let code = r.responses[0].partition_responses[0].error_code;
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "produce after failover: {code}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = consume_all(&mut p, "r").await;
+    let want: Vec<String> = (0..510).map(|i| format!("v{i}")).collect();
+    assert_eq!(got, want, "every acknowledged record once, in order");
+    let _ = &cluster.dirs;
+    let _ = &cluster.configs;
+}
