@@ -168,23 +168,22 @@ impl Broker {
             warn!(dir = %entry, "removing partition directory of no partition assigned here");
             let _ = disk.remove_dir_all(Path::new(&entry));
         }
-        if let Some(logs) = broker.internal_logs(OFFSETS_TOPIC) {
-            broker
-                .groups
-                .load(logs)
-                .map_err(|source| BrokerError::Log {
-                    topic: OFFSETS_TOPIC.into(),
-                    partition: -1,
-                    source,
-                })?;
-        }
-        if let Some(logs) = broker.internal_logs(TXN_TOPIC) {
-            broker.txns.load(logs).map_err(|source| BrokerError::Log {
+        broker
+            .groups
+            .sync_leadership(&broker)
+            .map_err(|source| BrokerError::Log {
+                topic: OFFSETS_TOPIC.into(),
+                partition: -1,
+                source,
+            })?;
+        broker
+            .txns
+            .sync_leadership(&broker)
+            .map_err(|source| BrokerError::Log {
                 topic: TXN_TOPIC.into(),
                 partition: -1,
                 source,
             })?;
-        }
         info!(cluster_id = %broker.cluster_id, topics = broker.lock().image.topics.len(), "broker opened");
         Ok(broker)
     }
@@ -545,7 +544,7 @@ impl Broker {
 
     /// The local logs of every partition of an internal topic, if it exists and all
     /// of them are here.
-    fn internal_logs(&self, name: &str) -> Option<Vec<Arc<PartitionLog>>> {
+    pub fn internal_logs(&self, name: &str) -> Option<Vec<Arc<PartitionLog>>> {
         let count = self.topic(name)?.partitions;
         (0..count).map(|p| self.partition(name, p)).collect()
     }

@@ -32,6 +32,53 @@ use crate::internal::{
     Unavailable, OFFSETS_TOPIC,
 };
 
+/// Rebuilds the groups of one `__consumer_offsets` partition from its log, with
+/// transactional offsets applied only where a commit marker follows them. Returns
+/// how many records applied.
+fn load_partition(
+    sm: &mut GroupCoordinator,
+    p: usize,
+    log: &PartitionLog,
+    count: usize,
+    now: i64,
+) -> Result<usize, String> {
+    let mut loaded = 0usize;
+    scan_log(log, |r| {
+        if r.control {
+            // An unreadable marker cannot have been ours; treat it as an abort.
+            let commit = r.key.as_deref().and_then(marker_key_commits) == Some(true);
+            sm.end_txn_offsets(r.producer_id, commit, |g| partition_for(g, count) == p);
+            return;
+        }
+        let Some(key) = &r.key else { return };
+        match GroupRecord::decode(key, r.value.as_deref()) {
+            Ok(GroupRecord::Offset {
+                group,
+                topic,
+                partition,
+                value: Some(value),
+            }) if r.transactional => sm.stage_txn_offset(
+                r.producer_id,
+                StagedOffset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                    position: r.offset,
+                },
+            ),
+            Ok(record) => {
+                apply_loaded(sm, now, record, r.offset);
+                loaded += 1;
+            }
+            Err(why) => {
+                warn!(partition = p, offset = r.offset, %why, "skipping unreadable group record")
+            }
+        }
+    })?;
+    Ok(loaded)
+}
+
 /// An answer for a parked request, released once `durable_upto` is fsynced.
 pub struct Parked<T> {
     pub result: T,
@@ -69,6 +116,9 @@ struct Inner {
     next_ticket: Ticket,
     /// `__consumer_offsets`, once it exists.
     logs: Vec<Arc<PartitionLog>>,
+    /// The partitions this broker leads and coordinates, with the leader epoch their
+    /// groups were loaded at.
+    led: BTreeMap<usize, i32>,
 }
 
 pub struct Groups {
@@ -86,6 +136,7 @@ impl Groups {
                 next_ticket: 1,
                 logs: Vec::new(),
                 commits_in_flight: Vec::new(),
+                led: BTreeMap::new(),
             }),
         }
     }
@@ -98,61 +149,58 @@ impl Groups {
         self.env.clock.monotonic().as_millis() as i64
     }
 
-    /// Rebuilds every group from `__consumer_offsets` (called at start), with
-    /// transactional offsets applied only where a commit marker follows them.
-    pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<(), LogError> {
+    /// Follows the leadership of `__consumer_offsets` partitions: a partition this
+    /// broker now leads (at a new leader epoch) has its groups rebuilt from its log;
+    /// one it no longer leads has its groups forgotten and their parked requests
+    /// dropped (the clients find the new coordinator). Called at start, after every
+    /// metadata change and on the group timer (a failed load is retried).
+    pub fn sync_leadership(&self, broker: &Broker) -> Result<(), LogError> {
+        let Some(logs) = broker.internal_logs(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let count = logs.len();
+        let epochs: Vec<Option<i32>> = (0..count)
+            .map(|p| {
+                broker
+                    .replica(OFFSETS_TOPIC, p as i32)
+                    .filter(|r| r.is_leader())
+                    .map(|r| r.meta().leader_epoch)
+            })
+            .collect();
         let now = self.now_ms();
         let mut inner = self.lock();
-        let count = logs.len();
-        let mut loaded = 0usize;
-        for (p, log) in logs.iter().enumerate() {
-            scan_log(log, |r| {
-                if r.control {
-                    // An unreadable marker cannot have been ours; treat it as an abort.
-                    let commit = r.key.as_deref().and_then(marker_key_commits) == Some(true);
-                    inner
-                        .sm
-                        .end_txn_offsets(r.producer_id, commit, |g| partition_for(g, count) == p);
-                    return;
-                }
-                let Some(key) = &r.key else { return };
-                match GroupRecord::decode(key, r.value.as_deref()) {
-                    Ok(GroupRecord::Offset {
-                        group,
-                        topic,
-                        partition,
-                        value: Some(value),
-                    }) if r.transactional => inner.sm.stage_txn_offset(
-                        r.producer_id,
-                        StagedOffset {
-                            group,
-                            topic,
-                            partition,
-                            value,
-                            position: r.offset,
-                        },
-                    ),
-                    Ok(record) => {
-                        apply_loaded(&mut inner.sm, now, record, r.offset);
-                        loaded += 1;
-                    }
-                    Err(why) => {
-                        warn!(partition = p, offset = r.offset, %why, "skipping unreadable group record")
+        if inner.logs.is_empty() {
+            inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
+            inner.logs = logs.clone();
+        }
+        let mut failed = None;
+        for (p, epoch) in epochs.into_iter().enumerate() {
+            let here = |g: &str| partition_for(g, count) == p;
+            match epoch {
+                Some(e) if inner.led.get(&p) != Some(&e) => {
+                    inner.sm.unload(here);
+                    inner.waiters.retain(|_, (g, _)| !here(g));
+                    match load_partition(&mut inner.sm, p, &logs[p], count, now) {
+                        Ok(loaded) => {
+                            info!(partition = p, epoch = e, records = loaded, "coordinating {OFFSETS_TOPIC} partition");
+                            inner.led.insert(p, e);
+                        }
+                        Err(e) => {
+                            inner.sm.unload(here);
+                            failed.get_or_insert(LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")));
+                        }
                     }
                 }
-            })
-            .map_err(|e| LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")))?;
+                None if inner.led.contains_key(&p) => {
+                    inner.sm.unload(here);
+                    inner.waiters.retain(|_, (g, _)| !here(g));
+                    inner.led.remove(&p);
+                    info!(partition = p, "no longer coordinating {OFFSETS_TOPIC} partition");
+                }
+                _ => {}
+            }
         }
-        if !logs.is_empty() {
-            info!(
-                records = loaded,
-                groups = inner.sm.groups().count(),
-                "group state loaded"
-            );
-        }
-        inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
-        inner.logs = logs;
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// TxnOffsetCommit: checks the member (KIP-447), writes the offsets as the
@@ -250,19 +298,15 @@ impl Groups {
         if !self.lock().logs.is_empty() {
             return Ok(());
         }
-        let logs = broker
+        broker
             .internal_topic(
                 OFFSETS_TOPIC,
                 broker.config.offsets_topic_num_partitions,
                 broker.config.offsets_topic_segment_bytes,
             )
             .map_err(|e| Unavailable(e.to_string()))?;
-        let mut inner = self.lock();
-        if inner.logs.is_empty() {
-            inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
-            inner.logs = logs;
-        }
-        Ok(())
+        self.sync_leadership(broker)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// Runs `f` on the coordinator, then carries out its effects: records appended,
@@ -277,6 +321,12 @@ impl Groups {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
+        let p = partition_for(group, inner.logs.len());
+        if !inner.led.contains_key(&p) {
+            return Err(Unavailable(format!(
+                "not the coordinator of group '{group}' ({OFFSETS_TOPIC}-{p} is led elsewhere)"
+            )));
+        }
         let r = f(&mut inner, now);
         self.carry_out(&mut inner);
         let upto = durable_point(&inner.logs, group);
@@ -599,6 +649,10 @@ impl Groups {
                 let Some(log) = inner.logs.get(p).cloned() else {
                     continue;
                 };
+                // A follower's log is the leader's to clean (it replicates the snapshots).
+                if !inner.led.contains_key(&p) {
+                    continue;
+                }
                 // Staged transactional offsets live only in the log before a snapshot.
                 let busy = inner.commits_in_flight[p].load(Ordering::SeqCst) > 0
                     || inner.sm.has_staged_where(|g| partition_for(g, count) == p);

@@ -78,18 +78,20 @@ pub fn append_records(
 const SCAN_REREADS: usize = 8;
 
 /// Calls `f` with every record of the partition (control records included), with
-/// its batch's transactional flag, in order up to the high watermark. Reaching less
-/// than the high watermark is an error: a coordinator must never load half its state.
+/// its batch's transactional flag, in order up to the local durable end. Reaching less
+/// than that is an error: a coordinator must never load half its state.
 pub fn scan_log(log: &PartitionLog, mut f: impl FnMut(Record)) -> Result<(), String> {
     let mut offset = log.log_start_offset();
-    let end = log.high_watermark();
+    // Up to the local durable end: a new leader's high watermark may lag records the
+    // old leader's coordinator already answered for.
+    let end = log.local_durable_end();
     while offset < end {
-        let mut read = log.read(offset, 1 << 20);
+        let mut read = log.read_replica(offset, 1 << 20);
         for _ in 0..SCAN_REREADS {
             if read.as_ref().is_ok_and(|r| !r.batches.is_empty()) {
                 break;
             }
-            read = log.read(offset, 1 << 20);
+            read = log.read_replica(offset, 1 << 20);
         }
         let read = read.map_err(|e| e.to_string())?;
         let mut next = offset;

@@ -221,6 +221,12 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             biased;
             _ = shutdown.changed() => return,
             () = broker.env.clock.sleep(GROUP_TICK) => {
+                if let Err(e) = broker.groups.sync_leadership(&broker) {
+                    warn!(error = %e, "loading group state");
+                }
+                if let Err(e) = broker.txns.sync_leadership(&broker) {
+                    warn!(error = %e, "loading transaction state");
+                }
                 broker.groups.tick();
                 broker.txns.tick(&broker);
             }

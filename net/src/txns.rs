@@ -29,6 +29,9 @@ struct Inner {
     writing: BTreeSet<String>,
     /// Ticks until prepared transactions whose markers failed are tried again.
     retry_in: u32,
+    /// The partitions this broker leads and coordinates, with the leader epoch their
+    /// transactional ids were loaded at.
+    led: BTreeMap<usize, i32>,
 }
 
 pub struct Txns {
@@ -50,6 +53,7 @@ impl Txns {
                 waiting: BTreeMap::new(),
                 writing: BTreeSet::new(),
                 retry_in: 0,
+                led: BTreeMap::new(),
             }),
             appends: Mutex::new(()),
         }
@@ -63,50 +67,87 @@ impl Txns {
         self.env.clock.monotonic().as_millis() as i64
     }
 
-    /// Rebuilds the coordinator from `__transaction_state` (at start); transactions
-    /// caught between Prepare and Complete are finished by [`Txns::tick`].
-    pub fn load(&self, logs: Vec<Arc<PartitionLog>>) -> Result<(), LogError> {
+    /// Follows the leadership of `__transaction_state` partitions, as the group
+    /// coordinator does: a partition this broker now leads has its transactional ids
+    /// rebuilt from its log (transactions caught between Prepare and Complete are
+    /// finished by [`Txns::tick`]); one it no longer leads is forgotten.
+    pub fn sync_leadership(&self, broker: &Broker) -> Result<(), LogError> {
+        let Some(logs) = broker.internal_logs(TXN_TOPIC) else {
+            return Ok(());
+        };
+        let count = logs.len();
+        let epochs: Vec<Option<i32>> = (0..count)
+            .map(|p| {
+                broker
+                    .replica(TXN_TOPIC, p as i32)
+                    .filter(|r| r.is_leader())
+                    .map(|r| r.meta().leader_epoch)
+            })
+            .collect();
         let now = self.now_ms();
         let mut inner = self.lock();
-        for (p, log) in logs.iter().enumerate() {
-            scan_log(log, |r| {
-                let Some(key) = r.key.as_ref().filter(|_| !r.control) else {
-                    return;
-                };
-                match TxnRecord::decode(key, r.value.as_deref()) {
-                    Ok(record) => inner.sm.load(now, record),
-                    Err(why) => warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record"),
+        if inner.logs.is_empty() {
+            inner.logs = logs.clone();
+        }
+        let mut failed = None;
+        let mut loaded_any = false;
+        for (p, epoch) in epochs.into_iter().enumerate() {
+            let here = |id: &str| partition_for(id, count) == p;
+            match epoch {
+                Some(e) if inner.led.get(&p) != Some(&e) => {
+                    inner.sm.unload(here);
+                    inner.waiting.retain(|id, _| !here(id));
+                    let sm = &mut inner.sm;
+                    let scanned = scan_log(&logs[p], |r| {
+                        let Some(key) = r.key.as_ref().filter(|_| !r.control) else {
+                            return;
+                        };
+                        match TxnRecord::decode(key, r.value.as_deref()) {
+                            Ok(record) => sm.load(now, record),
+                            Err(why) => warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record"),
+                        }
+                    });
+                    match scanned {
+                        Ok(()) => {
+                            info!(partition = p, epoch = e, "coordinating {TXN_TOPIC} partition");
+                            inner.led.insert(p, e);
+                            loaded_any = true;
+                        }
+                        Err(why) => {
+                            inner.sm.unload(here);
+                            failed.get_or_insert(LogError::Storage(format!("{TXN_TOPIC}-{p}: {why}")));
+                        }
+                    }
                 }
-            })
-            .map_err(|e| LogError::Storage(format!("{TXN_TOPIC}-{p}: {e}")))?;
+                None if inner.led.contains_key(&p) => {
+                    inner.sm.unload(here);
+                    inner.waiting.retain(|id, _| !here(id));
+                    inner.led.remove(&p);
+                    info!(partition = p, "no longer coordinating {TXN_TOPIC} partition");
+                }
+                _ => {}
+            }
         }
-        if !logs.is_empty() {
-            info!(
-                transactional_ids = inner.sm.iter().count(),
-                "transaction state loaded"
-            );
+        if loaded_any {
+            let writing = inner.writing.clone();
+            inner.sm.resume_except(&writing);
         }
-        inner.sm.resume();
-        inner.logs = logs;
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     fn ensure_topic(&self, broker: &Broker) -> Result<(), Unavailable> {
         if !self.lock().logs.is_empty() {
             return Ok(());
         }
-        let logs = broker
+        broker
             .internal_topic(
                 TXN_TOPIC,
                 broker.config.transaction_state_log_num_partitions,
                 broker.config.transaction_state_log_segment_bytes,
             )
             .map_err(|e| Unavailable(e.to_string()))?;
-        let mut inner = self.lock();
-        if inner.logs.is_empty() {
-            inner.logs = logs;
-        }
-        Ok(())
+        self.sync_leadership(broker)
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// Runs `f` on the coordinator and carries out its effects: records appended,
@@ -121,6 +162,12 @@ impl Txns {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
+        let p = partition_for(id, inner.logs.len());
+        if !inner.led.contains_key(&p) {
+            return Err(Unavailable(format!(
+                "not the coordinator of '{id}' ({TXN_TOPIC}-{p} is led elsewhere)"
+            )));
+        }
         let before = BTreeMap::from([(id.to_string(), inner.sm.get(id).cloned())]);
         let r = f(&mut inner, now);
         let unstored = self.carry_out(broker, &mut inner, &before);
@@ -360,7 +407,8 @@ impl Txns {
     }
 }
 
-/// Waits for the Prepare record, then writes a marker to every partition and waits
+/// Waits for the Prepare record, then has a marker written to every partition (by
+/// this broker where it leads, by WriteTxnMarkers to the leader elsewhere) and waits
 /// until all are durable; offsets staged in `__consumer_offsets` follow the marker.
 async fn write_markers(
     broker: &Arc<Broker>,
@@ -371,27 +419,135 @@ async fn write_markers(
     partitions: &[(String, i32)],
 ) -> Result<(), String> {
     wait_durable(prepared).await.map_err(|e| e.0)?;
-    let mut written = Vec::with_capacity(partitions.len());
+    let image = broker.image();
+    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, partition) in partitions {
-        let Some(log) = broker.partition(topic, *partition) else {
-            continue; // a deleted topic has nothing to mark
-        };
-        let appended = {
-            let _guard = broker.txns.append_guard();
-            log.append_marker(producer_id, epoch, commit, 0)
-        };
-        let a = appended.map_err(|e| format!("marker for {topic}-{partition}: {e}"))?;
-        written.push((log, a.last_offset + 1, topic, *partition));
+        // A deleted topic has nothing to mark.
+        if let Some(p) = image.partition(topic, *partition) {
+            by_leader
+                .entry(p.leader)
+                .or_default()
+                .push((topic.clone(), *partition));
+        }
     }
-    for (log, end, topic, partition) in written {
-        log.wait_durable(end)
-            .await
-            .map_err(|e| format!("marker for {topic}-{partition}: {e}"))?;
-        if topic == OFFSETS_TOPIC {
-            broker
-                .groups
-                .txn_marker(partition as usize, producer_id, commit);
+    for (leader, partitions) in by_leader {
+        let results = if leader == broker.config.node_id {
+            write_local_markers(broker, producer_id, epoch, commit, &partitions).await
+        } else {
+            write_remote_markers(broker, leader, producer_id, epoch, commit, &partitions).await?
+        };
+        for ((topic, partition), code) in results {
+            if code != crate::codes::NONE {
+                return Err(format!("marker for {topic}-{partition}: error {code}"));
+            }
         }
     }
     Ok(())
+}
+
+/// Writes markers to partitions this broker leads and waits until they are durable
+/// (WriteTxnMarkers, and the coordinator's own partitions). Answers a Kafka error
+/// code per partition.
+pub async fn write_local_markers(
+    broker: &Broker,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    partitions: &[(String, i32)],
+) -> Vec<((String, i32), i16)> {
+    let mut out = Vec::with_capacity(partitions.len());
+    let mut written = Vec::with_capacity(partitions.len());
+    for (topic, partition) in partitions {
+        let key = (topic.clone(), *partition);
+        let replica = match broker.leader_replica(topic, *partition, -1) {
+            Ok(r) => r,
+            Err(crate::codes::UNKNOWN_TOPIC_OR_PARTITION) => {
+                out.push((key, crate::codes::NONE)); // deleted: nothing to mark
+                continue;
+            }
+            Err(code) => {
+                out.push((key, code));
+                continue;
+            }
+        };
+        let appended = {
+            let _guard = broker.txns.append_guard();
+            replica.log.append_marker(producer_id, epoch, commit, 0)
+        };
+        match appended {
+            Ok(a) => written.push((replica, a.last_offset + 1, key)),
+            Err(e) => out.push((key, crate::codes::log_error(&e))),
+        }
+    }
+    for (replica, end, key) in written {
+        let code = match replica.log.wait_durable(end).await {
+            Ok(()) => {
+                if key.0 == OFFSETS_TOPIC {
+                    broker
+                        .groups
+                        .txn_marker(key.1 as usize, producer_id, commit);
+                }
+                crate::codes::NONE
+            }
+            Err(e) => crate::codes::log_error(&e),
+        };
+        out.push((key, code));
+    }
+    out
+}
+
+/// WriteTxnMarkers to the leader of `partitions`.
+async fn write_remote_markers(
+    broker: &Broker,
+    leader: i32,
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    partitions: &[(String, i32)],
+) -> Result<Vec<((String, i32), i16)>, String> {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    let addr = broker
+        .broker_address(leader)
+        .ok_or_else(|| format!("broker {leader} is not registered"))?;
+    let mut client = crate::client::Client::connect(broker.env.net.as_ref(), &addr, "sluice-txn")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        topics.entry(t).or_default().push(*p);
+    }
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_transaction_result(commit)
+        .with_coordinator_epoch(0)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partition_indexes(ps)
+                })
+                .collect(),
+        )]);
+    let version = client
+        .version(ApiKey::WriteTxnMarkers, 1)
+        .map_err(|e| e.to_string())?;
+    let resp = client.call(req, version).await.map_err(|e| e.to_string())?;
+    Ok(resp
+        .markers
+        .iter()
+        .flat_map(|m| &m.topics)
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.name.to_string(), p.partition_index), p.error_code))
+        })
+        .collect())
 }

@@ -438,6 +438,16 @@ impl GroupCoordinator {
         out
     }
 
+    /// Forgets every group `select` picks, with their staged transactional offsets:
+    /// their partition is now another coordinator's.
+    pub fn unload(&mut self, select: impl Fn(&str) -> bool) {
+        self.groups.retain(|g, _| !select(g));
+        for staged in self.staged.values_mut() {
+            staged.retain(|s| !select(&s.group));
+        }
+        self.staged.retain(|_, v| !v.is_empty());
+    }
+
     /// Everything to do since the last call, in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)

@@ -390,6 +390,12 @@ impl TxnCoordinator {
 
     /// After loading: transactions caught between Prepare and Complete get their
     /// markers written again (markers are idempotent in effect).
+    /// Forgets the transactional ids `select` picks: their partition is now another
+    /// coordinator's.
+    pub fn unload(&mut self, select: impl Fn(&str) -> bool) {
+        self.txns.retain(|id, _| !select(id));
+    }
+
     pub fn resume(&mut self) {
         self.resume_except(&BTreeSet::new());
     }

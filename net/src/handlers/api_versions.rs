@@ -36,6 +36,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 0, 4),
+    (ApiKey::WriteTxnMarkers, 0, 1),
 ];
 
 /// The served version range of an API, if it is served at all.

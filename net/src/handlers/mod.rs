@@ -22,6 +22,7 @@ mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 mod txn;
+mod write_txn_markers;
 
 pub use api_versions::{supported_versions, unsupported_version_response};
 
@@ -83,6 +84,9 @@ pub fn handle(
         RequestKind::OffsetCommit(r) => offsets::commit(broker, r),
         RequestKind::OffsetFetch(r) => Reply::Now(offsets::fetch(broker, r, version)),
         RequestKind::OffsetDelete(r) => offsets::delete(broker, r),
+        RequestKind::WriteTxnMarkers(r) => {
+            Reply::Later(Box::pin(write_txn_markers::handle(broker.clone(), r)))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             Reply::Now(offset_for_leader_epoch::handle(broker, r))
         }
