@@ -335,7 +335,12 @@ impl Broker {
 
     /// The replica to produce to or fetch from as a client: this broker must lead the
     /// partition (at `current_epoch`, if the client names one).
-    pub fn leader_replica(&self, topic: &str, partition: i32, current_epoch: i32) -> Result<Arc<Replica>, i16> {
+    pub fn leader_replica(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_epoch: i32,
+    ) -> Result<Arc<Replica>, i16> {
         let st = self.lock();
         if st.image.partition(topic, partition).is_none() {
             return Err(codes::UNKNOWN_TOPIC_OR_PARTITION);
@@ -384,7 +389,11 @@ impl Broker {
 
     /// Every local replica.
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
-        self.lock().replicas.values().map(|(_, r)| r.clone()).collect()
+        self.lock()
+            .replicas
+            .values()
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// Applies retention to every partition of every topic whose `cleanup.policy`
@@ -399,7 +408,10 @@ impl Broker {
                 .filter_map(|((name, _), (_, replica))| {
                     let t = st.image.topic(name)?;
                     let get = |key: &str| t.configs.get(key).cloned();
-                    if !get("cleanup.policy").unwrap_or_else(|| "delete".into()).contains("delete") {
+                    if !get("cleanup.policy")
+                        .unwrap_or_else(|| "delete".into())
+                        .contains("delete")
+                    {
                         return None;
                     }
                     let num = |key: &str, default: i64| {
@@ -449,9 +461,16 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Topic, BrokerError> {
-        self.create_topic_placed(name, partitions, replication_factor, configs, None, validate_only)
-            .await
-            .map(|(topic, _)| topic)
+        self.create_topic_placed(
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            None,
+            validate_only,
+        )
+        .await
+        .map(|(topic, _)| topic)
     }
 
     /// Creates a topic with its replicas as `assigned` (partition by partition) or
@@ -476,14 +495,24 @@ impl Broker {
         }
         let replicas = match assigned {
             Some(replicas) => {
-                if let Some(b) = replicas.iter().flatten().find(|b| !image.brokers.contains_key(b)) {
+                if let Some(b) = replicas
+                    .iter()
+                    .flatten()
+                    .find(|b| !image.brokers.contains_key(b))
+                {
                     return Err(MetadataError::UnknownBroker(*b).into());
                 }
                 replicas
             }
             None => {
                 let start = self.env.random_below(1 << 16) as usize;
-                place_replicas(&image.live_brokers(), 0, partitions, replication_factor, start)?
+                place_replicas(
+                    &image.live_brokers(),
+                    0,
+                    partitions,
+                    replication_factor,
+                    start,
+                )?
             }
         };
         let rf = replicas.first().map_or(0, Vec::len) as i16;
@@ -504,7 +533,12 @@ impl Broker {
                 replicas,
             })
             .await??;
-        info!(topic = name, partitions, replication_factor = rf, "topic created");
+        info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "topic created"
+        );
         Ok((topic, rf))
     }
 
@@ -579,7 +613,10 @@ impl Broker {
                     ("cleanup.policy".to_string(), "compact".to_string()),
                     ("segment.bytes".to_string(), segment_bytes.to_string()),
                 ]);
-                match broker.create_topic(&name, partitions, -1, configs, false).await {
+                match broker
+                    .create_topic(&name, partitions, -1, configs, false)
+                    .await
+                {
                     Ok(_) => info!(topic = %name, partitions, "created internal topic"),
                     Err(BrokerError::Topic(TopicError::Exists(_))) => {}
                     Err(e) => warn!(topic = %name, error = %e, "could not create internal topic"),

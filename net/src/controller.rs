@@ -17,8 +17,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,9 @@ enum Request {
     /// A change for the quorum leader to write.
     Write(Command),
     /// A broker is alive.
-    Heartbeat { node_id: i32 },
+    Heartbeat {
+        node_id: i32,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -167,7 +169,10 @@ impl PeerNetwork {
             .map_err(|e| NetworkError::new(&e))
     }
 
-    fn remote<E: std::error::Error>(&self, e: RaftError<NodeId, E>) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    fn remote<E: std::error::Error>(
+        &self,
+        e: RaftError<NodeId, E>,
+    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
         RPCError::RemoteError(RemoteError::new(self.target, e))
     }
 }
@@ -326,12 +331,19 @@ impl Controller {
 
     /// The node id of the quorum leader, if known.
     pub fn leader(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.map(|id| id as i32)
+        self.raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .map(|id| id as i32)
     }
 
     /// Writes a command through the quorum leader (forwarding as needed), then waits
     /// until this node has applied it, so the caller sees its effect.
-    pub async fn write(&self, command: Command) -> Result<Result<Applied, MetadataError>, ControllerError> {
+    pub async fn write(
+        &self,
+        command: Command,
+    ) -> Result<Result<Applied, MetadataError>, ControllerError> {
         let deadline = self.env.clock.monotonic() + Duration::from_secs(10);
         loop {
             let last_error = match self.try_write(&command).await {
@@ -348,12 +360,21 @@ impl Controller {
         }
     }
 
-    async fn try_write(&self, command: &Command) -> Result<(Result<Applied, MetadataError>, u64), String> {
+    async fn try_write(
+        &self,
+        command: &Command,
+    ) -> Result<(Result<Applied, MetadataError>, u64), String> {
         match self.leader() {
             Some(leader) if leader == self.node_id => self.write_local(command.clone()).await,
             Some(leader) => {
-                let peer = self.peers.get(&leader).ok_or("leader is not a known voter")?;
-                match peer.call(&Request::Write(command.clone()), RPC_TIMEOUT).await {
+                let peer = self
+                    .peers
+                    .get(&leader)
+                    .ok_or("leader is not a known voter")?;
+                match peer
+                    .call(&Request::Write(command.clone()), RPC_TIMEOUT)
+                    .await
+                {
                     Ok(Response::Write(r)) => r,
                     Ok(_) => Err("unexpected controller response".into()),
                     Err(e) => Err(format!("controller {leader}: {e}")),
@@ -363,7 +384,10 @@ impl Controller {
         }
     }
 
-    async fn write_local(&self, command: Command) -> Result<(Result<Applied, MetadataError>, u64), String> {
+    async fn write_local(
+        &self,
+        command: Command,
+    ) -> Result<(Result<Applied, MetadataError>, u64), String> {
         match self.raft.client_write(command).await {
             Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -400,7 +424,11 @@ impl Controller {
     }
 
     /// Waits until the metadata shows `node` registered and unfenced.
-    pub async fn wait_registered(&self, node: i32, timeout: Duration) -> Result<(), ControllerError> {
+    pub async fn wait_registered(
+        &self,
+        node: i32,
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
         let deadline = self.env.clock.monotonic() + timeout;
         let mut rx = self.applied.clone();
         loop {
@@ -434,9 +462,17 @@ impl Controller {
                 Ok(())
             }
             Some(leader) => {
-                let peer = self.peers.get(&leader).ok_or("leader is not a known voter")?;
+                let peer = self
+                    .peers
+                    .get(&leader)
+                    .ok_or("leader is not a known voter")?;
                 match peer
-                    .call(&Request::Heartbeat { node_id: self.node_id }, RPC_TIMEOUT)
+                    .call(
+                        &Request::Heartbeat {
+                            node_id: self.node_id,
+                        },
+                        RPC_TIMEOUT,
+                    )
                     .await
                 {
                     Ok(Response::Heartbeat(r)) => r,
@@ -469,7 +505,9 @@ impl Controller {
                 }
             };
             let response = match request {
-                Request::AppendEntries(r) => Response::AppendEntries(self.raft.append_entries(r).await),
+                Request::AppendEntries(r) => {
+                    Response::AppendEntries(self.raft.append_entries(r).await)
+                }
                 Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
                 Request::InstallSnapshot(r) => {
                     Response::InstallSnapshot(self.raft.install_snapshot(r).await)
@@ -506,7 +544,10 @@ impl Controller {
                 .as_ref()
                 .is_some_and(|b| !b.fenced && b.registration == registration);
             if !registered {
-                match self.write(Command::RegisterBroker(registration.clone())).await {
+                match self
+                    .write(Command::RegisterBroker(registration.clone()))
+                    .await
+                {
                     Ok(_) => info!(node = registration.node_id, "broker registered"),
                     Err(e) => warn!(error = %e, "broker registration failed; retrying"),
                 }

@@ -182,12 +182,19 @@ impl Groups {
                     inner.waiters.retain(|_, (g, _)| !here(g));
                     match load_partition(&mut inner.sm, p, &logs[p], count, now) {
                         Ok(loaded) => {
-                            info!(partition = p, epoch = e, records = loaded, "coordinating {OFFSETS_TOPIC} partition");
+                            info!(
+                                partition = p,
+                                epoch = e,
+                                records = loaded,
+                                "coordinating {OFFSETS_TOPIC} partition"
+                            );
                             inner.led.insert(p, e);
                         }
                         Err(e) => {
                             inner.sm.unload(here);
-                            failed.get_or_insert(LogError::Storage(format!("{OFFSETS_TOPIC}-{p}: {e}")));
+                            failed.get_or_insert(LogError::Storage(format!(
+                                "{OFFSETS_TOPIC}-{p}: {e}"
+                            )));
                         }
                     }
                 }
@@ -195,7 +202,10 @@ impl Groups {
                     inner.sm.unload(here);
                     inner.waiters.retain(|_, (g, _)| !here(g));
                     inner.led.remove(&p);
-                    info!(partition = p, "no longer coordinating {OFFSETS_TOPIC} partition");
+                    info!(
+                        partition = p,
+                        "no longer coordinating {OFFSETS_TOPIC} partition"
+                    );
                 }
                 _ => {}
             }

@@ -62,7 +62,8 @@ impl Node {
             }
         }
         let (shutdown, rx) = watch::channel(false);
-        let mut voters = parse_voters(&config.controller_quorum_voters).map_err(NodeError::Voters)?;
+        let mut voters =
+            parse_voters(&config.controller_quorum_voters).map_err(NodeError::Voters)?;
         let single = voters.is_empty();
         let mut controller_listener = None;
         if single {

@@ -285,7 +285,8 @@ pub async fn follow(broker: Arc<Broker>, replica: Arc<Replica>, epoch: i32) {
     let mut truncated = false;
     loop {
         let meta = replica.meta();
-        if meta.leader_epoch != epoch || meta.leader == broker.config.node_id || broker.is_stopped() {
+        if meta.leader_epoch != epoch || meta.leader == broker.config.node_id || broker.is_stopped()
+        {
             return;
         }
         if client.is_none() {
@@ -332,7 +333,12 @@ enum Step {
 
 /// KIP-101/279: asks the leader where our latest epoch ended in its log and cuts ours
 /// back to there.
-async fn truncate(replica: &Replica, client: &mut Client, node_id: i32, epoch: i32) -> Result<(), Step> {
+async fn truncate(
+    replica: &Replica,
+    client: &mut Client,
+    node_id: i32,
+    epoch: i32,
+) -> Result<(), Step> {
     if planted(Bug::SkipEpochTruncation) {
         return Ok(());
     }
@@ -361,7 +367,10 @@ async fn truncate(replica: &Replica, client: &mut Client, node_id: i32, epoch: i
             return Err(Step::Retry("empty OffsetForLeaderEpoch response".into()));
         };
         if r.error_code != codes::NONE {
-            return Err(Step::Wait(format!("OffsetForLeaderEpoch error {}", r.error_code)));
+            return Err(Step::Wait(format!(
+                "OffsetForLeaderEpoch error {}",
+                r.error_code
+            )));
         }
         if r.leader_epoch < 0 {
             log.high_watermark()
@@ -385,7 +394,12 @@ async fn truncate(replica: &Replica, client: &mut Client, node_id: i32, epoch: i
 
 /// One fetch from the leader: append what came, fsync it, adopt the leader's high
 /// watermark. The next fetch offset then reports our durable end.
-async fn fetch_once(broker: &Broker, replica: &Replica, client: &mut Client, epoch: i32) -> Result<(), Step> {
+async fn fetch_once(
+    broker: &Broker,
+    replica: &Replica,
+    client: &mut Client,
+    epoch: i32,
+) -> Result<(), Step> {
     let log = &replica.log;
     let offset = log.log_end_offset();
     log.wait_local_durable(offset)

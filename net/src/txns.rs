@@ -104,18 +104,26 @@ impl Txns {
                         };
                         match TxnRecord::decode(key, r.value.as_deref()) {
                             Ok(record) => sm.load(now, record),
-                            Err(why) => warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record"),
+                            Err(why) => {
+                                warn!(partition = p, offset = r.offset, %why, "skipping unreadable transaction record")
+                            }
                         }
                     });
                     match scanned {
                         Ok(()) => {
-                            info!(partition = p, epoch = e, "coordinating {TXN_TOPIC} partition");
+                            info!(
+                                partition = p,
+                                epoch = e,
+                                "coordinating {TXN_TOPIC} partition"
+                            );
                             inner.led.insert(p, e);
                             loaded_any = true;
                         }
                         Err(why) => {
                             inner.sm.unload(here);
-                            failed.get_or_insert(LogError::Storage(format!("{TXN_TOPIC}-{p}: {why}")));
+                            failed.get_or_insert(LogError::Storage(format!(
+                                "{TXN_TOPIC}-{p}: {why}"
+                            )));
                         }
                     }
                 }
@@ -123,7 +131,10 @@ impl Txns {
                     inner.sm.unload(here);
                     inner.waiting.retain(|id, _| !here(id));
                     inner.led.remove(&p);
-                    info!(partition = p, "no longer coordinating {TXN_TOPIC} partition");
+                    info!(
+                        partition = p,
+                        "no longer coordinating {TXN_TOPIC} partition"
+                    );
                 }
                 _ => {}
             }

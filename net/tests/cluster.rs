@@ -11,7 +11,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use sluice_core::config::BrokerConfig;
-use sluice_net::client::{decode_batches, encode_batch, fetch_request, produce_request, Client, Message};
+use sluice_net::client::{
+    decode_batches, encode_batch, fetch_request, produce_request, Client, Message,
+};
 use sluice_net::node::Node;
 use sluice_net::runtime::production_env;
 use sluice_net::tcp::TcpNetwork;
@@ -32,7 +34,9 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: i32) -> Cluster {
-        let voters: Vec<String> = (1..=n).map(|id| format!("{id}@127.0.0.1:{}", free_port())).collect();
+        let voters: Vec<String> = (1..=n)
+            .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+            .collect();
         let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         let configs: Vec<BrokerConfig> = (1..=n)
             .map(|id| {
@@ -66,11 +70,17 @@ impl Cluster {
     }
 
     fn addr(&self, id: i32) -> String {
-        self.nodes[(id - 1) as usize].as_ref().unwrap().local_addr.clone()
+        self.nodes[(id - 1) as usize]
+            .as_ref()
+            .unwrap()
+            .local_addr
+            .clone()
     }
 
     async fn client(&self, id: i32) -> Client {
-        Client::connect(&TcpNetwork, &self.addr(id), "test").await.unwrap()
+        Client::connect(&TcpNetwork, &self.addr(id), "test")
+            .await
+            .unwrap()
     }
 
     fn live(&self) -> impl Iterator<Item = i32> + '_ {
@@ -169,7 +179,8 @@ async fn three_nodes_replicate_and_fail_over() {
     assert_eq!(r.topics[0].replication_factor, 3);
     cluster
         .until(Duration::from_secs(10), "the topic everywhere", |c| {
-            c.live().all(|id| c.node(id).broker.partition("r", 0).is_some())
+            c.live()
+                .all(|id| c.node(id).broker.partition("r", 0).is_some())
         })
         .await;
 
@@ -186,7 +197,11 @@ async fn three_nodes_replicate_and_fail_over() {
     // Acknowledged with acks=all: every in-sync replica holds it durably.
     for id in cluster.live() {
         let log = cluster.node(id).broker.partition("r", 0).unwrap();
-        assert!(log.local_durable_end() >= 500, "replica on node {id} has {}", log.local_durable_end());
+        assert!(
+            log.local_durable_end() >= 500,
+            "replica on node {id} has {}",
+            log.local_durable_end()
+        );
     }
     // A follower refuses clients.
     let follower = cluster.live().find(|id| *id != leader).unwrap();
@@ -195,7 +210,10 @@ async fn three_nodes_replicate_and_fail_over() {
         .call(produce_request("r", -1, 5000, [(0, batch(0, 1))]), 9)
         .await
         .unwrap();
-    assert_eq!(r.responses[0].partition_responses[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
 
     // The leader dies: a new leader from the ISR, with a higher epoch, within the
     // session timeout plus an election.

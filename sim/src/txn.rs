@@ -118,6 +118,12 @@ pub(crate) async fn producer(
             }
         }
         rec.record(op);
+        if written.is_err() {
+            // A write whose outcome is unknown may be in the log under its sequence
+            // number, which the next batch would reuse: a new epoch restarts the
+            // sequences, as Kafka clients do after an abortable error.
+            session = None;
+        }
         sleep(Duration::from_millis(thread_rng().gen_range(0..50))).await;
     }
 }

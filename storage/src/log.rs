@@ -462,7 +462,10 @@ impl PartitionLog {
         if offset < st.published() {
             return Err(storage(
                 "truncate",
-                format!("offset {offset} is below the high watermark {}", st.published()),
+                format!(
+                    "offset {offset} is below the high watermark {}",
+                    st.published()
+                ),
             ));
         }
         let disk = self.env.disk.clone();
@@ -470,7 +473,8 @@ impl PartitionLog {
             let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
                 return Err(storage("truncate", "no segment"));
             };
-            let position = batch_boundary(seg.file.as_ref(), seg.entry_for(offset), seg.size, offset)?;
+            let position =
+                batch_boundary(seg.file.as_ref(), seg.entry_for(offset), seg.size, offset)?;
             (seg.base_offset, position)
         };
         let later: Vec<i64> = st.segments.range(seg_base + 1..).map(|(b, _)| *b).collect();
@@ -488,8 +492,14 @@ impl PartitionLog {
             file.set_len(position).map_err(|e| storage("truncate", e))?;
             file.sync().map_err(|e| storage("truncate", e))?;
         }
-        disk.sync_dir(&self.dir).map_err(|e| storage("truncate", e))?;
-        let epochs: Vec<(i32, i64)> = st.epochs.iter().copied().filter(|(_, o)| *o < offset).collect();
+        disk.sync_dir(&self.dir)
+            .map_err(|e| storage("truncate", e))?;
+        let epochs: Vec<(i32, i64)> = st
+            .epochs
+            .iter()
+            .copied()
+            .filter(|(_, o)| *o < offset)
+            .collect();
         write_epochs(disk.as_ref(), &self.dir, &epochs)?;
         let mut fresh = load(&self.env, &self.dir, &self.config)?;
         fresh.replicated_hw = st.replicated_hw;
@@ -555,7 +565,11 @@ impl PartitionLog {
                 return Err(LogError::Storage(why.clone()));
             }
             let start = st.segments.keys().next().copied().unwrap_or(0);
-            let hw = if replica { st.high_watermark } else { st.published() };
+            let hw = if replica {
+                st.high_watermark
+            } else {
+                st.published()
+            };
             let lso = if planted(Bug::ReadPastLso) {
                 hw
             } else {
@@ -987,7 +1001,11 @@ fn read_epochs(disk: &dyn sluice_core::env::Disk, dir: &Path, log_end: i64) -> V
         .collect()
 }
 
-fn write_epochs(disk: &dyn sluice_core::env::Disk, dir: &Path, epochs: &[(i32, i64)]) -> Result<(), LogError> {
+fn write_epochs(
+    disk: &dyn sluice_core::env::Disk,
+    dir: &Path,
+    epochs: &[(i32, i64)],
+) -> Result<(), LogError> {
     let text: String = epochs.iter().map(|(e, o)| format!("{e} {o}\n")).collect();
     checkpoint::write_atomic(disk, &dir.join(EPOCHS), text.as_bytes())
         .map_err(|e| storage("write leader epochs", e))
@@ -1229,7 +1247,12 @@ fn read_batches(
 
 /// The byte position of the batch boundary at or below `offset`, walking headers from
 /// the index entry `from` up to `end`.
-fn batch_boundary(file: &dyn DiskFile, from: OffsetEntry, end: u64, offset: i64) -> Result<u64, LogError> {
+fn batch_boundary(
+    file: &dyn DiskFile,
+    from: OffsetEntry,
+    end: u64,
+    offset: i64,
+) -> Result<u64, LogError> {
     let mut pos = from.position;
     while pos + batch::HEADER_LEN as u64 <= end {
         let mut head = [0u8; batch::HEADER_LEN];

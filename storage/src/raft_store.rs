@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StoredMembership, Vote,
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
 use sluice_core::cluster::metadata::MetadataImage;
@@ -225,7 +225,8 @@ impl RaftLogStorage<MetadataRaft> for RaftLogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), Error> {
         let mut inner = self.lock();
-        write_json(inner.disk.as_ref(), "vote", vote).map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        write_json(inner.disk.as_ref(), "vote", vote)
+            .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         inner.vote = Some(*vote);
         Ok(())
     }
@@ -247,7 +248,11 @@ impl RaftLogStorage<MetadataRaft> for RaftLogStore {
         Ok(self.lock().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<MetadataRaft>) -> Result<(), Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<MetadataRaft>,
+    ) -> Result<(), Error>
     where
         I: IntoIterator<Item = Entry<MetadataRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -283,7 +288,11 @@ impl RaftLogStorage<MetadataRaft> for RaftLogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), Error> {
         let mut inner = self.lock();
-        let Some((off, _)) = inner.entries.get(&log_id.index).map(|(o, e)| (*o, e.log_id)) else {
+        let Some((off, _)) = inner
+            .entries
+            .get(&log_id.index)
+            .map(|(o, e)| (*o, e.log_id))
+        else {
             return Ok(());
         };
         inner.file.set_len(off).map_err(io_err)?;
@@ -394,7 +403,8 @@ impl RaftSnapshotBuilder<MetadataRaft> for MetadataMachine {
             meta: meta.clone(),
             image: inner.image.clone(),
         };
-        let bytes = serde_json::to_vec(&stored.image).map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        let bytes = serde_json::to_vec(&stored.image)
+            .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         write_json(inner.disk.as_ref(), "snapshot", &stored)
             .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         inner.snapshot = Some(stored);
@@ -453,15 +463,25 @@ impl RaftStateMachine<MetadataRaft> for MetadataMachine {
         meta: &SnapshotMeta<NodeId, Node>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), Error> {
-        let image: MetadataImage = serde_json::from_slice(snapshot.get_ref())
-            .map_err(|e| storage_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let image: MetadataImage = serde_json::from_slice(snapshot.get_ref()).map_err(|e| {
+            storage_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
         let mut inner = self.lock();
         let stored = StoredSnapshot {
             meta: meta.clone(),
             image: image.clone(),
         };
-        write_json(inner.disk.as_ref(), "snapshot", &stored)
-            .map_err(|e| storage_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+        write_json(inner.disk.as_ref(), "snapshot", &stored).map_err(|e| {
+            storage_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Write,
+                e,
+            )
+        })?;
         inner.image = image;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
@@ -475,8 +495,8 @@ impl RaftStateMachine<MetadataRaft> for MetadataMachine {
         let Some(s) = &inner.snapshot else {
             return Ok(None);
         };
-        let bytes =
-            serde_json::to_vec(&s.image).map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        let bytes = serde_json::to_vec(&s.image)
+            .map_err(|e| storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
         Ok(Some(Snapshot {
             meta: s.meta.clone(),
             snapshot: Box::new(Cursor::new(bytes)),

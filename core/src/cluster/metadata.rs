@@ -72,7 +72,9 @@ pub enum Command {
     RegisterBroker(BrokerRegistration),
     /// A broker missed its heartbeats: its leaderships move to other in-sync replicas
     /// and it leaves every ISR it is not the last member of.
-    FenceBroker { node_id: i32 },
+    FenceBroker {
+        node_id: i32,
+    },
     CreateTopic {
         name: String,
         id: [u8; 16],
@@ -84,7 +86,9 @@ pub enum Command {
         name: String,
         replicas: Vec<Vec<i32>>,
     },
-    DeleteTopic { name: String },
+    DeleteTopic {
+        name: String,
+    },
     /// A partition's leader changes its ISR (Kafka's AlterPartition).
     AlterIsr {
         topic: String,
@@ -102,7 +106,9 @@ pub enum Command {
         leader: i32,
     },
     /// Reserves `count` producer ids for a broker; the answer is the first.
-    AllocateProducerIds { count: i64 },
+    AllocateProducerIds {
+        count: i64,
+    },
 }
 
 /// What an applied command answers.
@@ -111,7 +117,9 @@ pub enum Applied {
     Done,
     /// The new state of the partition an ISR change or election touched.
     Partition(PartitionState),
-    ProducerIds { first: i64 },
+    ProducerIds {
+        first: i64,
+    },
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,15 +314,27 @@ impl MetadataImage {
                     });
                 }
                 if !isr.contains(leader) {
-                    return Err(MetadataError::InvalidIsr(isr.clone(), "leader not in it".into()));
+                    return Err(MetadataError::InvalidIsr(
+                        isr.clone(),
+                        "leader not in it".into(),
+                    ));
                 }
                 let mut seen = BTreeSet::new();
-                if !isr.iter().all(|r| p.replicas.contains(r) && seen.insert(*r)) {
-                    return Err(MetadataError::InvalidIsr(isr.clone(), "not distinct replicas".into()));
+                if !isr
+                    .iter()
+                    .all(|r| p.replicas.contains(r) && seen.insert(*r))
+                {
+                    return Err(MetadataError::InvalidIsr(
+                        isr.clone(),
+                        "not distinct replicas".into(),
+                    ));
                 }
                 // A fenced broker may not join: it would hold back the high watermark.
                 if isr.iter().any(|r| !p.isr.contains(r) && !live.contains(r)) {
-                    return Err(MetadataError::InvalidIsr(isr.clone(), "fenced broker added".into()));
+                    return Err(MetadataError::InvalidIsr(
+                        isr.clone(),
+                        "fenced broker added".into(),
+                    ));
                 }
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
@@ -429,7 +449,10 @@ pub fn place_replicas(
 fn rack_alternated(brokers: &[(i32, Option<String>)]) -> Vec<i32> {
     let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (id, rack) in brokers {
-        by_rack.entry(rack.as_deref().unwrap_or("")).or_default().push(*id);
+        by_rack
+            .entry(rack.as_deref().unwrap_or(""))
+            .or_default()
+            .push(*id);
     }
     for ids in by_rack.values_mut() {
         ids.sort_unstable();

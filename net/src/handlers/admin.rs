@@ -25,9 +25,7 @@ use crate::codes;
 fn failure(e: &BrokerError) -> (i16, Option<StrBytes>) {
     let code = match e {
         BrokerError::Topic(t) => codes::topic_error(t),
-        BrokerError::Metadata(MetadataError::UnknownBroker(_)) => {
-            codes::INVALID_REPLICA_ASSIGNMENT
-        }
+        BrokerError::Metadata(MetadataError::UnknownBroker(_)) => codes::INVALID_REPLICA_ASSIGNMENT,
         BrokerError::Controller(_) => codes::REQUEST_TIMED_OUT,
         _ => codes::KAFKA_STORAGE_ERROR,
     };
@@ -126,7 +124,11 @@ pub async fn create_topics(broker: Arc<Broker>, req: CreateTopicsRequest) -> Res
     ResponseKind::CreateTopics(CreateTopicsResponse::default().with_topics(results))
 }
 
-pub async fn delete_topics(broker: Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> ResponseKind {
+pub async fn delete_topics(
+    broker: Arc<Broker>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> ResponseKind {
     // v6 names topics by name or id; earlier versions by name only.
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics

@@ -124,7 +124,9 @@ fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, b
                     if let Some(id) = follower {
                         if let Some(change) = replica.follower_fetched(id, p.fetch_offset, now) {
                             let (b, r) = (broker.clone(), replica.clone());
-                            broker.env.spawn(async move { b.alter_isr(&r, change).await });
+                            broker
+                                .env
+                                .spawn(async move { b.alter_isr(&r, change).await });
                         }
                     }
                     // At least one whole batch for the first partition with data.

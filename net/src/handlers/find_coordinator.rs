@@ -91,12 +91,24 @@ const CREATE_WAIT: Duration = Duration::from_secs(5);
 
 /// The leader of the key's internal-topic partition: (node, host, port). The topic is
 /// created on first use; the answer waits for it (up to [`CREATE_WAIT`]).
-async fn locate(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String, i32), (i16, String)> {
+async fn locate(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), (i16, String)> {
     let c = &broker.config;
     let (topic, partitions, segment_bytes) = if key_type == GROUP {
-        (OFFSETS_TOPIC, c.offsets_topic_num_partitions, c.offsets_topic_segment_bytes)
+        (
+            OFFSETS_TOPIC,
+            c.offsets_topic_num_partitions,
+            c.offsets_topic_segment_bytes,
+        )
     } else {
-        (TXN_TOPIC, c.transaction_state_log_num_partitions, c.transaction_state_log_segment_bytes)
+        (
+            TXN_TOPIC,
+            c.transaction_state_log_num_partitions,
+            c.transaction_state_log_segment_bytes,
+        )
     };
     let deadline = broker.env.clock.monotonic() + CREATE_WAIT;
     loop {
@@ -106,7 +118,11 @@ async fn locate(broker: &Broker, key_type: i8, key: &str) -> Result<(i32, String
             let leader = t.partitions.get(p).map_or(NO_LEADER, |ps| ps.leader);
             let local_ready = leader != c.node_id || broker.partition(topic, p as i32).is_some();
             if let (true, Some(b)) = (local_ready, image.brokers.get(&leader)) {
-                return Ok((leader, b.registration.host.clone(), i32::from(b.registration.port)));
+                return Ok((
+                    leader,
+                    b.registration.host.clone(),
+                    i32::from(b.registration.port),
+                ));
             }
         } else {
             // Starts the creation (or finds it under way).

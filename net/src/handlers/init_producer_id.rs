@@ -48,10 +48,16 @@ pub fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest) -> Reply {
         None => {
             let broker = broker.clone();
             Reply::Later(Box::pin(async move {
-                answer(broker.new_producer_id().await.map(|id| (id, 0)).map_err(|e| {
-                    tracing::warn!(error = %e, "cannot allocate a producer id");
-                    codes::COORDINATOR_NOT_AVAILABLE
-                }))
+                answer(
+                    broker
+                        .new_producer_id()
+                        .await
+                        .map(|id| (id, 0))
+                        .map_err(|e| {
+                            tracing::warn!(error = %e, "cannot allocate a producer id");
+                            codes::COORDINATOR_NOT_AVAILABLE
+                        }),
+                )
             }))
         }
     }

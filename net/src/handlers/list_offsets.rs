@@ -27,28 +27,28 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Re
         .into_iter()
         .map(|t| {
             let name = t.name.to_string();
-            let partitions =
-                t.partitions
-                    .into_iter()
-                    .map(|p| {
-                        let r = ListOffsetsPartitionResponse::default()
-                            .with_partition_index(p.partition_index);
-                        let found = broker
-                            .leader_replica(&name, p.partition_index, p.current_leader_epoch)
-                            .and_then(|replica| {
-                                lookup(&replica.log, p.timestamp, committed)
-                                    .map(|found| (found, replica.meta().leader_epoch))
-                                    .map_err(|e| codes::log_error(&e))
-                            });
-                        match found {
-                            Ok(((timestamp, offset), leader_epoch)) => r
-                                .with_timestamp(timestamp)
-                                .with_offset(offset)
-                                .with_leader_epoch(epoch(if offset >= 0 { leader_epoch } else { -1 })),
-                            Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
-                        }
-                    })
-                    .collect();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let found = broker
+                        .leader_replica(&name, p.partition_index, p.current_leader_epoch)
+                        .and_then(|replica| {
+                            lookup(&replica.log, p.timestamp, committed)
+                                .map(|found| (found, replica.meta().leader_epoch))
+                                .map_err(|e| codes::log_error(&e))
+                        });
+                    match found {
+                        Ok(((timestamp, offset), leader_epoch)) => r
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            .with_leader_epoch(epoch(if offset >= 0 { leader_epoch } else { -1 })),
+                        Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
+                    }
+                })
+                .collect();
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(partitions)

@@ -59,7 +59,9 @@ pub fn handle(
         RequestKind::Produce(r) => produce::handle(broker, r),
         RequestKind::Fetch(r) => fetch::handle(broker, r),
         RequestKind::ListOffsets(r) => Reply::Now(list_offsets::handle(broker, r, version)),
-        RequestKind::CreateTopics(r) => Reply::Later(Box::pin(admin::create_topics(broker.clone(), r))),
+        RequestKind::CreateTopics(r) => {
+            Reply::Later(Box::pin(admin::create_topics(broker.clone(), r)))
+        }
         RequestKind::DeleteTopics(r) => {
             Reply::Later(Box::pin(admin::delete_topics(broker.clone(), r, version)))
         }

@@ -110,7 +110,9 @@ fn isr_changes_need_the_current_leader_and_epochs() {
         image.apply(&shrink(follower, 0, 0, smaller.clone())),
         Err(MetadataError::NotLeader(..))
     ));
-    let Applied::Partition(now) = image.apply(&shrink(p.leader, 0, 0, smaller.clone())).unwrap()
+    let Applied::Partition(now) = image
+        .apply(&shrink(p.leader, 0, 0, smaller.clone()))
+        .unwrap()
     else {
         panic!("no partition state");
     };
@@ -122,7 +124,9 @@ fn isr_changes_need_the_current_leader_and_epochs() {
         Err(MetadataError::StalePartitionEpoch { .. })
     ));
     // A fenced broker may not rejoin the ISR.
-    image.apply(&Command::FenceBroker { node_id: follower }).unwrap();
+    image
+        .apply(&Command::FenceBroker { node_id: follower })
+        .unwrap();
     let p = image.partition("t", 1).unwrap().clone();
     let grown = p.replicas.clone();
     assert!(image
