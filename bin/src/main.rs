@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 static ALLOC: sluice_net::guard_alloc::GuardedAlloc = sluice_net::guard_alloc::GuardedAlloc;
 
 mod bench;
+mod cluster;
 mod config;
 mod consume;
 mod group;
@@ -28,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a broker (single node; data in --data-dir).
+    /// Run a broker: a single node by default, or a cluster member with --node-id
+    /// and --controller-quorum-voters.
     Server(server::Args),
     /// Create, list, describe or delete topics.
     Topic {
@@ -46,6 +48,11 @@ enum Command {
     Consume(consume::Args),
     /// Benchmark a broker over the Kafka protocol beside this machine's limits.
     Bench(bench::Args),
+    /// Cluster health: brokers, controller, under-replicated and offline partitions.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::Command,
+    },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +73,7 @@ fn main() -> Result<()> {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cluster { command } => cluster::run(command).await,
         }
     })
 }

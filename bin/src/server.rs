@@ -20,6 +20,13 @@ pub struct Args {
     /// TOML file of Kafka config names, e.g. `num.partitions = 3`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// This node's id in a cluster (Kafka's `node.id`).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<i32>,
+    /// The cluster's controller voters, `id@host:port,...` (Kafka's
+    /// `controller.quorum.voters`); this node listens for the others at its own entry.
+    #[arg(long, value_name = "VOTERS")]
+    controller_quorum_voters: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -34,6 +41,12 @@ pub async fn run(args: Args) -> Result<()> {
     }
     if let Some(dir) = &args.data_dir {
         flags.insert("log.dirs".to_string(), dir.display().to_string());
+    }
+    if let Some(id) = args.node_id {
+        flags.insert("node.id".to_string(), id.to_string());
+    }
+    if let Some(voters) = &args.controller_quorum_voters {
+        flags.insert("controller.quorum.voters".to_string(), voters.clone());
     }
     layers.push(flags);
     let config = config::build(&layers).context("invalid configuration")?;

@@ -79,7 +79,9 @@ struct State {
 pub struct Broker {
     pub env: Env,
     pub config: BrokerConfig,
-    pub cluster_id: String,
+    /// The cluster id this node proposed (its `meta.properties`); the cluster's own is
+    /// the first one proposed, in the metadata.
+    local_cluster_id: String,
     /// The metadata quorum (this node is one of its voters).
     pub controller: Arc<Controller>,
     /// The group coordinator, over `__consumer_offsets`.
@@ -111,31 +113,14 @@ impl Broker {
         stopped: watch::Receiver<bool>,
     ) -> Result<Arc<Broker>, BrokerError> {
         let disk = env.disk.clone();
-        let cluster_id = match checkpoint::read(disk.as_ref(), Path::new(META))
-            .map_err(io("read meta.properties"))?
-        {
-            Some(bytes) => String::from_utf8_lossy(&bytes)
-                .lines()
-                .find_map(|l| l.strip_prefix("cluster.id=").map(str::to_owned))
-                .ok_or_else(|| BrokerError::Corrupt {
-                    file: META.into(),
-                    why: "no cluster.id".into(),
-                })?,
-            None => {
-                let id = random_cluster_id(&env);
-                let text = format!("version=1\ncluster.id={id}\nnode.id={}\n", config.node_id);
-                checkpoint::write_atomic(disk.as_ref(), Path::new(META), text.as_bytes())
-                    .map_err(io("write meta.properties"))?;
-                id
-            }
-        };
+        let cluster_id = local_cluster_id(&env, config.node_id)?;
         let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
         let txns = Txns::new(env.clone(), config.transaction_max_timeout_ms);
         let image = controller.image();
         let broker = Arc::new(Broker {
             env,
             config,
-            cluster_id,
+            local_cluster_id: cluster_id,
             controller,
             groups,
             txns,
@@ -184,12 +169,22 @@ impl Broker {
                 partition: -1,
                 source,
             })?;
-        info!(cluster_id = %broker.cluster_id, topics = broker.lock().image.topics.len(), "broker opened");
+        info!(cluster_id = %broker.cluster_id(), topics = broker.lock().image.topics.len(), "broker opened");
         Ok(broker)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cluster's id (until the metadata names one, the id this node proposes).
+    pub fn cluster_id(&self) -> String {
+        let named = self.lock().image.cluster_id.clone();
+        if named.is_empty() {
+            self.local_cluster_id.clone()
+        } else {
+            named
+        }
     }
 
     /// Whether the node is shutting down.
@@ -701,6 +696,27 @@ impl Broker {
             })
             .await??;
         Ok(())
+    }
+}
+
+/// The cluster id in `meta.properties`, written with a fresh random one on first start.
+pub fn local_cluster_id(env: &Env, node_id: i32) -> Result<String, BrokerError> {
+    let disk = env.disk.as_ref();
+    match checkpoint::read(disk, Path::new(META)).map_err(io("read meta.properties"))? {
+        Some(bytes) => String::from_utf8_lossy(&bytes)
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.id=").map(str::to_owned))
+            .ok_or_else(|| BrokerError::Corrupt {
+                file: META.into(),
+                why: "no cluster.id".into(),
+            }),
+        None => {
+            let id = random_cluster_id(env);
+            let text = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+            checkpoint::write_atomic(disk, Path::new(META), text.as_bytes())
+                .map_err(io("write meta.properties"))?;
+            Ok(id)
+        }
     }
 }
 

@@ -530,15 +530,25 @@ impl Controller {
         }
     }
 
-    /// The broker side of liveness: register (again) whenever the image does not show
-    /// this broker as registered and unfenced at `registration`, and heartbeat.
+    /// The broker side of liveness: name the cluster if nobody has (with this node's
+    /// proposed id), register (again) whenever the image does not show this broker as
+    /// registered and unfenced at `registration`, and heartbeat.
     pub async fn run_broker(
         self: Arc<Self>,
         registration: BrokerRegistration,
+        cluster_id: String,
         interval: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
+            if self.image().cluster_id.is_empty() {
+                let name = Command::SetClusterId {
+                    cluster_id: cluster_id.clone(),
+                };
+                if let Err(e) = self.write(name).await {
+                    warn!(error = %e, "naming the cluster failed; retrying");
+                }
+            }
             let current = self.image().brokers.get(&registration.node_id).cloned();
             let registered = current
                 .as_ref()

@@ -94,8 +94,16 @@ impl Node {
             port: config.advertised_port,
             rack: config.broker_rack.clone(),
         };
+        let proposed_id =
+            crate::broker::local_cluster_id(&env, config.node_id).map_err(|source| {
+                NodeError::Open {
+                    dir: config.data_dir.clone(),
+                    source,
+                }
+            })?;
         env.spawn(controller.clone().run_broker(
             registration,
+            proposed_id,
             Duration::from_millis(config.broker_heartbeat_interval_ms),
             rx.clone(),
         ));
@@ -126,7 +134,7 @@ impl Node {
                 }
             }
         }
-        tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id, node = broker.config.node_id, "sluice broker listening");
+        tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id(), node = broker.config.node_id, "sluice broker listening");
         env.spawn(server::serve(broker.clone(), listener, rx.clone()));
         broker.txns.start(&broker);
         env.spawn(group_timer(broker.clone(), rx.clone()));

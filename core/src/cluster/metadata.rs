@@ -109,6 +109,10 @@ pub enum Command {
     AllocateProducerIds {
         count: i64,
     },
+    /// Names the cluster; only the first naming counts.
+    SetClusterId {
+        cluster_id: String,
+    },
 }
 
 /// What an applied command answers.
@@ -145,6 +149,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// The first producer id no broker has reserved yet.
     pub next_producer_id: i64,
+    /// The cluster's id, as the first broker to register proposed it.
+    pub cluster_id: String,
 }
 
 impl MetadataImage {
@@ -359,6 +365,12 @@ impl MetadataImage {
                     p.partition_epoch += 1;
                 }
                 Ok(Applied::Partition(p.clone()))
+            }
+            Command::SetClusterId { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
+                Ok(Applied::Done)
             }
             Command::AllocateProducerIds { count } => {
                 let first = self.next_producer_id;

@@ -134,7 +134,7 @@ pub fn describe_cluster(broker: &Arc<Broker>) -> ResponseKind {
     ResponseKind::DescribeCluster(
         DescribeClusterResponse::default()
             .with_endpoint_type(1)
-            .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+            .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
             .with_controller_id(BrokerId(c.node_id))
             .with_brokers(vec![DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(c.node_id))

@@ -1,11 +1,11 @@
-//! Fetch, from the partition's leader, by consumers and by followers (replica id
-//! >= 0, who read past the high watermark up to the leader's durable end, and whose
-//! fetch offset tells the leader how far their log is durable): stored batches
-//! served as `Bytes`, never re-encoded, bounded by
-//! partition_max_bytes and max_bytes (the first batch is always whole, KIP-74), never
-//! past the high watermark, nor with isolation_level=read_committed past the last
-//! stable offset (with the aborted transactions listed for the client to skip). Below min_bytes the request long-polls until data arrives
-//! or max_wait_ms passes.
+//! Fetch from the partition's leader, by consumers and by followers. Stored batches
+//! are served as `Bytes`, never re-encoded, bounded by partition_max_bytes and
+//! max_bytes (the first batch is always whole, KIP-74). Consumers never read past the
+//! high watermark, nor with isolation_level=read_committed past the last stable
+//! offset (with the aborted transactions listed for the client to skip). Followers
+//! (replica id >= 0) read up to the leader's durable end, and their fetch offset tells
+//! the leader how far their log is durable. Below min_bytes the request long-polls
+//! until data arrives or max_wait_ms passes.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -90,7 +90,7 @@ fn respond(
     ResponseKind::Metadata(
         MetadataResponse::default()
             .with_brokers(brokers)
-            .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+            .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id())))
             .with_controller_id(BrokerId(broker.controller.leader().unwrap_or(-1)))
             .with_topics(topics)
             .with_cluster_authorized_operations(codes::AUTHORIZED_OPERATIONS_OMITTED),
