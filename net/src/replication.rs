@@ -84,6 +84,9 @@ impl Replica {
                 isr_change_at: None,
             }),
         });
+        if meta.replicas.len() > 1 {
+            replica.log.start_replicated();
+        }
         replica.become_(&meta, now);
         replica
     }

@@ -414,12 +414,28 @@ impl PartitionLog {
     /// the local durable end is the high watermark). It never moves back.
     pub fn set_replicated_hw(&self, hw: Option<i64>) {
         let mut st = self.lock();
+        let published = st.published();
         st.replicated_hw = match (st.replicated_hw, hw) {
             (Some(old), Some(new)) => Some(old.max(new)),
-            (_, new) => new,
+            (None, Some(new)) => Some(new.max(published)),
+            (_, None) => None,
         };
         if st.failed.is_none() {
             self.durable.send_replace(Durable::Upto(st.published()));
+        }
+    }
+
+    /// Makes a freshly opened replica of a replicated partition start from a high
+    /// watermark of 0 rather than its log end: what it holds past the real high
+    /// watermark may be uncommitted, and is truncated if it diverged. (The leader or
+    /// the followers' fetches establish the real one.)
+    pub fn start_replicated(&self) {
+        let mut st = self.lock();
+        if st.replicated_hw.is_none() {
+            st.replicated_hw = Some(0);
+            if st.failed.is_none() {
+                self.durable.send_replace(Durable::Upto(st.published()));
+            }
         }
     }
 
