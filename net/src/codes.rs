@@ -68,6 +68,7 @@ pub fn log_error(e: &LogError) -> i16 {
         LogError::Corrupt(_) => CORRUPT_MESSAGE,
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         LogError::Storage(_) => KAFKA_STORAGE_ERROR,
+        LogError::Truncated { .. } => NOT_LEADER_OR_FOLLOWER,
         LogError::Producer(ProducerError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
         LogError::Producer(ProducerError::InvalidEpoch { .. }) => INVALID_PRODUCER_EPOCH,
     }

@@ -260,15 +260,15 @@ impl Groups {
             let written = encode_transactional_batch(&messages, Compression::None, producer)
                 .map_err(|e| e.to_string())
                 .and_then(|b| log.append(&b).map_err(|e| e.to_string()))
-                .map(|a| (log, a.base_offset, in_flight));
+                .map(|a| (log, a.base_offset, a.generation, in_flight));
             Ok(written)
         })?;
-        let (log, base, _in_flight) = match appended.0 {
+        let (log, base, generation, _in_flight) = match appended.0 {
             Err(e) => return Ok(Err(e)),
             Ok(Err(why)) => return Err(Unavailable(why)),
             Ok(Ok(w)) => w,
         };
-        log.wait_durable(base + offsets.len() as i64)
+        log.wait_committed(base + offsets.len() as i64, generation)
             .await
             .map_err(|e| Unavailable(e.to_string()))?;
         let mut inner = self.lock();

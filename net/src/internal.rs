@@ -35,19 +35,22 @@ pub fn partition_for(key: &str, partitions: usize) -> usize {
     (java_hash(key) & 0x7fff_ffff) as usize % partitions.max(1)
 }
 
-/// A log and the offset below which it must be durable.
-pub type DurablePoint = Option<(Arc<PartitionLog>, i64)>;
+/// A log, the offset below which it must be durable, and the log's truncation
+/// generation then.
+pub type DurablePoint = Option<(Arc<PartitionLog>, i64, u64)>;
 
 /// Everything appended so far to `key`'s partition.
 pub fn durable_point(logs: &[Arc<PartitionLog>], key: &str) -> DurablePoint {
     let log = logs.get(partition_for(key, logs.len()))?;
-    Some((log.clone(), log.log_end_offset()))
+    let generation = log.generation();
+    Some((log.clone(), log.log_end_offset(), generation))
 }
 
-/// Waits until `point` is durable.
+/// Waits until `point` is durable on the partition's in-sync replicas (and was not
+/// truncated away meanwhile).
 pub async fn wait_durable(point: DurablePoint) -> Result<(), Unavailable> {
-    if let Some((log, end)) = point {
-        log.wait_durable(end)
+    if let Some((log, end, generation)) = point {
+        log.wait_committed(end, generation)
             .await
             .map_err(|e| Unavailable(e.to_string()))?;
     }

@@ -282,9 +282,10 @@ impl Txns {
         drop(inner);
         self.env.spawn(async move {
             let outcome = match (outcome, upto) {
-                (Ok(()), Some((log, end))) => {
-                    log.wait_durable(end).await.map_err(|e| e.to_string())
-                }
+                (Ok(()), Some((log, end, generation))) => log
+                    .wait_committed(end, generation)
+                    .await
+                    .map_err(|e| e.to_string()),
                 (other, _) => other,
             };
             for w in waiters {
@@ -486,12 +487,12 @@ pub async fn write_local_markers(
             replica.log.append_marker(producer_id, epoch, commit, 0)
         };
         match appended {
-            Ok(a) => written.push((replica, a.last_offset + 1, key)),
+            Ok(a) => written.push((replica, a.last_offset + 1, a.generation, key)),
             Err(e) => out.push((key, crate::codes::log_error(&e))),
         }
     }
-    for (replica, end, key) in written {
-        let code = match replica.log.wait_durable(end).await {
+    for (replica, end, generation, key) in written {
+        let code = match replica.log.wait_committed(end, generation).await {
             Ok(()) => {
                 if key.0 == OFFSETS_TOPIC {
                     broker

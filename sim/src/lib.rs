@@ -11,6 +11,8 @@ pub mod env;
 #[cfg(madsim)]
 pub mod clock;
 #[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
 pub mod ctp;
 #[cfg(madsim)]
 pub mod group;

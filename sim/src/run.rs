@@ -187,6 +187,31 @@ pub struct SeedResult {
 }
 
 impl SeedResult {
+    #[allow(clippy::too_many_arguments)] // one per field
+    pub(crate) fn new(
+        seed: u64,
+        scenario: String,
+        ops: &[Op],
+        faults: BTreeMap<&'static str, u32>,
+        report: Report,
+        liveness: Option<String>,
+        history: String,
+        trace: String,
+    ) -> SeedResult {
+        let trace_hash = fnv64(history.as_bytes()) ^ fnv64(trace.as_bytes()).rotate_left(1);
+        SeedResult {
+            seed,
+            scenario,
+            ops: ops.iter().filter(|o| o.kind != Kind::Invoke).count(),
+            faults,
+            report,
+            liveness,
+            history,
+            trace,
+            trace_hash,
+        }
+    }
+
     pub fn valid(&self) -> bool {
         self.report.is_valid() && self.liveness.is_none()
     }
@@ -233,6 +258,18 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
+    pub(crate) fn new() -> Recorder {
+        Recorder {
+            inner: Arc::new(Mutex::new((Vec::new(), String::new()))),
+            start: Instant::now(),
+        }
+    }
+
+    /// The history and the trace so far.
+    pub(crate) fn snapshot(&self) -> (Vec<Op>, String) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub(crate) fn record(&self, mut op: Op) {
         op.time_ms = self.start.elapsed().as_millis() as u64;
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -251,10 +288,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     if scenario.buggify {
         madsim::buggify::enable();
     }
-    let rec = Recorder {
-        inner: Arc::new(Mutex::new((Vec::new(), String::new()))),
-        start: Instant::now(),
-    };
+    let rec = Recorder::new();
     rec.trace(&format!("scenario {}", scenario.describe()));
     let handle = Handle::current();
     let disk = SimDisk::new(seed ^ 0x5eed_d15c);
@@ -442,26 +476,21 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .await;
     let liveness = liveness.or(txn_liveness);
 
-    let (ops, trace) = {
-        let g = rec.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.clone()
-    };
+    let (ops, trace) = rec.snapshot();
     let disk_stats = disk.stats();
     let trace = format!("{trace}disk {disk_stats:?}\n");
     let report = check_all(&ops);
     let history = history::to_jsonl(&ops);
-    let trace_hash = fnv64(history.as_bytes()) ^ fnv64(trace.as_bytes()).rotate_left(1);
-    SeedResult {
+    SeedResult::new(
         seed,
-        scenario: scenario.describe(),
-        ops: ops.iter().filter(|o| o.kind != Kind::Invoke).count(),
+        scenario.describe(),
+        &ops,
         faults,
         report,
         liveness,
         history,
         trace,
-        trace_hash,
-    }
+    )
 }
 
 fn ip(last: u8) -> IpAddr {

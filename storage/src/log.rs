@@ -53,6 +53,8 @@ pub enum LogError {
     Storage(String),
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    #[error("the log was truncated below offset {offset} while waiting for it")]
+    Truncated { offset: i64 },
 }
 
 fn storage(context: &str, e: impl std::fmt::Display) -> LogError {
@@ -75,6 +77,9 @@ enum Kind {
 pub struct Appended {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The log's truncation generation when it was appended: waiting for it to be
+    /// committed fails if the log is cut back in between.
+    pub generation: u64,
 }
 
 /// Batches read from the log, as stored.
@@ -319,11 +324,13 @@ impl PartitionLog {
             e.apply(&mut st.producers);
         }
         st.next_offset = next;
+        let st_generation = st.generation;
         drop(st);
         self.flush.notify_one();
         Ok(Appended {
             base_offset,
             last_offset: next - 1,
+            generation: st_generation,
         })
     }
 
@@ -371,8 +378,24 @@ impl PartitionLog {
 
     /// Waits until `offset` (exclusive) is durable: fsynced and below the high watermark.
     pub async fn wait_durable(&self, offset: i64) -> Result<(), LogError> {
+        self.wait_committed(offset, self.generation()).await
+    }
+
+    /// The truncation generation (see [`Appended::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Waits until `offset` (exclusive) is below the high watermark, provided the log
+    /// is still at `generation`: a replica whose log was cut back (a leader that lost
+    /// its leadership and diverged) must not acknowledge what it appended before.
+    pub async fn wait_committed(&self, offset: i64, generation: u64) -> Result<(), LogError> {
         let mut rx = self.durable.subscribe();
         loop {
+            let current = self.lock().generation;
+            if current != generation {
+                return Err(LogError::Truncated { offset });
+            }
             match &*rx.borrow_and_update() {
                 Durable::Upto(hw) if *hw >= offset => return Ok(()),
                 Durable::Failed(why) => return Err(LogError::Storage(why.clone())),
@@ -581,11 +604,10 @@ impl PartitionLog {
                 return Err(LogError::Storage(why.clone()));
             }
             let start = st.segments.keys().next().copied().unwrap_or(0);
-            let hw = if replica {
-                st.high_watermark
-            } else {
-                st.published()
-            };
+            let hw = st.published();
+            // Followers read up to the local durable end; everyone else up to the
+            // high watermark. Both are told the high watermark.
+            let limit = if replica { st.high_watermark } else { hw };
             let lso = if planted(Bug::ReadPastLso) {
                 hw
             } else {
@@ -607,7 +629,7 @@ impl PartitionLog {
                 last_stable_offset: lso,
                 aborted: Vec::new(),
             };
-            let upto = if committed { lso } else { hw };
+            let upto = if committed { lso } else { limit };
             if offset >= upto {
                 return Ok(empty);
             }
@@ -615,14 +637,22 @@ impl PartitionLog {
                 return Ok(empty);
             };
             let end = st.readable_end(seg);
-            (seg.file.clone(), seg.entry_for(offset), end, hw, start, lso)
+            (
+                seg.file.clone(),
+                seg.entry_for(offset),
+                end,
+                (hw, limit),
+                start,
+                lso,
+            )
         };
+        let (hw, limit) = hw;
         // Under the simulator, now and then serve as little as possible.
         let max_bytes = if buggify!(0.05) { 1 } else { max_bytes };
         let mut batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
         // The bytes read end at the local durable end; the replicated high watermark
         // may be lower.
-        batches = batches.slice(..stable_prefix(&batches, hw));
+        batches = batches.slice(..stable_prefix(&batches, limit));
         let mut aborted = Vec::new();
         if committed {
             batches = batches.slice(..stable_prefix(&batches, lso));
@@ -1076,6 +1106,7 @@ fn check_producers(
                 duplicate = Some(Appended {
                     base_offset: first_offset,
                     last_offset,
+                    generation: st.generation,
                 });
             }
             Verdict::Duplicate { .. } => {

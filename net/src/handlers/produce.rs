@@ -23,6 +23,7 @@ enum Outcome {
         log: Arc<PartitionLog>,
         base_offset: i64,
         end_offset: i64,
+        generation: u64,
     },
 }
 
@@ -95,13 +96,14 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                         log,
                         base_offset,
                         end_offset,
+                        generation,
                     } => {
                         // acks=all waits for the in-sync replicas (the high
                         // watermark), acks=1 for this replica's fsync; both at most
                         // the request's timeout.
                         let durable = async {
                             if acks == -1 {
-                                log.wait_durable(end_offset).await
+                                log.wait_committed(end_offset, generation).await
                             } else {
                                 log.wait_local_durable(end_offset).await
                             }
@@ -167,6 +169,7 @@ fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Ou
             log: log.clone(),
             base_offset: a.base_offset,
             end_offset: a.last_offset + 1,
+            generation: a.generation,
         },
         Err(e) => {
             tracing::warn!(dir = %log.dir().display(), error = %e, "append refused");

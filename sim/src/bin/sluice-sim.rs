@@ -1,4 +1,5 @@
-//! `sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]`: runs
+//! `sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]
+//! [--cluster]`: runs
 //! seeds and prints, per seed, the scenario, operations, faults, anomalies and trace
 //! hash. `sluice-sim replay SEED [--history FILE]`: runs one seed again and prints its
 //! trace (and writes its history). Build with `RUSTFLAGS="--cfg madsim"`.
@@ -99,7 +100,11 @@ fn main() {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| panic!("{command} takes a seed"));
             let replay = command == "replay";
-            let r = run_seed(seed, &opts);
+            let r = if has("--cluster") {
+                sluice_sim::cluster::run_cluster_seed(seed, &opts)
+            } else {
+                run_seed(seed, &opts)
+            };
             if replay {
                 print!("{}", r.trace);
             }
@@ -115,9 +120,11 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]"
+                "usage: sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm] [--cluster]"
             );
-            eprintln!("       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm]");
+            eprintln!(
+                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster]"
+            );
             std::process::exit(2);
         }
     }
