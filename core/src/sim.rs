@@ -66,10 +66,14 @@ pub enum Bug {
     ElectOutsideIsr,
     /// A follower of a new leader epoch fetches on without truncating its log.
     SkipEpochTruncation,
+    /// A leader change keeps the old leader epoch.
+    EpochNotBumped,
+    /// A replica takes whatever high watermark it is told, lower or not.
+    HwGoesBack,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 19] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -87,6 +91,8 @@ impl Bug {
         Bug::HwBeforeIsr,
         Bug::ElectOutsideIsr,
         Bug::SkipEpochTruncation,
+        Bug::EpochNotBumped,
+        Bug::HwGoesBack,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +114,8 @@ impl Bug {
             Bug::HwBeforeIsr => "hw-before-isr",
             Bug::ElectOutsideIsr => "elect-outside-isr",
             Bug::SkipEpochTruncation => "skip-epoch-truncation",
+            Bug::EpochNotBumped => "epoch-not-bumped",
+            Bug::HwGoesBack => "hw-goes-back",
         }
     }
 

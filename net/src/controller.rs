@@ -423,37 +423,6 @@ impl Controller {
         self.wait_applied(self.startup_committed, deadline).await
     }
 
-    /// Waits until the metadata shows `node` registered and unfenced.
-    pub async fn wait_registered(
-        &self,
-        node: i32,
-        timeout: Duration,
-    ) -> Result<(), ControllerError> {
-        let deadline = self.env.clock.monotonic() + timeout;
-        let mut rx = self.applied.clone();
-        loop {
-            if rx
-                .borrow_and_update()
-                .image
-                .brokers
-                .get(&node)
-                .is_some_and(|b| !b.fenced)
-            {
-                return Ok(());
-            }
-            let left = deadline.saturating_sub(self.env.clock.monotonic());
-            tokio::select! {
-                biased;
-                changed = rx.changed() => if changed.is_err() {
-                    return Err(ControllerError::Fatal("state machine closed".into()));
-                },
-                () = self.env.clock.sleep(left) => {
-                    return Err(ControllerError::Unavailable(format!("broker {node} did not register in time")));
-                }
-            }
-        }
-    }
-
     /// Tells the quorum leader this broker is alive.
     async fn heartbeat(&self) -> Result<(), String> {
         match self.leader() {
@@ -526,6 +495,32 @@ impl Controller {
             };
             if send_frame(&mut stream, &response).await.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// Names the cluster (if nobody has) and registers this broker, retrying until the
+    /// quorum takes both; returns once this node has applied them.
+    pub async fn register(&self, registration: &BrokerRegistration, cluster_id: &str) {
+        loop {
+            if self.image().cluster_id.is_empty() {
+                let name = Command::SetClusterId {
+                    cluster_id: cluster_id.to_string(),
+                };
+                if let Err(e) = self.write(name).await {
+                    warn!(error = %e, "naming the cluster failed; retrying");
+                    continue;
+                }
+            }
+            match self
+                .write(Command::RegisterBroker(registration.clone()))
+                .await
+            {
+                Ok(_) => {
+                    info!(node = registration.node_id, "broker registered");
+                    return;
+                }
+                Err(e) => warn!(error = %e, "broker registration failed; retrying"),
             }
         }
     }

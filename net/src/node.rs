@@ -39,10 +39,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts this node's metadata quorum voter, opens the data directory (recovering
-    /// every log assigned here) and starts serving. A single node (no
-    /// `controller.quorum.voters`) is its own quorum and is ready when this returns; a
-    /// cluster node registers once a quorum has formed.
+    /// Starts this node's metadata quorum voter, registers this broker through the
+    /// quorum, opens the data directory (recovering every log assigned here) and
+    /// starts serving. A single node (no `controller.quorum.voters`) is its own quorum;
+    /// a cluster node returns once a quorum has formed and taken its registration.
     pub async fn start(env: Env, mut config: BrokerConfig) -> Result<Node, NodeError> {
         let listener =
             env.net
@@ -64,9 +64,8 @@ impl Node {
         let (shutdown, rx) = watch::channel(false);
         let mut voters =
             parse_voters(&config.controller_quorum_voters).map_err(NodeError::Voters)?;
-        let single = voters.is_empty();
         let mut controller_listener = None;
-        if single {
+        if voters.is_empty() {
             voters.insert(config.node_id, String::new());
         } else {
             let Some(addr) = voters.get(&config.node_id).cloned() else {
@@ -101,18 +100,18 @@ impl Node {
                     source,
                 }
             })?;
+        env.spawn(controller.clone().run_fencing(rx.clone()));
+        // Registering goes through the quorum, and its answer waits until this node
+        // has applied it: the metadata it then acts on is current, not what it
+        // replayed from its own log (in which it may still lead partitions that have
+        // moved on). A cluster node waits here until a quorum has formed.
+        controller.register(&registration, &proposed_id).await;
         env.spawn(controller.clone().run_broker(
             registration,
             proposed_id,
             Duration::from_millis(config.broker_heartbeat_interval_ms),
             rx.clone(),
         ));
-        env.spawn(controller.clone().run_fencing(rx.clone()));
-        if single {
-            controller
-                .wait_registered(config.node_id, Duration::from_secs(30))
-                .await?;
-        }
         let broker = Broker::open(env.clone(), config.clone(), controller.clone(), rx.clone())
             .map_err(|source| NodeError::Open {
                 dir: config.data_dir.clone(),

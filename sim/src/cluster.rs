@@ -4,8 +4,9 @@
 //! consumers on the project's client, and a nemesis that crashes, kills, pauses and
 //! isolates one broker at a time, cuts broker-to-broker links (one way or both) and
 //! jumps clocks. A monitor looks inside every live broker every few milliseconds and
-//! checks that no two brokers lead a partition in the same epoch and that a replica's
-//! leader epoch and high watermark never go back; after the heal, the replicas of each
+//! checks that no two brokers lead a partition in the same epoch, that a new leader's
+//! epoch is above every earlier one, and that a replica's high watermark never goes
+//! back; after the heal, the replicas of each
 //! partition must hold the same batches up to the high watermark, and the history
 //! checkers (lost writes, inconsistent offsets, ...) run over everything the clients
 //! saw.
@@ -249,12 +250,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let (ops, trace) = rec.snapshot();
     let mut report = check_all(&ops);
     let found = std::mem::take(&mut *violations.lock().unwrap_or_else(|p| p.into_inner()));
-    for kind in [
-        LEADER_SPLIT,
-        EPOCH_REGRESSED,
-        HW_REGRESSED,
-        REPLICA_DIVERGENCE,
-    ] {
+    for kind in [LEADER_EPOCH, HW_REGRESSED, REPLICA_DIVERGENCE] {
         report.anomalies.insert(
             kind,
             found.iter().filter(|a| a.kind == kind).cloned().collect(),
@@ -273,8 +269,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     )
 }
 
-const LEADER_SPLIT: &str = "leader-split";
-const EPOCH_REGRESSED: &str = "epoch-regressed";
+const LEADER_EPOCH: &str = "leader-epoch";
 const HW_REGRESSED: &str = "hw-regressed";
 const REPLICA_DIVERGENCE: &str = "replica-divergence";
 
@@ -715,12 +710,15 @@ async fn final_read(rec: Recorder, brokers: i32, partitions: i32) -> Option<Stri
     None
 }
 
-/// Looks inside every live broker every 20 ms: no two brokers lead a partition in
-/// the same epoch; within one broker's life, a replica's leader epoch and high
-/// watermark never go back.
+/// Looks inside every live broker every 20 ms. Leader epochs: no two brokers lead a
+/// partition in the same epoch, and a broker that starts leading does so in an epoch
+/// above every epoch another broker led in. High watermarks: within one broker's
+/// life, a replica's never goes back.
 async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop: Arc<AtomicBool>) {
-    let mut leaders: BTreeMap<(String, i32, i32), i32> = BTreeMap::new();
-    let mut seen: BTreeMap<(i32, u64, String, i32), (i32, i64)> = BTreeMap::new();
+    // (topic, partition, epoch) -> the broker that led it.
+    let mut led: BTreeMap<(String, i32, i32), i32> = BTreeMap::new();
+    // (broker, incarnation, topic, partition) -> (leading at epoch, high watermark).
+    let mut seen: BTreeMap<(i32, u64, String, i32), (Option<i32>, i64)> = BTreeMap::new();
     let report = |kind: &'static str, detail: String| {
         let mut v = violations.lock().unwrap_or_else(|p| p.into_inner());
         if v.iter().filter(|a| a.kind == kind).count() < 10 {
@@ -736,32 +734,30 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
             for replica in broker.replicas() {
                 let meta = replica.meta();
                 let (topic, p) = (replica.topic.clone(), replica.partition);
-                if replica.is_leader() {
-                    let claimed = *leaders
-                        .entry((topic.clone(), p, meta.leader_epoch))
-                        .or_insert(node);
-                    if claimed != node {
-                        report(
-                            LEADER_SPLIT,
-                            format!(
-                                "{topic}-{p} epoch {}: led by broker {claimed} and broker {node}",
-                                meta.leader_epoch
-                            ),
-                        );
+                let key = (node, incarnation, topic.clone(), p);
+                let before = seen.get(&key).copied();
+                let leading = replica.is_leader().then_some(meta.leader_epoch);
+                if let Some(epoch) = leading {
+                    let starts = before.is_none_or(|(e, _)| e != Some(epoch));
+                    if starts {
+                        let higher_elsewhere = led
+                            .iter()
+                            .filter(|((t, q, e), n)| {
+                                *t == topic && *q == p && *e >= epoch && **n != node
+                            })
+                            .map(|((_, _, e), n)| (*e, *n))
+                            .next();
+                        if let Some((e, n)) = higher_elsewhere {
+                            report(
+                                LEADER_EPOCH,
+                                format!("{topic}-{p}: broker {node} starts leading in epoch {epoch}, but broker {n} led in epoch {e}"),
+                            );
+                        }
                     }
+                    led.entry((topic.clone(), p, epoch)).or_insert(node);
                 }
                 let hw = replica.log.high_watermark();
-                let key = (node, incarnation, topic.clone(), p);
-                if let Some((epoch, old_hw)) = seen.get(&key).copied() {
-                    if meta.leader_epoch < epoch {
-                        report(
-                            EPOCH_REGRESSED,
-                            format!(
-                                "{topic}-{p} on broker {node}: epoch {epoch} then {}",
-                                meta.leader_epoch
-                            ),
-                        );
-                    }
+                if let Some((_, old_hw)) = before {
                     if hw < old_hw {
                         report(
                             HW_REGRESSED,
@@ -771,8 +767,8 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
                         );
                     }
                 }
-                let entry = seen.entry(key).or_insert((meta.leader_epoch, hw));
-                *entry = (entry.0.max(meta.leader_epoch), entry.1.max(hw));
+                let old_hw = before.map_or(hw, |(_, h)| h);
+                seen.insert(key, (leading, hw.max(old_hw)));
             }
         }
         sleep(Duration::from_millis(20)).await;

@@ -439,6 +439,7 @@ impl PartitionLog {
         let mut st = self.lock();
         let published = st.published();
         st.replicated_hw = match (st.replicated_hw, hw) {
+            (Some(_), Some(new)) if planted(Bug::HwGoesBack) => Some(new),
             (Some(old), Some(new)) => Some(old.max(new)),
             (None, Some(new)) => Some(new.max(published)),
             (_, None) => None,

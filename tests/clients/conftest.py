@@ -32,6 +32,11 @@ class Broker:
         self.log_path = self.data_dir.parent / f"broker-{port}.log"
 
     def start(self):
+        return self.launch().wait_listening()
+
+    def launch(self):
+        """Starts the process without waiting (a cluster node listens only once a
+        quorum of its peers is up)."""
         env = dict(os.environ, SLUICE_LOG="info", **self.extra_env)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -40,6 +45,9 @@ class Broker:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        return self
+
+    def wait_listening(self):
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -30,7 +30,9 @@ def start_cluster(tmp_path, n=3):
         brokers.append(Broker(tmp_path / f"node{i}", free_port(), extra_env=env))
     for b in brokers:
         b.data_dir.mkdir(parents=True)
-        b.start()
+        b.launch()
+    for b in brokers:
+        b.wait_listening()
     return brokers
 
 

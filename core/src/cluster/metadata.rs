@@ -237,7 +237,9 @@ impl MetadataImage {
                             .copied()
                             .find(|r| live.contains(r))
                             .unwrap_or(NO_LEADER);
-                        p.leader_epoch += 1;
+                        if !planted(Bug::EpochNotBumped) {
+                            p.leader_epoch += 1;
+                        }
                         changed = true;
                     }
                     if changed {
