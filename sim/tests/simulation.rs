@@ -59,6 +59,73 @@ fn fifty_fixed_and_ten_fresh_seeds_with_every_fault_class_find_no_anomaly() {
 }
 
 #[test]
+fn cluster_seeds_with_every_fault_class_find_no_anomaly() {
+    let fresh = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() % 1_000_000_000)
+        + 2_000_000;
+    for (start, count) in [(1u64, 30u64), (fresh, 5)] {
+        let (ok, text) = sim(&[
+            "run",
+            "--cluster",
+            "--start",
+            &start.to_string(),
+            "--seeds",
+            &count.to_string(),
+        ]);
+        print!("{text}");
+        assert!(
+            ok,
+            "anomalies found; the failing seeds' replay commands are printed above"
+        );
+        let lines = seed_lines(&text);
+        assert_eq!(lines.len() as u64, count);
+        for line in lines {
+            assert!(ops_of(line) >= 1000, "fewer than 1000 operations: {line}");
+            assert!(!line.contains("faults none"), "no fault injected: {line}");
+        }
+    }
+}
+
+#[test]
+fn one_cluster_seed_run_twice_gives_the_same_history_and_trace() {
+    let dir =
+        std::env::temp_dir().join(format!("sluice-cluster-determinism-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = "5";
+    let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    let (_, first) = sim(&[
+        "replay",
+        seed,
+        "--cluster",
+        "--history",
+        a.to_str().unwrap(),
+    ]);
+    let (_, second) = sim(&[
+        "replay",
+        seed,
+        "--cluster",
+        "--history",
+        b.to_str().unwrap(),
+    ]);
+    let (ha, hb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(ha.len() > 10_000, "history too small to mean anything");
+    assert!(ha == hb, "cluster seed {seed}: histories differ");
+    let trace = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with("history written"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        trace(&first),
+        trace(&second),
+        "cluster seed {seed}: traces differ"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn one_seed_run_twice_gives_the_same_history_and_trace() {
     let dir = std::env::temp_dir().join(format!("sluice-determinism-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -86,17 +153,15 @@ fn one_seed_run_twice_gives_the_same_history_and_trace() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs seeds 1..=bound with a bug planted: the anomaly kinds each seed reported.
-fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
-    let (_, text) = sim(&[
-        "run",
-        "--start",
-        "1",
-        "--seeds",
-        &bound.to_string(),
-        "--bug",
-        bug,
-    ]);
+/// Runs seeds 1..=bound with a bug planted (in the cluster simulation when
+/// `cluster`): the anomaly kinds each seed reported.
+fn anomalies(bug: &str, bound: u64, cluster: bool) -> Vec<(u64, BTreeSet<String>)> {
+    let bound = bound.to_string();
+    let mut args = vec!["run", "--start", "1", "--seeds", &bound, "--bug", bug];
+    if cluster {
+        args.push("--cluster");
+    }
+    let (_, text) = sim(&args);
     seed_lines(&text)
         .into_iter()
         .filter_map(|l| {
@@ -112,8 +177,10 @@ fn anomalies(bug: &str, bound: u64) -> Vec<(u64, BTreeSet<String>)> {
         .collect()
 }
 
-/// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so.
-const PLANTED: [(&str, &str, u64); 14] = [
+/// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so;
+/// the last ones in the cluster simulation.
+const CLUSTER_BUGS: usize = 5;
+const PLANTED: [(&str, &str, u64); 14 + CLUSTER_BUGS] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
@@ -128,13 +195,18 @@ const PLANTED: [(&str, &str, u64); 14] = [
     ("read-past-lso", "precommitted-read", 5),
     ("markers-before-prepare", "torn-transaction", 100),
     ("txn-offsets-ignore-abort", "exactly-once", 5),
+    ("hw-before-isr", "lost-write", 5),
+    ("elect-outside-isr", "inconsistent-offsets", 10),
+    ("skip-epoch-truncation", "replica-divergence", 5),
+    ("epoch-not-bumped", "leader-epoch", 5),
+    ("hw-goes-back", "hw-regressed", 5),
 ];
 
 #[test]
 fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
     let mut fired: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-    for (bug, anomaly, bound) in PLANTED {
-        let seeds = anomalies(bug, bound);
+    for (i, (bug, anomaly, bound)) in PLANTED.into_iter().enumerate() {
+        let seeds = anomalies(bug, bound, i >= PLANTED.len() - CLUSTER_BUGS);
         let caught: Vec<u64> = seeds
             .iter()
             .filter(|(_, k)| k.contains(anomaly))
@@ -168,6 +240,9 @@ fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
         "torn-transaction",
         "precommitted-read",
         "exactly-once",
+        "leader-epoch",
+        "hw-regressed",
+        "replica-divergence",
     ] {
         assert!(
             fired.contains_key(checker),
