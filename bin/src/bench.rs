@@ -43,6 +43,10 @@ pub struct Args {
     /// Produce requests in flight per connection.
     #[arg(long, default_value_t = 4)]
     inflight: usize,
+    /// Replication factor of the benchmark topics. Every partition is led by the
+    /// measured broker (the others follow), so one address takes all the load.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i16,
     /// Bytes of records per batch.
     #[arg(long, default_value_t = 256 * 1024)]
     batch_bytes: usize,
@@ -117,7 +121,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut plain_all_1k = 0.0;
     for (size, acks) in [(100usize, 1i16), (100, -1), (1024, 1), (1024, -1)] {
         let topic = format!("bench-{size}-{}", if acks == 1 { "1" } else { "all" });
-        create_topic(&addr, &topic, args.partitions).await?;
+        create_topic(&addr, &topic, args.partitions, args.replication_factor).await?;
         let (msgs, bytes, secs) =
             produce_load(&addr, &topic, size, acks, Mode::Plain, &args).await?;
         if size == 1024 && acks == -1 {
@@ -158,7 +162,7 @@ pub async fn run(args: Args) -> Result<()> {
         ),
     ] {
         let topic = format!("bench-1024-{mode:?}").to_lowercase();
-        create_topic(&addr, &topic, args.partitions).await?;
+        create_topic(&addr, &topic, args.partitions, args.replication_factor).await?;
         let (msgs, bytes, secs) = produce_load(&addr, &topic, 1024, -1, mode, &args).await?;
         let rate = msgs as f64 / secs;
         rows.push(Row {
@@ -169,7 +173,7 @@ pub async fn run(args: Args) -> Result<()> {
         });
         delete_topic(&addr, &topic).await?;
     }
-    create_topic(&addr, "bench-latency", 1).await?;
+    create_topic(&addr, "bench-latency", 1, args.replication_factor).await?;
     let (p50, p99, p999, rate) = latency(&addr, "bench-latency", 2000, 4000).await?;
 
     let mut out = String::new();
@@ -249,16 +253,60 @@ async fn connect(addr: &str) -> Result<Client> {
     Ok(Client::connect(&TcpNetwork, addr, "sluice-bench").await?)
 }
 
-async fn create_topic(addr: &str, topic: &str, partitions: i32) -> Result<()> {
-    use kafka_protocol::messages::create_topics_request::CreatableTopic;
-    use kafka_protocol::messages::CreateTopicsRequest;
+/// Creates a topic whose partitions are all led by the broker at `addr`, with
+/// `replication_factor - 1` followers each on the other brokers.
+async fn create_topic(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<()> {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, MetadataRequest};
     let mut c = connect(addr).await?;
+    let meta = c
+        .call(MetadataRequest::default().with_topics(None), 12)
+        .await?;
+    let port: i32 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(-1);
+    let me = meta
+        .brokers
+        .iter()
+        .find(|b| b.port == port)
+        .map(|b| b.node_id.0)
+        .context("the measured broker is not in its own metadata")?;
+    let others: Vec<i32> = meta
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .filter(|n| *n != me)
+        .collect();
+    let followers = usize::try_from(replication_factor - 1).unwrap_or(0);
+    if followers > others.len() {
+        bail!("replication factor {replication_factor} needs {followers} other brokers; the cluster has {}", others.len());
+    }
+    let assignments = (0..partitions)
+        .map(|p| {
+            let mut replicas = vec![BrokerId(me)];
+            replicas
+                .extend((0..followers).map(|i| BrokerId(others[(p as usize + i) % others.len()])));
+            CreatableReplicaAssignment::default()
+                .with_partition_index(p)
+                .with_broker_ids(replicas)
+        })
+        .collect();
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)]);
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(assignments)]);
     let r = c.call(req, 7).await?;
     let code = r.topics[0].error_code;
     if code != 0 && code != 36 {

@@ -52,6 +52,10 @@ pub struct Replica {
     pub log: Arc<PartitionLog>,
     node_id: i32,
     state: Mutex<ReplicaState>,
+    /// Held while a follower truncates or appends what it fetched: a fetch of an
+    /// earlier epoch that completes late must not append after the new epoch's
+    /// truncation.
+    following: Mutex<()>,
 }
 
 /// A leader's ISR change to ask the controller for.
@@ -83,6 +87,7 @@ impl Replica {
                 followers: BTreeMap::new(),
                 isr_change_at: None,
             }),
+            following: Mutex::new(()),
         });
         if meta.replicas.len() > 1 {
             replica.log.start_replicated();
@@ -272,6 +277,14 @@ impl Replica {
         })
     }
 
+    /// Runs `f` (a follower's truncation or append) if this replica still follows in
+    /// `epoch`, excluding every other such step.
+    fn while_following<T>(&self, epoch: i32, f: impl FnOnce() -> T) -> Option<T> {
+        let _guard = self.following.lock().unwrap_or_else(|p| p.into_inner());
+        let meta = self.meta();
+        (meta.leader_epoch == epoch && meta.leader != self.node_id).then(f)
+    }
+
     /// Forgets an ISR change the controller refused, so it is asked again.
     pub fn isr_change_failed(&self) {
         self.lock().isr_change_at = None;
@@ -386,13 +399,17 @@ async fn truncate(
             r.end_offset.min(our_end.max(0))
         }
     };
-    let end = log.log_end_offset();
-    if target < end {
-        warn!(topic = %replica.topic, partition = replica.partition, from = end, to = target, "truncating a diverged follower log");
-        log.truncate_to(target.max(log.high_watermark()))
-            .map_err(|e| Step::Wait(e.to_string()))?;
-    }
-    Ok(())
+    replica
+        .while_following(epoch, || {
+            let end = log.log_end_offset();
+            if target < end {
+                warn!(topic = %replica.topic, partition = replica.partition, from = end, to = target, "truncating a diverged follower log");
+                log.truncate_to(target.max(log.high_watermark()))
+                    .map_err(|e| Step::Wait(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(Step::Wait("the leader epoch moved on".into())))
 }
 
 /// One fetch from the leader: append what came, fsync it, adopt the leader's high
@@ -437,10 +454,14 @@ async fn fetch_once(
     if data.error_code != codes::NONE {
         return Err(Step::Wait(format!("fetch error {}", data.error_code)));
     }
-    if let Some(batches) = data.records.as_ref().filter(|b| !b.is_empty()) {
-        log.append_replicated(batches)
-            .map_err(|e| Step::Wait(format!("append: {e}")))?;
-    }
-    log.set_replicated_hw(Some(data.high_watermark));
-    Ok(())
+    replica
+        .while_following(epoch, || {
+            if let Some(batches) = data.records.as_ref().filter(|b| !b.is_empty()) {
+                log.append_replicated(batches)
+                    .map_err(|e| Step::Wait(format!("append: {e}")))?;
+            }
+            log.set_replicated_hw(Some(data.high_watermark));
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(Step::Wait("the leader epoch moved on".into())))
 }
