@@ -4,9 +4,8 @@
 //! consumers on the project's client, and a nemesis that crashes, kills, pauses and
 //! isolates one broker at a time, cuts broker-to-broker links (one way or both) and
 //! jumps clocks. A monitor looks inside every live broker every few milliseconds and
-//! checks that no two brokers lead a partition in the same epoch, that a new leader's
-//! epoch is above every earlier one, and that a replica's high watermark never goes
-//! back; after the heal, the replicas of each
+//! checks that no two brokers lead a partition in the same epoch and that a replica's
+//! leader epoch and high watermark never go back; after the heal, the replicas of each
 //! partition must hold the same batches up to the high watermark, and the history
 //! checkers (lost writes, inconsistent offsets, ...) run over everything the clients
 //! saw.
@@ -711,14 +710,16 @@ async fn final_read(rec: Recorder, brokers: i32, partitions: i32) -> Option<Stri
 }
 
 /// Looks inside every live broker every 20 ms. Leader epochs: no two brokers lead a
-/// partition in the same epoch, and a broker that starts leading does so in an epoch
-/// above every epoch another broker led in. High watermarks: within one broker's
-/// life, a replica's never goes back.
+/// partition in the same epoch, and the epoch a replica knows never goes back within
+/// one run of its broker. (A broker may learn of its own leadership after another
+/// learned of a later one: metadata reaches brokers at their own pace, and the high
+/// watermark, not the epoch order of learning, is what keeps that safe.) High
+/// watermarks: within one run of a broker, a replica's never goes back.
 async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop: Arc<AtomicBool>) {
     // (topic, partition, epoch) -> the broker that led it.
     let mut led: BTreeMap<(String, i32, i32), i32> = BTreeMap::new();
-    // (broker, incarnation, topic, partition) -> (leading at epoch, high watermark).
-    let mut seen: BTreeMap<(i32, u64, String, i32), (Option<i32>, i64)> = BTreeMap::new();
+    // (broker, incarnation, topic, partition) -> (leader epoch known, high watermark).
+    let mut seen: BTreeMap<(i32, u64, String, i32), (i32, i64)> = BTreeMap::new();
     let report = |kind: &'static str, detail: String| {
         let mut v = violations.lock().unwrap_or_else(|p| p.into_inner());
         if v.iter().filter(|a| a.kind == kind).count() < 10 {
@@ -734,30 +735,32 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
             for replica in broker.replicas() {
                 let meta = replica.meta();
                 let (topic, p) = (replica.topic.clone(), replica.partition);
-                let key = (node, incarnation, topic.clone(), p);
-                let before = seen.get(&key).copied();
-                let leading = replica.is_leader().then_some(meta.leader_epoch);
-                if let Some(epoch) = leading {
-                    let starts = before.is_none_or(|(e, _)| e != Some(epoch));
-                    if starts {
-                        let higher_elsewhere = led
-                            .iter()
-                            .filter(|((t, q, e), n)| {
-                                *t == topic && *q == p && *e >= epoch && **n != node
-                            })
-                            .map(|((_, _, e), n)| (*e, *n))
-                            .next();
-                        if let Some((e, n)) = higher_elsewhere {
-                            report(
-                                LEADER_EPOCH,
-                                format!("{topic}-{p}: broker {node} starts leading in epoch {epoch}, but broker {n} led in epoch {e}"),
-                            );
-                        }
+                if replica.is_leader() {
+                    let first = *led
+                        .entry((topic.clone(), p, meta.leader_epoch))
+                        .or_insert(node);
+                    if first != node {
+                        report(
+                            LEADER_EPOCH,
+                            format!(
+                                "{topic}-{p} epoch {}: led by broker {first} and by broker {node}",
+                                meta.leader_epoch
+                            ),
+                        );
                     }
-                    led.entry((topic.clone(), p, epoch)).or_insert(node);
                 }
                 let hw = replica.log.high_watermark();
-                if let Some((_, old_hw)) = before {
+                let key = (node, incarnation, topic.clone(), p);
+                if let Some((epoch, old_hw)) = seen.get(&key).copied() {
+                    if meta.leader_epoch < epoch {
+                        report(
+                            LEADER_EPOCH,
+                            format!(
+                                "{topic}-{p} on broker {node}: leader epoch {epoch} then {}",
+                                meta.leader_epoch
+                            ),
+                        );
+                    }
                     if hw < old_hw {
                         report(
                             HW_REGRESSED,
@@ -767,8 +770,8 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
                         );
                     }
                 }
-                let old_hw = before.map_or(hw, |(_, h)| h);
-                seen.insert(key, (leading, hw.max(old_hw)));
+                let entry = seen.entry(key).or_insert((meta.leader_epoch, hw));
+                *entry = (entry.0.max(meta.leader_epoch), entry.1.max(hw));
             }
         }
         sleep(Duration::from_millis(20)).await;
