@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::client::{encode_transactional_batch, Message, Sequence};
 use crate::internal::{
-    append_records, durable_point, partition_for, scan_log, wait_durable, DurablePoint,
+    append_records, durable_point, leadership, partition_for, scan_log, wait_durable, DurablePoint,
     Unavailable, OFFSETS_TOPIC,
 };
 
@@ -155,18 +155,10 @@ impl Groups {
     /// dropped (the clients find the new coordinator). Called at start, after every
     /// metadata change and on the group timer (a failed load is retried).
     pub fn sync_leadership(&self, broker: &Broker) -> Result<(), LogError> {
-        let Some(logs) = broker.internal_logs(OFFSETS_TOPIC) else {
+        let Some((logs, epochs)) = leadership(broker, OFFSETS_TOPIC) else {
             return Ok(());
         };
         let count = logs.len();
-        let epochs: Vec<Option<i32>> = (0..count)
-            .map(|p| {
-                broker
-                    .replica(OFFSETS_TOPIC, p as i32)
-                    .filter(|r| r.is_leader())
-                    .map(|r| r.meta().leader_epoch)
-            })
-            .collect();
         let now = self.now_ms();
         let mut inner = self.lock();
         if inner.logs.is_empty() {

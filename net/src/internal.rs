@@ -76,6 +76,24 @@ pub fn append_records(
     log.append(&batch)
 }
 
+/// The local logs of an internal topic's partitions, and for each the leader epoch if
+/// this broker leads it: what a coordinator loads and serves.
+pub fn leadership(
+    broker: &crate::broker::Broker,
+    topic: &str,
+) -> Option<(Vec<Arc<PartitionLog>>, Vec<Option<i32>>)> {
+    let logs = broker.internal_logs(topic)?;
+    let epochs = (0..logs.len())
+        .map(|p| {
+            broker
+                .replica(topic, p as i32)
+                .filter(|r| r.is_leader())
+                .map(|r| r.meta().leader_epoch)
+        })
+        .collect();
+    Some((logs, epochs))
+}
+
 /// Reads of a coordinator's partition retried before loading fails (a bad read is
 /// not a bad disk, as in recovery).
 const SCAN_REREADS: usize = 8;

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::internal::{
-    append_records, durable_point, partition_for, scan_log, wait_durable, DurablePoint,
+    append_records, durable_point, leadership, partition_for, scan_log, wait_durable, DurablePoint,
     Unavailable, OFFSETS_TOPIC, TXN_TOPIC,
 };
 
@@ -72,18 +72,10 @@ impl Txns {
     /// rebuilt from its log (transactions caught between Prepare and Complete are
     /// finished by [`Txns::tick`]); one it no longer leads is forgotten.
     pub fn sync_leadership(&self, broker: &Broker) -> Result<(), LogError> {
-        let Some(logs) = broker.internal_logs(TXN_TOPIC) else {
+        let Some((logs, epochs)) = leadership(broker, TXN_TOPIC) else {
             return Ok(());
         };
         let count = logs.len();
-        let epochs: Vec<Option<i32>> = (0..count)
-            .map(|p| {
-                broker
-                    .replica(TXN_TOPIC, p as i32)
-                    .filter(|r| r.is_leader())
-                    .map(|r| r.meta().leader_epoch)
-            })
-            .collect();
         let now = self.now_ms();
         let mut inner = self.lock();
         if inner.logs.is_empty() {

@@ -43,7 +43,7 @@ use tokio::time::{sleep, timeout, Instant};
 use crate::clock::SimClock;
 use crate::disk::{Faults, SimDisk};
 use crate::env::InlineTasks;
-use crate::run::{Options, Recorder, SeedResult};
+use crate::run::{consume, read_to_end, Options, Poller, Recorder, SeedResult};
 
 const TOPIC: &str = "jepsen";
 const KAFKA_PORT: u16 = 9092;
@@ -233,9 +233,9 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     }
 
     let reader = handle.create_node().name("reader").ip(ip(130)).build();
-    let (rec2, n) = (rec.clone(), scenario.brokers);
+    let (rec2, router) = (rec.clone(), Router::new("reader", scenario.brokers));
     let liveness = reader
-        .spawn(final_read(rec2, n, partitions))
+        .spawn(read_to_end(rec2, partitions, router))
         .await
         .unwrap_or_else(|_| Some("final reader panicked".into()));
     // Replicas agree once every follower has caught up.
@@ -601,112 +601,53 @@ async fn consumer(
     stop: Arc<AtomicBool>,
 ) {
     let node = format!("consumer-{}", process - 100);
-    let mut router = Router::new(&node, brokers);
-    let mut positions = vec![0i64; partitions as usize];
-    let mut p = 0usize;
-    while !stop.load(Ordering::SeqCst) {
-        p = (p + 1) % positions.len();
-        let mut op = Op::new(Kind::Ok, F::Poll, &node, process, p as i32);
-        op.from = Some(positions[p]);
-        match poll(&mut router, p as i32, positions[p]).await {
-            Ok((records, _)) => {
-                if let Some((last, _)) = records.last() {
-                    positions[p] = last + 1;
-                }
-                op.records = records;
-            }
-            Err(e) => {
-                op.kind = Kind::Fail;
-                op.error = Some(e);
-            }
-        }
-        let failed = op.kind == Kind::Fail;
-        rec.record(op);
-        if failed {
-            sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let router = Router::new(&node, brokers);
+    consume(rec, &node, process, partitions, stop, router).await;
 }
 
-/// One fetch from the partition's leader: the records and the high watermark.
-async fn poll(
-    router: &mut Router,
-    partition: i32,
-    offset: i64,
-) -> Result<(Vec<(i64, String)>, i64), String> {
-    let (leader, c) = router.leader(partition).await.ok_or("no leader")?;
-    let req = fetch_request(TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
-    let r = match timeout(REQUEST_TIMEOUT, c.call(req, 12)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            router.failed(leader);
-            return Err(e.to_string());
-        }
-        Err(_) => {
-            router.failed(leader);
-            return Err("timed out".into());
-        }
-    };
-    let pd = r
-        .responses
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .next()
-        .ok_or("empty fetch response")?;
-    if pd.error_code != 0 {
-        router.leaders.clear();
-        return Err(format!("error code {}", pd.error_code));
-    }
-    let records =
-        decode_batches(pd.records.unwrap_or_default(), offset).map_err(|e| e.to_string())?;
-    Ok((
-        records
+impl Poller for Router {
+    /// One fetch from the partition's leader: the records and the high watermark.
+    async fn poll(
+        &mut self,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(Vec<(i64, String)>, i64), String> {
+        let (leader, c) = self.leader(partition).await.ok_or("no leader")?;
+        let req = fetch_request(TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
+        let r = match timeout(REQUEST_TIMEOUT, c.call(req, 12)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.failed(leader);
+                return Err(e.to_string());
+            }
+            Err(_) => {
+                self.failed(leader);
+                return Err("timed out".into());
+            }
+        };
+        let pd = r
+            .responses
             .into_iter()
-            .map(|r| {
-                let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-                (r.offset, v.into_owned())
-            })
-            .collect(),
-        pd.high_watermark,
-    ))
-}
-
-/// Reads every partition back from its leader, from 0 to the high watermark.
-async fn final_read(rec: Recorder, brokers: i32, partitions: i32) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut router = Router::new("reader", brokers);
-    for p in 0..partitions {
-        let mut offset = 0;
-        loop {
-            if Instant::now() > deadline {
-                return Some(format!(
-                    "partition {p} not read back to its end within 60 s after healing"
-                ));
-            }
-            let mut op = Op::new(Kind::Ok, F::Poll, "reader", 999, p);
-            op.from = Some(offset);
-            op.final_read = true;
-            match poll(&mut router, p, offset).await {
-                Ok((records, hw)) => {
-                    if let Some((last, _)) = records.last() {
-                        offset = last + 1;
-                    }
-                    op.records = records;
-                    rec.record(op);
-                    if offset >= hw {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    op.kind = Kind::Fail;
-                    op.error = Some(e);
-                    rec.record(op);
-                    sleep(Duration::from_millis(200)).await;
-                }
-            }
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or("empty fetch response")?;
+        if pd.error_code != 0 {
+            self.leaders.clear();
+            return Err(format!("error code {}", pd.error_code));
         }
+        let records =
+            decode_batches(pd.records.unwrap_or_default(), offset).map_err(|e| e.to_string())?;
+        Ok((
+            records
+                .into_iter()
+                .map(|r| {
+                    let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+                    (r.offset, v.into_owned())
+                })
+                .collect(),
+            pd.high_watermark,
+        ))
     }
-    None
 }
 
 /// Looks inside every live broker every 20 ms. Leader epochs: no two brokers lead a

@@ -824,19 +824,65 @@ async fn poll_one(
     Ok((records, pd.high_watermark))
 }
 
+/// How a reader fetches a partition: the records from `offset` and the high
+/// watermark. The single-broker reader uses one connection; the cluster's follows
+/// the leaders.
+pub(crate) trait Poller {
+    fn poll(
+        &mut self,
+        partition: i32,
+        offset: i64,
+    ) -> impl std::future::Future<Output = Result<(Vec<(i64, String)>, i64), String>>;
+}
+
+/// The single broker, over one connection made again after any error.
+struct BrokerPoller {
+    id: String,
+    client: Option<Client>,
+}
+
+impl Poller for BrokerPoller {
+    async fn poll(
+        &mut self,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(Vec<(i64, String)>, i64), String> {
+        let c = connected(&mut self.client, &self.id)
+            .await
+            .ok_or("not connected")?;
+        let r = poll_one(c, partition, offset).await;
+        if r.is_err() {
+            self.client = None;
+        }
+        r
+    }
+}
+
 async fn consumer(rec: Recorder, process: u64, partitions: i32, stop: Arc<AtomicBool>) {
     let node = format!("consumer-{}", process - 100);
+    let poller = BrokerPoller {
+        id: node.clone(),
+        client: None,
+    };
+    consume(rec, &node, process, partitions, stop, poller).await;
+}
+
+/// Reads every partition round robin, recording each poll, until `stop`.
+pub(crate) async fn consume(
+    rec: Recorder,
+    node: &str,
+    process: u64,
+    partitions: i32,
+    stop: Arc<AtomicBool>,
+    mut poller: impl Poller,
+) {
     let mut positions = vec![0i64; partitions as usize];
-    let mut client: Option<Client> = None;
     let mut p = 0usize;
     while !stop.load(Ordering::SeqCst) {
         p = (p + 1) % positions.len();
-        let Some(c) = connected(&mut client, &node).await else {
-            continue;
-        };
-        let mut op = Op::new(Kind::Ok, F::Poll, &node, process, p as i32);
+        let mut op = Op::new(Kind::Ok, F::Poll, node, process, p as i32);
         op.from = Some(positions[p]);
-        match poll_one(c, p as i32, positions[p]).await {
+        match poller.poll(p as i32, positions[p]).await {
             Ok((records, _)) => {
                 if let Some((last, _)) = records.last() {
                     positions[p] = last + 1;
@@ -846,7 +892,6 @@ async fn consumer(rec: Recorder, process: u64, partitions: i32, stop: Arc<Atomic
             Err(e) => {
                 op.kind = Kind::Fail;
                 op.error = Some(e);
-                client = None;
             }
         }
         let failed = op.kind == Kind::Fail;
@@ -860,8 +905,21 @@ async fn consumer(rec: Recorder, process: u64, partitions: i32, stop: Arc<Atomic
 /// Reads every partition from 0 to its high watermark; `Some(reason)` if the healed
 /// broker could not serve that within the liveness deadline.
 async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
+    let poller = BrokerPoller {
+        id: "reader".into(),
+        client: None,
+    };
+    read_to_end(rec, partitions, poller).await
+}
+
+/// The final read: every partition from 0 to its high watermark, each poll recorded
+/// as final; `Some(reason)` if that is not done within 60 s.
+pub(crate) async fn read_to_end(
+    rec: Recorder,
+    partitions: i32,
+    mut poller: impl Poller,
+) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut client: Option<Client> = None;
     for p in 0..partitions {
         let mut offset = 0;
         loop {
@@ -870,18 +928,10 @@ async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
                     "partition {p} not read back to its end within 60 s after healing"
                 ));
             }
-            if client.is_none() {
-                client = connect("reader").await.ok();
-                if client.is_none() {
-                    sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-            let Some(c) = client.as_mut() else { continue };
             let mut op = Op::new(Kind::Ok, F::Poll, "reader", 999, p);
             op.from = Some(offset);
             op.final_read = true;
-            match poll_one(c, p, offset).await {
+            match poller.poll(p, offset).await {
                 Ok((records, hw)) => {
                     if let Some((last, _)) = records.last() {
                         offset = last + 1;
@@ -896,7 +946,6 @@ async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
                     op.kind = Kind::Fail;
                     op.error = Some(e);
                     rec.record(op);
-                    client = None;
                     sleep(Duration::from_millis(200)).await;
                 }
             }
