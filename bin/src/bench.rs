@@ -357,6 +357,21 @@ async fn producer_id(c: &mut Client, transactional_id: Option<String>) -> Result
     Ok((r.producer_id.0, r.producer_epoch))
 }
 
+/// A connection to the transaction coordinator of `txn_id` (FindCoordinator).
+async fn coordinator(addr: &str, txn_id: &str) -> Result<Client> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let mut c = connect(addr).await?;
+    let req = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(txn_id.to_string()))
+        .with_key_type(1);
+    let r = c.call(req, 3).await?;
+    if r.error_code != 0 {
+        bail!("FindCoordinator failed with Kafka error {}", r.error_code);
+    }
+    let host = r.host.replace("localhost", "127.0.0.1");
+    connect(&format!("{host}:{}", r.port)).await
+}
+
 async fn txn_call<R: kafka_protocol::protocol::Request>(
     c: &mut Client,
     req: R,
@@ -418,10 +433,16 @@ async fn produce_load(
                 mine.iter().map(|&p| (p, batch.clone())),
             );
             let txn_id = format!("bench-{conn}");
-            let (pid, epoch) = match mode {
-                Mode::Plain => (-1, -1),
-                Mode::Idempotent => producer_id(&mut c, None).await?,
-                Mode::Transactional => producer_id(&mut c, Some(txn_id.clone())).await?,
+            // Transaction requests go to the transaction coordinator (in a cluster,
+            // possibly another broker than the partitions' leader).
+            let mut coord = match mode {
+                Mode::Transactional => Some(coordinator(&addr, &txn_id).await?),
+                _ => None,
+            };
+            let (pid, epoch) = match (mode, coord.as_mut()) {
+                (Mode::Idempotent, _) => producer_id(&mut c, None).await?,
+                (Mode::Transactional, Some(t)) => producer_id(t, Some(txn_id.clone())).await?,
+                _ => (-1, -1),
             };
             let transactional = mode == Mode::Transactional;
             let mut seq = 0i32;
@@ -433,17 +454,24 @@ async fn produce_load(
                     let req = if mode == Mode::Plain {
                         plain.clone()
                     } else {
-                        if transactional && in_txn == 0 {
-                            add_partitions(&mut c, &txn_id, pid, epoch, &topic, &mine).await?;
+                        if let (true, Some(t)) = (in_txn == 0, coord.as_mut()) {
+                            add_partitions(t, &txn_id, pid, epoch, &topic, &mine).await?;
                         }
                         let stamped = stamp(&batch, pid, epoch, seq, transactional);
                         seq = seq.wrapping_add(per_batch as i32);
-                        produce_request(
+                        let req = produce_request(
                             &topic,
                             acks,
                             30_000,
                             mine.iter().map(|&p| (p, stamped.clone())),
-                        )
+                        );
+                        // As clients do: the leader checks the batch against the
+                        // transaction (KIP-890).
+                        req.with_transactional_id(transactional.then(|| {
+                            kafka_protocol::messages::TransactionalId(StrBytes::from_string(
+                                txn_id.clone(),
+                            ))
+                        }))
                     };
                     let id = c.send(&req, v).await?;
                     c.expect(id, ApiKey::Produce, v);
@@ -460,8 +488,8 @@ async fn produce_load(
                     }
                 }
                 records.fetch_add(per_request, Ordering::Relaxed);
-                if transactional && pending == 0 && in_txn > 0 {
-                    end_txn(&mut c, &txn_id, pid, epoch).await?;
+                if let (true, Some(t)) = (pending == 0 && in_txn > 0, coord.as_mut()) {
+                    end_txn(t, &txn_id, pid, epoch).await?;
                     in_txn = 0;
                 }
             }

@@ -32,7 +32,11 @@ use crate::codes;
 struct Progress {
     /// The follower's durable log end, as its last fetch reported (-1: not yet).
     end: i64,
-    /// When the follower last fetched from at least the leader's durable end.
+    /// The leader's durable end when that fetch came.
+    leader_end_then: i64,
+    /// When the follower last caught up: fetched from at least where the leader's log
+    /// ended at its previous fetch (Kafka's lastCaughtUpTime: a follower that keeps
+    /// pace with a busy leader is caught up, though never at the very end).
     caught_up_at: Duration,
 }
 
@@ -144,6 +148,7 @@ impl Replica {
                     *r,
                     Progress {
                         end: -1,
+                        leader_end_then: i64::MAX,
                         caught_up_at: now,
                     },
                 )
@@ -213,14 +218,16 @@ impl Replica {
         let leader_end = self.log.local_durable_end();
         let mut st = self.lock();
         let p = st.followers.get_mut(&follower)?;
-        p.end = offset;
-        if offset >= leader_end {
+        let caught_up = offset >= leader_end || offset >= p.leader_end_then;
+        if caught_up {
             p.caught_up_at = now;
         }
+        p.end = offset;
+        p.leader_end_then = leader_end;
         let hw = self.log.high_watermark();
         let expand = !st.meta.isr.contains(&follower)
+            && caught_up
             && offset >= hw
-            && offset >= leader_end
             && st.isr_change_at.is_none();
         let change = expand.then(|| {
             let mut isr = st.meta.isr.clone();

@@ -29,6 +29,7 @@ enum Outcome {
 
 pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     let acks = req.acks;
+    let transactional_id = req.transactional_id.as_ref().map(|t| t.to_string());
     let valid_acks = (-1..=1).contains(&acks);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
@@ -57,7 +58,13 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                     Ok(r) if batch::peek_transactional(records).is_some() => {
                         // Checked and appended as one step against marker appends.
                         let _guard = broker.txns.append_guard();
-                        match in_transaction(broker, &name, p.index, records) {
+                        match in_transaction(
+                            broker,
+                            transactional_id.as_deref(),
+                            &name,
+                            p.index,
+                            records,
+                        ) {
                             Err(code) => Outcome::Failed(code),
                             Ok(()) => append(&r.log, records, max_bytes),
                         }
@@ -136,13 +143,19 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
 
 /// KIP-890: a transactional batch only goes to a partition of its producer's open
 /// transaction, at the producer's current epoch.
-fn in_transaction(broker: &Broker, topic: &str, partition: i32, records: &[u8]) -> Result<(), i16> {
+fn in_transaction(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Result<(), i16> {
     let Some((producer_id, epoch)) = batch::peek_transactional(records) else {
         return Ok(());
     };
     broker
         .txns
-        .verify(producer_id, epoch, topic, partition)
+        .verify(transactional_id, producer_id, epoch, topic, partition)
         .map_err(|e| match e {
             TxnError::ProducerFenced => codes::INVALID_PRODUCER_EPOCH,
             other => codes::txn_error(other),

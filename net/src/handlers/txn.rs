@@ -34,7 +34,8 @@ pub fn add_partitions(broker: &Arc<Broker>, r: AddPartitionsToTxnRequest) -> Rep
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), *p)))
             .collect();
-        let unknown = |(t, p): &(String, i32)| broker.partition(t, *p).is_none();
+        let image = broker.image();
+        let unknown = |(t, p): &(String, i32)| image.partition(t, *p).is_none();
         let code = if asked.iter().any(unknown) {
             None
         } else {
@@ -158,7 +159,13 @@ pub fn txn_offset_commit(broker: &Arc<Broker>, r: TxnOffsetCommitRequest) -> Rep
             .and_then(|p| {
                 broker
                     .txns
-                    .verify(r.producer_id.0, r.producer_epoch, OFFSETS_TOPIC, p)
+                    .verify(
+                        Some(r.transactional_id.as_str()),
+                        r.producer_id.0,
+                        r.producer_epoch,
+                        OFFSETS_TOPIC,
+                        p,
+                    )
                     .map_err(codes::txn_error)
             });
         let code = match verified {
