@@ -76,12 +76,12 @@ pub fn append_records(
     log.append(&batch)
 }
 
-/// The local logs of an internal topic's partitions, and for each the leader epoch if
-/// this broker leads it: what a coordinator loads and serves.
-pub fn leadership(
-    broker: &crate::broker::Broker,
-    topic: &str,
-) -> Option<(Vec<Arc<PartitionLog>>, Vec<Option<i32>>)> {
+/// An internal topic's local partition logs, and for each the leader epoch if this
+/// broker leads it.
+pub type Leadership = (Vec<Arc<PartitionLog>>, Vec<Option<i32>>);
+
+/// What a coordinator loads and serves: see [`Leadership`].
+pub fn leadership(broker: &crate::broker::Broker, topic: &str) -> Option<Leadership> {
     let logs = broker.internal_logs(topic)?;
     let epochs = (0..logs.len())
         .map(|p| {

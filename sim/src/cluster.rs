@@ -86,10 +86,13 @@ impl Scenario {
     }
 }
 
+/// A broker as its node last started it: (incarnation, the broker).
+type Started = (u64, Weak<Broker>);
+
 /// The live brokers, as their nodes started them, for the monitor to look inside.
 #[derive(Clone, Default)]
 struct Registry {
-    brokers: Arc<Mutex<BTreeMap<i32, (u64, Weak<Broker>)>>>,
+    brokers: Arc<Mutex<BTreeMap<i32, Started>>>,
 }
 
 impl Registry {
