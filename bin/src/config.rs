@@ -87,6 +87,8 @@ pub const KNOWN: &[&str] = &[
     "replica.lag.time.max.ms",
     "replica.fetch.wait.max.ms",
     "min.insync.replicas",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
 ];
 
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
@@ -214,6 +216,14 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "replica.lag.time.max.ms" => c.replica_lag_time_max_ms = positive(key, v)?,
                 "replica.fetch.wait.max.ms" => c.replica_fetch_wait_max_ms = positive(key, v)?,
                 "min.insync.replicas" => c.min_insync_replicas = positive(key, v)?,
+                "auto.leader.rebalance.enable" => {
+                    c.auto_leader_rebalance_enable = v
+                        .parse()
+                        .map_err(|_| anyhow!("config '{key}': '{v}' is not true or false"))?
+                }
+                "leader.imbalance.check.interval.seconds" => {
+                    c.leader_imbalance_check_interval_seconds = positive(key, v)?
+                }
                 other => bail!(
                     "unknown config '{other}' (see docs/operations.md for the supported names)"
                 ),

@@ -76,6 +76,10 @@ pub struct BrokerConfig {
     pub replica_fetch_wait_max_ms: u64,
     /// min.insync.replicas (topic default)
     pub min_insync_replicas: i32,
+    /// auto.leader.rebalance.enable: move leadership back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// leader.imbalance.check.interval.seconds
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 impl Default for BrokerConfig {
@@ -116,6 +120,8 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             min_insync_replicas: 1,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
         }
     }
 }

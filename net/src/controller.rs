@@ -23,7 +23,7 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft};
 use serde::{Deserialize, Serialize};
 use sluice_core::cluster::metadata::{
-    Applied, BrokerRegistration, Command, MetadataError, MetadataImage,
+    preferred_elections, Applied, BrokerRegistration, Command, MetadataError, MetadataImage,
 };
 use sluice_core::cluster::raft::MetadataRaft;
 use sluice_core::config::BrokerConfig;
@@ -461,10 +461,20 @@ impl Controller {
             .insert(node_id, now);
     }
 
-    /// Serves one peer connection until it closes.
-    pub async fn serve(self: Arc<Self>, mut stream: Box<dyn Stream>) {
+    /// Serves one peer connection until it closes or the node stops (peers then
+    /// reconnect to whatever serves the address next, not to a stopped voter).
+    pub async fn serve(
+        self: Arc<Self>,
+        mut stream: Box<dyn Stream>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
-            let request: Request = match recv_frame(&mut stream).await {
+            let received = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                r = recv_frame::<Request>(&mut stream) => r,
+            };
+            let request = match received {
                 Ok(r) => r,
                 Err(e) => {
                     if e.kind() != io::ErrorKind::UnexpectedEof {
@@ -568,10 +578,17 @@ impl Controller {
         }
     }
 
-    /// The quorum leader's side of liveness: fences brokers silent for longer than
-    /// `broker.session.timeout.ms`. A new leader first gives every broker a full session.
-    pub async fn run_fencing(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// The quorum leader's duties: fence brokers silent for longer than
+    /// `broker.session.timeout.ms` (a new leader first gives every broker a full
+    /// session), and, every `leader.imbalance.check.interval.seconds`, move leadership
+    /// back to preferred replicas that are in sync again.
+    pub async fn run_fencing(
+        self: Arc<Self>,
+        rebalance_every: Option<Duration>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut leading_since: Option<Duration> = None;
+        let mut last_rebalance = self.env.clock.monotonic();
         loop {
             tokio::select! {
                 biased;
@@ -582,6 +599,14 @@ impl Controller {
             if self.leader() != Some(self.node_id) {
                 leading_since = None;
                 continue;
+            }
+            if rebalance_every.is_some_and(|e| now.saturating_sub(last_rebalance) >= e) {
+                last_rebalance = now;
+                for election in preferred_elections(&self.image()) {
+                    if let Err(e) = self.write(election).await {
+                        warn!(error = %e, "preferred leader election not written");
+                    }
+                }
             }
             let since = *leading_since.get_or_insert(now);
             if now.saturating_sub(since) < self.session_timeout {

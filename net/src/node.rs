@@ -100,7 +100,10 @@ impl Node {
                     source,
                 }
             })?;
-        env.spawn(controller.clone().run_fencing(rx.clone()));
+        let rebalance_every = config
+            .auto_leader_rebalance_enable
+            .then(|| Duration::from_secs(config.leader_imbalance_check_interval_seconds));
+        env.spawn(controller.clone().run_fencing(rebalance_every, rx.clone()));
         // Registering goes through the quorum, and its answer waits until this node
         // has applied it: the metadata it then acts on is current, not what it
         // replayed from its own log (in which it may still lead partitions that have
@@ -167,7 +170,7 @@ async fn serve_controller(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let c = controller.clone();
-                    tokio::spawn(c.serve(stream));
+                    tokio::spawn(c.serve(stream, shutdown.clone()));
                 }
                 Err(e) => warn!(error = %e, "controller listener"),
             }

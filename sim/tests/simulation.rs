@@ -176,7 +176,7 @@ const PLANTED: [(&str, &str, u64); 14 + CLUSTER_BUGS] = [
     ("markers-before-prepare", "torn-transaction", 100),
     ("txn-offsets-ignore-abort", "exactly-once", 5),
     ("hw-before-isr", "lost-write", 5),
-    ("elect-outside-isr", "inconsistent-offsets", 10),
+    ("elect-outside-isr", "lost-write", 40),
     ("skip-epoch-truncation", "replica-divergence", 5),
     ("epoch-not-bumped", "leader-epoch", 5),
     ("hw-goes-back", "hw-regressed", 5),

@@ -427,6 +427,28 @@ impl MetadataImage {
     }
 }
 
+/// Preferred leader election: for every partition whose preferred replica (the first)
+/// is live and in the ISR but does not lead, the command that moves leadership back to
+/// it (Kafka's `auto.leader.rebalance.enable`).
+pub fn preferred_elections(image: &MetadataImage) -> Vec<Command> {
+    let mut out = Vec::new();
+    for (name, t) in &image.topics {
+        for (p, ps) in t.partitions.iter().enumerate() {
+            let Some(&preferred) = ps.replicas.first() else {
+                continue;
+            };
+            if ps.leader != preferred && ps.isr.contains(&preferred) && image.is_live(preferred) {
+                out.push(Command::ElectLeader {
+                    topic: name.clone(),
+                    partition: p as i32,
+                    leader: preferred,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Assigns `replication_factor` replicas to each of `count` partitions numbered from
 /// `first`, over `brokers` (node id, rack): leaders round-robin from a `start` offset,
 /// followers on the next brokers. With racks, the broker list alternates racks first, so

@@ -182,3 +182,41 @@ fn producer_id_blocks_never_overlap() {
     assert_eq!(a, Applied::ProducerIds { first: 0 });
     assert_eq!(b, Applied::ProducerIds { first: 1000 });
 }
+
+#[test]
+fn leadership_returns_to_the_preferred_replica_once_it_is_back_in_sync() {
+    let mut image = three_brokers_with_topic();
+    let preferred = image.partition("t", 0).unwrap().replicas[0];
+    image
+        .apply(&Command::FenceBroker { node_id: preferred })
+        .unwrap();
+    assert!(
+        preferred_elections(&image).is_empty(),
+        "fenced: not electable"
+    );
+    register(&mut image, preferred, None);
+    assert!(
+        preferred_elections(&image).is_empty(),
+        "out of the ISR: not electable"
+    );
+    let p = image.partition("t", 0).unwrap().clone();
+    let mut isr = p.isr.clone();
+    isr.push(preferred);
+    image
+        .apply(&Command::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr,
+        })
+        .unwrap();
+    let elections = preferred_elections(&image);
+    assert_eq!(elections.len(), 1);
+    image.apply(&elections[0]).unwrap();
+    let back = image.partition("t", 0).unwrap();
+    assert_eq!(back.leader, preferred);
+    assert_eq!(back.leader_epoch, p.leader_epoch + 1);
+    assert!(preferred_elections(&image).is_empty());
+}
