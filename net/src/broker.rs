@@ -430,19 +430,27 @@ impl Broker {
         }
     }
 
+    /// A topic config's value, read in place (this is on the produce path).
+    fn topic_config<T: std::str::FromStr>(&self, topic: &str, key: &str) -> Option<T> {
+        self.lock()
+            .image
+            .topics
+            .get(topic)?
+            .configs
+            .get(key)?
+            .parse()
+            .ok()
+    }
+
     /// The largest batch a produce to `topic` may carry (`max.message.bytes`).
     pub fn max_message_bytes(&self, topic: &str) -> usize {
-        self.topic(topic)
-            .and_then(|t| t.configs.get("max.message.bytes").cloned())
-            .and_then(|v| v.parse().ok())
+        self.topic_config(topic, "max.message.bytes")
             .unwrap_or(self.config.message_max_bytes)
     }
 
     /// `min.insync.replicas` of a topic.
     pub fn min_insync_replicas(&self, topic: &str) -> i32 {
-        self.topic(topic)
-            .and_then(|t| t.configs.get("min.insync.replicas").cloned())
-            .and_then(|v| v.parse().ok())
+        self.topic_config(topic, "min.insync.replicas")
             .unwrap_or(self.config.min_insync_replicas)
     }
 

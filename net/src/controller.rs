@@ -246,7 +246,6 @@ pub struct Controller {
     node_id: i32,
     raft: Raft<MetadataRaft>,
     applied: watch::Receiver<raft_store::Applied>,
-    voters: BTreeMap<i32, String>,
     peers: BTreeMap<i32, Peer>,
     /// On the quorum leader: when each broker was last heard from (monotonic).
     heartbeats: Mutex<BTreeMap<i32, Duration>>,
@@ -311,7 +310,6 @@ impl Controller {
             node_id: config.node_id,
             raft,
             applied,
-            voters,
             peers,
             heartbeats: Mutex::new(BTreeMap::new()),
             session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
@@ -632,11 +630,6 @@ impl Controller {
                 }
             }
         }
-    }
-
-    /// The configured voters (node id → controller address).
-    pub fn voters(&self) -> &BTreeMap<i32, String> {
-        &self.voters
     }
 
     /// Stops the voter.
