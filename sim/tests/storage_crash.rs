@@ -8,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use sluice_core::env::Disk;
 use sluice_core::env::{Env, SeededRandom};
 use sluice_net::runtime::TokioClock;
 use sluice_sim::env::InlineTasks;
-use sluice_sim::SimDisk;
+use sluice_sim::{Faults, SimDisk};
 use sluice_storage::{batch, LogConfig, PartitionLog};
 
 #[derive(Debug, Clone)]
@@ -145,4 +146,66 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run(seed, ops))?;
     }
+}
+
+/// Every epoch the stored batches carry, where it starts, read from the batches.
+fn epochs_in_batches(log: &PartitionLog) -> Vec<(i32, i64)> {
+    let mut epochs: Vec<(i32, i64)> = Vec::new();
+    let read = log.read(log.log_start_offset(), 1 << 20).unwrap();
+    for (_, h) in batch::Batches::new(&read.batches, true) {
+        if epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
+            epochs.push((h.leader_epoch, h.base_offset));
+        }
+    }
+    epochs
+}
+
+/// The leader epoch cache must name every epoch its batches carry, or a follower
+/// asking OffsetForLeaderEpoch about an older epoch is told it ended too late and keeps
+/// a diverged suffix (found by cluster seed 10815: a leader's epoch checkpoint write
+/// failed with fsync errors while its batch of that epoch survived the crash).
+async fn epoch_cache_after(checkpoint_lost: bool) {
+    let disk = SimDisk::new(7);
+    let dir = Path::new("t-0");
+    let log = PartitionLog::open(env(&disk, 7), dir, config()).unwrap();
+    log.set_leader_epoch(3);
+    log.append(&make_batch(2, 10, 1)).unwrap();
+    log.set_leader_epoch(5);
+    disk.set_faults(Faults {
+        fail_sync: true,
+        ..Faults::default()
+    });
+    assert!(
+        log.append(&make_batch(2, 10, 2)).is_err(),
+        "a batch of a new epoch is refused while its checkpoint cannot be stored"
+    );
+    disk.set_faults(Faults::default());
+    log.append(&make_batch(3, 10, 3)).unwrap();
+    let end = log.log_end_offset();
+    log.wait_durable(end).await.unwrap();
+    assert_eq!(log.end_offset_for_epoch(3), (3, 2));
+    drop(log);
+    if checkpoint_lost {
+        disk.remove_file(&dir.join("leader-epoch-checkpoint"))
+            .unwrap();
+    }
+    let log = PartitionLog::open(env(&disk, 7), dir, config()).unwrap();
+    assert_eq!(epochs_in_batches(&log), vec![(3, 0), (5, 2)]);
+    assert_eq!(log.latest_epoch(), 5);
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        (3, 2),
+        "epoch 3 ended where 5 began"
+    );
+    assert_eq!(log.end_offset_for_epoch(5), (5, 5));
+}
+
+#[test]
+fn the_epoch_cache_survives_a_failed_checkpoint_write_and_a_lost_checkpoint() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(epoch_cache_after(false));
+    rt.block_on(epoch_cache_after(true));
 }

@@ -5,6 +5,7 @@
 //! nothing is acknowledged or served that a crash could take back. A failed fsync fails
 //! the partition for good: it never retries and acknowledges.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -286,15 +287,17 @@ impl PartitionLog {
         }
         // A batch of a newer epoch starts that epoch in the cache, stored before the
         // batch can be durable so the cache never misses an epoch the log holds.
-        let mut epochs_changed = false;
+        // Adopted only once stored: a failed write must not leave the cache ahead of
+        // its checkpoint, or later batches of the epoch would go unrecorded.
+        let mut epochs = Cow::Borrowed(&st.epochs);
         for (_, h) in &headers {
-            if h.leader_epoch >= 0 && st.epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
-                st.epochs.push((h.leader_epoch, h.base_offset));
-                epochs_changed = true;
+            if h.leader_epoch >= 0 && epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
+                epochs.to_mut().push((h.leader_epoch, h.base_offset));
             }
         }
-        if epochs_changed {
-            write_epochs(self.env.disk.as_ref(), &self.dir, &st.epochs)?;
+        if let Cow::Owned(epochs) = epochs {
+            write_epochs(self.env.disk.as_ref(), &self.dir, &epochs)?;
+            st.epochs = epochs;
         }
         let State { segments, .. } = &mut *st;
         let active = segments
@@ -925,6 +928,7 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
 
     let mut segments = BTreeMap::new();
     let mut scanned: BTreeMap<i64, Vec<ProducerEvent>> = BTreeMap::new();
+    let mut scanned_epochs: BTreeMap<i64, Vec<(i32, i64)>> = BTreeMap::new();
     let mut dropped_from = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(segment::file_name(base, "log"));
@@ -958,6 +962,7 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
                     .map_err(|e| storage("scan segment", e))?;
                 let mut seg = scan.segment;
                 scanned.insert(base, scan.produced);
+                scanned_epochs.insert(base, scan.epochs);
                 if let Some((pos, why)) = scan.stopped {
                     warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
                         next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
@@ -1007,7 +1012,19 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
     let (next_offset, hw_segment, hw_position) =
         (active.next_offset, active.base_offset, active.size);
     let producers = rebuild_producers(env, dir, &segments, &mut scanned, next_offset)?;
-    let epochs = read_epochs(disk.as_ref(), dir, next_offset);
+    let mut epochs = read_epochs(disk.as_ref(), dir, next_offset);
+    // The batches are the truth: an epoch a recovered batch carries that the cache
+    // lacks (its checkpoint write failed, or was lost with the crash) starts there.
+    let mut epochs_changed = false;
+    for (e, offset) in scanned_epochs.into_values().flatten() {
+        if epochs.last().is_none_or(|(last, _)| e > *last) {
+            epochs.push((e, offset));
+            epochs_changed = true;
+        }
+    }
+    if epochs_changed {
+        write_epochs(disk.as_ref(), dir, &epochs)?;
+    }
     info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
     Ok(State {
         segments,

@@ -174,6 +174,8 @@ pub struct Scan {
     pub stopped: Option<(u64, BatchError)>,
     /// What the batches found tell the producer table, in order.
     pub produced: Vec<ProducerEvent>,
+    /// Where each leader epoch found starts (the first batch of each newer epoch).
+    pub epochs: Vec<(i32, i64)>,
 }
 
 /// What a stored batch tells the partition's producer table.
@@ -303,6 +305,7 @@ pub fn scan(
     let mut pos = 0u64;
     let mut rereads = 0;
     let mut found = Vec::new();
+    let mut epochs: Vec<(i32, i64)> = Vec::new();
     while pos < len {
         let buf = read_chunk(file.as_ref(), pos, len, SCAN_CHUNK)?;
         let mut batches = batch::Batches::new(&buf, !planted(Bug::SkipRecoveryCrc));
@@ -318,6 +321,11 @@ pub fn scan(
             }
             segment.track(pos + at as u64, &header, index_interval_bytes);
             producer_events(&header, &buf[at..at + header.size], &mut found);
+            if header.leader_epoch >= 0
+                && epochs.last().is_none_or(|(e, _)| header.leader_epoch > *e)
+            {
+                epochs.push((header.leader_epoch, header.base_offset));
+            }
             progressed = true;
         }
         pos = segment.size;
@@ -334,6 +342,7 @@ pub fn scan(
                     segment,
                     stopped: Some((pos, e)),
                     produced: found,
+                    epochs,
                 })
             }
         }
@@ -345,6 +354,7 @@ pub fn scan(
         segment,
         stopped: None,
         produced: found,
+        epochs,
     })
 }
 
