@@ -1,10 +1,29 @@
 //! `sluice cluster status`: the brokers, the controller quorum leader, and the
 //! partitions that are under-replicated (ISR smaller than the replicas) or offline
-//! (no leader).
+//! (no leader). `sluice cluster reassign`: moves replicas off a broker being removed,
+//! onto added brokers, or as told, with throttled catch-up.
 
-use anyhow::{Context, Result};
-use kafka_protocol::messages::MetadataRequest;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, ApiKey, BrokerId, IncrementalAlterConfigsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
+use sluice_core::cluster::metadata::{
+    plan_balance, plan_removal, BrokerRegistration, BrokerState, MetadataImage, Move,
+    PartitionState, TopicImage, DYNAMIC_BROKER_CONFIGS,
+};
+use sluice_net::client::Client;
 
 use crate::group::Format;
 use crate::Bootstrap;
@@ -18,10 +37,319 @@ pub enum Command {
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
+    /// Move partition replicas between brokers while they stay online (Kafka's
+    /// kafka-reassign-partitions). Waits until the move is done unless --no-wait.
+    Reassign {
+        /// Move every replica off this broker (before removing it).
+        #[arg(long, conflicts_with_all = ["balance", "topic", "cancel"])]
+        remove_broker: Option<i32>,
+        /// Spread replicas evenly over the live brokers (after adding brokers).
+        #[arg(long, conflicts_with_all = ["topic", "cancel"])]
+        balance: bool,
+        /// Move one partition of this topic to --replicas.
+        #[arg(long, requires_all = ["partition", "replicas"])]
+        topic: Option<String>,
+        #[arg(long)]
+        partition: Option<i32>,
+        /// The new replicas, preferred leader first (e.g. 2,3,4).
+        #[arg(long, value_delimiter = ',')]
+        replicas: Option<Vec<i32>>,
+        /// Cancel the reassignments in progress.
+        #[arg(long)]
+        cancel: bool,
+        /// Limit catch-up traffic to this many bytes/s per broker while moving
+        /// (leader. and follower.replication.throttled.rate), removed when done.
+        #[arg(long)]
+        throttle: Option<u64>,
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Return once the move has started.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
 }
 
 pub async fn run(command: Command) -> Result<()> {
-    let Command::Status { format, bootstrap } = command;
+    match command {
+        Command::Status { format, bootstrap } => status(format, bootstrap).await,
+        Command::Reassign {
+            remove_broker,
+            balance,
+            topic,
+            partition,
+            replicas,
+            cancel,
+            throttle,
+            dry_run,
+            no_wait,
+            bootstrap,
+        } => {
+            let mut client = bootstrap.connect().await?;
+            let ongoing = list_reassignments(&mut client).await?;
+            if cancel {
+                return cancel_all(&mut client, ongoing).await;
+            }
+            if !ongoing.is_empty() {
+                bail!(
+                    "a reassignment of {} partition(s) is in progress; wait for it or --cancel it",
+                    ongoing.len()
+                );
+            }
+            let image = image_of(&metadata(&mut client).await?);
+            let moves = match (remove_broker, balance, topic) {
+                (Some(broker), _, _) => plan_removal(&image, broker)?,
+                (None, true, _) => plan_balance(&image),
+                (None, false, Some(topic)) => vec![Move {
+                    topic,
+                    partition: partition.unwrap_or_default(),
+                    replicas: replicas.unwrap_or_default(),
+                }],
+                _ => bail!("say what to move: --remove-broker N, --balance, or --topic/--partition/--replicas"),
+            };
+            for m in &moves {
+                let from = image
+                    .partition(&m.topic, m.partition)
+                    .map(|p| format!("{:?}", p.replicas))
+                    .unwrap_or_else(|| "?".into());
+                println!("{}-{}	{from} -> {:?}", m.topic, m.partition, m.replicas);
+            }
+            if moves.is_empty() {
+                println!("nothing to move");
+                return Ok(());
+            }
+            if dry_run {
+                return Ok(());
+            }
+            if let Some(rate) = throttle {
+                set_throttle(&mut client, Some(rate)).await?;
+            }
+            start_moves(&mut client, &moves).await?;
+            if no_wait {
+                println!("{} partition(s) moving", moves.len());
+                return Ok(());
+            }
+            let started = Instant::now();
+            loop {
+                let left = list_reassignments(&mut client).await?;
+                if left.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if throttle.is_some() {
+                set_throttle(&mut client, None).await?;
+            }
+            println!(
+                "{} partition(s) moved in {:.1} s",
+                moves.len(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn metadata(client: &mut Client) -> Result<MetadataResponse> {
+    let version = client.version(ApiKey::Metadata, 12)?;
+    client
+        .call(MetadataRequest::default().with_topics(None), version)
+        .await
+        .context("Metadata request")
+}
+
+/// The part of the cluster's metadata a reassignment plan needs, from a Metadata answer.
+fn image_of(meta: &MetadataResponse) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for b in &meta.brokers {
+        let registration = BrokerRegistration {
+            node_id: b.node_id.0,
+            host: b.host.to_string(),
+            port: u16::try_from(b.port).unwrap_or(0),
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        };
+        image.brokers.insert(
+            b.node_id.0,
+            BrokerState {
+                registration,
+                fenced: false,
+            },
+        );
+    }
+    for t in &meta.topics {
+        let Some(name) = t.name.as_ref() else {
+            continue;
+        };
+        let mut partitions: Vec<_> = t.partitions.iter().collect();
+        partitions.sort_by_key(|p| p.partition_index);
+        let partitions = partitions
+            .into_iter()
+            .map(|p| PartitionState {
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                leader: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+                isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                partition_epoch: 0,
+                adding: Vec::new(),
+                removing: Vec::new(),
+            })
+            .collect();
+        image.topics.insert(
+            name.to_string(),
+            TopicImage {
+                id: *t.topic_id.as_bytes(),
+                configs: BTreeMap::new(),
+                partitions,
+            },
+        );
+    }
+    image
+}
+
+/// Ongoing reassignments: (topic, partition) to (replicas, adding, removing).
+async fn list_reassignments(client: &mut Client) -> Result<Vec<(String, i32)>> {
+    let version = client.version(ApiKey::ListPartitionReassignments, 0)?;
+    let resp = client
+        .call(
+            ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(None),
+            version,
+        )
+        .await
+        .context("ListPartitionReassignments request")?;
+    if resp.error_code != 0 {
+        bail!(
+            "listing reassignments failed with error {}",
+            resp.error_code
+        );
+    }
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index))
+        })
+        .collect())
+}
+
+async fn alter_reassignments(
+    client: &mut Client,
+    moves: Vec<(String, i32, Option<Vec<i32>>)>,
+) -> Result<()> {
+    let version = client.version(ApiKey::AlterPartitionReassignments, 1)?;
+    let mut topics: BTreeMap<String, Vec<ReassignablePartition>> = BTreeMap::new();
+    for (topic, partition, replicas) in moves {
+        topics.entry(topic).or_default().push(
+            ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+        );
+    }
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_allow_replication_factor_change(version >= 1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    ReassignableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let resp = client
+        .call(req, version)
+        .await
+        .context("AlterPartitionReassignments request")?;
+    if resp.error_code != 0 {
+        bail!(
+            "reassignment refused: error {} {:?}",
+            resp.error_code,
+            resp.error_message
+        );
+    }
+    let mut failed = Vec::new();
+    for t in &resp.responses {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                failed.push(format!(
+                    "{}-{}: error {} {}",
+                    t.name.as_str(),
+                    p.partition_index,
+                    p.error_code,
+                    p.error_message.as_deref().unwrap_or("")
+                ));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("reassignment refused for {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+async fn start_moves(client: &mut Client, moves: &[Move]) -> Result<()> {
+    let moves = moves
+        .iter()
+        .map(|m| (m.topic.clone(), m.partition, Some(m.replicas.clone())))
+        .collect();
+    alter_reassignments(client, moves).await
+}
+
+async fn cancel_all(client: &mut Client, ongoing: Vec<(String, i32)>) -> Result<()> {
+    if ongoing.is_empty() {
+        println!("no reassignment in progress");
+    } else {
+        let n = ongoing.len();
+        alter_reassignments(
+            client,
+            ongoing.into_iter().map(|(t, p)| (t, p, None)).collect(),
+        )
+        .await?;
+        println!("cancelled the reassignment of {n} partition(s)");
+    }
+    set_throttle(client, None).await
+}
+
+/// Sets (or with `None` removes) the cluster-wide replication throttles.
+async fn set_throttle(client: &mut Client, rate: Option<u64>) -> Result<()> {
+    let version = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
+    let configs = DYNAMIC_BROKER_CONFIGS
+        .iter()
+        .map(|name| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_config_operation(if rate.is_some() { 0 } else { 1 })
+                .with_value(rate.map(|r| StrBytes::from_string(r.to_string())))
+        })
+        .collect();
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str(""))
+            .with_configs(configs),
+    ]);
+    let resp = client
+        .call(req, version)
+        .await
+        .context("IncrementalAlterConfigs request")?;
+    if let Some(r) = resp.responses.iter().find(|r| r.error_code != 0) {
+        bail!(
+            "setting the replication throttle failed: error {} {}",
+            r.error_code,
+            r.error_message.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn status(format: Format, bootstrap: Bootstrap) -> Result<()> {
     let mut client = bootstrap.connect().await?;
     let version = client.version(kafka_protocol::messages::ApiKey::Metadata, 12)?;
     let meta = client

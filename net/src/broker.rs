@@ -8,10 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use sluice_core::cluster::metadata::{
     place_replicas, Applied, Command, MetadataError, MetadataImage, PartitionState,
 };
+use sluice_core::cluster::throttle::Throttle;
 use sluice_core::config::BrokerConfig;
 use sluice_core::env::Env;
 use sluice_core::group::GroupCoordinator;
@@ -93,9 +95,19 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Internal topics whose creation is under way.
     creating: Mutex<BTreeSet<String>>,
+    /// Paces reassignment traffic: what this broker serves as leader, and fetches as
+    /// follower, for replicas being added.
+    throttles: Mutex<[Throttle; 2]>,
     stopped: watch::Receiver<bool>,
     /// This broker, for tasks it spawns.
     this: std::sync::OnceLock<std::sync::Weak<Broker>>,
+}
+
+/// Which side of replication a throttle paces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationSide {
+    Leader,
+    Follower,
 }
 
 fn partition_dir(topic: &str, partition: i32) -> PathBuf {
@@ -130,6 +142,7 @@ impl Broker {
                 replicas: BTreeMap::new(),
             }),
             creating: Mutex::new(BTreeSet::new()),
+            throttles: Mutex::new(Default::default()),
             stopped,
             this: std::sync::OnceLock::new(),
         });
@@ -258,6 +271,26 @@ impl Broker {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// How long to hold back after moving `bytes` of a reassignment's catch-up, under
+    /// the dynamic `leader.`/`follower.replication.throttled.rate` (unthrottled if unset).
+    pub fn replication_delay(&self, side: ReplicationSide, bytes: usize) -> Duration {
+        let name = match side {
+            ReplicationSide::Leader => "leader.replication.throttled.rate",
+            ReplicationSide::Follower => "follower.replication.throttled.rate",
+        };
+        let rate = self
+            .lock()
+            .image
+            .broker_config(self.config.node_id, name)
+            .and_then(|v| v.parse::<u64>().ok());
+        let Some(rate) = rate else {
+            return Duration::ZERO;
+        };
+        let now = self.env.clock.monotonic();
+        let mut throttles = self.throttles.lock().unwrap_or_else(|p| p.into_inner());
+        throttles[side as usize].delay(now, bytes as u64, rate)
     }
 
     fn log_config(&self, topic: Option<&Topic>) -> LogConfig {
@@ -703,6 +736,37 @@ impl Broker {
                 replicas,
             })
             .await??;
+        Ok(())
+    }
+
+    /// Starts (or with `None` cancels) moving a partition to `target` replicas.
+    pub async fn reassign(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<(), BrokerError> {
+        self.controller
+            .write(Command::Reassign {
+                topic: topic.to_string(),
+                partition,
+                target,
+            })
+            .await??;
+        Ok(())
+    }
+
+    /// Changes dynamic configs; with `validate_only`, only checks the change would apply.
+    pub async fn alter_configs(
+        &self,
+        command: Command,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        if validate_only {
+            (*self.image()).clone().apply(&command)?;
+            return Ok(());
+        }
+        self.controller.write(command).await??;
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use sluice_core::sim::{planted, Bug};
 use sluice_storage::PartitionLog;
 use tracing::{debug, info, warn};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, ReplicationSide};
 use crate::client::Client;
 use crate::codes;
 
@@ -38,6 +38,16 @@ struct Progress {
     /// ended at its previous fetch (Kafka's lastCaughtUpTime: a follower that keeps
     /// pace with a busy leader is caught up, though never at the very end).
     caught_up_at: Duration,
+}
+
+impl Progress {
+    fn new(now: Duration) -> Self {
+        Progress {
+            end: -1,
+            leader_end_then: i64::MAX,
+            caught_up_at: now,
+        }
+    }
 }
 
 struct ReplicaState {
@@ -129,6 +139,13 @@ impl Replica {
             if st.isr_change_at.is_some_and(|e| e < meta.partition_epoch) {
                 st.isr_change_at = None;
             }
+            // A reassignment adds or drops followers within the epoch.
+            st.followers.retain(|r, _| meta.replicas.contains(r));
+            for r in &meta.replicas {
+                if *r != self.node_id {
+                    st.followers.entry(*r).or_insert(Progress::new(now));
+                }
+            }
             drop(st);
             self.recompute_hw();
         }
@@ -143,16 +160,7 @@ impl Replica {
             .replicas
             .iter()
             .filter(|r| **r != self.node_id)
-            .map(|r| {
-                (
-                    *r,
-                    Progress {
-                        end: -1,
-                        leader_end_then: i64::MAX,
-                        caught_up_at: now,
-                    },
-                )
-            })
+            .map(|r| (*r, Progress::new(now)))
             .collect();
         drop(st);
         if meta.leader == self.node_id {
@@ -343,6 +351,10 @@ pub async fn follow(broker: Arc<Broker>, replica: Arc<Replica>, epoch: i32) {
                 debug!(topic = %replica.topic, partition = replica.partition, %why, "follower waiting");
                 broker.env.clock.sleep(RETRY).await;
             }
+            Err(Step::Truncate) => {
+                truncated = false;
+                broker.env.clock.sleep(RETRY).await;
+            }
         }
     }
 }
@@ -352,6 +364,8 @@ enum Step {
     Retry(String),
     /// The leader answered but cannot serve yet: retry on the same connection.
     Wait(String),
+    /// Our log end is past the leader's: find where they agree again.
+    Truncate,
 }
 
 /// KIP-101/279: asks the leader where our latest epoch ended in its log and cuts ours
@@ -458,6 +472,18 @@ async fn fetch_once(
     let Some(data) = resp.responses.first().and_then(|t| t.partitions.first()) else {
         return Err(Step::Retry("empty fetch response".into()));
     };
+    if data.error_code == codes::OFFSET_OUT_OF_RANGE {
+        // Below the leader's log start (a new replica of a topic whose old segments are
+        // gone): start there. Past its end: truncate again.
+        return if offset < data.log_start_offset {
+            replica
+                .while_following(epoch, || log.start_over_at(data.log_start_offset))
+                .unwrap_or(Ok(()))
+                .map_err(|e| Step::Wait(format!("start over: {e}")))
+        } else {
+            Err(Step::Truncate)
+        };
+    }
     if data.error_code != codes::NONE {
         return Err(Step::Wait(format!("fetch error {}", data.error_code)));
     }
@@ -470,5 +496,14 @@ async fn fetch_once(
             log.set_replicated_hw(Some(data.high_watermark));
             Ok(())
         })
-        .unwrap_or_else(|| Err(Step::Wait("the leader epoch moved on".into())))
+        .unwrap_or_else(|| Err(Step::Wait("the leader epoch moved on".into())))?;
+    // A replica a reassignment is adding catches up within the follower throttle.
+    let fetched = data.records.as_ref().map_or(0, |b| b.len());
+    if replica.meta().adding.contains(&broker.config.node_id) {
+        let delay = broker.replication_delay(ReplicationSide::Follower, fetched);
+        if !delay.is_zero() {
+            broker.env.clock.sleep(delay).await;
+        }
+    }
+    Ok(())
 }

@@ -296,3 +296,221 @@ async fn three_nodes_replicate_and_fail_over() {
     let got = consume_all(&mut p, "r").await;
     assert_eq!(got, want, "the returned leader holds every record");
 }
+
+/// Records of about 200 bytes each, so catch-up traffic is measurable.
+fn big_batch(from: usize, n: usize) -> Bytes {
+    let messages: Vec<Message> = (from..from + n)
+        .map(|i| Message {
+            key: None,
+            value: Some(Bytes::from(format!("v{i}:{}", "x".repeat(200)))),
+            timestamp: 1_700_000_000_000 + i as i64,
+        })
+        .collect();
+    encode_batch(&messages, Compression::None).unwrap()
+}
+
+async fn set_broker_configs(c: &mut Client, set: Option<&str>) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::*;
+    let configs = [
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+    ]
+    .iter()
+    .map(|name| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_config_operation(if set.is_some() { 0 } else { 1 })
+            .with_value(set.map(|v| StrBytes::from_string(v.into())))
+    })
+    .collect();
+    let r = c
+        .call(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str(""))
+                    .with_configs(configs),
+            ]),
+            1,
+        )
+        .await
+        .unwrap();
+    r.responses[0].error_code
+}
+
+async fn ongoing_reassignments(c: &mut Client) -> Vec<(i32, Vec<i32>, Vec<i32>, Vec<i32>)> {
+    let r = c
+        .call(
+            ListPartitionReassignmentsRequest::default().with_timeout_ms(5000),
+            0,
+        )
+        .await
+        .unwrap();
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            (
+                p.partition_index,
+                ids(&p.replicas),
+                ids(&p.adding_replicas),
+                ids(&p.removing_replicas),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_off_its_leader_to_another_broker_with_throttled_catch_up() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::*;
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    let cluster = Cluster::start(3).await;
+    cluster
+        .until(Duration::from_secs(20), "three registered brokers", |c| {
+            c.live()
+                .all(|id| c.node(id).broker.image().live_brokers().len() == 3)
+        })
+        .await;
+    let mut c = cluster.client(1).await;
+    let r = c
+        .call(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("m")))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])]),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    cluster
+        .until(Duration::from_secs(10), "the topic on its replicas", |c| {
+            [1, 2]
+                .iter()
+                .all(|id| c.node(*id).broker.partition("m", 0).is_some())
+        })
+        .await;
+    let (leader, epoch) = leader_of(&mut c, "m").await;
+    assert_eq!(leader, 1);
+    for i in 0..30 {
+        let r = c
+            .call(
+                produce_request("m", -1, 5000, [(0, big_batch(i * 10, 10))]),
+                9,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let bytes = cluster
+        .node(1)
+        .broker
+        .partition("m", 0)
+        .unwrap()
+        .local_durable_end();
+    assert_eq!(bytes, 300);
+
+    // Only the replication throttles change at runtime.
+    assert_eq!(set_broker_configs(&mut c, Some("20000")).await, 0);
+    let r = c
+        .call(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1"))
+                    .with_configs(vec![kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("num.partitions"))
+                        .with_value(Some(StrBytes::from_static_str("3")))]),
+            ]),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.responses[0].error_code, 40,
+        "INVALID_CONFIG for a static config"
+    );
+
+    // Move the partition off its leader, broker 1, onto broker 3.
+    let started = Instant::now();
+    let r = c
+        .call(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("m")))
+                    .with_partitions(vec![ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(Some(vec![BrokerId(3), BrokerId(2)]))])]),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    let ongoing = ongoing_reassignments(&mut c).await;
+    assert_eq!(ongoing, vec![(0, vec![3, 2, 1], vec![3], vec![1])]);
+    // Clients keep producing to the old leader while the new replica catches up.
+    for i in 30..33 {
+        let r = c
+            .call(
+                produce_request("m", -1, 5000, [(0, big_batch(i * 10, 10))]),
+                9,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    while !ongoing_reassignments(&mut c).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the move never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    // About 70 KB at 20 KB/s: the catch-up was paced.
+    let stored = cluster.node(3).broker.partition("m", 0).unwrap();
+    eprintln!("moved {} records in {took:?}", stored.log_end_offset());
+    assert!(took >= Duration::from_secs(2), "throttle ignored: {took:?}");
+
+    let (new_leader, new_epoch) = leader_of(&mut c, "m").await;
+    assert_eq!(new_leader, 3, "leadership left the removed replica");
+    assert!(new_epoch > epoch);
+    let p = cluster
+        .node(1)
+        .broker
+        .image()
+        .partition("m", 0)
+        .unwrap()
+        .clone();
+    assert_eq!((p.replicas, p.isr.len()), (vec![3, 2], 2));
+    cluster
+        .until(Duration::from_secs(10), "broker 1 drops its replica", |c| {
+            c.node(1).broker.partition("m", 0).is_none()
+        })
+        .await;
+    let mut n = cluster.client(3).await;
+    let got = consume_all(&mut n, "m").await;
+    let want: Vec<String> = (0..330)
+        .map(|i| format!("v{i}:{}", "x".repeat(200)))
+        .collect();
+    assert_eq!(got, want, "every record moved, once, in order");
+    assert_eq!(set_broker_configs(&mut c, None).await, 0);
+    cluster
+        .until(
+            Duration::from_secs(10),
+            "the throttle removed everywhere",
+            |c| {
+                c.live()
+                    .all(|id| c.node(id).broker.image().broker_configs.is_empty())
+            },
+        )
+        .await;
+}

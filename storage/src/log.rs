@@ -555,6 +555,46 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Empties the log and starts it again at `offset` (Kafka's truncateFullyAndStartAt):
+    /// a new follower whose leader no longer holds offsets below `offset` begins there.
+    pub fn start_over_at(&self, offset: i64) -> Result<(), LogError> {
+        let mut st = self.lock();
+        if let Some(why) = &st.failed {
+            return Err(LogError::Storage(why.clone()));
+        }
+        if offset < st.published() {
+            return Err(storage(
+                "start over",
+                format!(
+                    "offset {offset} is below the high watermark {}",
+                    st.published()
+                ),
+            ));
+        }
+        let disk = self.env.disk.clone();
+        for base in st.segments.keys() {
+            for ext in ["log", "index", "timeindex", SNAPSHOT] {
+                let _ = disk.remove_file(&self.dir.join(segment::file_name(*base, ext)));
+            }
+        }
+        let file = disk
+            .open(&self.dir.join(segment::file_name(offset, "log")), true)
+            .map_err(|e| storage("start over", e))?;
+        file.sync().map_err(|e| storage("start over", e))?;
+        disk.sync_dir(&self.dir)
+            .map_err(|e| storage("start over", e))?;
+        write_epochs(disk.as_ref(), &self.dir, &[])?;
+        let mut fresh = load(&self.env, &self.dir, &self.config)?;
+        fresh.replicated_hw = st.replicated_hw.map(|hw| hw.max(offset));
+        fresh.leader_epoch = st.leader_epoch;
+        fresh.generation = st.generation + 1;
+        info!(dir = %self.dir.display(), offset, "log started over");
+        *st = fresh;
+        self.local.send_replace(st.high_watermark);
+        self.durable.send_replace(Durable::Upto(st.published()));
+        Ok(())
+    }
+
     /// A receiver that changes whenever the high watermark moves (for long polls).
     pub fn watch(&self) -> watch::Receiver<Durable> {
         self.durable.subscribe()

@@ -44,6 +44,71 @@ pub struct PartitionState {
     pub isr: Vec<i32>,
     /// Bumped at every change of this record; an ISR change must name the current one.
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas being added, which catch up as
+    /// followers, and replicas to drop once every target replica is in the ISR. The
+    /// target is `replicas` without `removing`.
+    #[serde(default)]
+    pub adding: Vec<i32>,
+    #[serde(default)]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionState {
+    /// The replicas a reassignment in progress moves to (the replicas when none is).
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress.
+    fn original(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
+
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// Makes `replicas` the assignment, keeping the ISR within it. Leadership moves to
+    /// the first live in-sync replica of it if the leader is not one (epoch bumped).
+    fn assign(&mut self, replicas: Vec<i32>, live: &BTreeSet<i32>) {
+        let isr: Vec<i32> = self
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| replicas.contains(r))
+            .collect();
+        if !isr.is_empty() {
+            self.isr = isr;
+        }
+        if !replicas.contains(&self.leader) {
+            self.leader = replicas
+                .iter()
+                .copied()
+                .find(|r| self.isr.contains(r) && live.contains(r))
+                .unwrap_or(NO_LEADER);
+            self.leader_epoch += 1;
+        }
+        self.replicas = replicas;
+        self.adding.clear();
+        self.removing.clear();
+        self.partition_epoch += 1;
+    }
+
+    /// Ends the reassignment in progress once every target replica is in sync.
+    fn complete_reassignment(&mut self, live: &BTreeSet<i32>) {
+        let target = self.target();
+        if self.reassigning() && target.iter().all(|r| self.isr.contains(r)) {
+            self.assign(target, live);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +178,34 @@ pub enum Command {
     SetClusterId {
         cluster_id: String,
     },
+    /// Starts moving a partition to `target` replicas, or with `None` cancels the move
+    /// in progress (AlterPartitionReassignments).
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// Sets and deletes dynamic configs of a topic or of brokers (IncrementalAlterConfigs).
+    AlterConfigs {
+        resource: ConfigResource,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
 }
+
+/// What dynamic configs belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    /// One broker's, or with `None` every broker's default.
+    Broker(Option<i32>),
+}
+
+/// The broker configs that can change while the cluster runs.
+pub const DYNAMIC_BROKER_CONFIGS: [&str; 2] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
 
 /// What an applied command answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +232,12 @@ pub enum MetadataError {
     StalePartitionEpoch { got: i32, current: i32 },
     #[error("invalid ISR {0:?}: {1}")]
     InvalidIsr(Vec<i32>, String),
+    #[error("invalid replica assignment {0:?}: {1}")]
+    InvalidAssignment(Vec<i32>, String),
+    #[error("no reassignment of {0}-{1} is in progress")]
+    NoReassignment(String, i32),
+    #[error("config {0} cannot be changed on a running broker")]
+    NotDynamic(String),
 }
 
 /// The metadata every node holds.
@@ -151,6 +249,9 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// The cluster's id, as the first broker to register proposed it.
     pub cluster_id: String,
+    /// Dynamic broker configs by broker id; key -1 holds the cluster-wide defaults.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -183,6 +284,19 @@ impl MetadataImage {
 
     fn is_live(&self, node: i32) -> bool {
         self.brokers.get(&node).is_some_and(|b| !b.fenced)
+    }
+
+    fn live_set(&self) -> BTreeSet<i32> {
+        self.live_brokers().into_iter().map(|b| b.0).collect()
+    }
+
+    /// A dynamic broker config as it applies to `node`: its own value, else the
+    /// cluster-wide default.
+    pub fn broker_config(&self, node: i32, name: &str) -> Option<&str> {
+        [node, -1]
+            .iter()
+            .find_map(|k| self.broker_configs.get(k)?.get(name))
+            .map(String::as_str)
     }
 
     /// Applies a committed command. A refused command changes nothing.
@@ -310,7 +424,7 @@ impl MetadataImage {
                 partition_epoch,
                 isr,
             } => {
-                let live: BTreeSet<i32> = self.live_brokers().into_iter().map(|b| b.0).collect();
+                let live = self.live_set();
                 let p = self.partition_mut(topic, *partition)?;
                 if p.leader != *leader || p.leader_epoch != *leader_epoch {
                     return Err(MetadataError::NotLeader(*leader, topic.clone(), *partition));
@@ -346,6 +460,7 @@ impl MetadataImage {
                 }
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
+                p.complete_reassignment(&live);
                 Ok(Applied::Partition(p.clone()))
             }
             Command::ElectLeader {
@@ -379,7 +494,140 @@ impl MetadataImage {
                 self.next_producer_id += (*count).max(1);
                 Ok(Applied::ProducerIds { first })
             }
+            Command::Reassign {
+                topic,
+                partition,
+                target,
+            } => {
+                let live = self.live_set();
+                if let Some(target) = target {
+                    self.check_assignment(target)?;
+                }
+                let p = self.partition_mut(topic, *partition)?;
+                match target {
+                    None if !p.reassigning() => {
+                        return Err(MetadataError::NoReassignment(topic.clone(), *partition))
+                    }
+                    None => {
+                        let original = p.original();
+                        p.assign(original, &live);
+                    }
+                    Some(target) => {
+                        // A new target replaces one in progress: it starts from the
+                        // replicas before that one.
+                        let original = p.original();
+                        let mut replicas = target.clone();
+                        replicas.extend(original.iter().filter(|r| !target.contains(r)));
+                        // The ISR keeps only replicas still assigned; a leader that
+                        // was being added and is no longer hands over.
+                        let isr: Vec<i32> = p
+                            .isr
+                            .iter()
+                            .copied()
+                            .filter(|r| replicas.contains(r))
+                            .collect();
+                        if isr.is_empty() {
+                            return Err(MetadataError::InvalidAssignment(
+                                target.clone(),
+                                "it would leave no in-sync replica".into(),
+                            ));
+                        }
+                        p.isr = isr;
+                        p.adding = target
+                            .iter()
+                            .copied()
+                            .filter(|r| !original.contains(r))
+                            .collect();
+                        p.removing = original
+                            .iter()
+                            .copied()
+                            .filter(|r| !target.contains(r))
+                            .collect();
+                        if !replicas.contains(&p.leader) {
+                            p.leader = p
+                                .isr
+                                .iter()
+                                .copied()
+                                .find(|r| live.contains(r))
+                                .unwrap_or(NO_LEADER);
+                            p.leader_epoch += 1;
+                        }
+                        p.replicas = replicas;
+                        p.partition_epoch += 1;
+                        p.complete_reassignment(&live);
+                    }
+                }
+                Ok(Applied::Partition(p.clone()))
+            }
+            Command::AlterConfigs {
+                resource,
+                set,
+                delete,
+            } => {
+                let configs = match resource {
+                    ConfigResource::Topic(name) => {
+                        let topic = self
+                            .topics
+                            .get(name)
+                            .ok_or_else(|| TopicError::Unknown(name.clone()))?;
+                        let mut configs = topic.configs.clone();
+                        configs.extend(set.clone());
+                        configs.retain(|k, _| !delete.contains(k));
+                        topics::validate_configs(&configs)?;
+                        configs
+                    }
+                    ConfigResource::Broker(node) => {
+                        let key = node.unwrap_or(-1);
+                        if let Some(name) = set
+                            .keys()
+                            .chain(delete)
+                            .find(|k| !DYNAMIC_BROKER_CONFIGS.contains(&k.as_str()))
+                        {
+                            return Err(MetadataError::NotDynamic(name.clone()));
+                        }
+                        let mut configs =
+                            self.broker_configs.get(&key).cloned().unwrap_or_default();
+                        configs.extend(set.clone());
+                        configs.retain(|k, _| !delete.contains(k));
+                        configs
+                    }
+                };
+                match resource {
+                    ConfigResource::Topic(name) => {
+                        if let Some(t) = self.topics.get_mut(name) {
+                            t.configs = configs;
+                        }
+                    }
+                    ConfigResource::Broker(node) => {
+                        let key = node.unwrap_or(-1);
+                        if configs.is_empty() {
+                            self.broker_configs.remove(&key);
+                        } else {
+                            self.broker_configs.insert(key, configs);
+                        }
+                    }
+                }
+                Ok(Applied::Done)
+            }
         }
+    }
+
+    /// A replica list to move to: distinct, registered brokers.
+    fn check_assignment(&self, replicas: &[i32]) -> Result<(), MetadataError> {
+        let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return Err(MetadataError::InvalidAssignment(
+                replicas.to_vec(),
+                "replicas must be distinct and at least one".into(),
+            ));
+        }
+        if let Some(r) = replicas.iter().find(|r| !self.brokers.contains_key(r)) {
+            return Err(MetadataError::InvalidAssignment(
+                replicas.to_vec(),
+                format!("broker {r} is not registered"),
+            ));
+        }
+        Ok(())
     }
 
     fn new_partition(&self, replicas: &[i32]) -> Result<PartitionState, MetadataError> {
@@ -401,6 +649,8 @@ impl MetadataImage {
             leader_epoch: 0,
             isr: replicas.to_vec(),
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         })
     }
 
@@ -437,7 +687,11 @@ pub fn preferred_elections(image: &MetadataImage) -> Vec<Command> {
             let Some(&preferred) = ps.replicas.first() else {
                 continue;
             };
-            if ps.leader != preferred && ps.isr.contains(&preferred) && image.is_live(preferred) {
+            if ps.leader != preferred
+                && ps.isr.contains(&preferred)
+                && image.is_live(preferred)
+                && !ps.reassigning()
+            {
                 out.push(Command::ElectLeader {
                     topic: name.clone(),
                     partition: p as i32,
@@ -447,6 +701,110 @@ pub fn preferred_elections(image: &MetadataImage) -> Vec<Command> {
         }
     }
     out
+}
+
+/// One partition to move, as a reassignment plan lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+}
+
+/// Replicas per live broker over every partition's target assignment.
+fn replica_counts(image: &MetadataImage) -> BTreeMap<i32, usize> {
+    let mut counts: BTreeMap<i32, usize> = image
+        .live_brokers()
+        .into_iter()
+        .map(|(id, _)| (id, 0))
+        .collect();
+    for t in image.topics.values() {
+        for p in &t.partitions {
+            for r in p.target() {
+                if let Some(c) = counts.get_mut(&r) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// Moves every replica off `broker` (being removed), each to the live broker with the
+/// fewest replicas that does not hold the partition yet, so replication factors stay.
+pub fn plan_removal(image: &MetadataImage, broker: i32) -> Result<Vec<Move>, MetadataError> {
+    let mut counts = replica_counts(image);
+    counts.remove(&broker);
+    let mut moves = Vec::new();
+    for (name, t) in &image.topics {
+        for (p, ps) in t.partitions.iter().enumerate() {
+            let mut replicas = ps.target();
+            let Some(at) = replicas.iter().position(|r| *r == broker) else {
+                continue;
+            };
+            let Some((&to, _)) = counts
+                .iter()
+                .filter(|(id, _)| !replicas.contains(id))
+                .min_by_key(|(id, c)| (**c, **id))
+            else {
+                return Err(MetadataError::InvalidAssignment(
+                    replicas,
+                    format!("no live broker can take {name}-{p}'s replica off broker {broker}"),
+                ));
+            };
+            replicas[at] = to;
+            *counts.entry(to).or_default() += 1;
+            moves.push(Move {
+                topic: name.clone(),
+                partition: p as i32,
+                replicas,
+            });
+        }
+    }
+    Ok(moves)
+}
+
+/// Evens out replicas over the live brokers (after brokers were added): while one holds
+/// two or more replicas than another, one of its replicas moves to the emptier broker.
+pub fn plan_balance(image: &MetadataImage) -> Vec<Move> {
+    let mut counts = replica_counts(image);
+    let mut assigned: BTreeMap<(String, i32), Vec<i32>> = BTreeMap::new();
+    for (name, t) in &image.topics {
+        for (p, ps) in t.partitions.iter().enumerate() {
+            assigned.insert((name.clone(), p as i32), ps.target());
+        }
+    }
+    let mut moved: BTreeSet<(String, i32)> = BTreeSet::new();
+    while let (Some((&full, &most)), Some((&empty, &least))) = (
+        counts.iter().max_by_key(|(id, c)| (**c, -**id)),
+        counts.iter().min_by_key(|(id, c)| (**c, **id)),
+    ) {
+        if most < least + 2 {
+            break;
+        }
+        let Some((key, replicas)) = assigned
+            .iter_mut()
+            .find(|(_, r)| r.contains(&full) && !r.contains(&empty))
+        else {
+            break;
+        };
+        for r in replicas.iter_mut() {
+            if *r == full {
+                *r = empty;
+            }
+        }
+        moved.insert(key.clone());
+        *counts.entry(full).or_default() -= 1;
+        *counts.entry(empty).or_default() += 1;
+    }
+    moved
+        .into_iter()
+        .map(|key| Move {
+            replicas: assigned[&key].clone(),
+            topic: key.0,
+            partition: key.1,
+        })
+        .collect()
 }
 
 /// Assigns `replication_factor` replicas to each of `count` partitions numbered from

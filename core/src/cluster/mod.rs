@@ -3,3 +3,4 @@
 
 pub mod metadata;
 pub mod raft;
+pub mod throttle;

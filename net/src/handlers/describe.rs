@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_core::cluster::metadata::DYNAMIC_BROKER_CONFIGS;
 use sluice_core::config::{topic_config_defaults, BrokerConfig};
 
 use crate::broker::Broker;
@@ -20,6 +21,8 @@ const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 // Kafka's ConfigSource values.
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 // Kafka's ConfigType values.
@@ -69,6 +72,28 @@ fn broker_configs(c: &BrokerConfig) -> Vec<(String, String, i8)> {
         .collect()
 }
 
+/// The dynamic broker configs in force here: this broker's own (when `own`), else the
+/// cluster-wide defaults.
+fn dynamic_broker_configs(broker: &Broker, own: bool) -> Vec<(String, String, i8)> {
+    let image = broker.image();
+    DYNAMIC_BROKER_CONFIGS
+        .iter()
+        .filter_map(|name| {
+            let mine = own
+                .then(|| image.broker_configs.get(&broker.config.node_id)?.get(*name))
+                .flatten();
+            match mine {
+                Some(v) => Some((name.to_string(), v.clone(), SOURCE_DYNAMIC_BROKER)),
+                None => image
+                    .broker_configs
+                    .get(&-1)?
+                    .get(*name)
+                    .map(|v| (name.to_string(), v.clone(), SOURCE_DYNAMIC_DEFAULT)),
+            }
+        })
+        .collect()
+}
+
 pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> ResponseKind {
     let results = req
         .resources
@@ -96,7 +121,9 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                         .collect(),
                 },
                 RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
-                    broker_configs(&broker.config)
+                    let mut entries = broker_configs(&broker.config);
+                    entries.extend(dynamic_broker_configs(broker, !name.is_empty()));
+                    entries
                 }
                 _ => {
                     return result
@@ -115,12 +142,14 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                 .into_iter()
                 .filter(|(k, _, _)| wanted.as_ref().is_none_or(|w| w.contains(k)))
                 .map(|(k, v, source)| {
+                    let read_only = r.resource_type == RESOURCE_BROKER
+                        && !DYNAMIC_BROKER_CONFIGS.contains(&k.as_str());
                     DescribeConfigsResourceResult::default()
                         .with_config_type(config_type(&k))
                         .with_name(StrBytes::from_string(k))
                         .with_value(Some(StrBytes::from_string(v)))
                         .with_config_source(source)
-                        .with_read_only(r.resource_type == RESOURCE_BROKER)
+                        .with_read_only(read_only)
                 })
                 .collect();
             result.with_configs(configs)

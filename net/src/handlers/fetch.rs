@@ -19,7 +19,7 @@ use sluice_storage::log::Durable;
 use tokio::sync::watch;
 
 use super::Reply;
-use crate::broker::Broker;
+use crate::broker::{Broker, ReplicationSide};
 use crate::codes;
 
 /// What a long-poll waits on: the high watermark (consumers) or the leader's durable
@@ -41,7 +41,15 @@ impl Watch {
 pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
     let (response, bytes, errors) = collect(broker, &req);
     if req.max_wait_ms <= 0 || bytes >= req.min_bytes.max(1) as usize || errors {
-        return Reply::Now(ResponseKind::Fetch(response));
+        let delay = leader_throttle(broker, &req, &response);
+        if delay.is_zero() {
+            return Reply::Now(ResponseKind::Fetch(response));
+        }
+        let clock = broker.env.clock.clone();
+        return Reply::Later(Box::pin(async move {
+            clock.sleep(delay).await;
+            ResponseKind::Fetch(response)
+        }));
     }
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
@@ -70,6 +78,10 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
             let (response, bytes, errors) = collect(&broker, &req);
             let now = clock.monotonic();
             if bytes >= req.min_bytes.max(1) as usize || errors || now >= deadline {
+                let delay = leader_throttle(&broker, &req, &response);
+                if !delay.is_zero() {
+                    clock.sleep(delay).await;
+                }
                 return ResponseKind::Fetch(response);
             }
             let sleep = clock.sleep(deadline - now);
@@ -85,6 +97,27 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
             }
         }
     }))
+}
+
+/// How long the leader holds back a follower's fetch: the bytes it carries for
+/// partitions a reassignment is adding that follower to, under the leader throttle.
+fn leader_throttle(broker: &Broker, req: &FetchRequest, response: &FetchResponse) -> Duration {
+    let follower = req.replica_id.0;
+    if follower < 0 {
+        return Duration::ZERO;
+    }
+    let mut bytes = 0;
+    for t in &response.responses {
+        for p in &t.partitions {
+            let adding = broker
+                .leader_replica(&t.topic, p.partition_index, -1)
+                .is_ok_and(|r| r.meta().adding.contains(&follower));
+            if adding {
+                bytes += p.records.as_ref().map_or(0, |r| r.len());
+            }
+        }
+    }
+    broker.replication_delay(ReplicationSide::Leader, bytes)
 }
 
 /// Reads every requested partition once: the response, the bytes in it, and whether

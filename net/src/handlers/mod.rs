@@ -10,6 +10,7 @@ use sluice_core::env::BoxFuture;
 use crate::broker::Broker;
 
 mod admin;
+mod alter_configs;
 mod api_versions;
 mod describe;
 mod fetch;
@@ -21,6 +22,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod reassign;
 mod txn;
 mod write_txn_markers;
 
@@ -88,6 +90,13 @@ pub fn handle(
         RequestKind::OffsetDelete(r) => offsets::delete(broker, r),
         RequestKind::WriteTxnMarkers(r) => {
             Reply::Later(Box::pin(write_txn_markers::handle(broker.clone(), r)))
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            Reply::Later(Box::pin(reassign::alter(broker.clone(), r)))
+        }
+        RequestKind::ListPartitionReassignments(r) => Reply::Now(reassign::list(broker, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            Reply::Later(Box::pin(alter_configs::handle(broker.clone(), r)))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             Reply::Now(offset_for_leader_epoch::handle(broker, r))

@@ -220,3 +220,192 @@ fn leadership_returns_to_the_preferred_replica_once_it_is_back_in_sync() {
     assert_eq!(back.leader_epoch, p.leader_epoch + 1);
     assert!(preferred_elections(&image).is_empty());
 }
+
+/// Brokers 1..=4, topic "r" with one partition on `replicas`.
+fn four_brokers_with(replicas: Vec<i32>) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for n in 1..=4 {
+        register(&mut image, n, None);
+    }
+    image
+        .apply(&Command::CreateTopic {
+            name: "r".into(),
+            id: [2; 16],
+            configs: BTreeMap::new(),
+            replicas: vec![replicas],
+        })
+        .unwrap();
+    image
+}
+
+fn reassign(image: &mut MetadataImage, target: Option<Vec<i32>>) -> Result<Applied, MetadataError> {
+    image.apply(&Command::Reassign {
+        topic: "r".into(),
+        partition: 0,
+        target,
+    })
+}
+
+/// The partition's leader reports `isr` as its new ISR.
+fn alter_isr(image: &mut MetadataImage, isr: Vec<i32>) -> PartitionState {
+    let p = image.partition("r", 0).unwrap().clone();
+    match image
+        .apply(&Command::AlterIsr {
+            topic: "r".into(),
+            partition: 0,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr,
+        })
+        .unwrap()
+    {
+        Applied::Partition(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_reassignment_adds_replicas_then_drops_the_old_ones_once_the_new_are_in_sync() {
+    let mut image = four_brokers_with(vec![1, 2, 3]);
+    reassign(&mut image, Some(vec![2, 3, 4])).unwrap();
+    let p = image.partition("r", 0).unwrap().clone();
+    assert_eq!(
+        p.replicas,
+        vec![2, 3, 4, 1],
+        "old replicas stay until the move ends"
+    );
+    assert_eq!((p.adding.clone(), p.removing.clone()), (vec![4], vec![1]));
+    assert_eq!(
+        (p.leader, p.leader_epoch),
+        (1, 0),
+        "leadership stays while catching up"
+    );
+    assert_eq!(p.target(), vec![2, 3, 4]);
+    assert!(
+        preferred_elections(&image).is_empty(),
+        "no election mid-move"
+    );
+
+    // Broker 4 caught up: the move completes in the same command, leadership leaves
+    // the removed broker 1 for an in-sync target replica, under a new epoch.
+    let done = alter_isr(&mut image, vec![1, 2, 3, 4]);
+    assert_eq!(done.replicas, vec![2, 3, 4]);
+    assert_eq!(done.isr, vec![2, 3, 4]);
+    assert!(!done.reassigning());
+    assert_eq!((done.leader, done.leader_epoch), (2, 1));
+    assert!(matches!(
+        reassign(&mut image, None),
+        Err(MetadataError::NoReassignment(..))
+    ));
+}
+
+#[test]
+fn a_reassignment_can_be_cancelled_or_replaced_and_bad_targets_are_refused() {
+    let mut image = four_brokers_with(vec![1, 2]);
+    let before = image.clone();
+    for bad in [vec![], vec![3, 3], vec![3, 9]] {
+        assert!(matches!(
+            reassign(&mut image, Some(bad)),
+            Err(MetadataError::InvalidAssignment(..))
+        ));
+        assert_eq!(image, before, "a refused command changes nothing");
+    }
+    reassign(&mut image, Some(vec![3, 4])).unwrap();
+    // A new target replaces the move in progress, from the original replicas.
+    reassign(&mut image, Some(vec![1, 4])).unwrap();
+    let p = image.partition("r", 0).unwrap().clone();
+    assert_eq!(
+        (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
+        (vec![1, 4, 2], vec![4], vec![2])
+    );
+    reassign(&mut image, None).unwrap();
+    let p = image.partition("r", 0).unwrap();
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone()),
+        (vec![1, 2], vec![1, 2])
+    );
+    assert!(!p.reassigning());
+    // Shrinking the replication factor to in-sync replicas completes at once.
+    reassign(&mut image, Some(vec![2])).unwrap();
+    let p = image.partition("r", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.leader), (vec![2], 2));
+}
+
+#[test]
+fn plans_move_replicas_off_a_removed_broker_and_onto_added_ones() {
+    let mut image = three_brokers_with_topic();
+    assert!(
+        plan_removal(&image, 2).is_err(),
+        "two brokers cannot hold three replicas"
+    );
+    register(&mut image, 4, None);
+    let off = plan_removal(&image, 2).unwrap();
+    assert_eq!(off.len(), 3, "every partition has a replica on broker 2");
+    for m in off {
+        assert!(!m.replicas.contains(&2) && m.replicas.contains(&4), "{m:?}");
+        assert_eq!(m.replicas.len(), 3);
+    }
+    // 9 replicas on 3 brokers; a fourth added: 2-3 each after balancing.
+    let moves = plan_balance(&image);
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    for m in &moves {
+        image
+            .apply(&Command::Reassign {
+                topic: m.topic.clone(),
+                partition: m.partition,
+                target: Some(m.replicas.clone()),
+            })
+            .unwrap();
+    }
+    let counts = replica_counts(&image);
+    assert!(counts.values().all(|c| (2..=3).contains(c)), "{counts:?}");
+    assert!(plan_balance(&image).is_empty());
+}
+
+#[test]
+fn only_dynamic_broker_configs_change_and_topic_configs_are_validated() {
+    let mut image = three_brokers_with_topic();
+    let rate = "follower.replication.throttled.rate";
+    let alter = |resource, set: &[(&str, &str)], delete: &[&str]| Command::AlterConfigs {
+        resource,
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        delete: delete.iter().map(|k| k.to_string()).collect(),
+    };
+    image
+        .apply(&alter(ConfigResource::Broker(None), &[(rate, "1000")], &[]))
+        .unwrap();
+    image
+        .apply(&alter(
+            ConfigResource::Broker(Some(2)),
+            &[(rate, "50")],
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(image.broker_config(1, rate), Some("1000"));
+    assert_eq!(image.broker_config(2, rate), Some("50"));
+    image
+        .apply(&alter(ConfigResource::Broker(Some(2)), &[], &[rate]))
+        .unwrap();
+    assert_eq!(image.broker_config(2, rate), Some("1000"));
+    assert!(matches!(
+        image.apply(&alter(
+            ConfigResource::Broker(None),
+            &[("log.dirs", "/x")],
+            &[]
+        )),
+        Err(MetadataError::NotDynamic(..))
+    ));
+    let topic = ConfigResource::Topic("t".into());
+    image
+        .apply(&alter(topic.clone(), &[("retention.ms", "1000")], &[]))
+        .unwrap();
+    assert_eq!(image.topics["t"].configs["retention.ms"], "1000");
+    assert!(image
+        .apply(&alter(topic, &[("retention.ms", "soon")], &[]))
+        .is_err());
+    assert_eq!(image.topics["t"].configs["retention.ms"], "1000");
+}
