@@ -55,8 +55,8 @@ struct ReplicaState {
     meta: PartitionState,
     /// On the leader: the followers' progress.
     followers: BTreeMap<i32, Progress>,
-    /// An ISR change was asked for at this partition epoch and not yet seen.
-    isr_change_at: Option<i32>,
+    /// An ISR change asked for at this partition epoch and not yet seen: the ISR asked.
+    pending_isr: Option<(i32, Vec<i32>)>,
 }
 
 /// A partition replica on this broker.
@@ -99,7 +99,7 @@ impl Replica {
             state: Mutex::new(ReplicaState {
                 meta: meta.clone(),
                 followers: BTreeMap::new(),
-                isr_change_at: None,
+                pending_isr: None,
             }),
             following: Mutex::new(()),
         });
@@ -136,8 +136,12 @@ impl Replica {
         } else {
             let mut st = self.lock();
             st.meta = meta.clone();
-            if st.isr_change_at.is_some_and(|e| e < meta.partition_epoch) {
-                st.isr_change_at = None;
+            if st
+                .pending_isr
+                .as_ref()
+                .is_some_and(|(e, _)| *e < meta.partition_epoch)
+            {
+                st.pending_isr = None;
             }
             // A reassignment adds or drops followers within the epoch.
             st.followers.retain(|r, _| meta.replicas.contains(r));
@@ -155,7 +159,7 @@ impl Replica {
     fn become_(&self, meta: &PartitionState, now: Duration) {
         let mut st = self.lock();
         st.meta = meta.clone();
-        st.isr_change_at = None;
+        st.pending_isr = None;
         st.followers = meta
             .replicas
             .iter()
@@ -178,9 +182,12 @@ impl Replica {
         if st.meta.leader != self.node_id {
             return;
         }
-        let others: Vec<i64> = st
-            .meta
-            .isr
+        // KIP-497's maximal ISR: a member being added counts at once (the controller
+        // may make it leader in the same change), one being removed until it is gone.
+        let pending = st.pending_isr.as_ref().map_or(&[][..], |(_, isr)| isr);
+        let mut isr: Vec<i32> = st.meta.isr.clone();
+        isr.extend(pending.iter().filter(|r| !st.meta.isr.contains(r)));
+        let others: Vec<i64> = isr
             .iter()
             .filter(|r| **r != self.node_id)
             .map(|r| st.followers.get(r).map_or(-1, |p| p.end))
@@ -236,11 +243,11 @@ impl Replica {
         let expand = !st.meta.isr.contains(&follower)
             && caught_up
             && offset >= hw
-            && st.isr_change_at.is_none();
+            && st.pending_isr.is_none();
         let change = expand.then(|| {
             let mut isr = st.meta.isr.clone();
             isr.push(follower);
-            st.isr_change_at = Some(st.meta.partition_epoch);
+            st.pending_isr = Some((st.meta.partition_epoch, isr.clone()));
             IsrChange {
                 topic: self.topic.clone(),
                 partition: self.partition,
@@ -257,7 +264,7 @@ impl Replica {
     /// On the leader: an ISR shrink for followers not caught up within `max_lag`.
     pub fn shrink_if_lagging(&self, now: Duration, max_lag: Duration) -> Option<IsrChange> {
         let mut st = self.lock();
-        if st.meta.leader != self.node_id || st.isr_change_at.is_some() {
+        if st.meta.leader != self.node_id || st.pending_isr.is_some() {
             return None;
         }
         let lagging: Vec<i32> = st
@@ -282,7 +289,7 @@ impl Replica {
             .copied()
             .filter(|r| !lagging.contains(r))
             .collect();
-        st.isr_change_at = Some(st.meta.partition_epoch);
+        st.pending_isr = Some((st.meta.partition_epoch, isr.clone()));
         Some(IsrChange {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -302,7 +309,7 @@ impl Replica {
 
     /// Forgets an ISR change the controller refused, so it is asked again.
     pub fn isr_change_failed(&self) {
-        self.lock().isr_change_at = None;
+        self.lock().pending_isr = None;
     }
 }
 

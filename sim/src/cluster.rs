@@ -18,9 +18,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jepsen_checks::{check_all, history, Anomaly, Kind, Op, F};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, InitProducerIdRequest, MetadataRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest, InitProducerIdRequest,
+    MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -38,6 +42,8 @@ use sluice_net::client::{
 };
 use sluice_net::node::Node;
 use sluice_net::tcp::TcpNetwork;
+
+use crate::links::{LinkedNetwork, Links};
 use tokio::time::{sleep, timeout, Instant};
 
 use crate::clock::SimClock;
@@ -130,10 +136,12 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .collect();
     let voters = voters.join(",");
     let mut brokers = BTreeMap::new();
+    let links = Links::default();
     for n in 1..=scenario.brokers {
         let disk = SimDisk::new(seed ^ (0x5eed_d15c + n as u64));
         let skew = Arc::new(AtomicI64::new(thread_rng().gen_range(-5_000..5_000)));
-        let id = start_broker(&handle, &rec, &registry, n, &voters, &disk, &skew);
+        let net = links.network(n);
+        let id = start_broker(&handle, &rec, &registry, n, &voters, &disk, &skew, net);
         brokers.insert(n, (id, disk, skew));
     }
 
@@ -199,14 +207,26 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             .iter()
             .map(|(n, (_, d, s))| (*n, (d.clone(), s.clone())))
             .collect(),
+        links.clone(),
         done.clone(),
     ));
+    let mover = (scenario.brokers > 3).then(|| {
+        let (rec, done) = (rec.clone(), done.clone());
+        let node = handle.create_node().name("mover").ip(ip(102)).build();
+        node.spawn(mover(rec, scenario.brokers, scenario.partitions, done))
+    });
     for p in producers {
         let _ = p.await;
     }
     rec.trace("producers done: healing");
     done.store(true, Ordering::SeqCst);
-    let faults = nemesis.await.unwrap_or_default();
+    let mut faults = nemesis.await.unwrap_or_default();
+    if let Some(m) = mover {
+        let moved = m.await.unwrap_or_default();
+        if moved > 0 {
+            faults.insert("reassign", moved);
+        }
+    }
 
     // Heal: faults cleared, links restored, every broker restarted in turn.
     let net = NetSim::current();
@@ -284,8 +304,10 @@ fn start_broker(
     voters: &str,
     disk: &SimDisk,
     skew: &Arc<AtomicI64>,
+    net: LinkedNetwork,
 ) -> NodeId {
     let (rec, registry, disk, skew) = (rec.clone(), registry.clone(), disk.clone(), skew.clone());
+    let net = Arc::new(net);
     let voters = voters.to_string();
     handle
         .create_node()
@@ -294,11 +316,11 @@ fn start_broker(
         .init(move || {
             let (rec, registry, disk, skew) =
                 (rec.clone(), registry.clone(), disk.clone(), skew.clone());
-            let voters = voters.clone();
+            let (voters, net) = (voters.clone(), net.clone());
             async move {
                 let env = Env {
                     clock: Arc::new(SimClock::new(skew)),
-                    net: Arc::new(TcpNetwork),
+                    net,
                     disk: Arc::new(disk),
                     tasks: Arc::new(InlineTasks),
                     rng: Arc::new(SeededRandom::new(thread_rng().gen())),
@@ -370,6 +392,50 @@ async fn create_topic(brokers: i32, partitions: i32) -> Result<(), String> {
         Some(0) | Some(36) => Ok(()),
         other => Err(format!("create topic: {other:?}")),
     }
+}
+
+/// Reassigns partitions while the nemesis works (clusters of 4 and 5): every few
+/// seconds one partition is moved to 3 brokers drawn at random, through any broker.
+/// Returns how many moves were accepted.
+async fn mover(rec: Recorder, brokers: i32, partitions: i32, done: Arc<AtomicBool>) -> u32 {
+    let mut accepted = 0;
+    while !done.load(Ordering::SeqCst) {
+        sleep(Duration::from_millis(thread_rng().gen_range(1000..4000))).await;
+        if done.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut all: Vec<i32> = (1..=brokers).collect();
+        let mut target = Vec::new();
+        while target.len() < 3 {
+            target.push(all.remove(thread_rng().gen_range(0..all.len())));
+        }
+        let p = thread_rng().gen_range(0..partitions);
+        let via = thread_rng().gen_range(1..=brokers);
+        let Ok(mut c) = connect(&kafka_addr(via), "mover").await else {
+            continue;
+        };
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(p)
+                    .with_replicas(Some(
+                        target.iter().map(|b| BrokerId(*b)).collect(),
+                    ))])]);
+        if let Ok(Ok(r)) = timeout(REQUEST_TIMEOUT, c.call(req, 0)).await {
+            let code = r
+                .responses
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map_or(-1, |p| p.error_code);
+            if code == 0 {
+                accepted += 1;
+                rec.trace(&format!("mover: {TOPIC}-{p} to {target:?}"));
+            }
+        }
+    }
+    accepted
 }
 
 /// A client that follows partition leadership: connections per broker, leaders from
@@ -662,8 +728,11 @@ impl Poller for Router {
 async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop: Arc<AtomicBool>) {
     // (topic, partition, epoch) -> the broker that led it.
     let mut led: BTreeMap<(String, i32, i32), i32> = BTreeMap::new();
-    // (broker, incarnation, topic, partition) -> (leader epoch known, high watermark).
-    let mut seen: BTreeMap<(i32, u64, String, i32), (i32, i64)> = BTreeMap::new();
+    // (broker, incarnation, topic, partition) -> (leader epoch known, high watermark),
+    // and the log they were seen on: a replica a reassignment removed and added back
+    // has a new log and starts afresh. (Holding the log keeps its identity unique.)
+    type Seen = (i32, i64, Arc<sluice_storage::PartitionLog>);
+    let mut seen: BTreeMap<(i32, u64, String, i32), Seen> = BTreeMap::new();
     let report = |kind: &'static str, detail: String| {
         let mut v = violations.lock().unwrap_or_else(|p| p.into_inner());
         if v.iter().filter(|a| a.kind == kind).count() < 10 {
@@ -675,7 +744,8 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
         }
     };
     while !stop.load(Ordering::SeqCst) {
-        for (node, incarnation, broker) in registry.live() {
+        let live = registry.live();
+        for (node, incarnation, broker) in live {
             for replica in broker.replicas() {
                 let meta = replica.meta();
                 let (topic, p) = (replica.topic.clone(), replica.partition);
@@ -695,7 +765,13 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
                 }
                 let hw = replica.log.high_watermark();
                 let key = (node, incarnation, topic.clone(), p);
-                if let Some((epoch, old_hw)) = seen.get(&key).copied() {
+                if seen
+                    .get(&key)
+                    .is_some_and(|(.., log)| !Arc::ptr_eq(log, &replica.log))
+                {
+                    seen.remove(&key);
+                }
+                if let Some((epoch, old_hw, _)) = seen.get(&key).cloned() {
                     if meta.leader_epoch < epoch {
                         report(
                             LEADER_EPOCH,
@@ -714,8 +790,11 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
                         );
                     }
                 }
-                let entry = seen.entry(key).or_insert((meta.leader_epoch, hw));
-                *entry = (entry.0.max(meta.leader_epoch), entry.1.max(hw));
+                let entry = seen
+                    .entry(key)
+                    .or_insert((meta.leader_epoch, hw, replica.log.clone()));
+                entry.0 = entry.0.max(meta.leader_epoch);
+                entry.1 = entry.1.max(hw);
             }
         }
         sleep(Duration::from_millis(20)).await;
@@ -853,6 +932,7 @@ async fn nemesis(
     rec: Recorder,
     brokers: BTreeMap<i32, NodeId>,
     disks: BTreeMap<i32, (SimDisk, Arc<AtomicI64>)>,
+    links: Links,
     done: Arc<AtomicBool>,
 ) -> BTreeMap<&'static str, u32> {
     let mut counts = BTreeMap::new();
@@ -868,7 +948,7 @@ async fn nemesis(
         let n = ids[thread_rng().gen_range(0..ids.len())];
         let id = brokers[&n];
         let (disk, skew) = &disks[&n];
-        let fault = match thread_rng().gen_range(0..9) {
+        let fault = match thread_rng().gen_range(0..11) {
             0 => "crash",
             1 => "kill",
             2 => "pause",
@@ -877,6 +957,8 @@ async fn nemesis(
             5 => "drop-outbound",
             6 => "cut-broker-link",
             7 => "fsync-fail",
+            8 => "cut-controller-link",
+            9 => "cut-replication-link",
             _ => "clock-jump",
         };
         rec.trace(&format!("nemesis: {fault} broker-{n}"));
@@ -924,6 +1006,27 @@ async fn nemesis(
                 pause(500, 3000).await;
                 net.unclog_link(id, brokers[&m]);
                 net.unclog_link(brokers[&m], id);
+            }
+            "cut-controller-link" | "cut-replication-link" => {
+                // Only the quorum's connections, or only the brokers', between this
+                // node and another, one way or both.
+                let others: Vec<i32> = ids.iter().copied().filter(|m| *m != n).collect();
+                let m = others[thread_rng().gen_range(0..others.len())];
+                let port = if fault == "cut-controller-link" {
+                    CONTROLLER_PORT
+                } else {
+                    KAFKA_PORT
+                };
+                let there = format!("10.0.0.{m}:{port}");
+                let here = format!("10.0.0.{n}:{port}");
+                let both = thread_rng().gen_bool(0.5);
+                links.cut(n, &there);
+                if both {
+                    links.cut(m, &here);
+                }
+                pause(500, 3000).await;
+                links.heal(n, &there);
+                links.heal(m, &here);
             }
             "fsync-fail" => {
                 disk.set_faults(Faults {
