@@ -141,7 +141,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         let disk = SimDisk::new(seed ^ (0x5eed_d15c + n as u64));
         let skew = Arc::new(AtomicI64::new(thread_rng().gen_range(-5_000..5_000)));
         let net = links.network(n);
-        let id = start_broker(&handle, &rec, &registry, n, &voters, &disk, &skew, net);
+        let id = start_broker(&handle, &rec, &registry, n, &voters, (&disk, &skew, net));
         brokers.insert(n, (id, disk, skew));
     }
 
@@ -302,9 +302,7 @@ fn start_broker(
     registry: &Registry,
     node: i32,
     voters: &str,
-    disk: &SimDisk,
-    skew: &Arc<AtomicI64>,
-    net: LinkedNetwork,
+    (disk, skew, net): (&SimDisk, &Arc<AtomicI64>, LinkedNetwork),
 ) -> NodeId {
     let (rec, registry, disk, skew) = (rec.clone(), registry.clone(), disk.clone(), skew.clone());
     let net = Arc::new(net);
