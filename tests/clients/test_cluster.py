@@ -195,3 +195,93 @@ def test_three_nodes_keep_acknowledged_records_through_kill9_of_leader_and_contr
             b.stop()
         for b in brokers:
             assert "panicked" not in b.output(), b.output()[-3000:]
+
+
+def replicas_of(bootstrap, topic):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(topic, timeout=10)
+    return {p: list(pm.replicas) for p, pm in md.topics[topic].partitions.items()}
+
+
+def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writes(tmp_path):
+    brokers = start_cluster(tmp_path)
+    by_id = {i + 1: b for i, b in enumerate(brokers)}
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    try:
+        wait_for(lambda: len((status(brokers[0]) or {}).get("brokers") or []) == 3,
+                 timeout=30, what="three registered brokers")
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic("moves", num_partitions=3, replication_factor=2)])["moves"].result(30)
+        wait_for(lambda: all(r for r in replicas_of(bootstrap, "moves").values()), timeout=20,
+                 what="the topic")
+        assert any(1 in r for r in replicas_of(bootstrap, "moves").values())
+
+        acked, errors, stop = [], [], threading.Event()
+
+        def produce():
+            p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                          "linger.ms": 5, "message.timeout.ms": 60000})
+
+            def done(err, msg):
+                (errors if err else acked).append(err or msg.value().decode())
+
+            i = 0
+            while not stop.is_set():
+                try:
+                    p.produce("moves", value=f"m{i}:" + "x" * 200, on_delivery=done)
+                    i += 1
+                except BufferError:
+                    p.poll(0.05)
+                p.poll(0)
+                time.sleep(0.001)
+            p.flush(60)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_for(lambda: len(acked) > 2000, timeout=30, what="records acknowledged")
+
+        cli = [str(BIN), "cluster", "reassign", "--bootstrap", brokers[1].bootstrap]
+        plan = subprocess.run(cli + ["--remove-broker", "1", "--dry-run"], capture_output=True,
+                              text=True, timeout=30)
+        assert plan.returncode == 0, plan.stderr
+        assert "-> [" in plan.stdout and replicas_of(bootstrap, "moves") != {}, plan.stdout
+        started = time.time()
+        run = subprocess.run(cli + ["--remove-broker", "1", "--throttle", "2000000"], capture_output=True,
+                             text=True, timeout=120)
+        took = time.time() - started
+        assert run.returncode == 0, run.stdout + run.stderr
+        print(run.stdout.strip())
+        print(f"reassigned off broker 1 in {took:.1f} s")
+        after = replicas_of(bootstrap, "moves")
+        assert all(1 not in r and len(r) == 2 for r in after.values()), after
+
+        # Broker 1 holds nothing now: it can go, and writes carry on.
+        by_id[1].kill9()
+        before = len(acked)
+        wait_for(lambda: len(acked) > before + 500, timeout=30, what="writes after removing broker 1")
+        stop.set()
+        producer.join(90)
+        assert not errors, errors[:5]
+
+        survivors = ",".join(b.bootstrap for i, b in by_id.items() if i != 1)
+        c = Consumer({"bootstrap.servers": survivors, "group.id": "audit", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("moves", p, 0) for p in range(3)])
+        seen, idle = [], 0
+        while idle < 20:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                idle += 1
+                continue
+            idle = 0
+            seen.append(msg.value().decode())
+        c.close()
+        print(f"acknowledged {len(acked)}, read back {len(seen)}")
+        assert len(seen) == len(set(seen)), "a record is stored twice"
+        missing = set(acked) - set(seen)
+        assert not missing, f"{len(missing)} acknowledged records lost"
+    finally:
+        for b in brokers:
+            b.stop()
+        for b in brokers:
+            assert "panicked" not in b.output(), b.output()[-3000:]
