@@ -209,3 +209,32 @@ fn the_epoch_cache_survives_a_failed_checkpoint_write_and_a_lost_checkpoint() {
     rt.block_on(epoch_cache_after(false));
     rt.block_on(epoch_cache_after(true));
 }
+
+/// A new follower whose leader has dropped the log's beginning starts over at the
+/// leader's log start, and the log keeps that start across a restart.
+#[test]
+fn a_log_started_over_at_an_offset_continues_from_there() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(9);
+        let dir = Path::new("t-0");
+        let log = PartitionLog::open(env(&disk, 9), dir, config()).unwrap();
+        log.append(&make_batch(3, 10, 1)).unwrap();
+        log.start_over_at(100).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 100));
+        let mut b = make_batch(4, 10, 2);
+        batch::set_base_offset(&mut b, 100);
+        log.append_replicated(&b).unwrap();
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.unwrap();
+        drop(log);
+        disk.crash();
+        let log = PartitionLog::open(env(&disk, 9), dir, config()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 104));
+        let read = log.read(100, 1 << 20).unwrap();
+        assert_eq!(&read.batches[..], &b[..]);
+    });
+}

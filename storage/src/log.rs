@@ -544,11 +544,19 @@ impl PartitionLog {
             .filter(|(_, o)| *o < offset)
             .collect();
         write_epochs(disk.as_ref(), &self.dir, &epochs)?;
+        let replicated_hw = st.replicated_hw;
+        self.reload(&mut st, replicated_hw)?;
+        info!(dir = %self.dir.display(), offset, next_offset = st.next_offset, "log truncated");
+        Ok(())
+    }
+
+    /// Recovers the state again from the files after they were cut, keeping what the
+    /// replication layer set; waits on the old state fail by its generation.
+    fn reload(&self, st: &mut State, replicated_hw: Option<i64>) -> Result<(), LogError> {
         let mut fresh = load(&self.env, &self.dir, &self.config)?;
-        fresh.replicated_hw = st.replicated_hw;
+        fresh.replicated_hw = replicated_hw;
         fresh.leader_epoch = st.leader_epoch;
         fresh.generation = st.generation + 1;
-        info!(dir = %self.dir.display(), offset, next_offset = fresh.next_offset, "log truncated");
         *st = fresh;
         self.local.send_replace(st.high_watermark);
         self.durable.send_replace(Durable::Upto(st.published()));
@@ -584,14 +592,9 @@ impl PartitionLog {
         disk.sync_dir(&self.dir)
             .map_err(|e| storage("start over", e))?;
         write_epochs(disk.as_ref(), &self.dir, &[])?;
-        let mut fresh = load(&self.env, &self.dir, &self.config)?;
-        fresh.replicated_hw = st.replicated_hw.map(|hw| hw.max(offset));
-        fresh.leader_epoch = st.leader_epoch;
-        fresh.generation = st.generation + 1;
+        let replicated_hw = st.replicated_hw.map(|hw| hw.max(offset));
+        self.reload(&mut st, replicated_hw)?;
         info!(dir = %self.dir.display(), offset, "log started over");
-        *st = fresh;
-        self.local.send_replace(st.high_watermark);
-        self.durable.send_replace(Durable::Upto(st.published()));
         Ok(())
     }
 

@@ -51,6 +51,23 @@ def partition_leader(bootstrap, topic, partition):
     return p.leader, list(p.isrs), md.controller_id
 
 
+def read_back(bootstrap, topic, partitions):
+    """Every record stored in the topic's partitions, read from the start until idle."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "audit", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    seen, idle = [], 0
+    while idle < 20:
+        msg = c.poll(0.5)
+        if msg is None or msg.error():
+            idle += 1
+            continue
+        idle = 0
+        seen.append(msg.value().decode())
+    c.close()
+    return seen
+
+
 def test_three_nodes_keep_acknowledged_records_through_kill9_of_leader_and_controller(tmp_path):
     brokers = start_cluster(tmp_path)
     by_id = {i + 1: b for i, b in enumerate(brokers)}
@@ -172,18 +189,7 @@ def test_three_nodes_keep_acknowledged_records_through_kill9_of_leader_and_contr
               f"({len(consumed) - len(set(consumed))} redelivered)")
 
         # Every acknowledged record is in the log exactly once.
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "audit", "auto.offset.reset": "earliest",
-                      "enable.auto.commit": False})
-        c.assign([TopicPartition("orders", p, 0) for p in range(3)])
-        seen, idle = [], 0
-        while idle < 20:
-            msg = c.poll(0.5)
-            if msg is None or msg.error():
-                idle += 1
-                continue
-            idle = 0
-            seen.append(msg.value().decode())
-        c.close()
+        seen = read_back(bootstrap, "orders", 3)
         assert len(seen) == len(set(seen)), "a record is stored twice"
         missing = set(acked) - set(seen)
         assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
@@ -264,18 +270,7 @@ def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writ
         assert not errors, errors[:5]
 
         survivors = ",".join(b.bootstrap for i, b in by_id.items() if i != 1)
-        c = Consumer({"bootstrap.servers": survivors, "group.id": "audit", "auto.offset.reset": "earliest",
-                      "enable.auto.commit": False})
-        c.assign([TopicPartition("moves", p, 0) for p in range(3)])
-        seen, idle = [], 0
-        while idle < 20:
-            msg = c.poll(0.5)
-            if msg is None or msg.error():
-                idle += 1
-                continue
-            idle = 0
-            seen.append(msg.value().decode())
-        c.close()
+        seen = read_back(survivors, "moves", 3)
         print(f"acknowledged {len(acked)}, read back {len(seen)}")
         assert len(seen) == len(set(seen)), "a record is stored twice"
         missing = set(acked) - set(seen)
