@@ -71,6 +71,18 @@ impl Cluster {
         }
     }
 
+    /// Starts `n` nodes and waits until each knows all of them registered.
+    async fn start_registered(n: i32) -> Cluster {
+        let cluster = Cluster::start(n).await;
+        cluster
+            .until(Duration::from_secs(20), "every broker registered", |c| {
+                c.live()
+                    .all(|id| c.node(id).broker.image().live_brokers().len() == n as usize)
+            })
+            .await;
+        cluster
+    }
+
     fn addr(&self, id: i32) -> String {
         self.nodes[(id - 1) as usize]
             .as_ref()
@@ -174,13 +186,7 @@ async fn three_nodes_replicate_and_fail_over() {
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .try_init();
     }
-    let mut cluster = Cluster::start(3).await;
-    cluster
-        .until(Duration::from_secs(20), "three registered brokers", |c| {
-            c.live()
-                .all(|id| c.node(id).broker.image().live_brokers().len() == 3)
-        })
-        .await;
+    let mut cluster = Cluster::start_registered(3).await;
 
     let mut c = cluster.client(1).await;
     let r = c
@@ -365,13 +371,7 @@ async fn ongoing_reassignments(c: &mut Client) -> Vec<(i32, Vec<i32>, Vec<i32>, 
 async fn a_partition_moves_off_its_leader_to_another_broker_with_throttled_catch_up() {
     use kafka_protocol::messages::alter_partition_reassignments_request::*;
     use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
-    let cluster = Cluster::start(3).await;
-    cluster
-        .until(Duration::from_secs(20), "three registered brokers", |c| {
-            c.live()
-                .all(|id| c.node(id).broker.image().live_brokers().len() == 3)
-        })
-        .await;
+    let cluster = Cluster::start_registered(3).await;
     let mut c = cluster.client(1).await;
     let r = c
         .call(
