@@ -612,11 +612,11 @@ impl Broker {
         id
     }
 
-    /// The local logs of every partition of an internal topic, if it exists and all
-    /// of them are here.
-    pub fn internal_logs(&self, name: &str) -> Option<Vec<Arc<PartitionLog>>> {
+    /// Per partition of an internal topic, its log if this broker holds a replica of
+    /// it; `None` if the topic does not exist.
+    pub fn internal_logs(&self, name: &str) -> Option<Vec<Option<Arc<PartitionLog>>>> {
         let count = self.topic(name)?.partitions;
-        (0..count).map(|p| self.partition(name, p)).collect()
+        Some((0..count).map(|p| self.partition(name, p)).collect())
     }
 
     /// The logs of an internal topic (`__consumer_offsets`, `__transaction_state`).
@@ -628,7 +628,7 @@ impl Broker {
         name: &str,
         partitions: i32,
         segment_bytes: u64,
-    ) -> Result<Vec<Arc<PartitionLog>>, BrokerError> {
+    ) -> Result<Vec<Option<Arc<PartitionLog>>>, BrokerError> {
         if let Some(logs) = self.internal_logs(name) {
             return Ok(logs);
         }

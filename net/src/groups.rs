@@ -28,8 +28,8 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::client::{encode_transactional_batch, Message, Sequence};
 use crate::internal::{
-    append_records, durable_point, leadership, partition_for, scan_log, wait_durable, DurablePoint,
-    Unavailable, OFFSETS_TOPIC,
+    append_records, durable_point, leadership, log_for, partition_for, scan_log, wait_durable,
+    DurablePoint, Unavailable, OFFSETS_TOPIC,
 };
 
 /// Rebuilds the groups of one `__consumer_offsets` partition from its log, with
@@ -114,8 +114,8 @@ struct Inner {
     commits_in_flight: Vec<Arc<AtomicUsize>>,
     waiters: BTreeMap<Ticket, (String, Waiter)>,
     next_ticket: Ticket,
-    /// `__consumer_offsets`, once it exists.
-    logs: Vec<Arc<PartitionLog>>,
+    /// `__consumer_offsets` once it exists: per partition, its log if held here.
+    logs: Vec<Option<Arc<PartitionLog>>>,
     /// The partitions this broker leads and coordinates, with the leader epoch their
     /// groups were loaded at.
     led: BTreeMap<usize, i32>,
@@ -161,10 +161,11 @@ impl Groups {
         let count = logs.len();
         let now = self.now_ms();
         let mut inner = self.lock();
-        if inner.logs.is_empty() {
+        if inner.commits_in_flight.len() != count {
             inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
-            inner.logs = logs.clone();
         }
+        // Replicas come and go with reassignments: take the logs held now.
+        inner.logs = logs.clone();
         let mut failed = None;
         for (p, epoch) in epochs.into_iter().enumerate() {
             let here = |g: &str| partition_for(g, count) == p;
@@ -172,7 +173,8 @@ impl Groups {
                 Some(e) if inner.led.get(&p) != Some(&e) => {
                     inner.sm.unload(here);
                     inner.waiters.retain(|_, (g, _)| !here(g));
-                    match load_partition(&mut inner.sm, p, &logs[p], count, now) {
+                    let Some(log) = &logs[p] else { continue };
+                    match load_partition(&mut inner.sm, p, log, count, now) {
                         Ok(loaded) => {
                             info!(
                                 partition = p,
@@ -225,7 +227,7 @@ impl Groups {
                 .sm
                 .check_txn_commit(group, generation, member_id, instance_id)?;
             let n = inner.logs.len();
-            let Some(log) = inner.logs.get(partition_for(group, n)).cloned() else {
+            let Some(log) = log_for(&inner.logs, group).cloned() else {
                 return Ok(Err("no offsets partition".to_string()));
             };
             let messages: Vec<Message> = offsets
@@ -648,7 +650,7 @@ impl Groups {
         for p in 0..count {
             let appended = {
                 let inner = self.lock();
-                let Some(log) = inner.logs.get(p).cloned() else {
+                let Some(log) = inner.logs.get(p).cloned().flatten() else {
                     continue;
                 };
                 // A follower's log is the leader's to clean (it replicates the snapshots).
@@ -708,12 +710,14 @@ impl Groups {
     /// the first landed.
     fn append(
         &self,
-        logs: &[Arc<PartitionLog>],
+        logs: &[Option<Arc<PartitionLog>>],
         records: &[&GroupRecord],
     ) -> Result<(Arc<PartitionLog>, i64), LogError> {
         let group = records.first().map_or("", |r| r.group());
-        let Some(log) = logs.get(partition_for(group, logs.len())) else {
-            return Err(LogError::Storage(format!("{OFFSETS_TOPIC} does not exist")));
+        let Some(log) = log_for(logs, group) else {
+            return Err(LogError::Storage(format!(
+                "{OFFSETS_TOPIC} partition of group '{group}' is not here"
+            )));
         };
         let encoded = records.iter().map(|r| r.encode());
         let appended = append_records(log, encoded, self.env.clock.wall_ms())?;

@@ -35,13 +35,21 @@ pub fn partition_for(key: &str, partitions: usize) -> usize {
     (java_hash(key) & 0x7fff_ffff) as usize % partitions.max(1)
 }
 
+/// The local log of `key`'s internal-topic partition, if this broker holds it.
+pub fn log_for<'a>(
+    logs: &'a [Option<Arc<PartitionLog>>],
+    key: &str,
+) -> Option<&'a Arc<PartitionLog>> {
+    logs.get(partition_for(key, logs.len()))?.as_ref()
+}
+
 /// A log, the offset below which it must be durable, and the log's truncation
 /// generation then.
 pub type DurablePoint = Option<(Arc<PartitionLog>, i64, u64)>;
 
 /// Everything appended so far to `key`'s partition.
-pub fn durable_point(logs: &[Arc<PartitionLog>], key: &str) -> DurablePoint {
-    let log = logs.get(partition_for(key, logs.len()))?;
+pub fn durable_point(logs: &[Option<Arc<PartitionLog>>], key: &str) -> DurablePoint {
+    let log = log_for(logs, key)?;
     let generation = log.generation();
     Some((log.clone(), log.log_end_offset(), generation))
 }
@@ -76,9 +84,9 @@ pub fn append_records(
     log.append(&batch)
 }
 
-/// An internal topic's local partition logs, and for each the leader epoch if this
-/// broker leads it.
-pub type Leadership = (Vec<Arc<PartitionLog>>, Vec<Option<i32>>);
+/// An internal topic's partitions: the local log of each this broker holds, and the
+/// leader epoch of each it leads.
+pub type Leadership = (Vec<Option<Arc<PartitionLog>>>, Vec<Option<i32>>);
 
 /// What a coordinator loads and serves: see [`Leadership`].
 pub fn leadership(broker: &crate::broker::Broker, topic: &str) -> Option<Leadership> {

@@ -16,13 +16,14 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::internal::{
-    append_records, durable_point, leadership, partition_for, scan_log, wait_durable, DurablePoint,
-    Unavailable, OFFSETS_TOPIC, TXN_TOPIC,
+    append_records, durable_point, leadership, log_for, partition_for, scan_log, wait_durable,
+    DurablePoint, Unavailable, OFFSETS_TOPIC, TXN_TOPIC,
 };
 
 struct Inner {
     sm: TxnCoordinator,
-    logs: Vec<Arc<PartitionLog>>,
+    /// `__transaction_state` once it exists: per partition, its log if held here.
+    logs: Vec<Option<Arc<PartitionLog>>>,
     /// EndTxn requests waiting for their transaction's markers, by transactional id.
     waiting: BTreeMap<String, Vec<oneshot::Sender<Result<(), String>>>>,
     /// Transactional ids whose markers are being written.
@@ -78,9 +79,8 @@ impl Txns {
         let count = logs.len();
         let now = self.now_ms();
         let mut inner = self.lock();
-        if inner.logs.is_empty() {
-            inner.logs = logs.clone();
-        }
+        // Replicas come and go with reassignments: take the logs held now.
+        inner.logs = logs.clone();
         let mut failed = None;
         let mut loaded_any = false;
         for (p, epoch) in epochs.into_iter().enumerate() {
@@ -89,8 +89,9 @@ impl Txns {
                 Some(e) if inner.led.get(&p) != Some(&e) => {
                     inner.sm.unload(here);
                     inner.waiting.retain(|id, _| !here(id));
+                    let Some(log) = &logs[p] else { continue };
                     let sm = &mut inner.sm;
-                    let scanned = scan_log(&logs[p], |r| {
+                    let scanned = scan_log(log, |r| {
                         let Some(key) = r.key.as_ref().filter(|_| !r.control) else {
                             return;
                         };
@@ -286,9 +287,16 @@ impl Txns {
         });
     }
 
-    fn append(&self, logs: &[Arc<PartitionLog>], record: &TxnRecord) -> Result<(), LogError> {
-        let Some(log) = logs.get(partition_for(&record.transactional_id, logs.len())) else {
-            return Err(LogError::Storage(format!("{TXN_TOPIC} does not exist")));
+    fn append(
+        &self,
+        logs: &[Option<Arc<PartitionLog>>],
+        record: &TxnRecord,
+    ) -> Result<(), LogError> {
+        let Some(log) = log_for(logs, &record.transactional_id) else {
+            return Err(LogError::Storage(format!(
+                "{TXN_TOPIC} partition of '{}' is not here",
+                record.transactional_id
+            )));
         };
         append_records(log, [record.encode()], self.env.clock.wall_ms()).map(|_| ())
     }

@@ -514,3 +514,108 @@ async fn a_partition_moves_off_its_leader_to_another_broker_with_throttled_catch
         )
         .await;
 }
+
+/// Asks broker 1 for the coordinator of `key` until one is ready; its node id.
+async fn coordinator(c: &mut Client, key: &str, key_type: i8) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .call(
+                FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string(key.into()))
+                    .with_key_type(key_type),
+                3,
+            )
+            .await
+            .unwrap();
+        if r.error_code == 0 {
+            return r.node_id.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator for {key}: {}",
+            r.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_nodes_coordinate_groups_and_transactions_on_partial_internal_topics() {
+    use kafka_protocol::messages::offset_commit_request::*;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    // Four brokers, internal topics with three replicas: no broker holds all of them.
+    let cluster = Cluster::start_registered(4).await;
+    let mut c = cluster.client(1).await;
+    let r = c
+        .call(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("any")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(3)]),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics[0].error_code, 0);
+    let mut coordinators = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let group = format!("group-{i}");
+        let id = coordinator(&mut c, &group, 0).await;
+        coordinators.insert(id);
+        let mut g = cluster.client(id).await;
+        let r = g
+            .call(
+                OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("any")))
+                        .with_partitions(vec![OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(100 + i)])]),
+                7,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "commit for {group}"
+        );
+        let r = g
+            .call(
+                OffsetFetchRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("any")))
+                        .with_partition_indexes(vec![0])])),
+                7,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 100 + i);
+
+        let txn = format!("txn-{i}");
+        let id = coordinator(&mut c, &txn, 1).await;
+        let mut t = cluster.client(id).await;
+        let r = t
+            .call(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(StrBytes::from_string(txn))))
+                    .with_transaction_timeout_ms(30_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+                4,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 0, "InitProducerId at the coordinator");
+        assert!(r.producer_id.0 >= 0);
+    }
+    assert!(
+        coordinators.len() > 1,
+        "groups spread over brokers: {coordinators:?}"
+    );
+}

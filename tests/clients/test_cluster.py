@@ -210,12 +210,13 @@ def replicas_of(bootstrap, topic):
 
 
 def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writes(tmp_path):
-    brokers = start_cluster(tmp_path)
+    # Four brokers: the internal topics (replication factor 3) then have somewhere to go.
+    brokers = start_cluster(tmp_path, n=4)
     by_id = {i + 1: b for i, b in enumerate(brokers)}
     bootstrap = ",".join(b.bootstrap for b in brokers)
     try:
-        wait_for(lambda: len((status(brokers[0]) or {}).get("brokers") or []) == 3,
-                 timeout=30, what="three registered brokers")
+        wait_for(lambda: len((status(brokers[0]) or {}).get("brokers") or []) == 4,
+                 timeout=30, what="four registered brokers")
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic("moves", num_partitions=3, replication_factor=2)])["moves"].result(30)
         wait_for(lambda: all(r for r in replicas_of(bootstrap, "moves").values()), timeout=20,
@@ -246,6 +247,20 @@ def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writ
         producer.start()
         wait_for(lambda: len(acked) > 2000, timeout=30, what="records acknowledged")
 
+        # A group commits its position: __consumer_offsets exists and moves too.
+        partitions = [TopicPartition("moves", p) for p in range(3)]
+        g = Consumer({"bootstrap.servers": bootstrap, "group.id": "tracker", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        g.subscribe(["moves"])
+        got, deadline = 0, time.time() + 30
+        while got < 500 and time.time() < deadline:
+            m = g.poll(0.2)
+            got += bool(m is not None and not m.error())
+        g.commit(asynchronous=False)
+        committed = {tp.partition: tp.offset for tp in g.committed(partitions, timeout=10)}
+        g.close()
+        assert sum(o for o in committed.values() if o > 0) >= 500, committed
+
         cli = [str(BIN), "cluster", "reassign", "--bootstrap", brokers[1].bootstrap]
         plan = subprocess.run(cli + ["--remove-broker", "1", "--dry-run"], capture_output=True,
                               text=True, timeout=30)
@@ -260,6 +275,8 @@ def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writ
         print(f"reassigned off broker 1 in {took:.1f} s")
         after = replicas_of(bootstrap, "moves")
         assert all(1 not in r and len(r) == 2 for r in after.values()), after
+        offsets = replicas_of(bootstrap, "__consumer_offsets")
+        assert all(1 not in r and len(r) == 3 for r in offsets.values()), offsets
 
         # Broker 1 holds nothing now: it can go, and writes carry on.
         by_id[1].kill9()
@@ -271,6 +288,10 @@ def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writ
 
         survivors = ",".join(b.bootstrap for i, b in by_id.items() if i != 1)
         seen = read_back(survivors, "moves", 3)
+        # The group's committed position survived the move and broker 1's death.
+        g = Consumer({"bootstrap.servers": survivors, "group.id": "tracker", "enable.auto.commit": False})
+        assert {tp.partition: tp.offset for tp in g.committed(partitions, timeout=30)} == committed
+        g.close()
         print(f"acknowledged {len(acked)}, read back {len(seen)}")
         assert len(seen) == len(set(seen)), "a record is stored twice"
         missing = set(acked) - set(seen)
