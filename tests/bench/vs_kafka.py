@@ -157,14 +157,16 @@ def descendants(pid):
 
 
 def cpu_seconds(pids):
-    total = 0
+    """(user, system) CPU-seconds of the processes."""
+    user = system = 0
     for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            system += int(fields[12])
         except OSError:
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def peak_rss_mb(pids):
@@ -317,14 +319,17 @@ def parse_rate(output):
 
 
 def measure(broker, cmd, count, timeout=600):
-    pids = broker.pids()
-    cpu0 = cpu_seconds(pids)
+    user0, sys0 = cpu_seconds(broker.pids())
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    cpu = cpu_seconds(broker.pids()) - cpu0
+    user1, sys1 = cpu_seconds(broker.pids())
     out = r.stdout + r.stderr
     ms, rate, mb = parse_rate(out)
+    millions = count / 1e6
     return {"msgs_s": rate, "mb_s": mb, "elapsed_ms": ms,
-            "cpu_s_per_million": cpu / (count / 1e6), "peak_rss_mb": peak_rss_mb(broker.pids())}
+            "cpu_s_per_million": (user1 - user0 + sys1 - sys0) / millions,
+            "user_cpu_s_per_million": (user1 - user0) / millions,
+            "system_cpu_s_per_million": (sys1 - sys0) / millions,
+            "peak_rss_mb": peak_rss_mb(broker.pids())}
 
 
 def produce(perf, broker, topic, size, acks, count, workdir, extra=()):
