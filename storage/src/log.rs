@@ -272,17 +272,22 @@ impl PartitionLog {
             st = self.lock();
         }
         let base_offset = st.next_offset;
-        let mut buf = records.to_vec();
+        // Each batch's first 16 bytes (base offset, length, leader epoch: outside the
+        // CRC) as stored; the rest is written straight from the request.
+        let mut heads: Vec<[u8; PATCHED]> = Vec::with_capacity(headers.len());
         let mut next = base_offset;
         for (at, h) in &mut headers {
+            let mut head = [0u8; PATCHED];
+            head.copy_from_slice(&records[*at..*at + PATCHED]);
             if kind != Kind::Replica {
-                batch::set_base_offset(&mut buf[*at..], next);
+                batch::set_base_offset(&mut head, next);
                 h.base_offset = next;
                 if st.leader_epoch >= 0 {
-                    batch::set_leader_epoch(&mut buf[*at..], st.leader_epoch);
+                    batch::set_leader_epoch(&mut head, st.leader_epoch);
                     h.leader_epoch = st.leader_epoch;
                 }
             }
+            heads.push(head);
             next = h.next_offset();
         }
         // A batch of a newer epoch starts that epoch in the cache, stored before the
@@ -305,7 +310,7 @@ impl PartitionLog {
             .last()
             .ok_or_else(|| storage("append", "no active segment"))?;
         let start = active.size;
-        if let Err(e) = active.file.write_at(start, &buf) {
+        if let Err(e) = write_batches(active.file.as_ref(), start, records, &headers, &heads) {
             // Undo a partial write so the tail stays whole; if even that fails, the
             // file is in an unknown state and the log stops.
             if let Err(e2) = active.file.set_len(start) {
@@ -321,7 +326,7 @@ impl PartitionLog {
         }
         let mut events = Vec::new();
         for (at, h) in &headers {
-            segment::producer_events(h, &buf[*at..*at + h.size], &mut events);
+            segment::producer_events(h, &records[*at..*at + h.size], &mut events);
         }
         for e in &events {
             e.apply(&mut st.producers);
@@ -946,6 +951,39 @@ impl PartitionLog {
             .remove_dir_all(&self.dir)
             .map_err(|e| storage("delete log", e))
     }
+}
+
+/// Bytes at the front of a batch the log may rewrite: base offset, batch length and
+/// partition leader epoch, none of them covered by the CRC.
+const PATCHED: usize = 16;
+
+/// Writes `records` at `start` with each batch's front replaced by its `heads` entry.
+/// A small request is assembled and written at once; a large one is written in place
+/// from the request's buffer, a few pieces per batch, so its bytes are not copied.
+fn write_batches(
+    file: &dyn sluice_core::env::DiskFile,
+    start: u64,
+    records: &[u8],
+    headers: &[(usize, BatchHeader)],
+    heads: &[[u8; PATCHED]],
+) -> std::io::Result<()> {
+    const ASSEMBLE_BELOW: usize = 64 << 10;
+    if records.len() < ASSEMBLE_BELOW {
+        let mut buf = records.to_vec();
+        for ((at, _), head) in headers.iter().zip(heads) {
+            buf[*at..*at + PATCHED].copy_from_slice(head);
+        }
+        return file.write_at(start, &buf);
+    }
+    for ((at, h), head) in headers.iter().zip(heads) {
+        let at_file = start + *at as u64;
+        file.write_at(at_file, head)?;
+        file.write_at(
+            at_file + PATCHED as u64,
+            &records[*at + PATCHED..*at + h.size],
+        )?;
+    }
+    Ok(())
 }
 
 /// Opens a log directory: lists, checks and recovers its segments, rebuilds the
