@@ -319,6 +319,9 @@ def parse_rate(output):
 
 
 def measure(broker, cmd, count, timeout=600):
+    # Dirty pages left by earlier runs (of either broker) would be written back inside
+    # the next fsync, on the fsyncing broker's account: start each run clean.
+    os.sync()
     user0, sys0 = cpu_seconds(broker.pids())
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     user1, sys1 = cpu_seconds(broker.pids())
