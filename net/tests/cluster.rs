@@ -140,6 +140,24 @@ async fn leader_of(c: &mut Client, topic: &str) -> (i32, i32) {
     (p.leader_id.0, p.leader_epoch)
 }
 
+/// Creates a one-partition topic with three replicas.
+async fn create_replicated(c: &mut Client, name: &str) {
+    let r = c
+        .call(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.into())))
+                    .with_num_partitions(1)
+                    .with_replication_factor(3)]),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    assert_eq!(r.topics[0].replication_factor, 3);
+}
+
 fn batch(from: usize, n: usize) -> Bytes {
     let messages: Vec<Message> = (from..from + n)
         .map(|i| Message {
@@ -189,20 +207,7 @@ async fn three_nodes_replicate_and_fail_over() {
     let mut cluster = Cluster::start_registered(3).await;
 
     let mut c = cluster.client(1).await;
-    let r = c
-        .call(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str("r")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(3)]),
-            7,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-    assert_eq!(r.topics[0].replication_factor, 3);
+    create_replicated(&mut c, "r").await;
     cluster
         .until(Duration::from_secs(10), "the topic everywhere", |c| {
             c.live()
@@ -547,19 +552,7 @@ async fn four_nodes_coordinate_groups_and_transactions_on_partial_internal_topic
     // Four brokers, internal topics with three replicas: no broker holds all of them.
     let cluster = Cluster::start_registered(4).await;
     let mut c = cluster.client(1).await;
-    let r = c
-        .call(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str("any")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(3)]),
-            7,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.topics[0].error_code, 0);
+    create_replicated(&mut c, "any").await;
     let mut coordinators = std::collections::BTreeSet::new();
     for i in 0..12 {
         let group = format!("group-{i}");
