@@ -318,10 +318,25 @@ def parse_rate(output):
     raise RuntimeError("no summary in rdkafka_performance's output:\n" + output[-2000:])
 
 
-def measure(broker, cmd, count, timeout=600):
+DROP_CACHES = False
+
+
+def free_memory_mb():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemFree:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
+def measure(broker, cmd, count, timeout=600, drop_caches=False):
     # Dirty pages left by earlier runs (of either broker) would be written back inside
     # the next fsync, on the fsyncing broker's account: start each run clean.
     os.sync()
+    if drop_caches:
+        # With the page cache full, every page written costs a reclaim in the writer's
+        # context (measured: 1 KiB produce 0.6-0.9 -> 2.5 CPU-s per million).
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    free_mb = free_memory_mb()
     user0, sys0 = cpu_seconds(broker.pids())
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     user1, sys1 = cpu_seconds(broker.pids())
@@ -332,7 +347,7 @@ def measure(broker, cmd, count, timeout=600):
             "cpu_s_per_million": (user1 - user0 + sys1 - sys0) / millions,
             "user_cpu_s_per_million": (user1 - user0) / millions,
             "system_cpu_s_per_million": (sys1 - sys0) / millions,
-            "peak_rss_mb": peak_rss_mb(broker.pids())}
+            "peak_rss_mb": peak_rss_mb(broker.pids()), "free_memory_mb_before": free_mb}
 
 
 def produce(perf, broker, topic, size, acks, count, workdir, extra=()):
@@ -340,7 +355,8 @@ def produce(perf, broker, topic, size, acks, count, workdir, extra=()):
     cmd = [str(perf), "-P", "-t", topic, "-b", broker.bootstrap, "-s", str(size), "-c", str(count),
            "-a", str(acks), "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000",
            "-l", "-A", str(lat), "-q", *broker.client_flags, *extra]
-    result = measure(broker, cmd, count)
+    # Produce runs only: a consumer reading from the beginning should find the cache.
+    result = measure(broker, cmd, count, drop_caches=DROP_CACHES)
     result.update(percentiles(lat))
     return result
 
@@ -418,7 +434,11 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where results.json, the table and the plot go")
     ap.add_argument("--only", choices=["sluice", "kafka"], help="run one broker")
     ap.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON in --out")
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="empty the page cache before each configuration (root only), so no run pays reclaim for an earlier one")
     args = ap.parse_args()
+    global DROP_CACHES
+    DROP_CACHES = args.drop_caches
     if args.render:
         out = json.loads((Path(args.out) / "bench-vs-kafka.json").read_text())
         (Path(args.out) / "bench-vs-kafka.md").write_text(render(out))
@@ -428,7 +448,7 @@ def main():
     sluice_bin = build_sluice()
     perf = build_rdkafka_performance()
     kafka_home = install_kafka()
-    out = {"machine": {"cpus": os.cpu_count()}, "brokers": {}}
+    out = {"machine": {"cpus": os.cpu_count(), "drop_caches": args.drop_caches}, "brokers": {}}
     with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
         log("== machine limits")
         out["machine"]["fsync_write_mb_s"] = fsync_write_mb_s(tmp)
