@@ -208,7 +208,7 @@ fn image_of(meta: &MetadataResponse) -> MetadataImage {
     image
 }
 
-/// Ongoing reassignments: (topic, partition) to (replicas, adding, removing).
+/// The partitions whose reassignment is in progress, as (topic, partition).
 async fn list_reassignments(client: &mut Client) -> Result<Vec<(String, i32)>> {
     let version = client.version(ApiKey::ListPartitionReassignments, 0)?;
     let resp = client

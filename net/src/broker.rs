@@ -273,19 +273,23 @@ impl Broker {
         }
     }
 
-    /// How long to hold back after moving `bytes` of a reassignment's catch-up, under
-    /// the dynamic `leader.`/`follower.replication.throttled.rate` (unthrottled if unset).
-    pub fn replication_delay(&self, side: ReplicationSide, bytes: usize) -> Duration {
+    /// The replication throttle in force on `side`, in bytes/s (`None`: unthrottled).
+    pub fn replication_rate(&self, side: ReplicationSide) -> Option<u64> {
         let name = match side {
             ReplicationSide::Leader => "leader.replication.throttled.rate",
             ReplicationSide::Follower => "follower.replication.throttled.rate",
         };
-        let rate = self
-            .lock()
+        self.lock()
             .image
-            .broker_config(self.config.node_id, name)
-            .and_then(|v| v.parse::<u64>().ok());
-        let Some(rate) = rate else {
+            .broker_config(self.config.node_id, name)?
+            .parse()
+            .ok()
+    }
+
+    /// How long to hold back after moving `bytes` of a reassignment's catch-up, under
+    /// the dynamic `leader.`/`follower.replication.throttled.rate` (unthrottled if unset).
+    pub fn replication_delay(&self, side: ReplicationSide, bytes: usize) -> Duration {
+        let Some(rate) = self.replication_rate(side) else {
             return Duration::ZERO;
         };
         let now = self.env.clock.monotonic();

@@ -144,12 +144,7 @@ impl Replica {
                 st.pending_isr = None;
             }
             // A reassignment adds or drops followers within the epoch.
-            st.followers.retain(|r, _| meta.replicas.contains(r));
-            for r in &meta.replicas {
-                if *r != self.node_id {
-                    st.followers.entry(*r).or_insert(Progress::new(now));
-                }
-            }
+            self.track_followers(&mut st, now);
             drop(st);
             self.recompute_hw();
         }
@@ -160,12 +155,8 @@ impl Replica {
         let mut st = self.lock();
         st.meta = meta.clone();
         st.pending_isr = None;
-        st.followers = meta
-            .replicas
-            .iter()
-            .filter(|r| **r != self.node_id)
-            .map(|r| (*r, Progress::new(now)))
-            .collect();
+        st.followers.clear();
+        self.track_followers(&mut st, now);
         drop(st);
         if meta.leader == self.node_id {
             self.log.set_leader_epoch(meta.leader_epoch);
@@ -174,6 +165,25 @@ impl Replica {
         } else {
             self.log.set_leader_epoch(-1);
         }
+    }
+
+    /// Keeps a progress entry for exactly the other assigned replicas; new ones start
+    /// unheard-of.
+    fn track_followers(&self, st: &mut ReplicaState, now: Duration) {
+        let ReplicaState {
+            meta, followers, ..
+        } = st;
+        followers.retain(|r, _| meta.replicas.contains(r));
+        for r in &meta.replicas {
+            if *r != self.node_id {
+                followers.entry(*r).or_insert_with(|| Progress::new(now));
+            }
+        }
+    }
+
+    /// Whether a reassignment is adding `node` as a replica of this partition.
+    pub fn is_adding(&self, node: i32) -> bool {
+        self.lock().meta.adding.contains(&node)
     }
 
     /// On the leader: the high watermark is the smallest durable end over the ISR.
@@ -506,7 +516,7 @@ async fn fetch_once(
         .unwrap_or_else(|| Err(Step::Wait("the leader epoch moved on".into())))?;
     // A replica a reassignment is adding catches up within the follower throttle.
     let fetched = data.records.as_ref().map_or(0, |b| b.len());
-    if replica.meta().adding.contains(&broker.config.node_id) {
+    if replica.is_adding(broker.config.node_id) {
         let delay = broker.replication_delay(ReplicationSide::Follower, fetched);
         if !delay.is_zero() {
             broker.env.clock.sleep(delay).await;

@@ -742,8 +742,7 @@ async fn monitor(registry: Registry, violations: Arc<Mutex<Vec<Anomaly>>>, stop:
         }
     };
     while !stop.load(Ordering::SeqCst) {
-        let live = registry.live();
-        for (node, incarnation, broker) in live {
+        for (node, incarnation, broker) in registry.live() {
             for replica in broker.replicas() {
                 let meta = replica.meta();
                 let (topic, p) = (replica.topic.clone(), replica.partition);
@@ -925,6 +924,12 @@ fn read_upto(log: &sluice_storage::PartitionLog, hw: i64) -> Result<Vec<u8>, Str
     Ok(out)
 }
 
+/// A broker other than `n`, drawn at random.
+fn another(ids: &[i32], n: i32) -> i32 {
+    let others: Vec<i32> = ids.iter().copied().filter(|m| *m != n).collect();
+    others[thread_rng().gen_range(0..others.len())]
+}
+
 /// Faults, one broker at a time, each undone before the next.
 async fn nemesis(
     rec: Recorder,
@@ -994,8 +999,7 @@ async fn nemesis(
                 net.unclog_node_out(id);
             }
             "cut-broker-link" => {
-                let others: Vec<i32> = ids.iter().copied().filter(|m| *m != n).collect();
-                let m = others[thread_rng().gen_range(0..others.len())];
+                let m = another(&ids, n);
                 let both = thread_rng().gen_bool(0.5);
                 net.clog_link(id, brokers[&m]);
                 if both {
@@ -1008,8 +1012,7 @@ async fn nemesis(
             "cut-controller-link" | "cut-replication-link" => {
                 // Only the quorum's connections, or only the brokers', between this
                 // node and another, one way or both.
-                let others: Vec<i32> = ids.iter().copied().filter(|m| *m != n).collect();
-                let m = others[thread_rng().gen_range(0..others.len())];
+                let m = another(&ids, n);
                 let port = if fault == "cut-controller-link" {
                     CONTROLLER_PORT
                 } else {

@@ -42,10 +42,10 @@ impl Links {
         }
     }
 
-    /// Ready if the link is up; else parks `cx`'s waker until a heal.
-    fn poll_up(&self, from: i32, to: &str, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready if the link `(from, to)` is up; else parks `cx`'s waker until a heal.
+    fn poll_up(&self, link: &(i32, String), cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.lock();
-        if st.cut.contains(&(from, to.to_string())) {
+        if st.cut.contains(link) {
             st.parked.push(cx.waker().clone());
             Poll::Pending
         } else {
@@ -74,12 +74,12 @@ impl Network for LinkedNetwork {
 
     fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Stream>>> {
         Box::pin(async move {
-            std::future::poll_fn(|cx| self.links.poll_up(self.node, addr, cx)).await;
+            let link = (self.node, addr.to_string());
+            std::future::poll_fn(|cx| self.links.poll_up(&link, cx)).await;
             let inner = TcpNetwork.connect(addr).await?;
             Ok(Box::new(LinkedStream {
                 inner,
-                node: self.node,
-                to: addr.to_string(),
+                link,
                 links: self.links.clone(),
             }) as Box<dyn Stream>)
         })
@@ -88,8 +88,8 @@ impl Network for LinkedNetwork {
 
 struct LinkedStream {
     inner: Box<dyn Stream>,
-    node: i32,
-    to: String,
+    /// (this node, the address connected to)
+    link: (i32, String),
     links: Links,
 }
 
@@ -100,7 +100,7 @@ impl AsyncRead for LinkedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        std::task::ready!(this.links.poll_up(this.node, &this.to, cx));
+        std::task::ready!(this.links.poll_up(&this.link, cx));
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
@@ -112,13 +112,13 @@ impl AsyncWrite for LinkedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        std::task::ready!(this.links.poll_up(this.node, &this.to, cx));
+        std::task::ready!(this.links.poll_up(&this.link, cx));
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        std::task::ready!(this.links.poll_up(this.node, &this.to, cx));
+        std::task::ready!(this.links.poll_up(&this.link, cx));
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 

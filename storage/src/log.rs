@@ -5,7 +5,6 @@
 //! nothing is acknowledged or served that a crash could take back. A failed fsync fails
 //! the partition for good: it never retries and acknowledges.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -137,6 +136,22 @@ impl State {
     fn published(&self) -> i64 {
         self.replicated_hw
             .map_or(self.high_watermark, |hw| hw.min(self.high_watermark))
+    }
+
+    /// Whether the log may be cut back to `offset` (for `what`): not once failed, and
+    /// never below the high watermark.
+    fn check_cut(&self, what: &str, offset: i64) -> Result<(), LogError> {
+        if let Some(why) = &self.failed {
+            return Err(LogError::Storage(why.clone()));
+        }
+        if offset < self.published() {
+            let hw = self.published();
+            return Err(storage(
+                what,
+                format!("offset {offset} is below the high watermark {hw}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Bytes of `seg` below the high watermark: all of a segment before the high
@@ -294,13 +309,12 @@ impl PartitionLog {
         // batch can be durable so the cache never misses an epoch the log holds.
         // Adopted only once stored: a failed write must not leave the cache ahead of
         // its checkpoint, or later batches of the epoch would go unrecorded.
-        let mut epochs = Cow::Borrowed(&st.epochs);
-        for (_, h) in &headers {
-            if h.leader_epoch >= 0 && epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
-                epochs.to_mut().push((h.leader_epoch, h.base_offset));
+        let latest = st.epochs.last().map_or(-1, |(e, _)| *e);
+        if headers.iter().any(|(_, h)| h.leader_epoch > latest) {
+            let mut epochs = st.epochs.clone();
+            for (_, h) in &headers {
+                segment::note_epoch(&mut epochs, h.leader_epoch, h.base_offset);
             }
-        }
-        if let Cow::Owned(epochs) = epochs {
             write_epochs(self.env.disk.as_ref(), &self.dir, &epochs)?;
             st.epochs = epochs;
         }
@@ -501,21 +515,10 @@ impl PartitionLog {
     /// remains. The high watermark never goes back, so `offset` below it is refused.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let mut st = self.lock();
-        if let Some(why) = &st.failed {
-            return Err(LogError::Storage(why.clone()));
-        }
-        if offset >= st.next_offset {
+        if offset >= st.next_offset && st.failed.is_none() {
             return Ok(());
         }
-        if offset < st.published() {
-            return Err(storage(
-                "truncate",
-                format!(
-                    "offset {offset} is below the high watermark {}",
-                    st.published()
-                ),
-            ));
-        }
+        st.check_cut("truncate", offset)?;
         let disk = self.env.disk.clone();
         let (seg_base, position) = {
             let Some(seg) = st.segments.range(..=offset).next_back().map(|(_, s)| s) else {
@@ -572,18 +575,7 @@ impl PartitionLog {
     /// a new follower whose leader no longer holds offsets below `offset` begins there.
     pub fn start_over_at(&self, offset: i64) -> Result<(), LogError> {
         let mut st = self.lock();
-        if let Some(why) = &st.failed {
-            return Err(LogError::Storage(why.clone()));
-        }
-        if offset < st.published() {
-            return Err(storage(
-                "start over",
-                format!(
-                    "offset {offset} is below the high watermark {}",
-                    st.published()
-                ),
-            ));
-        }
+        st.check_cut("start over", offset)?;
         let disk = self.env.disk.clone();
         for base in st.segments.keys() {
             for ext in ["log", "index", "timeindex", SNAPSHOT] {
@@ -1098,10 +1090,7 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
     // lacks (its checkpoint write failed, or was lost with the crash) starts there.
     let mut epochs_changed = false;
     for (e, offset) in scanned_epochs.into_values().flatten() {
-        if epochs.last().is_none_or(|(last, _)| e > *last) {
-            epochs.push((e, offset));
-            epochs_changed = true;
-        }
+        epochs_changed |= segment::note_epoch(&mut epochs, e, offset);
     }
     if epochs_changed {
         write_epochs(disk.as_ref(), dir, &epochs)?;

@@ -178,6 +178,16 @@ pub struct Scan {
     pub epochs: Vec<(i32, i64)>,
 }
 
+/// Adds to a leader epoch cache (epoch, start offset) a batch's epoch, if it is newer
+/// than the cache's latest; true if it was.
+pub fn note_epoch(epochs: &mut Vec<(i32, i64)>, epoch: i32, offset: i64) -> bool {
+    let newer = epoch >= 0 && epochs.last().is_none_or(|(e, _)| epoch > *e);
+    if newer {
+        epochs.push((epoch, offset));
+    }
+    newer
+}
+
 /// What a stored batch tells the partition's producer table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProducerEvent {
@@ -321,11 +331,7 @@ pub fn scan(
             }
             segment.track(pos + at as u64, &header, index_interval_bytes);
             producer_events(&header, &buf[at..at + header.size], &mut found);
-            if header.leader_epoch >= 0
-                && epochs.last().is_none_or(|(e, _)| header.leader_epoch > *e)
-            {
-                epochs.push((header.leader_epoch, header.base_offset));
-            }
+            note_epoch(&mut epochs, header.leader_epoch, header.base_offset);
             progressed = true;
         }
         pos = segment.size;

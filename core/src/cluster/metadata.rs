@@ -76,15 +76,20 @@ impl PartitionState {
         !self.adding.is_empty() || !self.removing.is_empty()
     }
 
-    /// Makes `replicas` the assignment, keeping the ISR within it. Leadership moves to
-    /// the first live in-sync replica of it if the leader is not one (epoch bumped).
-    fn assign(&mut self, replicas: Vec<i32>, live: &BTreeSet<i32>) {
-        let isr: Vec<i32> = self
-            .isr
+    /// The ISR members that are among `replicas`.
+    fn isr_within(&self, replicas: &[i32]) -> Vec<i32> {
+        self.isr
             .iter()
             .copied()
             .filter(|r| replicas.contains(r))
-            .collect();
+            .collect()
+    }
+
+    /// Makes `replicas` the assigned replicas, the ISR kept within them (unless none of
+    /// it is). A leader not among them hands over to the first live in-sync one, under
+    /// a new epoch.
+    fn set_replicas(&mut self, replicas: Vec<i32>, live: &BTreeSet<i32>) {
+        let isr = self.isr_within(&replicas);
         if !isr.is_empty() {
             self.isr = isr;
         }
@@ -97,9 +102,14 @@ impl PartitionState {
             self.leader_epoch += 1;
         }
         self.replicas = replicas;
+        self.partition_epoch += 1;
+    }
+
+    /// Makes `replicas` the assignment and ends any reassignment.
+    fn assign(&mut self, replicas: Vec<i32>, live: &BTreeSet<i32>) {
         self.adding.clear();
         self.removing.clear();
-        self.partition_epoch += 1;
+        self.set_replicas(replicas, live);
     }
 
     /// Ends the reassignment in progress once every target replica is in sync.
@@ -518,21 +528,14 @@ impl MetadataImage {
                         let original = p.original();
                         let mut replicas = target.clone();
                         replicas.extend(original.iter().filter(|r| !target.contains(r)));
-                        // The ISR keeps only replicas still assigned; a leader that
-                        // was being added and is no longer hands over.
-                        let isr: Vec<i32> = p
-                            .isr
-                            .iter()
-                            .copied()
-                            .filter(|r| replicas.contains(r))
-                            .collect();
-                        if isr.is_empty() {
+                        // The ISR keeps only replicas still assigned (a leader that
+                        // was being added and is no longer hands over).
+                        if p.isr_within(&replicas).is_empty() {
                             return Err(MetadataError::InvalidAssignment(
                                 target.clone(),
                                 "it would leave no in-sync replica".into(),
                             ));
                         }
-                        p.isr = isr;
                         p.adding = target
                             .iter()
                             .copied()
@@ -543,17 +546,7 @@ impl MetadataImage {
                             .copied()
                             .filter(|r| !target.contains(r))
                             .collect();
-                        if !replicas.contains(&p.leader) {
-                            p.leader = p
-                                .isr
-                                .iter()
-                                .copied()
-                                .find(|r| live.contains(r))
-                                .unwrap_or(NO_LEADER);
-                            p.leader_epoch += 1;
-                        }
-                        p.replicas = replicas;
-                        p.partition_epoch += 1;
+                        p.set_replicas(replicas, &live);
                         p.complete_reassignment(&live);
                     }
                 }
@@ -564,20 +557,23 @@ impl MetadataImage {
                 set,
                 delete,
             } => {
-                let configs = match resource {
+                let merged = |base: &BTreeMap<String, String>| {
+                    let mut configs = base.clone();
+                    configs.extend(set.clone());
+                    configs.retain(|k, _| !delete.contains(k));
+                    configs
+                };
+                match resource {
                     ConfigResource::Topic(name) => {
                         let topic = self
                             .topics
-                            .get(name)
+                            .get_mut(name)
                             .ok_or_else(|| TopicError::Unknown(name.clone()))?;
-                        let mut configs = topic.configs.clone();
-                        configs.extend(set.clone());
-                        configs.retain(|k, _| !delete.contains(k));
+                        let configs = merged(&topic.configs);
                         topics::validate_configs(&configs)?;
-                        configs
+                        topic.configs = configs;
                     }
                     ConfigResource::Broker(node) => {
-                        let key = node.unwrap_or(-1);
                         if let Some(name) = set
                             .keys()
                             .chain(delete)
@@ -585,24 +581,9 @@ impl MetadataImage {
                         {
                             return Err(MetadataError::NotDynamic(name.clone()));
                         }
-                        let mut configs =
-                            self.broker_configs.get(&key).cloned().unwrap_or_default();
-                        configs.extend(set.clone());
-                        configs.retain(|k, _| !delete.contains(k));
-                        configs
-                    }
-                };
-                match resource {
-                    ConfigResource::Topic(name) => {
-                        if let Some(t) = self.topics.get_mut(name) {
-                            t.configs = configs;
-                        }
-                    }
-                    ConfigResource::Broker(node) => {
                         let key = node.unwrap_or(-1);
-                        if configs.is_empty() {
-                            self.broker_configs.remove(&key);
-                        } else {
+                        let configs = merged(&self.broker_configs.remove(&key).unwrap_or_default());
+                        if !configs.is_empty() {
                             self.broker_configs.insert(key, configs);
                         }
                     }

@@ -103,7 +103,7 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
 /// partitions a reassignment is adding that follower to, under the leader throttle.
 fn leader_throttle(broker: &Broker, req: &FetchRequest, response: &FetchResponse) -> Duration {
     let follower = req.replica_id.0;
-    if follower < 0 {
+    if follower < 0 || broker.replication_rate(ReplicationSide::Leader).is_none() {
         return Duration::ZERO;
     }
     let mut bytes = 0;
@@ -111,7 +111,7 @@ fn leader_throttle(broker: &Broker, req: &FetchRequest, response: &FetchResponse
         for p in &t.partitions {
             let adding = broker
                 .leader_replica(&t.topic, p.partition_index, -1)
-                .is_ok_and(|r| r.meta().adding.contains(&follower));
+                .is_ok_and(|r| r.is_adding(follower));
             if adding {
                 bytes += p.records.as_ref().map_or(0, |r| r.len());
             }

@@ -41,13 +41,13 @@ pub async fn alter(broker: Arc<Broker>, req: AlterPartitionReassignmentsRequest)
             let target = p
                 .replicas
                 .map(|r| r.into_iter().map(|b| b.0).collect::<Vec<i32>>());
-            let current = broker
+            // Without allow_replication_factor_change (v1), a move keeps the factor.
+            let factor = broker
                 .image()
                 .partition(&t.name, p.partition_index)
-                .cloned();
-            // Without allow_replication_factor_change (v1), a move keeps the factor.
-            let resized = match (&target, &current) {
-                (Some(target), Some(cur)) => target.len() != cur.target().len(),
+                .map(|cur| cur.target().len());
+            let resized = match (&target, factor) {
+                (Some(target), Some(factor)) => target.len() != factor,
                 _ => false,
             };
             let result =
