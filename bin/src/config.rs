@@ -64,6 +64,7 @@ pub const KNOWN: &[&str] = &[
     "log.index.interval.bytes",
     "default.replication.factor",
     "connection.inflight.max",
+    "queued.max.request.bytes",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "group.min.session.timeout.ms",
@@ -173,6 +174,13 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "log.index.interval.bytes" => c.log_index_interval_bytes = positive(key, v)?,
                 "default.replication.factor" => c.default_replication_factor = positive(key, v)?,
                 "connection.inflight.max" => c.connection_inflight_max = positive(key, v)?,
+                "queued.max.request.bytes" => {
+                    c.queued_max_request_bytes = match num::<i64>(key, v)? {
+                        -1 => -1,
+                        n if n > 0 => n,
+                        _ => bail!("config '{key}': '{v}' must be positive, or -1 for no bound"),
+                    }
+                }
                 "offsets.topic.num.partitions" => {
                     c.offsets_topic_num_partitions = positive(key, v)?
                 }
@@ -302,6 +310,19 @@ mod tests {
             .to_string();
         assert!(e.contains("unknown config 'num.partitons'"), "{e}");
         assert!(build(&[layer(&[("num.partitions", "0")])]).is_err());
+    }
+
+    #[test]
+    fn queued_max_request_bytes_is_a_bound_or_minus_one() {
+        assert_eq!(build(&[]).unwrap().queued_max_request_bytes, 256 << 20);
+        let set = |v| build(&[layer(&[("queued.max.request.bytes", v)])]);
+        assert_eq!(set("-1").unwrap().queued_max_request_bytes, -1);
+        assert_eq!(set("1048576").unwrap().queued_max_request_bytes, 1 << 20);
+        let e = set("0").unwrap_err().to_string();
+        assert!(
+            e.contains("queued.max.request.bytes") && e.contains("-1"),
+            "{e}"
+        );
     }
 
     #[test]

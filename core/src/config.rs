@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// Requests in flight per connection before the broker stops reading from it.
     pub connection_inflight_max: usize,
+    /// queued.max.request.bytes: bytes of request frames being read or handled, over
+    /// all connections, before the broker stops reading requests (-1: no bound).
+    pub queued_max_request_bytes: i64,
     /// offsets.topic.num.partitions
     pub offsets_topic_num_partitions: i32,
     /// offsets.topic.segment.bytes
@@ -99,6 +102,7 @@ impl Default for BrokerConfig {
             log_index_interval_bytes: 4096,
             default_replication_factor: 1,
             connection_inflight_max: 32,
+            queued_max_request_bytes: 256 << 20,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
             group_min_session_timeout_ms: 6_000,
@@ -201,6 +205,10 @@ impl BrokerConfig {
             (
                 "offsets.topic.segment.bytes",
                 self.offsets_topic_segment_bytes.to_string(),
+            ),
+            (
+                "queued.max.request.bytes",
+                self.queued_max_request_bytes.to_string(),
             ),
             (
                 "socket.request.max.bytes",

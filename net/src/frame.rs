@@ -2,7 +2,7 @@
 //! bounded by `socket.request.max.bytes`; the header is parsed defensively, since the
 //! protocol crate assumes well-formed input.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use thiserror::Error;
@@ -23,6 +23,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<BytesMut>, FrameError> {
+    match read_size(r, max).await? {
+        Some(size) => read_body(r, size).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads a frame's size and checks it against `max`; `Ok(None)` on a clean end of
+/// stream between frames.
+pub async fn read_size<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<usize>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -43,16 +55,35 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max,
         });
     }
-    // Read into spare capacity: zeroing a frame of megabytes first would cost a pass.
-    let size = size as usize;
+    Ok(Some(size as usize))
+}
+
+/// Reads the `size` bytes of a frame's body.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    size: usize,
+) -> Result<BytesMut, FrameError> {
     let mut buf = BytesMut::with_capacity(size);
-    while buf.len() < size {
-        let mut limited = (&mut *r).take((size - buf.len()) as u64);
-        if limited.read_buf(&mut buf).await? == 0 {
-            return Err(FrameError::Truncated);
+    read_into(r, &mut buf, size).await?;
+    Ok(buf)
+}
+
+/// Appends the `size` bytes of a frame's body to `buf`, into its spare capacity:
+/// zeroing a frame of megabytes first would cost a pass.
+pub async fn read_into<R: AsyncRead + Unpin, B: BufMut>(
+    r: &mut R,
+    buf: &mut B,
+    size: usize,
+) -> Result<(), FrameError> {
+    let mut left = size;
+    while left > 0 {
+        let mut limited = (&mut *r).take(left as u64);
+        match limited.read_buf(buf).await? {
+            0 => return Err(FrameError::Truncated),
+            n => left -= n,
         }
     }
-    Ok(Some(buf))
+    Ok(())
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! state they act on, the node entry point, and a small Kafka client.
 
 pub mod broker;
+pub mod budget;
 pub mod client;
 pub mod codes;
 pub mod controller;

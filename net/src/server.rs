@@ -1,7 +1,10 @@
 //! Connections: a reader that decodes requests and runs their synchronous part in
-//! order, and a writer that awaits each reply in order and writes it. Up to
-//! `connection_inflight_max` requests are pipelined per connection; beyond that the
-//! reader waits (back pressure). Malformed input closes that connection only.
+//! order, and a writer that awaits each reply in order and writes it. Malformed input
+//! closes that connection only.
+//!
+//! Back pressure, so that memory is bounded by configuration however fast clients
+//! send: up to `connection.inflight.max` requests are pipelined per connection, and
+//! request frames of all connections share `queued.max.request.bytes` (`budget`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::broker::Broker;
+use crate::budget::RequestBudget;
 use crate::frame::{self, FrameError, HeaderError};
 use crate::handlers::{self, Reply};
 
@@ -62,6 +66,7 @@ pub async fn serve(
     mut listener: Box<dyn Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let budget = RequestBudget::new(broker.config.queued_max_request_bytes);
     loop {
         tokio::select! {
             biased;
@@ -69,7 +74,13 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "connection accepted");
-                    broker.env.spawn(connection(broker.clone(), stream, peer, shutdown.clone()));
+                    broker.env.spawn(connection(
+                        broker.clone(),
+                        budget.clone(),
+                        stream,
+                        peer,
+                        shutdown.clone(),
+                    ));
                 }
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -82,6 +93,7 @@ pub async fn serve(
 
 async fn connection(
     broker: Arc<Broker>,
+    budget: RequestBudget,
     stream: Box<dyn Stream>,
     peer: String,
     mut shutdown: watch::Receiver<bool>,
@@ -99,10 +111,10 @@ async fn connection(
         let frame = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
-            f = frame::read_frame(&mut rd, max) => f,
+            f = budget.read_frame(&mut rd, max) => f,
         };
         let frame = match frame {
-            Ok(Some(f)) => f.freeze(),
+            Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection");

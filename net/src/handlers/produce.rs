@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use sluice_core::txn::TxnError;
 use sluice_storage::batch;
 use sluice_storage::PartitionLog;
@@ -77,7 +78,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
             }
             parts.push((p.index, outcome));
         }
-        topics.push((t.name, parts));
+        // A fresh name: the request's is a slice of its frame, which the reply would
+        // otherwise keep in memory until the records are durable.
+        topics.push((TopicName(StrBytes::from_string(name)), parts));
     }
     if acks == 0 {
         return Reply::Silent;
