@@ -10,7 +10,7 @@ latency percentiles, the broker's peak RSS, and the machine's own limits measure
 same run (fsync'd sequential write, loopback TCP). Writes JSON, a markdown table and a
 plot.
 
-Usage: tests/bench/vs-kafka [--quick] [--out DIR]
+Usage: tests/bench/vs-kafka [--quick] [--producers N] [--out DIR]
 """
 
 import argparse
@@ -293,9 +293,10 @@ class Kafka(Broker):
 
 # ---------------------------------------------------------------- load
 
-def percentiles(path):
+def percentiles(*paths):
+    """Latency percentiles over the microsecond samples in the files at `paths`."""
     try:
-        values = sorted(int(x) for x in Path(path).read_text().split())
+        values = sorted(int(x) for path in paths for x in Path(path).read_text().split())
     except OSError:
         return {}
     if not values:
@@ -328,43 +329,57 @@ def free_memory_mb():
     return -1
 
 
-def measure(broker, cmd, count, timeout=600, drop_caches=False):
+def measure(broker, cmds, count, timeout=600, drop_caches=False):
+    """Runs the load generator processes `cmds` at once against `broker`, which takes
+    `count` records from them all."""
     # Dirty pages left by earlier runs (of either broker) would be written back inside
     # the next fsync, on the fsyncing broker's account: start each run clean.
     os.sync()
     if drop_caches:
-        # With the page cache full, every page written costs a reclaim in the writer's
-        # context (measured: 1 KiB produce 0.6-0.9 -> 2.5 CPU-s per million).
+        # Memory just freed is cheap to write again; memory the VM's host took back is
+        # not (measured: 1 KiB produce 0.5 -> 2.5 CPU-s per million; docs/benchmarks.md).
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
     free_mb = free_memory_mb()
     user0, sys0 = cpu_seconds(broker.pids())
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cmd in cmds]
+    outputs = [p.communicate(timeout=timeout)[0] for p in procs]
     user1, sys1 = cpu_seconds(broker.pids())
-    out = r.stdout + r.stderr
-    ms, rate, mb = parse_rate(out)
+    runs = [parse_rate(out) for out in outputs]
+    # The processes start together: the slowest one's time is the run's.
+    ms = max(elapsed for elapsed, _, _ in runs)
+    megabytes = sum(elapsed * mb / 1000 for elapsed, _, mb in runs)
     millions = count / 1e6
-    return {"msgs_s": rate, "mb_s": mb, "elapsed_ms": ms,
+    return {"msgs_s": count / (ms / 1000), "mb_s": megabytes / (ms / 1000), "elapsed_ms": ms,
+            "processes": len(cmds),
             "cpu_s_per_million": (user1 - user0 + sys1 - sys0) / millions,
             "user_cpu_s_per_million": (user1 - user0) / millions,
             "system_cpu_s_per_million": (sys1 - sys0) / millions,
             "peak_rss_mb": peak_rss_mb(broker.pids()), "free_memory_mb_before": free_mb}
 
 
-def produce(perf, broker, topic, size, acks, count, workdir, extra=()):
-    lat = Path(workdir) / f"lat-{broker.name}-{topic}.txt"
-    cmd = [str(perf), "-P", "-t", topic, "-b", broker.bootstrap, "-s", str(size), "-c", str(count),
-           "-a", str(acks), "-X", "linger.ms=5", "-X", "queue.buffering.max.messages=1000000",
-           "-l", "-A", str(lat), "-q", *broker.client_flags, *extra]
+# Producer processes per produce configuration: one rdkafka_performance process tops
+# out near 3.5M 100 B msgs/s here, below what the broker takes.
+PRODUCERS = 3
+
+
+def produce(perf, broker, topic, size, acks, count, workdir, extra=(), processes=None):
+    processes = processes or PRODUCERS
+    lat = [Path(workdir) / f"lat-{broker.name}-{topic}-{i}.txt" for i in range(processes)]
+    cmds = [[str(perf), "-P", "-t", topic, "-b", broker.bootstrap, "-s", str(size),
+             "-c", str(count // processes), "-a", str(acks), "-X", "linger.ms=5",
+             "-X", "queue.buffering.max.messages=1000000", "-l", "-A", str(path), "-q",
+             *broker.client_flags, *extra] for path in lat]
     # Produce runs only: a consumer reading from the beginning should find the cache.
-    result = measure(broker, cmd, count, drop_caches=DROP_CACHES)
-    result.update(percentiles(lat))
+    result = measure(broker, cmds, count // processes * processes, drop_caches=DROP_CACHES)
+    result.update(percentiles(*lat))
     return result
 
 
 def consume(perf, broker, topic, count):
     cmd = [str(perf), "-C", "-t", topic, "-p", "0", "-o", "beginning", "-b", broker.bootstrap,
            "-c", str(count), "-q", *broker.client_flags]
-    return measure(broker, cmd, count)
+    return measure(broker, [cmd], count)
 
 
 def end_to_end(perf, broker, topic, rate, count, workdir):
@@ -375,7 +390,7 @@ def end_to_end(perf, broker, topic, rate, count, workdir):
          "-l", "-A", str(e2e), "-q", *broker.client_flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)
-    result = produce(perf, broker, topic, 100, -1, count, workdir,
+    result = produce(perf, broker, topic, 100, -1, count, workdir, processes=1,
                      extra=("-r", str(rate), "-p", "0", "-X", "linger.ms=0"))
     try:
         consumer.wait(timeout=30)
@@ -420,7 +435,8 @@ def bench(broker, perf, workdir, quick):
     for size, count in [(100, n100), (1024, n1k)]:
         key = f"consume {size} B, 1 partition, from the beginning"
         log(f"== {broker.name}: {key}")
-        results[key] = lambda: consume(perf, broker, f"p{size}-1-all", count)
+        # As many as the producer processes wrote, each an equal share.
+        results[key] = lambda: consume(perf, broker, f"p{size}-1-all", count // PRODUCERS * PRODUCERS)
     broker.create_topic("latency", 1)
     log(f"== {broker.name}: latency at 2000 msgs/s")
     results["latency 100 B acks=all at 2000 msgs/s"] = lambda: end_to_end(
@@ -429,16 +445,19 @@ def bench(broker, perf, workdir, quick):
 
 
 def main():
+    global DROP_CACHES, PRODUCERS
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer records per configuration")
     ap.add_argument("--out", default=str(ROOT / "docs"), help="where results.json, the table and the plot go")
     ap.add_argument("--only", choices=["sluice", "kafka"], help="run one broker")
+    ap.add_argument("--producers", type=int, default=PRODUCERS,
+                    help=f"producer processes per produce configuration (default {PRODUCERS})")
     ap.add_argument("--render", action="store_true", help="only redraw the table and plot from the JSON in --out")
     ap.add_argument("--drop-caches", action="store_true",
-                    help="empty the page cache before each configuration (root only), so no run pays reclaim for an earlier one")
+                    help="empty the page cache before each produce configuration (root only), so each one writes into freshly freed memory")
     args = ap.parse_args()
-    global DROP_CACHES
     DROP_CACHES = args.drop_caches
+    PRODUCERS = max(1, args.producers)
     if args.render:
         out = json.loads((Path(args.out) / "bench-vs-kafka.json").read_text())
         (Path(args.out) / "bench-vs-kafka.md").write_text(render(out))
@@ -448,7 +467,8 @@ def main():
     sluice_bin = build_sluice()
     perf = build_rdkafka_performance()
     kafka_home = install_kafka()
-    out = {"machine": {"cpus": os.cpu_count(), "drop_caches": args.drop_caches}, "brokers": {}}
+    out = {"machine": {"cpus": os.cpu_count(), "drop_caches": args.drop_caches,
+                       "producer_processes": PRODUCERS}, "brokers": {}}
     with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
         log("== machine limits")
         out["machine"]["fsync_write_mb_s"] = fsync_write_mb_s(tmp)
@@ -478,7 +498,8 @@ def main():
 def render(out):
     m = out["machine"]
     lines = [f"Machine: {m['cpus']} CPUs; fsync'd 1 MiB sequential writes {m['fsync_write_mb_s']:.0f} MB/s; "
-             f"loopback TCP {m['loopback_tcp_mb_s']:.0f} MB/s.", "",
+             f"loopback TCP {m['loopback_tcp_mb_s']:.0f} MB/s; "
+             f"{m.get('producer_processes', 1)} producer processes per produce configuration.", "",
              "| configuration | Sluice msgs/s | Kafka msgs/s | ratio | Sluice MB/s | Sluice CPU-s/M | Kafka CPU-s/M "
              "| Sluice p99 ack ms (saturated) | Kafka p99 ack ms (saturated) | Sluice RSS MB | Kafka RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
