@@ -86,7 +86,9 @@ impl Inner {
     /// fits, or a new one once the budget has room (made first from the kept ones).
     async fn take(self: Arc<Self>, size: usize) -> Charged {
         let charge = size.min(self.max);
-        let keep = size >= KEPT_FROM;
+        // A frame larger than the budget is charged less than its size: its buffer
+        // goes back to the allocator rather than being kept beyond the bound.
+        let keep = (KEPT_FROM..=self.max).contains(&size);
         loop {
             {
                 let mut kept = self.kept();
@@ -211,6 +213,17 @@ mod tests {
         assert!(futures::poll!(small.as_mut()).is_pending());
         drop(big);
         assert_eq!(small.await.unwrap().unwrap().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_buffer_larger_than_the_budget_is_not_kept() {
+        let budget = RequestBudget::new(100 << 10);
+        let mut input: &[u8] = &frame(1 << 20);
+        let big = budget.read_frame(&mut input, 2 << 20).await.unwrap();
+        drop(big);
+        // Kept, it would hold ten times the memory it is charged.
+        let kept = budget.inner.as_ref().unwrap().kept().len();
+        assert_eq!(kept, 0, "a buffer larger than the budget was kept");
     }
 
     #[tokio::test]
