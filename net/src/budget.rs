@@ -170,23 +170,26 @@ impl Drop for Charged {
 mod tests {
     use super::*;
 
+    const MAX: usize = 2 << 20;
+
     fn frame(size: usize) -> Vec<u8> {
         let mut f = (size as i32).to_be_bytes().to_vec();
         f.resize(4 + size, 7);
         f
     }
 
+    /// The next frame, which the test expects to be there.
+    async fn next(budget: &RequestBudget, input: &mut &[u8]) -> Bytes {
+        budget.read_frame(input, MAX).await.unwrap().unwrap()
+    }
+
     #[tokio::test]
     async fn a_frame_waits_until_the_frames_before_it_are_dropped() {
         let budget = RequestBudget::new(300 << 10);
         let mut input: &[u8] = &[frame(200 << 10), frame(200 << 10)].concat();
-        let first = budget
-            .read_frame(&mut input, 1 << 20)
-            .await
-            .unwrap()
-            .unwrap();
+        let first = next(&budget, &mut input).await;
         assert_eq!(first.len(), 200 << 10);
-        let second = budget.read_frame(&mut input, 1 << 20);
+        let second = budget.read_frame(&mut input, MAX);
         tokio::pin!(second);
         assert!(futures::poll!(second.as_mut()).is_pending());
         // A slice keeps the frame charged.
@@ -202,13 +205,9 @@ mod tests {
     async fn a_frame_larger_than_the_budget_is_read_alone() {
         let budget = RequestBudget::new(100 << 10);
         let mut input: &[u8] = &[frame(1 << 20), frame(10)].concat();
-        let big = budget
-            .read_frame(&mut input, 2 << 20)
-            .await
-            .unwrap()
-            .unwrap();
+        let big = next(&budget, &mut input).await;
         assert_eq!(big.len(), 1 << 20);
-        let small = budget.read_frame(&mut input, 2 << 20);
+        let small = budget.read_frame(&mut input, MAX);
         tokio::pin!(small);
         assert!(futures::poll!(small.as_mut()).is_pending());
         drop(big);
@@ -219,7 +218,7 @@ mod tests {
     async fn a_buffer_larger_than_the_budget_is_not_kept() {
         let budget = RequestBudget::new(100 << 10);
         let mut input: &[u8] = &frame(1 << 20);
-        let big = budget.read_frame(&mut input, 2 << 20).await.unwrap();
+        let big = next(&budget, &mut input).await;
         drop(big);
         // Kept, it would hold ten times the memory it is charged.
         let kept = budget.inner.as_ref().unwrap().kept().len();
@@ -230,27 +229,15 @@ mod tests {
     async fn kept_buffers_are_reused_and_given_up_for_a_waiting_reader() {
         let budget = RequestBudget::new(300 << 10);
         let mut input: &[u8] = &[frame(200 << 10), frame(150 << 10), frame(250 << 10)].concat();
-        let first = budget
-            .read_frame(&mut input, 1 << 20)
-            .await
-            .unwrap()
-            .unwrap();
+        let first = next(&budget, &mut input).await;
         let at = first.as_ptr();
         drop(first);
         // Fits in the kept buffer of the first frame: the same memory, no wait.
-        let second = budget
-            .read_frame(&mut input, 1 << 20)
-            .await
-            .unwrap()
-            .unwrap();
+        let second = next(&budget, &mut input).await;
         assert_eq!(second.as_ptr(), at);
         drop(second);
         // Needs more than the kept buffer: it is evicted to make room.
-        let third = budget
-            .read_frame(&mut input, 1 << 20)
-            .await
-            .unwrap()
-            .unwrap();
+        let third = next(&budget, &mut input).await;
         assert_eq!(third.len(), 250 << 10);
     }
 }
