@@ -65,6 +65,7 @@ pub const KNOWN: &[&str] = &[
     "default.replication.factor",
     "connection.inflight.max",
     "queued.max.request.bytes",
+    "connections.max.idle.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "group.min.session.timeout.ms",
@@ -174,6 +175,7 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "log.index.interval.bytes" => c.log_index_interval_bytes = positive(key, v)?,
                 "default.replication.factor" => c.default_replication_factor = positive(key, v)?,
                 "connection.inflight.max" => c.connection_inflight_max = positive(key, v)?,
+                "connections.max.idle.ms" => c.connections_max_idle_ms = positive(key, v)?,
                 "queued.max.request.bytes" => {
                     c.queued_max_request_bytes = match num::<i64>(key, v)? {
                         -1 => -1,
@@ -313,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn queued_max_request_bytes_is_a_bound_or_minus_one() {
+    fn connection_limits_parse_with_kafkas_defaults() {
         assert_eq!(build(&[]).unwrap().queued_max_request_bytes, 256 << 20);
         let set = |v| build(&[layer(&[("queued.max.request.bytes", v)])]);
         assert_eq!(set("-1").unwrap().queued_max_request_bytes, -1);
@@ -323,6 +325,9 @@ mod tests {
             e.contains("queued.max.request.bytes") && e.contains("-1"),
             "{e}"
         );
+        let idle = build(&[layer(&[("connections.max.idle.ms", "1000")])]).unwrap();
+        assert_eq!(idle.connections_max_idle_ms, 1000);
+        assert_eq!(build(&[]).unwrap().connections_max_idle_ms, 600_000);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// Requests in flight per connection before the broker stops reading from it.
     pub connection_inflight_max: usize,
+    /// connections.max.idle.ms: a connection with nothing read for this long and no
+    /// request in flight is closed.
+    pub connections_max_idle_ms: u64,
     /// queued.max.request.bytes: bytes of request frames being read or handled, over
     /// all connections, before the broker stops reading requests (-1: no bound).
     pub queued_max_request_bytes: i64,
@@ -103,6 +106,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             connection_inflight_max: 32,
             queued_max_request_bytes: 256 << 20,
+            connections_max_idle_ms: 600_000,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
             group_min_session_timeout_ms: 6_000,
@@ -155,6 +159,10 @@ impl BrokerConfig {
             (
                 "auto.create.topics.enable",
                 self.auto_create_topics_enable.to_string(),
+            ),
+            (
+                "connections.max.idle.ms",
+                self.connections_max_idle_ms.to_string(),
             ),
             (
                 "default.replication.factor",

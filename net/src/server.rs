@@ -5,14 +5,18 @@
 //! Back pressure, so that memory is bounded by configuration however fast clients
 //! send: up to `connection.inflight.max` requests are pipelined per connection, and
 //! request frames of all connections share `queued.max.request.bytes` (`budget`).
+//! A connection idle for `connections.max.idle.ms` is closed, as in Kafka, which also
+//! frees what a client that stalled mid-frame holds of that bound.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
-use sluice_core::env::{BoxFuture, Listener, Stream};
+use sluice_core::env::{BoxFuture, Clock, Listener, Stream};
 use thiserror::Error;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
@@ -100,18 +104,25 @@ async fn connection(
 ) {
     let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(broker.config.connection_inflight_max.max(1));
+    let activity = Arc::new(Activity::default());
     let writer_peer = peer.clone();
+    let (writer_activity, clock) = (activity.clone(), broker.env.clock.clone());
     broker.env.spawn(async move {
-        if let Err(e) = write_replies(rx, wr).await {
+        if let Err(e) = write_replies(rx, wr, &writer_activity, &clock).await {
             debug!(peer = %writer_peer, error = %e, "write side closed");
         }
     });
     let max = broker.config.socket_request_max_bytes;
+    let idle_for = Duration::from_millis(broker.config.connections_max_idle_ms);
     loop {
         let frame = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             f = budget.read_frame(&mut rd, max) => f,
+            () = idle(&broker.env.clock, idle_for, &activity) => {
+                debug!(%peer, "closing idle connection");
+                break;
+            }
         };
         let frame = match frame {
             Ok(Some(f)) => f,
@@ -123,6 +134,7 @@ async fn connection(
         };
         match process(&broker, &peer, frame) {
             Ok(Some(pending)) => {
+                activity.unanswered.fetch_add(1, Ordering::AcqRel);
                 if tx.send(pending).await.is_err() {
                     break;
                 }
@@ -137,9 +149,35 @@ async fn connection(
     debug!(%peer, "connection closed");
 }
 
+/// What the idle check needs from the writer.
+#[derive(Default)]
+struct Activity {
+    /// Requests read and not yet answered: a connection waiting on one is not idle.
+    unanswered: AtomicUsize,
+    /// When the last answer was written (the clock's monotonic milliseconds).
+    answered_at_ms: AtomicU64,
+}
+
+/// Completes once the connection is idle (`connections.max.idle.ms`): nothing read
+/// since it was called, nothing left to answer, and nothing written, for `idle_for`.
+async fn idle(clock: &Arc<dyn Clock>, idle_for: Duration, activity: &Activity) {
+    let read_at = clock.monotonic();
+    loop {
+        clock.sleep(idle_for).await;
+        let answered_at = Duration::from_millis(activity.answered_at_ms.load(Ordering::Acquire));
+        if activity.unanswered.load(Ordering::Acquire) == 0
+            && clock.monotonic().saturating_sub(read_at.max(answered_at)) >= idle_for
+        {
+            return;
+        }
+    }
+}
+
 async fn write_replies(
     mut rx: mpsc::Receiver<Pending>,
     wr: tokio::io::WriteHalf<Box<dyn Stream>>,
+    activity: &Activity,
+    clock: &Arc<dyn Clock>,
 ) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(64 << 10, wr);
     while let Some(p) = rx.recv().await {
@@ -156,6 +194,9 @@ async fn write_replies(
             }
         };
         out.write_all(&bytes).await?;
+        let now_ms = clock.monotonic().as_millis() as u64;
+        activity.answered_at_ms.store(now_ms, Ordering::Release);
+        activity.unanswered.fetch_sub(1, Ordering::AcqRel);
         // Flush when nothing else is ready, so pipelined replies share a write.
         if rx.is_empty() {
             out.flush().await?;

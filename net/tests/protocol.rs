@@ -372,6 +372,46 @@ async fn long_poll_waits_for_data_and_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_but_not_while_a_request_waits() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |c| c.connections_max_idle_ms = 300).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "idle", 1, 7).await;
+
+    // A long poll three times the idle time: the connection waits on it, so it stays
+    // open for the next request.
+    let r = c.call(fetch_req("idle", 0, 0, 900), 12).await.unwrap();
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    let r = c.call(fetch_req("idle", 0, 0, 0), 12).await;
+    assert!(r.is_ok(), "closed while a request was in flight");
+    // Then nothing for longer than the idle time: closed.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let err = c.call(fetch_req("idle", 0, 0, 0), 12).await;
+    assert!(err.is_err(), "an idle connection was left open");
+
+    // A client that stops mid-frame is closed too, and gives back what it held.
+    let mut stalled = tokio::net::TcpStream::connect(&node.local_addr)
+        .await
+        .unwrap();
+    stalled.write_all(&[0, 0, 0x10, 0, 1, 2, 3]).await.unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("a stalled connection was left open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_the_broker_stays_up() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir, |c| c.socket_request_max_bytes = 1 << 20).await;
