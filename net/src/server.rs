@@ -104,28 +104,34 @@ async fn connection(
 ) {
     let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(broker.config.connection_inflight_max.max(1));
-    let activity = Arc::new(Activity::default());
+    let clock = broker.env.clock.clone();
+    let activity = Arc::new(Activity::new(clock.as_ref()));
     let writer_peer = peer.clone();
-    let (writer_activity, clock) = (activity.clone(), broker.env.clock.clone());
+    let (writer_activity, writer_clock) = (activity.clone(), clock.clone());
     broker.env.spawn(async move {
-        if let Err(e) = write_replies(rx, wr, &writer_activity, &clock).await {
+        if let Err(e) = write_replies(rx, wr, &writer_activity, writer_clock.as_ref()).await {
             debug!(peer = %writer_peer, error = %e, "write side closed");
         }
     });
     let max = broker.config.socket_request_max_bytes;
     let idle_for = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let idle = idle(clock.as_ref(), idle_for, &activity);
+    tokio::pin!(idle);
     loop {
         let frame = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             f = budget.read_frame(&mut rd, max) => f,
-            () = idle(&broker.env.clock, idle_for, &activity) => {
+            () = &mut idle => {
                 debug!(%peer, "closing idle connection");
                 break;
             }
         };
         let frame = match frame {
-            Ok(Some(f)) => f,
+            Ok(Some(f)) => {
+                activity.touch(clock.as_ref());
+                f
+            }
             Ok(None) => break,
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection");
@@ -149,26 +155,46 @@ async fn connection(
     debug!(%peer, "connection closed");
 }
 
-/// What the idle check needs from the writer.
-#[derive(Default)]
+/// What the idle check watches, kept up by the reader and the writer.
 struct Activity {
     /// Requests read and not yet answered: a connection waiting on one is not idle.
     unanswered: AtomicUsize,
-    /// When the last answer was written (the clock's monotonic milliseconds).
-    answered_at_ms: AtomicU64,
+    /// When a frame was last read or an answer last written (the clock's monotonic
+    /// milliseconds).
+    last_ms: AtomicU64,
 }
 
-/// Completes once the connection is idle (`connections.max.idle.ms`): nothing read
-/// since it was called, nothing left to answer, and nothing written, for `idle_for`.
-async fn idle(clock: &Arc<dyn Clock>, idle_for: Duration, activity: &Activity) {
-    let read_at = clock.monotonic();
+impl Activity {
+    fn new(clock: &dyn Clock) -> Self {
+        let activity = Activity {
+            unanswered: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        };
+        activity.touch(clock);
+        activity
+    }
+
+    fn touch(&self, clock: &dyn Clock) {
+        let now_ms = clock.monotonic().as_millis() as u64;
+        self.last_ms.store(now_ms, Ordering::Release);
+    }
+}
+
+/// Completes once the connection is idle (`connections.max.idle.ms`): nothing read or
+/// written for `idle_for`, and nothing left to answer. One timer per connection,
+/// re-armed for what is left of the period, not one per request.
+async fn idle(clock: &dyn Clock, idle_for: Duration, activity: &Activity) {
+    let mut wait = idle_for;
     loop {
-        clock.sleep(idle_for).await;
-        let answered_at = Duration::from_millis(activity.answered_at_ms.load(Ordering::Acquire));
-        if activity.unanswered.load(Ordering::Acquire) == 0
-            && clock.monotonic().saturating_sub(read_at.max(answered_at)) >= idle_for
-        {
+        clock.sleep(wait).await;
+        let last = Duration::from_millis(activity.last_ms.load(Ordering::Acquire));
+        let quiet = clock.monotonic().saturating_sub(last);
+        if activity.unanswered.load(Ordering::Acquire) > 0 {
+            wait = idle_for;
+        } else if quiet >= idle_for {
             return;
+        } else {
+            wait = idle_for - quiet;
         }
     }
 }
@@ -177,7 +203,7 @@ async fn write_replies(
     mut rx: mpsc::Receiver<Pending>,
     wr: tokio::io::WriteHalf<Box<dyn Stream>>,
     activity: &Activity,
-    clock: &Arc<dyn Clock>,
+    clock: &dyn Clock,
 ) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(64 << 10, wr);
     while let Some(p) = rx.recv().await {
@@ -194,8 +220,7 @@ async fn write_replies(
             }
         };
         out.write_all(&bytes).await?;
-        let now_ms = clock.monotonic().as_millis() as u64;
-        activity.answered_at_ms.store(now_ms, Ordering::Release);
+        activity.touch(clock);
         activity.unanswered.fetch_sub(1, Ordering::AcqRel);
         // Flush when nothing else is ready, so pipelined replies share a write.
         if rx.is_empty() {
