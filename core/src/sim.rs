@@ -70,10 +70,13 @@ pub enum Bug {
     EpochNotBumped,
     /// A replica takes whatever high watermark it is told, lower or not.
     HwGoesBack,
+    /// A reassignment that removes a replica (not the leader) keeps the leader epoch,
+    /// so the removed replica's fetches are not fenced (issue 15's root cause).
+    RemovedReplicaKeepsEpoch,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 19] = [
+    pub const ALL: [Bug; 20] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -93,6 +96,7 @@ impl Bug {
         Bug::SkipEpochTruncation,
         Bug::EpochNotBumped,
         Bug::HwGoesBack,
+        Bug::RemovedReplicaKeepsEpoch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,6 +120,7 @@ impl Bug {
             Bug::SkipEpochTruncation => "skip-epoch-truncation",
             Bug::EpochNotBumped => "epoch-not-bumped",
             Bug::HwGoesBack => "hw-goes-back",
+            Bug::RemovedReplicaKeepsEpoch => "removed-replica-keeps-epoch",
         }
     }
 
@@ -154,4 +159,38 @@ pub fn planted(bug: Bug) -> bool {
         let _ = bug;
         false
     }
+}
+
+/// Records a broker-side event (a leader or ISR change, a truncation, a reassignment
+/// step) in the simulator's trace, with its simulated time. Outside the simulator the
+/// arguments are not even evaluated. Recording takes no lock a task could wait on and
+/// draws no randomness, so it leaves the schedule as it was.
+#[macro_export]
+macro_rules! sim_event {
+    ($($arg:tt)*) => {
+        #[cfg(madsim)]
+        {
+            $crate::sim::record_event(format!($($arg)*));
+        }
+    };
+}
+
+#[cfg(madsim)]
+static EVENTS: std::sync::Mutex<Vec<(madsim::time::Instant, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Appends an event, stamped with the simulated time.
+#[cfg(madsim)]
+pub fn record_event(line: String) {
+    let now = madsim::time::Instant::now();
+    EVENTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((now, line));
+}
+
+/// Takes the events recorded so far (simulator builds only).
+#[cfg(madsim)]
+pub fn take_events() -> Vec<(madsim::time::Instant, String)> {
+    std::mem::take(&mut *EVENTS.lock().unwrap_or_else(|p| p.into_inner()))
 }

@@ -159,14 +159,20 @@ pub fn acked_sends(ops: &[Op]) -> impl Iterator<Item = &Op> {
     ops.iter().filter(|o| o.f == F::Send && o.kind == Kind::Ok)
 }
 
-/// Acknowledged sends that no poll observed, in partitions a final read covered.
+/// Acknowledged sends the final read did not return, in partitions a final read
+/// covered. Only the final read counts: a record some poll saw during the faults and
+/// that is gone after the heal was lost all the same (it was truncated away).
 pub fn unread_acked_sends(ops: &[Op]) -> Vec<&Op> {
     let finals: std::collections::BTreeSet<i32> = ops
         .iter()
         .filter(|o| o.final_read)
         .map(|o| o.partition)
         .collect();
-    let seen: std::collections::BTreeSet<&str> = observations(ops).map(|(_, _, v, _)| v).collect();
+    let seen: std::collections::BTreeSet<&str> = ops
+        .iter()
+        .filter(|o| o.f == F::Poll && o.kind == Kind::Ok && o.final_read)
+        .flat_map(|o| o.records.iter().map(|(_, v)| v.as_str()))
+        .collect();
     acked_sends(ops)
         .filter(|s| {
             finals.contains(&s.partition) && s.value.as_deref().is_some_and(|v| !seen.contains(v))

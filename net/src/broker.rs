@@ -232,10 +232,12 @@ impl Broker {
                 .collect();
             for key in gone {
                 if let Some((_, replica)) = st.replicas.remove(&key) {
+                    replica.close();
                     if let Err(e) = replica.log.delete() {
                         warn!(topic = %key.0, partition = key.1, error = %e, "could not remove partition files");
                     }
                     info!(topic = %key.0, partition = key.1, "replica removed");
+                    sluice_core::sim_event!("broker-{me} {}-{}: replica removed", key.0, key.1);
                 }
             }
             for ((name, p), (id, ps)) in &wanted {

@@ -7,6 +7,7 @@
 //! leader (OffsetForLeaderEpoch), then fetches.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -70,6 +71,10 @@ pub struct Replica {
     /// earlier epoch that completes late must not append after the new epoch's
     /// truncation.
     following: Mutex<()>,
+    /// Set when the metadata no longer assigns the partition here: its fetcher stops
+    /// (Kafka's StopReplica removes the partition's fetcher), so nothing is fetched
+    /// in the name of a log that is being deleted.
+    closed: AtomicBool,
 }
 
 /// A leader's ISR change to ask the controller for.
@@ -102,10 +107,12 @@ impl Replica {
                 pending_isr: None,
             }),
             following: Mutex::new(()),
+            closed: AtomicBool::new(false),
         });
         if meta.replicas.len() > 1 {
             replica.log.start_replicated();
         }
+        replica.trace_meta(&meta);
         replica.become_(&meta, now);
         replica
     }
@@ -117,6 +124,17 @@ impl Replica {
     /// The partition's metadata as this replica last applied it.
     pub fn meta(&self) -> PartitionState {
         self.lock().meta.clone()
+    }
+
+    /// Stops the replica for good: the metadata moved it away from this broker.
+    pub fn close(&self) {
+        if !planted(Bug::RemovedReplicaKeepsEpoch) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -131,6 +149,7 @@ impl Replica {
             return false;
         }
         let new_epoch = meta.leader_epoch != old.leader_epoch || meta.leader != old.leader;
+        self.trace_meta(meta);
         if new_epoch {
             self.become_(meta, now);
         } else {
@@ -149,6 +168,23 @@ impl Replica {
             self.recompute_hw();
         }
         new_epoch
+    }
+
+    fn trace_meta(&self, meta: &PartitionState) {
+        sluice_core::sim_event!(
+            "broker-{} {}-{}: epoch {} leader {} isr {:?} replicas {:?} adding {:?} removing {:?} (leo {} hw {})",
+            self.node_id,
+            self.topic,
+            self.partition,
+            meta.leader_epoch,
+            meta.leader,
+            meta.isr,
+            meta.replicas,
+            meta.adding,
+            meta.removing,
+            self.log.log_end_offset(),
+            self.log.high_watermark()
+        );
     }
 
     fn become_(&self, meta: &PartitionState, now: Duration) {
@@ -257,6 +293,12 @@ impl Replica {
         let change = expand.then(|| {
             let mut isr = st.meta.isr.clone();
             isr.push(follower);
+            sluice_core::sim_event!(
+                "broker-{} {}-{}: asks to add {follower} to the ISR {isr:?} (its end {offset}, hw {hw})",
+                self.node_id,
+                self.topic,
+                self.partition
+            );
             st.pending_isr = Some((st.meta.partition_epoch, isr.clone()));
             IsrChange {
                 topic: self.topic.clone(),
@@ -300,6 +342,12 @@ impl Replica {
             .filter(|r| !lagging.contains(r))
             .collect();
         st.pending_isr = Some((st.meta.partition_epoch, isr.clone()));
+        sluice_core::sim_event!(
+            "broker-{} {}-{}: asks to shrink the ISR to {isr:?} (lagging {lagging:?})",
+            self.node_id,
+            self.topic,
+            self.partition
+        );
         Some(IsrChange {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -314,7 +362,7 @@ impl Replica {
     fn while_following<T>(&self, epoch: i32, f: impl FnOnce() -> T) -> Option<T> {
         let _guard = self.following.lock().unwrap_or_else(|p| p.into_inner());
         let meta = self.meta();
-        (meta.leader_epoch == epoch && meta.leader != self.node_id).then(f)
+        (meta.leader_epoch == epoch && meta.leader != self.node_id && !self.is_closed()).then(f)
     }
 
     /// Forgets an ISR change the controller refused, so it is asked again.
@@ -333,7 +381,10 @@ pub async fn follow(broker: Arc<Broker>, replica: Arc<Replica>, epoch: i32) {
     let mut truncated = false;
     loop {
         let meta = replica.meta();
-        if meta.leader_epoch != epoch || meta.leader == broker.config.node_id || broker.is_stopped()
+        if meta.leader_epoch != epoch
+            || meta.leader == broker.config.node_id
+            || broker.is_stopped()
+            || replica.is_closed()
         {
             return;
         }
@@ -442,6 +493,13 @@ async fn truncate(
             let end = log.log_end_offset();
             if target < end {
                 warn!(topic = %replica.topic, partition = replica.partition, from = end, to = target, "truncating a diverged follower log");
+                sluice_core::sim_event!(
+                    "broker-{node_id} {}-{}: truncates from {end} to {} (epoch {epoch}, hw {})",
+                    replica.topic,
+                    replica.partition,
+                    target.max(log.high_watermark()),
+                    log.high_watermark()
+                );
                 log.truncate_to(target.max(log.high_watermark()))
                     .map_err(|e| Step::Wait(e.to_string()))?;
             }
@@ -493,6 +551,13 @@ async fn fetch_once(
         // Below the leader's log start (a new replica of a topic whose old segments are
         // gone): start there. Past its end: truncate again.
         return if offset < data.log_start_offset {
+            sluice_core::sim_event!(
+                "broker-{} {}-{}: starts over at {} (fetch offset {offset})",
+                broker.config.node_id,
+                replica.topic,
+                replica.partition,
+                data.log_start_offset
+            );
             replica
                 .while_following(epoch, || log.start_over_at(data.log_start_offset))
                 .unwrap_or(Ok(()))

@@ -259,6 +259,7 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new() -> Recorder {
+        sluice_core::sim::take_events();
         Recorder {
             inner: Arc::new(Mutex::new((Vec::new(), String::new()))),
             start: Instant::now(),
@@ -267,7 +268,17 @@ impl Recorder {
 
     /// The history and the trace so far.
     pub(crate) fn snapshot(&self) -> (Vec<Op>, String) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.drain_events(&mut g.1);
+        g.clone()
+    }
+
+    /// Moves the brokers' events (`sim_event!`) into the trace.
+    fn drain_events(&self, trace: &mut String) {
+        for (at, line) in sluice_core::sim::take_events() {
+            let t = at.saturating_duration_since(self.start).as_millis();
+            trace.push_str(&format!("{t:>8} ms  {line}\n"));
+        }
     }
 
     pub(crate) fn record(&self, mut op: Op) {
@@ -279,6 +290,7 @@ impl Recorder {
     pub(crate) fn trace(&self, line: &str) {
         let t = self.start.elapsed().as_millis();
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.drain_events(&mut g.1);
         g.1.push_str(&format!("{t:>8} ms  {line}\n"));
     }
 }

@@ -86,19 +86,27 @@ impl PartitionState {
     }
 
     /// Makes `replicas` the assigned replicas, the ISR kept within them (unless none of
-    /// it is). A leader not among them hands over to the first live in-sync one, under
-    /// a new epoch.
+    /// it is). A leader not among them hands over to the first live in-sync one. The
+    /// leader epoch is bumped whenever a replica leaves the list, the leader or not
+    /// (as Kafka's controller does, PartitionChangeBuilder's
+    /// triggerLeaderEpochBumpForReplicaReassignmentIfNeeded): a fetch the removed
+    /// replica still has in flight is then fenced, and cannot be taken for the progress
+    /// of a fresh replica on the same broker if a later move adds it back.
     fn set_replicas(&mut self, replicas: Vec<i32>, live: &BTreeSet<i32>) {
         let isr = self.isr_within(&replicas);
         if !isr.is_empty() {
             self.isr = isr;
         }
-        if !replicas.contains(&self.leader) {
+        let removes = self.replicas.iter().any(|r| !replicas.contains(r));
+        let hands_over = !replicas.contains(&self.leader);
+        if hands_over {
             self.leader = replicas
                 .iter()
                 .copied()
                 .find(|r| self.isr.contains(r) && live.contains(r))
                 .unwrap_or(NO_LEADER);
+        }
+        if hands_over || (removes && !planted(Bug::RemovedReplicaKeepsEpoch)) {
             self.leader_epoch += 1;
         }
         self.replicas = replicas;

@@ -300,6 +300,36 @@ fn a_reassignment_adds_replicas_then_drops_the_old_ones_once_the_new_are_in_sync
     ));
 }
 
+/// Kafka's controller bumps the leader epoch whenever a replica leaves the replica
+/// list, even when the leader stays (PartitionChangeBuilder's
+/// triggerLeaderEpochBumpForReplicaReassignmentIfNeeded). Without it, a fetch the
+/// removed replica had in flight is still in the current epoch when a later move adds
+/// the broker back with an empty log, and its old log end is taken for the new
+/// replica's: the new replica joins the ISR, leads, and truncates acknowledged records
+/// (issue 15, cluster seeds 401041, 401469, 401836).
+#[test]
+fn removing_a_replica_bumps_the_leader_epoch_even_when_the_leader_stays() {
+    let mut image = four_brokers_with(vec![1, 2, 3]);
+    reassign(&mut image, Some(vec![1, 2, 4])).unwrap();
+    let adding = image.partition("r", 0).unwrap().clone();
+    assert_eq!(adding.leader_epoch, 0, "adding a replica fences nobody");
+    let done = alter_isr(&mut image, vec![1, 2, 3, 4]);
+    assert_eq!((done.replicas.clone(), done.leader), (vec![1, 2, 4], 1));
+    assert_eq!(done.leader_epoch, 1, "broker 3 left: its fetches are fenced");
+    // Adding broker 3 back keeps the epoch; its fresh replica fetches in epoch 1,
+    // which no fetch of the removed one carried.
+    reassign(&mut image, Some(vec![3, 1, 2])).unwrap();
+    let back = image.partition("r", 0).unwrap().clone();
+    assert_eq!((back.leader_epoch, back.adding.clone()), (1, vec![3]));
+    // Cancelling a move removes the replicas it added: a new epoch again.
+    reassign(&mut image, None).unwrap();
+    let cancelled = image.partition("r", 0).unwrap();
+    assert_eq!(
+        (cancelled.replicas.clone(), cancelled.leader_epoch),
+        (vec![1, 2, 4], 2)
+    );
+}
+
 #[test]
 fn a_reassignment_can_be_cancelled_or_replaced_and_bad_targets_are_refused() {
     let mut image = four_brokers_with(vec![1, 2]);
