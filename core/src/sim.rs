@@ -73,10 +73,13 @@ pub enum Bug {
     /// A reassignment that removes a replica (not the leader) keeps the leader epoch,
     /// so the removed replica's fetches are not fenced (issue 15's root cause).
     RemovedReplicaKeepsEpoch,
+    /// A new leader serves consumers before its high watermark reaches its epoch
+    /// start offset, so the high watermark they see can go back.
+    StaleHwAfterElection,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 20] = [
+    pub const ALL: [Bug; 21] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -97,6 +100,7 @@ impl Bug {
         Bug::EpochNotBumped,
         Bug::HwGoesBack,
         Bug::RemovedReplicaKeepsEpoch,
+        Bug::StaleHwAfterElection,
     ];
 
     pub fn name(self) -> &'static str {
@@ -121,6 +125,7 @@ impl Bug {
             Bug::EpochNotBumped => "epoch-not-bumped",
             Bug::HwGoesBack => "hw-goes-back",
             Bug::RemovedReplicaKeepsEpoch => "removed-replica-keeps-epoch",
+            Bug::StaleHwAfterElection => "stale-hw-after-election",
         }
     }
 

@@ -8,6 +8,9 @@
 //! {"index":12,"time_ms":140,"node":"consumer-0","process":4,"type":"ok","f":"poll","partition":2,"from":40,"records":[[40,"p2-9"],[41,"p1-3"]]}
 //! ```
 //!
+//! A poll carries the high watermark it was answered (`hw`); an idempotent send the
+//! `producer` id, epoch and sequence it was sent with.
+//!
 //! Transactional producers add `txn` (the end of a transaction: its writes in
 //! `records` as (partition, value), `commit` as asked) and read_committed readers
 //! `read-committed` polls carrying the `lso` and `hw` they were answered.
@@ -91,6 +94,9 @@ pub struct Op {
     pub lso: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hw: Option<i64>,
+    /// An idempotent or transactional send's producer id, epoch and sequence, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<(i64, i16, i32)>,
 }
 
 impl Op {
@@ -119,6 +125,7 @@ impl Op {
             commit: None,
             lso: None,
             hw: None,
+            producer: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! leader (OffsetForLeaderEpoch), then fetches.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,6 +75,9 @@ pub struct Replica {
     /// (Kafka's StopReplica removes the partition's fetcher), so nothing is fetched
     /// in the name of a log that is being deleted.
     closed: AtomicBool,
+    /// On the leader: its log end when it took the lead (Kafka's epoch start offset).
+    /// Every record a previous leader committed lies below it.
+    epoch_start: AtomicI64,
 }
 
 /// A leader's ISR change to ask the controller for.
@@ -108,6 +111,7 @@ impl Replica {
             }),
             following: Mutex::new(()),
             closed: AtomicBool::new(false),
+            epoch_start: AtomicI64::new(-1),
         });
         if meta.replicas.len() > 1 {
             replica.log.start_replicated();
@@ -195,6 +199,8 @@ impl Replica {
         self.track_followers(&mut st, now);
         drop(st);
         if meta.leader == self.node_id {
+            self.epoch_start
+                .store(self.log.log_end_offset(), Ordering::SeqCst);
             self.log.set_leader_epoch(meta.leader_epoch);
             info!(topic = %self.topic, partition = self.partition, epoch = meta.leader_epoch, isr = ?meta.isr, "leading");
             self.recompute_hw();
@@ -261,6 +267,20 @@ impl Replica {
             e if e < st.meta.leader_epoch => Err(codes::FENCED_LEADER_EPOCH),
             e if e > st.meta.leader_epoch => Err(codes::UNKNOWN_LEADER_EPOCH),
             _ => Ok(()),
+        }
+    }
+
+    /// For a consumer's Fetch or ListOffsets: OFFSET_NOT_AVAILABLE while this new
+    /// leader's high watermark is below its epoch start offset (KIP-207). A previous
+    /// leader may have told consumers of a higher one; answering with ours would make
+    /// the high watermark they see go back. Followers' fetches, which move it, are
+    /// served all the same.
+    pub fn check_hw_caught_up(&self) -> Result<(), i16> {
+        let start = self.epoch_start.load(Ordering::SeqCst);
+        if self.log.high_watermark() < start && !planted(Bug::StaleHwAfterElection) {
+            Err(codes::OFFSET_NOT_AVAILABLE)
+        } else {
+            Ok(())
         }
     }
 

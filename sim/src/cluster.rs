@@ -273,7 +273,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let mut report = check_all(&ops);
     let found = std::mem::take(&mut *violations.lock().unwrap_or_else(|p| p.into_inner()));
     for kind in [LEADER_EPOCH, HW_REGRESSED, REPLICA_DIVERGENCE] {
-        report.anomalies.insert(
+        report.push(
             kind,
             found.iter().filter(|a| a.kind == kind).cloned().collect(),
         );
@@ -592,6 +592,10 @@ async fn producer(
                     epoch: 0,
                     first: next[partition as usize],
                 });
+            op.producer = sequence
+                .as_ref()
+                .filter(|_| idempotent)
+                .map(|s| (s.producer_id, s.epoch, s.first));
             let Ok(batch) =
                 encode_producer_batch(std::slice::from_ref(&message), Compression::None, sequence)
             else {

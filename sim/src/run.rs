@@ -755,6 +755,10 @@ async fn producer(
                 epoch: 0,
                 first: idem.next[partition as usize],
             });
+            op.producer = sequence
+                .as_ref()
+                .filter(|_| idempotent)
+                .map(|s| (s.producer_id, s.epoch, s.first));
             let batch = match encode_producer_batch(
                 std::slice::from_ref(&message),
                 Compression::None,
@@ -895,11 +899,12 @@ pub(crate) async fn consume(
         let mut op = Op::new(Kind::Ok, F::Poll, node, process, p as i32);
         op.from = Some(positions[p]);
         match poller.poll(p as i32, positions[p]).await {
-            Ok((records, _)) => {
+            Ok((records, hw)) => {
                 if let Some((last, _)) = records.last() {
                     positions[p] = last + 1;
                 }
                 op.records = records;
+                op.hw = Some(hw);
             }
             Err(e) => {
                 op.kind = Kind::Fail;
@@ -949,6 +954,7 @@ pub(crate) async fn read_to_end(
                         offset = last + 1;
                     }
                     op.records = records;
+                    op.hw = Some(hw);
                     rec.record(op);
                     if offset >= hw {
                         break;

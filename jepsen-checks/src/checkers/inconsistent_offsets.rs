@@ -29,7 +29,10 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
         .map(|((p, off), values)| Anomaly {
             kind: NAME,
             ops: values.values().copied().collect(),
-            detail: format!("{p}-{off} holds {:?}", values.keys().collect::<Vec<_>>()),
+            detail: format!(
+                "{p}-{off} holds {:?}",
+                values.keys().map(|v| super::short(v)).collect::<Vec<_>>()
+            ),
         })
         .collect()
 }

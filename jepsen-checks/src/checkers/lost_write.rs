@@ -17,8 +17,8 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
             kind: NAME,
             ops: vec![s.index],
             detail: format!(
-                "{:?} acknowledged at {}-{} with acks=all, never read back",
-                s.value.as_deref().unwrap_or_default(),
+                "{:?} acknowledged at {}-{} with acks=all, not in the final read",
+                super::short(s.value.as_deref().unwrap_or_default()),
                 s.partition,
                 s.offset.unwrap_or(-1)
             ),

@@ -1,8 +1,6 @@
 //! The checkers. Names follow Jepsen's Kafka test (jepsen.tests.kafka), whose anomaly
 //! taxonomy this mirrors.
 
-use std::collections::BTreeMap;
-
 use crate::history::Op;
 
 mod aborted_read;
@@ -12,6 +10,7 @@ mod inconsistent_offsets;
 mod lost_write;
 mod nonmonotonic_commit;
 mod nonmonotonic_generation;
+mod nonmonotonic_hw;
 mod nonmonotonic_poll;
 mod nonmonotonic_send;
 mod poll_skip;
@@ -31,15 +30,29 @@ pub struct Anomaly {
     pub detail: String,
 }
 
-/// Every anomaly found, by kind.
+/// Every anomaly found, by kind, in the order the kinds were checked (root causes
+/// first).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
-    pub anomalies: BTreeMap<&'static str, Vec<Anomaly>>,
+    pub anomalies: Vec<(&'static str, Vec<Anomaly>)>,
 }
 
 impl Report {
+    /// Adds the anomalies of one kind (after those already there).
+    pub fn push(&mut self, kind: &'static str, found: Vec<Anomaly>) {
+        self.anomalies.push((kind, found));
+    }
+
+    /// The anomalies of one kind.
+    pub fn get(&self, kind: &str) -> &[Anomaly] {
+        self.anomalies
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+
     pub fn is_valid(&self) -> bool {
-        self.anomalies.values().all(Vec::is_empty)
+        self.anomalies.iter().all(|(_, v)| v.is_empty())
     }
     /// A short summary, e.g. `lost-write:3 poll-skip:1`, or `valid`.
     pub fn summary(&self) -> String {
@@ -77,34 +90,51 @@ impl Report {
 /// A checker: the anomalies of one kind in a history.
 type Checker = fn(&[Op]) -> Vec<Anomaly>;
 
+/// Every checker, root causes first: a lost or overwritten write explains the
+/// ordering, group and exactly-once anomalies that follow from it, so a report lists
+/// it before them.
+const CHECKERS: [(&str, Checker); 19] = [
+    (lost_write::NAME, lost_write::check),
+    (inconsistent_offsets::NAME, inconsistent_offsets::check),
+    (duplicate::NAME, duplicate::check),
+    (unseen::NAME, unseen::check),
+    (unexpected::NAME, unexpected::check),
+    (nonmonotonic_hw::NAME, nonmonotonic_hw::check),
+    (nonmonotonic_send::NAME, nonmonotonic_send::check),
+    (nonmonotonic_poll::NAME, nonmonotonic_poll::check),
+    (nonmonotonic_poll::INTERNAL, nonmonotonic_poll::check_internal),
+    (poll_skip::NAME, poll_skip::check),
+    (poll_skip::INTERNAL, poll_skip::check_internal),
+    (aborted_read::NAME, aborted_read::check),
+    (precommitted_read::NAME, precommitted_read::check),
+    (torn_transaction::NAME, torn_transaction::check),
+    (exactly_once::NAME, exactly_once::check),
+    (split_ownership::NAME, split_ownership::check),
+    (
+        nonmonotonic_generation::NAME,
+        nonmonotonic_generation::check,
+    ),
+    (nonmonotonic_commit::NAME, nonmonotonic_commit::check),
+    (skipped_by_commit::NAME, skipped_by_commit::check),
+];
+
 /// Runs every checker.
 pub fn check_all(ops: &[Op]) -> Report {
     let mut report = Report::default();
-    let checks: [(&'static str, Checker); 16] = [
-        (lost_write::NAME, lost_write::check),
-        (duplicate::NAME, duplicate::check),
-        (inconsistent_offsets::NAME, inconsistent_offsets::check),
-        (nonmonotonic_send::NAME, nonmonotonic_send::check),
-        (nonmonotonic_poll::NAME, nonmonotonic_poll::check),
-        (poll_skip::NAME, poll_skip::check),
-        (unseen::NAME, unseen::check),
-        (unexpected::NAME, unexpected::check),
-        (split_ownership::NAME, split_ownership::check),
-        (
-            nonmonotonic_generation::NAME,
-            nonmonotonic_generation::check,
-        ),
-        (nonmonotonic_commit::NAME, nonmonotonic_commit::check),
-        (skipped_by_commit::NAME, skipped_by_commit::check),
-        (aborted_read::NAME, aborted_read::check),
-        (torn_transaction::NAME, torn_transaction::check),
-        (precommitted_read::NAME, precommitted_read::check),
-        (exactly_once::NAME, exactly_once::check),
-    ];
-    for (name, check) in checks {
-        report.anomalies.insert(name, check(ops));
+    for (name, check) in CHECKERS {
+        report.push(name, check(ops));
     }
     report
+}
+
+/// A value as a report shows it: a workload's values are an id and padding, and the
+/// id is what tells them apart.
+pub fn short(value: &str) -> String {
+    const KEEP: usize = 16;
+    match value.char_indices().nth(KEEP) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! poll-skip: a poll from offset `from` returned records starting past an offset that
-//! holds a record (known from an acknowledged send or another poll), or jumped over
-//! one between two of its records. A consumer must see every record in order.
-//! Source: Jepsen's Kafka test ("poll-skip").
+//! poll-skip: a poll from offset `from` (where the same consumer's previous poll of the
+//! partition ended) returned records starting past an offset that holds a record
+//! (known from an acknowledged send or another poll). int-poll-skip: one poll jumped
+//! over such an offset between two of its own records. A consumer must see every
+//! record in order.
+//! Source: Jepsen's Kafka test ("poll-skip", "int-poll-skip").
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,8 +11,17 @@ use super::Anomaly;
 use crate::history::{acked_sends, observations, Kind, Op, F};
 
 pub const NAME: &str = "poll-skip";
+pub const INTERNAL: &str = "int-poll-skip";
 
 pub fn check(ops: &[Op]) -> Vec<Anomaly> {
+    skips(ops, false)
+}
+
+pub fn check_internal(ops: &[Op]) -> Vec<Anomaly> {
+    skips(ops, true)
+}
+
+fn skips(ops: &[Op], internal: bool) -> Vec<Anomaly> {
     // Offsets known to hold a record, by partition.
     let mut known: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
     for s in acked_sends(ops) {
@@ -31,16 +42,24 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
             continue;
         };
         let mut expected = from;
-        for (off, _) in &o.records {
-            if *off > expected {
+        for (i, (off, _)) in o.records.iter().enumerate() {
+            if *off > expected && (i > 0) == internal {
                 if let Some(skipped) = offsets.range(expected..*off).next() {
                     found.push(Anomaly {
-                        kind: NAME,
+                        kind: if internal { INTERNAL } else { NAME },
                         ops: vec![o.index],
-                        detail: format!(
-                            "poll of {} from {from} skipped offset {skipped} (jumped to {off})",
-                            o.partition
-                        ),
+                        detail: if internal {
+                            format!(
+                                "poll of {} jumped from {} to {off} over offset {skipped}",
+                                o.partition,
+                                expected - 1
+                            )
+                        } else {
+                            format!(
+                                "poll of {} from {from} started at {off}, past offset {skipped}",
+                                o.partition
+                            )
+                        },
                     });
                     break;
                 }
@@ -64,6 +83,15 @@ mod tests {
             poll(2, 2, 0, 0, &[(1, "b")], false),
         ];
         assert_eq!(check(&h)[0].ops, vec![2]);
+        assert!(check_internal(&h).is_empty(), "the jump is between polls");
+        let inside = vec![
+            send(0, 1, 0, "a", 0, -1),
+            send(1, 1, 0, "b", 1, -1),
+            send(2, 1, 0, "c", 2, -1),
+            poll(3, 2, 0, 0, &[(0, "a"), (2, "c")], false),
+        ];
+        assert_eq!(check_internal(&inside)[0].ops, vec![3]);
+        assert!(check(&inside).is_empty(), "the jump is inside one poll");
         let fine = vec![
             send(0, 1, 0, "a", 0, -1),
             poll(2, 2, 0, 0, &[(0, "a")], false),

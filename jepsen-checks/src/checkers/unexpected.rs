@@ -20,7 +20,7 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
         .map(|(p, off, v, op)| Anomaly {
             kind: NAME,
             ops: vec![op],
-            detail: format!("{p}-{off} holds {v:?}, never sent"),
+            detail: format!("{p}-{off} holds {:?}, never sent", super::short(v)),
         })
         .collect()
 }

@@ -143,7 +143,13 @@ fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, b
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(Some(bytes::Bytes::new()))
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            match broker.leader_replica(&name, p.partition, p.current_leader_epoch) {
+            let replica = broker
+                .leader_replica(&name, p.partition, p.current_leader_epoch)
+                .and_then(|r| match follower {
+                    Some(_) => Ok(r),
+                    None => r.check_hw_caught_up().map(|()| r),
+                });
+            match replica {
                 Err(code) => {
                     errors = true;
                     data = data

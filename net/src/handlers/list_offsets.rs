@@ -35,6 +35,7 @@ pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> Re
                         .with_partition_index(p.partition_index);
                     let found = broker
                         .leader_replica(&name, p.partition_index, p.current_leader_epoch)
+                        .and_then(|replica| replica.check_hw_caught_up().map(|()| replica))
                         .and_then(|replica| {
                             lookup(&replica.log, p.timestamp, committed)
                                 .map(|found| (found, replica.meta().leader_epoch))

@@ -1,6 +1,6 @@
-//! `sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm]
-//! [--cluster]`: runs
-//! seeds and prints, per seed, the scenario, operations, faults, anomalies and trace
+//! `sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME]
+//! [--swarm] [--cluster]`: runs seeds (J at a time, each in its own process; J is the
+//! number of CPUs unless given) and prints, per seed, the scenario, operations, faults, anomalies and trace
 //! hash. `sluice-sim replay SEED [--history FILE]`: runs one seed again and prints its
 //! trace (and writes its history). Build with `RUSTFLAGS="--cfg madsim"`.
 //!
@@ -52,7 +52,7 @@ fn main() {
     let mut per_seed = Vec::new();
     let mut rest = args.iter().skip(1);
     while let Some(a) = rest.next() {
-        if a == "--seeds" || a == "--start" {
+        if a == "--seeds" || a == "--start" || a == "--jobs" {
             rest.next();
         } else {
             per_seed.push(a.clone());
@@ -64,26 +64,54 @@ fn main() {
                 flag("--seeds").map_or(10, |n| n.parse().expect("--seeds takes a number"));
             let start: u64 =
                 flag("--start").map_or(1, |n| n.parse().expect("--start takes a number"));
+            let jobs: usize = flag("--jobs").map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |n| n.parse().expect("--jobs takes a number"),
+            );
             let mut failed = Vec::new();
             let t = std::time::Instant::now();
             let exe = std::env::current_exe().expect("locating sluice-sim");
-            for seed in start..start + seeds {
-                let out = std::process::Command::new(&exe)
-                    .arg("one")
-                    .arg(seed.to_string())
-                    .args(&per_seed)
-                    .output()
-                    .expect("running a seed");
-                print!("{}", String::from_utf8_lossy(&out.stdout));
-                if !out.status.success() {
-                    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-                    println!(
-                        "  replay: RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {seed} {}",
-                        per_seed.join(" ")
-                    );
-                    failed.push(seed);
+            // `jobs` seeds at once, each in its own process; reports in seed order.
+            let next = std::sync::atomic::AtomicU64::new(start);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|scope| {
+                for _ in 0..jobs.max(1) {
+                    let (tx, next, exe, per_seed) = (tx.clone(), &next, &exe, &per_seed);
+                    scope.spawn(move || loop {
+                        let seed = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if seed >= start + seeds {
+                            break;
+                        }
+                        let out = std::process::Command::new(exe)
+                            .arg("one")
+                            .arg(seed.to_string())
+                            .args(per_seed)
+                            .output()
+                            .expect("running a seed");
+                        if tx.send((seed, out)).is_err() {
+                            break;
+                        }
+                    });
                 }
-            }
+                drop(tx);
+                let mut done = std::collections::BTreeMap::new();
+                let mut printed = start;
+                for (seed, out) in rx {
+                    done.insert(seed, out);
+                    while let Some(out) = done.remove(&printed) {
+                        print!("{}", String::from_utf8_lossy(&out.stdout));
+                        if !out.status.success() {
+                            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                            println!(
+                                "  replay: RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {printed} {}",
+                                per_seed.join(" ")
+                            );
+                            failed.push(printed);
+                        }
+                        printed += 1;
+                    }
+                }
+            });
             println!(
                 "{seeds} seeds in {:.1} s ({:.2} s/seed); {} failed {:?}",
                 t.elapsed().as_secs_f64(),
@@ -120,7 +148,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: sluice-sim run [--seeds N] [--start S] [--sends N] [--bug NAME] [--swarm] [--cluster]"
+                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster]"
             );
             eprintln!(
                 "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster]"
