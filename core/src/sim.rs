@@ -6,26 +6,83 @@
 //! to show the checkers catch them; they exist only in simulator builds.
 
 /// True now and then under the simulator (when buggify is enabled); always false in
-/// production builds.
+/// production builds. Each point is known by its place in the source; the simulator
+/// counts the points a run reached and fired (FoundationDB's CODE_PROBE idea).
 #[macro_export]
 macro_rules! buggify {
     () => {
-        $crate::sim::buggify_fires(0.25)
+        $crate::sim::buggify_fires(concat!(file!(), ":", line!()), 0.25)
     };
     ($probability:expr) => {
-        $crate::sim::buggify_fires($probability)
+        $crate::sim::buggify_fires(concat!(file!(), ":", line!()), $probability)
+    };
+}
+
+/// A buggify point that stalls the task for up to `max_ms` (a slow disk, a GC pause, a
+/// congested link): legal anywhere, and it widens the windows races live in. Takes
+/// the `Env`, whose clock and randomness it uses.
+#[macro_export]
+macro_rules! buggify_sleep {
+    ($env:expr, $max_ms:expr) => {
+        if $crate::buggify!(0.05) {
+            let ms = $env.random_below($max_ms);
+            $env.clock.sleep(std::time::Duration::from_millis(ms)).await;
+        }
     };
 }
 
 #[cfg(madsim)]
-pub fn buggify_fires(probability: f64) -> bool {
-    madsim::buggify::buggify_with_prob(probability)
+mod buggify_state {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    static ENABLED: AtomicBool = AtomicBool::new(false);
+    /// Per point: (times reached, times fired).
+    static POINTS: Mutex<BTreeMap<&'static str, (u64, u64)>> = Mutex::new(BTreeMap::new());
+
+    pub fn enable(on: bool) {
+        ENABLED.store(on, Ordering::SeqCst);
+    }
+
+    pub fn fires(point: &'static str, probability: f64) -> bool {
+        use madsim::rand::Rng;
+        let on = ENABLED.load(Ordering::SeqCst);
+        // Draw only when enabled: a run without buggify keeps its schedule.
+        let fired = on && madsim::rand::thread_rng().gen_bool(probability.clamp(0.0, 1.0));
+        let mut g = POINTS.lock().unwrap_or_else(|p| p.into_inner());
+        let e = g.entry(point).or_default();
+        e.0 += 1;
+        e.1 += u64::from(fired);
+        fired
+    }
+
+    pub fn take() -> BTreeMap<&'static str, (u64, u64)> {
+        std::mem::take(&mut *POINTS.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[cfg(madsim)]
+pub fn buggify_fires(point: &'static str, probability: f64) -> bool {
+    buggify_state::fires(point, probability)
 }
 
 #[cfg(not(madsim))]
 #[inline(always)]
-pub fn buggify_fires(_probability: f64) -> bool {
+pub fn buggify_fires(_point: &'static str, _probability: f64) -> bool {
     false
+}
+
+/// Turns the project's buggify points on or off for this run (simulator builds only).
+#[cfg(madsim)]
+pub fn enable_buggify(on: bool) {
+    buggify_state::enable(on);
+}
+
+/// The buggify points reached since the last call: point -> (reached, fired).
+#[cfg(madsim)]
+pub fn take_buggify_points() -> std::collections::BTreeMap<&'static str, (u64, u64)> {
+    buggify_state::take()
 }
 
 /// Deliberate defects for checking the checkers.
@@ -76,10 +133,16 @@ pub enum Bug {
     /// A new leader serves consumers before its high watermark reaches its epoch
     /// start offset, so the high watermark they see can go back.
     StaleHwAfterElection,
+    /// A read of three or more batches leaves out its second one.
+    ReadDropsBatch,
+    /// The simulator's consumers resume one record back after a failed poll (a client
+    /// that loses its position on reconnect; the checker of consumers' order must
+    /// see it).
+    ConsumerRewinds,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 21] = [
+    pub const ALL: [Bug; 23] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -101,6 +164,8 @@ impl Bug {
         Bug::HwGoesBack,
         Bug::RemovedReplicaKeepsEpoch,
         Bug::StaleHwAfterElection,
+        Bug::ReadDropsBatch,
+        Bug::ConsumerRewinds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +191,8 @@ impl Bug {
             Bug::HwGoesBack => "hw-goes-back",
             Bug::RemovedReplicaKeepsEpoch => "removed-replica-keeps-epoch",
             Bug::StaleHwAfterElection => "stale-hw-after-election",
+            Bug::ReadDropsBatch => "read-drops-batch",
+            Bug::ConsumerRewinds => "consumer-rewinds",
         }
     }
 
@@ -188,6 +255,12 @@ static EVENTS: std::sync::Mutex<Vec<(madsim::time::Instant, String)>> =
 #[cfg(madsim)]
 pub fn record_event(line: String) {
     let now = madsim::time::Instant::now();
+    // SLUICE_SIM_LIVE=1 prints events as they happen (a run that never ends has no
+    // trace to print); printing does not touch the simulation's state.
+    static LIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *LIVE.get_or_init(|| std::env::var_os("SLUICE_SIM_LIVE").is_some()) {
+        eprintln!("{:?} {line}", now);
+    }
     EVENTS
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -398,6 +398,7 @@ impl Broker {
 
     /// Asks the controller for an ISR change this broker decided as leader.
     pub async fn alter_isr(&self, replica: &Replica, change: IsrChange) {
+        sluice_core::buggify_sleep!(self.env, 300);
         let command = Command::AlterIsr {
             topic: change.topic.clone(),
             partition: change.partition,

@@ -343,6 +343,7 @@ impl Controller {
         command: Command,
     ) -> Result<Result<Applied, MetadataError>, ControllerError> {
         let deadline = self.env.clock.monotonic() + Duration::from_secs(10);
+        sluice_core::buggify_sleep!(self.env, 300);
         loop {
             let last_error = match self.try_write(&command).await {
                 Ok((outcome, index)) => {
@@ -423,6 +424,7 @@ impl Controller {
 
     /// Tells the quorum leader this broker is alive.
     async fn heartbeat(&self) -> Result<(), String> {
+        sluice_core::buggify_sleep!(self.env, 400);
         match self.leader() {
             Some(leader) if leader == self.node_id => {
                 self.record_heartbeat(self.node_id);

@@ -222,6 +222,7 @@ impl Groups {
         instance_id: Option<&str>,
         offsets: Vec<OffsetCommit>,
     ) -> Result<Result<(), GroupError>, Unavailable> {
+        sluice_core::buggify_sleep!(broker.env, 200);
         let appended = self.run(broker, group, |inner, _| {
             inner
                 .sm

@@ -189,6 +189,7 @@ async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
                 return;
             },
         }
+        sluice_core::buggify_sleep!(broker.env, 200);
         let image = rx.borrow_and_update().image.clone();
         if let Err(e) = broker.apply_image(image) {
             warn!(error = %e, "applying metadata");
@@ -210,6 +211,10 @@ async fn isr_maintenance(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
             () = broker.env.clock.sleep(ISR_CHECK) => {}
         }
         let now = broker.env.clock.monotonic();
+        if sluice_core::buggify!(0.1) {
+            // A late check: lagging followers stay in the ISR a round longer.
+            continue;
+        }
         for replica in broker.replicas() {
             if let Some(change) = replica.shrink_if_lagging(now, max_lag) {
                 warn!(topic = %change.topic, partition = change.partition, isr = ?change.isr, "shrinking the ISR");

@@ -174,6 +174,7 @@ impl Replica {
         new_epoch
     }
 
+    #[cfg_attr(not(madsim), allow(unused_variables))]
     fn trace_meta(&self, meta: &PartitionState) {
         sluice_core::sim_event!(
             "broker-{} {}-{}: epoch {} leader {} isr {:?} replicas {:?} adding {:?} removing {:?} (leo {} hw {})",
@@ -309,7 +310,9 @@ impl Replica {
         let expand = !st.meta.isr.contains(&follower)
             && caught_up
             && offset >= hw
-            && st.pending_isr.is_none();
+            && st.pending_isr.is_none()
+            // A leader may ask later than it could (a busy controller channel).
+            && !sluice_core::buggify!(0.2);
         let change = expand.then(|| {
             let mut isr = st.meta.isr.clone();
             isr.push(follower);
@@ -491,6 +494,9 @@ async fn truncate(
         let Some(r) = resp.topics.first().and_then(|t| t.partitions.first()) else {
             return Err(Step::Retry("empty OffsetForLeaderEpoch response".into()));
         };
+        if sluice_core::buggify!(0.05) {
+            return Err(Step::Retry("buggify: OffsetForLeaderEpoch answer lost".into()));
+        }
         if r.error_code != codes::NONE {
             return Err(Step::Wait(format!(
                 "OffsetForLeaderEpoch error {}",
@@ -537,6 +543,7 @@ async fn fetch_once(
     epoch: i32,
 ) -> Result<(), Step> {
     let log = &replica.log;
+    sluice_core::buggify_sleep!(broker.env, 200);
     let offset = log.log_end_offset();
     log.wait_local_durable(offset)
         .await
@@ -547,7 +554,8 @@ async fn fetch_once(
     let mut partition = FetchPartition::default()
         .with_partition(replica.partition)
         .with_fetch_offset(offset)
-        .with_partition_max_bytes(1 << 20);
+        // A fetch of one batch at a time now and then (at least one whole batch comes).
+        .with_partition_max_bytes(if sluice_core::buggify!(0.05) { 1 } else { 1 << 20 });
     if version >= 9 {
         partition = partition.with_current_leader_epoch(epoch);
     }
@@ -567,6 +575,10 @@ async fn fetch_once(
     let Some(data) = resp.responses.first().and_then(|t| t.partitions.first()) else {
         return Err(Step::Retry("empty fetch response".into()));
     };
+    if sluice_core::buggify!(0.02) {
+        // The connection breaks with the answer lost: reconnect and fetch again.
+        return Err(Step::Retry("buggify: connection lost".into()));
+    }
     if data.error_code == codes::OFFSET_OUT_OF_RANGE {
         // Below the leader's log start (a new replica of a topic whose old segments are
         // gone): start there. Past its end: truncate again.

@@ -307,6 +307,7 @@ impl Txns {
         id: &str,
         timeout_ms: i32,
     ) -> Result<Result<(i64, i16), TxnError>, Unavailable> {
+        sluice_core::buggify_sleep!(broker.env, 300);
         let fresh = broker
             .new_producer_id()
             .await
@@ -326,6 +327,7 @@ impl Txns {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<Result<(), TxnError>, Unavailable> {
+        sluice_core::buggify_sleep!(broker.env, 200);
         let (r, upto) = self.run(broker, id, |inner, now| {
             inner
                 .sm
@@ -442,6 +444,7 @@ async fn write_markers(
     partitions: &[(String, i32)],
 ) -> Result<(), String> {
     wait_durable(prepared).await.map_err(|e| e.0)?;
+    sluice_core::buggify_sleep!(broker.env, 500);
     let image = broker.image();
     let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
     for (topic, partition) in partitions {

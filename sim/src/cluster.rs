@@ -64,6 +64,30 @@ fn kafka_addr(node: i32) -> String {
     format!("10.0.0.{node}:{KAFKA_PORT}")
 }
 
+/// The cluster nemesis' fault kinds.
+const FAULTS: [&str; 16] = [
+    "crash",
+    "kill",
+    "pause",
+    "isolate",
+    "drop-inbound",
+    "drop-outbound",
+    "cut-broker-link",
+    "cut-controller-link",
+    "cut-replication-link",
+    "fsync-fail",
+    "clock-jump",
+    // Correlated faults: several brokers lose power at once (a majority, or all of
+    // them); the brokers split into a majority and a minority that cannot reach each
+    // other; a reassignment immediately followed by a partition of one of its brokers.
+    "crash-many",
+    "split",
+    "move-then-cut",
+    // Storage faults on one broker's disk, for a while.
+    "disk-full",
+    "corrupt-read",
+];
+
 /// The cluster's draw.
 #[derive(Debug, Clone)]
 struct Scenario {
@@ -71,24 +95,71 @@ struct Scenario {
     partitions: i32,
     producers: u64,
     consumers: u64,
+    /// Enabled fault kinds with their weights (swarm testing: with `--swarm` each kind
+    /// is on with probability 1/2, and the weights and the nemesis' pace vary by seed).
+    faults: Vec<(&'static str, u32)>,
+    /// Milliseconds between faults, drawn per seed.
+    interval_ms: (u64, u64),
+    buggify: bool,
+    /// Whether the heal restarts every broker or only some.
+    restart_all_at_heal: bool,
 }
 
 impl Scenario {
-    fn draw() -> Scenario {
+    fn draw(opts: &Options) -> Scenario {
         let mut rng = thread_rng();
+        let mut faults: Vec<(&'static str, u32)> = Vec::new();
+        for f in FAULTS {
+            if opts.all_faults || rng.gen_bool(0.5) {
+                faults.push((f, rng.gen_range(1..=5)));
+            }
+        }
+        if faults.is_empty() {
+            faults.push((FAULTS[rng.gen_range(0..FAULTS.len())], 1));
+        }
+        let lo = rng.gen_range(200..800);
         Scenario {
             brokers: rng.gen_range(3..=5),
             partitions: rng.gen_range(1..=3),
             producers: rng.gen_range(2..=3),
             consumers: rng.gen_range(1..=2),
+            faults,
+            interval_ms: (lo, lo + rng.gen_range(300..1500)),
+            buggify: rng.gen_bool(0.5),
+            restart_all_at_heal: rng.gen_bool(0.5),
         }
     }
 
     fn describe(&self) -> String {
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(f, w)| format!("{f}x{w}"))
+            .collect();
         format!(
-            "cluster brokers={} partitions={} rf=3 min-isr=2 producers={} consumers={}",
-            self.brokers, self.partitions, self.producers, self.consumers
+            "cluster brokers={} partitions={} rf=3 min-isr=2 producers={} consumers={} buggify={} pace={}-{}ms heal={} faults=[{}]",
+            self.brokers,
+            self.partitions,
+            self.producers,
+            self.consumers,
+            self.buggify,
+            self.interval_ms.0,
+            self.interval_ms.1,
+            if self.restart_all_at_heal { "restart-all" } else { "restart-some" },
+            faults.join(",")
         )
+    }
+
+    fn pick(&self) -> &'static str {
+        let total: u32 = self.faults.iter().map(|(_, w)| w).sum();
+        let mut at = thread_rng().gen_range(0..total.max(1));
+        for (f, w) in &self.faults {
+            if at < *w {
+                return f;
+            }
+            at -= w;
+        }
+        self.faults[0].0
     }
 }
 
@@ -126,7 +197,10 @@ pub fn run_cluster_seed(seed: u64, opts: &Options) -> SeedResult {
 }
 
 async fn simulate(seed: u64, opts: Options) -> SeedResult {
-    let scenario = Scenario::draw();
+    let scenario = Scenario::draw(&opts);
+    // The project's buggify points only: madsim's own (1-5 s delays on a tenth of
+    // connects) are left off here.
+    sluice_core::sim::enable_buggify(scenario.buggify);
     let rec = Recorder::new();
     rec.trace(&format!("scenario {}", scenario.describe()));
     let handle = Handle::current();
@@ -202,6 +276,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let broker_ids: BTreeMap<i32, NodeId> = brokers.iter().map(|(n, (id, ..))| (*n, *id)).collect();
     let nemesis = madsim::task::spawn(nemesis(
         rec.clone(),
+        scenario.clone(),
         broker_ids.clone(),
         brokers
             .iter()
@@ -213,7 +288,12 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let mover = (scenario.brokers > 3).then(|| {
         let (rec, done) = (rec.clone(), done.clone());
         let node = handle.create_node().name("mover").ip(ip(102)).build();
-        node.spawn(mover(rec, scenario.brokers, scenario.partitions, done))
+        let cut_after = scenario
+            .faults
+            .iter()
+            .any(|(f, _)| *f == "move-then-cut")
+            .then(|| broker_ids.clone());
+        node.spawn(mover(rec, scenario.brokers, scenario.partitions, done, cut_after))
     });
     for p in producers {
         let _ = p.await;
@@ -243,12 +323,20 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             net.unclog_link(*id, *c);
         }
     }
-    for (id, ..) in brokers.values() {
-        handle.kill(*id);
-        handle.restart(*id);
-        sleep(Duration::from_millis(300)).await;
+    // Every broker restarted in turn, or only some (possibly none): a heal must not
+    // depend on restarts to converge.
+    let mut restarted = Vec::new();
+    for (n, (id, ..)) in &brokers {
+        if scenario.restart_all_at_heal || thread_rng().gen_bool(0.3) {
+            handle.kill(*id);
+            handle.restart(*id);
+            restarted.push(*n);
+            sleep(Duration::from_millis(300)).await;
+        }
     }
-    rec.trace("heal: faults cleared, brokers restarted");
+    rec.trace(&format!(
+        "heal: faults cleared, brokers {restarted:?} restarted"
+    ));
     sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     for c in consumers {
@@ -395,7 +483,17 @@ async fn create_topic(brokers: i32, partitions: i32) -> Result<(), String> {
 /// Reassigns partitions while the nemesis works (clusters of 4 and 5): every few
 /// seconds one partition is moved to 3 brokers drawn at random, through any broker.
 /// Returns how many moves were accepted.
-async fn mover(rec: Recorder, brokers: i32, partitions: i32, done: Arc<AtomicBool>) -> u32 {
+///
+/// With `cut_after` (the fault kind move-then-cut), half of the accepted moves are
+/// followed at once by isolating one broker of the move's target for a while: a
+/// partition in the middle of a reassignment.
+async fn mover(
+    rec: Recorder,
+    brokers: i32,
+    partitions: i32,
+    done: Arc<AtomicBool>,
+    cut_after: Option<BTreeMap<i32, NodeId>>,
+) -> u32 {
     let mut accepted = 0;
     while !done.load(Ordering::SeqCst) {
         sleep(Duration::from_millis(thread_rng().gen_range(1000..4000))).await;
@@ -430,6 +528,14 @@ async fn mover(rec: Recorder, brokers: i32, partitions: i32, done: Arc<AtomicBoo
             if code == 0 {
                 accepted += 1;
                 rec.trace(&format!("mover: {TOPIC}-{p} to {target:?}"));
+                if let Some(ids) = cut_after.as_ref().filter(|_| thread_rng().gen_bool(0.5)) {
+                    let victim = target[thread_rng().gen_range(0..target.len())];
+                    rec.trace(&format!("nemesis: move-then-cut broker-{victim}"));
+                    let net = NetSim::current();
+                    net.clog_node(ids[&victim]);
+                    sleep(Duration::from_millis(thread_rng().gen_range(300..3000))).await;
+                    net.unclog_node(ids[&victim]);
+                }
             }
         }
     }
@@ -937,6 +1043,7 @@ fn another(ids: &[i32], n: i32) -> i32 {
 /// Faults, one broker at a time, each undone before the next.
 async fn nemesis(
     rec: Recorder,
+    scenario: Scenario,
     brokers: BTreeMap<i32, NodeId>,
     disks: BTreeMap<i32, (SimDisk, Arc<AtomicI64>)>,
     links: Links,
@@ -947,29 +1054,89 @@ async fn nemesis(
     let net = NetSim::current();
     let pause = |lo: u64, hi: u64| sleep(Duration::from_millis(thread_rng().gen_range(lo..hi)));
     let ids: Vec<i32> = brokers.keys().copied().collect();
+    let (lo, hi) = scenario.interval_ms;
     while !done.load(Ordering::SeqCst) {
-        pause(300, 1500).await;
+        pause(lo, hi).await;
         if done.load(Ordering::SeqCst) {
             break;
+        }
+        let fault = scenario.pick();
+        if fault == "move-then-cut" {
+            // The mover does this one, right after a move it made.
+            continue;
         }
         let n = ids[thread_rng().gen_range(0..ids.len())];
         let id = brokers[&n];
         let (disk, skew) = &disks[&n];
-        let fault = match thread_rng().gen_range(0..11) {
-            0 => "crash",
-            1 => "kill",
-            2 => "pause",
-            3 => "isolate",
-            4 => "drop-inbound",
-            5 => "drop-outbound",
-            6 => "cut-broker-link",
-            7 => "fsync-fail",
-            8 => "cut-controller-link",
-            9 => "cut-replication-link",
-            _ => "clock-jump",
-        };
         rec.trace(&format!("nemesis: {fault} broker-{n}"));
         match fault {
+            "crash-many" => {
+                // Power loss of a majority, or of every broker at once.
+                let all = thread_rng().gen_bool(0.3);
+                let count = if all { ids.len() } else { ids.len() / 2 + 1 };
+                let mut hit: Vec<i32> = ids.clone();
+                while hit.len() > count {
+                    hit.remove(thread_rng().gen_range(0..hit.len()));
+                }
+                rec.trace(&format!("nemesis: power loss of brokers {hit:?}"));
+                for b in &hit {
+                    handle.kill(brokers[b]);
+                    disks[b].0.crash();
+                }
+                pause(100, 2000).await;
+                for b in &hit {
+                    handle.restart(brokers[b]);
+                }
+            }
+            "split" => {
+                // A minority (1 up to half of the brokers) cut off from the rest, both
+                // ways; clients still reach everyone.
+                let size = thread_rng().gen_range(1..=ids.len() / 2);
+                let mut minority: Vec<i32> = Vec::new();
+                while minority.len() < size {
+                    let b = ids[thread_rng().gen_range(0..ids.len())];
+                    if !minority.contains(&b) {
+                        minority.push(b);
+                    }
+                }
+                minority.sort_unstable();
+                rec.trace(&format!("nemesis: brokers {minority:?} split from the rest"));
+                let pairs: Vec<(NodeId, NodeId)> = minority
+                    .iter()
+                    .flat_map(|a| {
+                        ids.iter()
+                            .filter(|b| !minority.contains(b))
+                            .map(|b| (brokers[a], brokers[b]))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                for (a, b) in &pairs {
+                    net.clog_link(*a, *b);
+                    net.clog_link(*b, *a);
+                }
+                pause(500, 4000).await;
+                for (a, b) in &pairs {
+                    net.unclog_link(*a, *b);
+                    net.unclog_link(*b, *a);
+                }
+            }
+            "disk-full" => {
+                let room = thread_rng().gen_range(0..32 << 10);
+                disk.set_faults(Faults {
+                    capacity_bytes: Some(disk.used_bytes() + room),
+                    ..Faults::default()
+                });
+                pause(200, 1500).await;
+                disk.set_faults(Faults::default());
+            }
+            "corrupt-read" => {
+                disk.set_faults(Faults {
+                    corrupt_read_per_mille: thread_rng().gen_range(5..100),
+                    ..Faults::default()
+                });
+                pause(200, 1500).await;
+                disk.set_faults(Faults::default());
+            }
             "crash" => {
                 handle.kill(id);
                 disk.crash();

@@ -23,7 +23,7 @@ use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
 use sluice_core::config::BrokerConfig;
 use sluice_core::env::{Env, SeededRandom};
-use sluice_core::sim::{plant, Bug};
+use sluice_core::sim::{plant, planted, Bug};
 use sluice_net::client::{
     decode_batches, encode_producer_batch, fetch_request, produce_request, Client, Message,
     Sequence,
@@ -184,6 +184,11 @@ pub struct SeedResult {
     pub history: String,
     pub trace: String,
     pub trace_hash: u64,
+    /// Buggify points this run reached, and how many of them fired.
+    pub points_reached: usize,
+    pub points_fired: usize,
+    /// Every point reached: (reached, fired) counts.
+    pub points: BTreeMap<&'static str, (u64, u64)>,
 }
 
 impl SeedResult {
@@ -199,7 +204,11 @@ impl SeedResult {
         trace: String,
     ) -> SeedResult {
         let trace_hash = fnv64(history.as_bytes()) ^ fnv64(trace.as_bytes()).rotate_left(1);
+        let points = sluice_core::sim::take_buggify_points();
         SeedResult {
+            points_reached: points.len(),
+            points_fired: points.values().filter(|(_, f)| *f > 0).count(),
+            points,
             seed,
             scenario,
             ops: ops.iter().filter(|o| o.kind != Kind::Invoke).count(),
@@ -227,7 +236,7 @@ impl SeedResult {
             None => self.report.summary(),
         };
         format!(
-            "seed {} | {} | ops {} | faults {} | anomalies {} | trace {:016x}",
+            "seed {} | {} | ops {} | faults {} | buggify points {} fired of {} reached | anomalies {} | trace {:016x}",
             self.seed,
             self.scenario,
             self.ops,
@@ -236,6 +245,8 @@ impl SeedResult {
             } else {
                 faults.join(",")
             },
+            self.points_fired,
+            self.points_reached,
             verdict,
             self.trace_hash
         )
@@ -291,6 +302,9 @@ impl Recorder {
         let t = self.start.elapsed().as_millis();
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         self.drain_events(&mut g.1);
+        if std::env::var_os("SLUICE_SIM_LIVE").is_some() {
+            eprintln!("{t:>8} ms  {line}");
+        }
         g.1.push_str(&format!("{t:>8} ms  {line}\n"));
     }
 }
@@ -300,6 +314,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     if scenario.buggify {
         madsim::buggify::enable();
     }
+    sluice_core::sim::enable_buggify(scenario.buggify);
     let rec = Recorder::new();
     rec.trace(&format!("scenario {}", scenario.describe()));
     let handle = Handle::current();
@@ -909,6 +924,9 @@ pub(crate) async fn consume(
             Err(e) => {
                 op.kind = Kind::Fail;
                 op.error = Some(e);
+                if planted(Bug::ConsumerRewinds) {
+                    positions[p] = (positions[p] - 1).max(0);
+                }
             }
         }
         let failed = op.kind == Kind::Fail;

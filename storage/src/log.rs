@@ -1373,6 +1373,17 @@ fn read_batches(
         return Err(corrupt(pos, why));
     }
     buf.truncate(keep);
+    if planted(Bug::ReadDropsBatch) {
+        let first = batch::peek_size(&buf).and_then(Result::ok).unwrap_or(0);
+        let second = buf
+            .get(first..)
+            .and_then(batch::peek_size)
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        if first > 0 && second > 0 && first + second < buf.len() {
+            buf.drain(first..first + second);
+        }
+    }
     if planted(Bug::ServeBatchTwice) && keep > 0 {
         let first = batch::peek_size(&buf).and_then(Result::ok).unwrap_or(0);
         buf.extend_from_within(..first);

@@ -62,10 +62,13 @@ pub fn join(broker: &Arc<Broker>, client: &Client, r: JoinGroupRequest, version:
         Ok(rx) => rx,
         Err(_) => return Reply::Now(failed(codes::COORDINATOR_NOT_AVAILABLE, &member_id)),
     };
+    let env = broker.env.clone();
     Reply::Later(Box::pin(async move {
         let Ok(parked) = rx.await else {
             return failed(codes::COORDINATOR_NOT_AVAILABLE, &member_id);
         };
+        // The JoinGroup answer is late (a slow coordinator or link).
+        sluice_core::buggify_sleep!(env, 300);
         match parked.release().await {
             Err(_) => failed(codes::COORDINATOR_NOT_AVAILABLE, &member_id),
             Ok(Err((e, id))) => failed(codes::group_error(e), &id),
@@ -129,10 +132,12 @@ pub fn sync(broker: &Arc<Broker>, r: SyncGroupRequest, version: i16) -> Reply {
     let Ok(rx) = rx else {
         return Reply::Now(failed(codes::COORDINATOR_NOT_AVAILABLE));
     };
+    let env = broker.env.clone();
     Reply::Later(Box::pin(async move {
         let Ok(parked) = rx.await else {
             return failed(codes::COORDINATOR_NOT_AVAILABLE);
         };
+        sluice_core::buggify_sleep!(env, 300);
         match parked.release().await {
             Err(_) => failed(codes::COORDINATOR_NOT_AVAILABLE),
             Ok(Err(e)) => failed(codes::group_error(e)),

@@ -90,6 +90,7 @@ pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
     );
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
+        sluice_core::buggify_sleep!(broker.env, 300);
         let mut codes_by_partition: BTreeMap<(String, i32), i16> = BTreeMap::new();
         let whole = match checked {
             Err(_) => Some(codes::COORDINATOR_NOT_AVAILABLE),

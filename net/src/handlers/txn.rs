@@ -109,6 +109,7 @@ pub fn add_offsets(broker: &Arc<Broker>, r: AddOffsetsToTxnRequest) -> Reply {
 pub fn end(broker: &Arc<Broker>, r: EndTxnRequest) -> Reply {
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
+        sluice_core::buggify_sleep!(broker.env, 300);
         let code = match broker
             .txns
             .end(

@@ -135,6 +135,9 @@ fn main() {
             };
             if replay {
                 print!("{}", r.trace);
+                for (point, (reached, fired)) in &r.points {
+                    println!("buggify point {point}: reached {reached}, fired {fired}");
+                }
             }
             println!("{}", r.summary());
             if replay || !r.valid() {
