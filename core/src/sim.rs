@@ -139,10 +139,13 @@ pub enum Bug {
     /// that loses its position on reconnect; the checker of consumers' order must
     /// see it).
     ConsumerRewinds,
+    /// A leader takes a follower's fetch offset past its own log end as progress, and
+    /// a follower of an old epoch may report the log end a newer epoch's fetcher made.
+    FollowerEndUnchecked,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 23] = [
+    pub const ALL: [Bug; 24] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -166,6 +169,7 @@ impl Bug {
         Bug::StaleHwAfterElection,
         Bug::ReadDropsBatch,
         Bug::ConsumerRewinds,
+        Bug::FollowerEndUnchecked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -193,6 +197,7 @@ impl Bug {
             Bug::StaleHwAfterElection => "stale-hw-after-election",
             Bug::ReadDropsBatch => "read-drops-batch",
             Bug::ConsumerRewinds => "consumer-rewinds",
+            Bug::FollowerEndUnchecked => "follower-end-unchecked",
         }
     }
 

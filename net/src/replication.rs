@@ -297,6 +297,11 @@ impl Replica {
     /// On the leader: a follower fetched from `offset`, which is its durable end.
     /// Returns an ISR expansion to ask for when it has caught up from outside the ISR.
     pub fn follower_fetched(&self, follower: i32, offset: i64, now: Duration) -> Option<IsrChange> {
+        if offset > self.log.log_end_offset() && !planted(Bug::FollowerEndUnchecked) {
+            // Past our log end: not records of ours (Kafka answers such a fetch with
+            // OFFSET_OUT_OF_RANGE and leaves the follower's progress alone).
+            return None;
+        }
         let leader_end = self.log.local_durable_end();
         let mut st = self.lock();
         let p = st.followers.get_mut(&follower)?;
@@ -544,7 +549,17 @@ async fn fetch_once(
 ) -> Result<(), Step> {
     let log = &replica.log;
     sluice_core::buggify_sleep!(broker.env, 200);
-    let offset = log.log_end_offset();
+    // Our log end as this epoch's follower, read under the follower lock: a fetcher of
+    // an older epoch that reads it after the new epoch's fetcher appended would report
+    // records the old leader never had, and a zombie leader of that epoch would count
+    // them as replicated.
+    let offset = if planted(Bug::FollowerEndUnchecked) {
+        log.log_end_offset()
+    } else {
+        replica
+            .while_following(epoch, || log.log_end_offset())
+            .ok_or_else(|| Step::Wait("the leader epoch moved on".into()))?
+    };
     log.wait_local_durable(offset)
         .await
         .map_err(|e| Step::Wait(e.to_string()))?;
