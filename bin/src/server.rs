@@ -62,7 +62,14 @@ pub async fn run(args: Args) -> Result<()> {
         data_dir = %config.data_dir,
         "ready"
     );
-    shutdown_signal().await?;
+    tokio::select! {
+        biased;
+        signal = shutdown_signal() => signal?,
+        why = node.failed() => {
+            node.stop();
+            anyhow::bail!("halting: the metadata log failed ({why}); restart the broker once its disk is healthy");
+        }
+    }
     info!("shutting down");
     node.stop();
     Ok(())

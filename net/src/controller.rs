@@ -327,6 +327,22 @@ impl Controller {
         self.applied.clone()
     }
 
+    /// Resolves when this node's quorum member has stopped for good (openraft stops on
+    /// a storage error, e.g. a full disk under the metadata log), with the reason.
+    /// The node must then halt, as Kafka halts on a failed metadata log directory:
+    /// a broker that stays up without metadata would serve stale leadership forever.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the metadata quorum member shut down".into();
+            }
+        }
+    }
+
     /// The node id of the quorum leader, if known.
     pub fn leader(&self) -> Option<i32> {
         self.raft

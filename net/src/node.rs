@@ -148,6 +148,12 @@ impl Node {
         })
     }
 
+    /// Resolves when the node can no longer work and must halt (its metadata quorum
+    /// member stopped on a storage error), with the reason.
+    pub async fn failed(&self) -> String {
+        self.broker.controller.stopped().await
+    }
+
     /// Stops accepting and closes connections. Acknowledged data is already durable.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);

@@ -170,9 +170,22 @@ type Started = (u64, Weak<Broker>);
 #[derive(Clone, Default)]
 struct Registry {
     brokers: Arc<Mutex<BTreeMap<i32, Started>>>,
+    /// Nodes that halted or could not start, for the supervisor to restart.
+    halted: Arc<Mutex<Vec<i32>>>,
 }
 
 impl Registry {
+    fn halted(&self, node: i32) {
+        self.halted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(node);
+    }
+
+    fn take_halted(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.halted.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn register(&self, node: i32, broker: &Arc<Broker>) {
         let mut g = self.brokers.lock().unwrap_or_else(|p| p.into_inner());
         let incarnation = g.get(&node).map_or(0, |(i, _)| i + 1);
@@ -211,6 +224,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let voters = voters.join(",");
     let mut brokers = BTreeMap::new();
     let links = Links::default();
+    let supervising = Arc::new(AtomicBool::new(true));
     for n in 1..=scenario.brokers {
         let disk = SimDisk::new(seed ^ (0x5eed_d15c + n as u64));
         let skew = Arc::new(AtomicI64::new(thread_rng().gen_range(-5_000..5_000)));
@@ -218,6 +232,30 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         let id = start_broker(&handle, &rec, &registry, n, &voters, (&disk, &skew, net));
         brokers.insert(n, (id, disk, skew));
     }
+
+    // The supervisor: a node that halted (or could not start) is restarted a second
+    // later, as a service manager would.
+    let supervisor = {
+        let (registry, ids, stop) = (
+            registry.clone(),
+            brokers
+                .iter()
+                .map(|(n, (id, ..))| (*n, *id))
+                .collect::<BTreeMap<i32, NodeId>>(),
+            supervising.clone(),
+        );
+        madsim::task::spawn(async move {
+            let handle = Handle::current();
+            while !stop.load(Ordering::SeqCst) {
+                for n in registry.take_halted() {
+                    sleep(Duration::from_secs(1)).await;
+                    handle.kill(ids[&n]);
+                    handle.restart(ids[&n]);
+                }
+                sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
 
     // The topic, once every broker has registered.
     let setup = handle.create_node().name("setup").ip(ip(100)).build();
@@ -356,6 +394,8 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .await
         .unwrap_or_else(|_| Some("replica comparison panicked".into()));
     let _ = monitor.await;
+    supervising.store(false, Ordering::SeqCst);
+    let _ = supervisor.await;
 
     let (ops, trace) = rec.snapshot();
     let mut report = check_all(&ops);
@@ -433,10 +473,18 @@ fn start_broker(
                     Ok(started) => {
                         registry.register(node, &started.broker);
                         rec.trace(&format!("broker-{node}: started"));
+                        // A node halts when its metadata log fails; its supervisor (the
+                        // simulator, as systemd would) restarts it.
+                        let why = started.failed().await;
+                        rec.trace(&format!("broker-{node}: halted: {why}"));
+                        started.stop();
+                        registry.halted(node);
                         std::future::pending::<()>().await;
-                        drop(started);
                     }
-                    Err(e) => rec.trace(&format!("broker-{node}: failed to start: {e}")),
+                    Err(e) => {
+                        rec.trace(&format!("broker-{node}: failed to start: {e}"));
+                        registry.halted(node);
+                    }
                 }
             }
         })
@@ -935,7 +983,21 @@ async fn replicas_agree(
                 continue;
             };
             if replicas.iter().any(|(_, l)| l.local_durable_end() < hw) {
-                pending = Some(format!("{TOPIC}-{p}: a follower is behind {hw}"));
+                let ends: Vec<String> = replicas
+                    .iter()
+                    .map(|(n, l)| {
+                        format!(
+                            "broker-{n} end {} durable {} hw {}",
+                            l.log_end_offset(),
+                            l.local_durable_end(),
+                            l.high_watermark()
+                        )
+                    })
+                    .collect();
+                pending = Some(format!(
+                    "{TOPIC}-{p}: a follower is behind the high watermark {hw} ({})",
+                    ends.join(", ")
+                ));
                 continue;
             }
             let copies: Vec<(i32, Result<Vec<u8>, String>)> = replicas
