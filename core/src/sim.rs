@@ -142,10 +142,13 @@ pub enum Bug {
     /// A leader takes a follower's fetch offset past its own log end as progress, and
     /// a follower of an old epoch may report the log end a newer epoch's fetcher made.
     FollowerEndUnchecked,
+    /// Reads serve a batch whatever partition leader epoch its (uncovered) header
+    /// field holds.
+    UncheckedBatchEpoch,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 24] = [
+    pub const ALL: [Bug; 25] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -170,6 +173,7 @@ impl Bug {
         Bug::ReadDropsBatch,
         Bug::ConsumerRewinds,
         Bug::FollowerEndUnchecked,
+        Bug::UncheckedBatchEpoch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -198,6 +202,7 @@ impl Bug {
             Bug::ReadDropsBatch => "read-drops-batch",
             Bug::ConsumerRewinds => "consumer-rewinds",
             Bug::FollowerEndUnchecked => "follower-end-unchecked",
+            Bug::UncheckedBatchEpoch => "unchecked-batch-epoch",
         }
     }
 

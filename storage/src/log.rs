@@ -642,7 +642,7 @@ impl PartitionLog {
         committed: bool,
         replica: bool,
     ) -> Result<Read, LogError> {
-        let (file, from, to, hw, start, lso) = {
+        let (file, from, to, hw, start, lso, epochs) = {
             let st = self.lock();
             if let Some(why) = &st.failed {
                 return Err(LogError::Storage(why.clone()));
@@ -688,12 +688,13 @@ impl PartitionLog {
                 (hw, limit),
                 start,
                 lso,
+                st.epochs.clone(),
             )
         };
         let (hw, limit) = hw;
         // Under the simulator, now and then serve as little as possible.
         let max_bytes = if buggify!(0.05) { 1 } else { max_bytes };
-        let mut batches = read_batches(file.as_ref(), from, to, offset, max_bytes)?;
+        let mut batches = read_batches(file.as_ref(), from, to, offset, max_bytes, &epochs)?;
         // The bytes read end at the local durable end; the replicated high watermark
         // may be lower.
         batches = batches.slice(..stable_prefix(&batches, limit));
@@ -1309,16 +1310,28 @@ async fn flusher(log: Weak<PartitionLog>, flush: Arc<Notify>) {
 
 const READ_AHEAD: usize = 64 << 10;
 
+/// The epoch the leader epoch cache gives `offset` (-1 when it names none).
+fn epoch_at(epochs: &[(i32, i64)], offset: i64) -> i32 {
+    epochs
+        .iter()
+        .rev()
+        .find(|(_, start)| *start <= offset)
+        .map_or(-1, |(e, _)| *e)
+}
+
 /// Reads whole batches in `[from.position, to)` starting at the batch that holds
-/// `offset`. Every batch is checked before it is served: its CRC, and that its base
-/// offset (which the CRC does not cover) continues from the index entry `from`. A disk
-/// that returns corrupted bytes gets a storage error, never a client.
+/// `offset`. Every batch is checked before it is served: its CRC, that its base
+/// offset (which the CRC does not cover) continues from the index entry `from`, and
+/// that its partition leader epoch (not covered either) is the one the leader epoch
+/// cache gives its offset. A disk that returns corrupted bytes gets a storage error,
+/// never a client or a follower (which would store a wrong epoch and truncate by it).
 fn read_batches(
     file: &dyn DiskFile,
     from: OffsetEntry,
     to: u64,
     offset: i64,
     max_bytes: usize,
+    epochs: &[(i32, i64)],
 ) -> Result<Bytes, LogError> {
     let corrupt =
         |pos: u64, what: String| storage("read", format!("corrupt batch at byte {pos}: {what}"));
@@ -1352,11 +1365,17 @@ fn read_batches(
     let mut keep = 0;
     let mut batches = batch::Batches::new(&buf, true);
     for (at, h) in batches.by_ref() {
-        if h.base_offset != expect {
+        let epoch = epoch_at(epochs, h.base_offset);
+        let epoch_ok =
+            epochs.is_empty() || h.leader_epoch == epoch || planted(Bug::UncheckedBatchEpoch);
+        if h.base_offset != expect || !epoch_ok {
             if at == 0 {
                 return Err(corrupt(
                     pos,
-                    format!("base offset {} where {expect} belongs", h.base_offset),
+                    format!(
+                        "base offset {} (leader epoch {}) where {expect} (epoch {epoch}) belongs",
+                        h.base_offset, h.leader_epoch
+                    ),
                 ));
             }
             break;
