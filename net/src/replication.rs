@@ -500,7 +500,9 @@ async fn truncate(
             return Err(Step::Retry("empty OffsetForLeaderEpoch response".into()));
         };
         if sluice_core::buggify!(0.05) {
-            return Err(Step::Retry("buggify: OffsetForLeaderEpoch answer lost".into()));
+            return Err(Step::Retry(
+                "buggify: OffsetForLeaderEpoch answer lost".into(),
+            ));
         }
         if r.error_code != codes::NONE {
             return Err(Step::Wait(format!(
@@ -563,6 +565,9 @@ async fn fetch_once(
     log.wait_local_durable(offset)
         .await
         .map_err(|e| Step::Wait(e.to_string()))?;
+    // A fetch that leaves late (a slow follower thread, a congested link): what it
+    // reports may be stale by the time the leader reads it.
+    sluice_core::buggify_sleep!(broker.env, 300);
     let version = client
         .version(ApiKey::Fetch, 12)
         .map_err(|e| Step::Retry(e.to_string()))?;
@@ -570,7 +575,11 @@ async fn fetch_once(
         .with_partition(replica.partition)
         .with_fetch_offset(offset)
         // A fetch of one batch at a time now and then (at least one whole batch comes).
-        .with_partition_max_bytes(if sluice_core::buggify!(0.05) { 1 } else { 1 << 20 });
+        .with_partition_max_bytes(if sluice_core::buggify!(0.05) {
+            1
+        } else {
+            1 << 20
+        });
     if version >= 9 {
         partition = partition.with_current_leader_epoch(epoch);
     }

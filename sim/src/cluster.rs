@@ -103,10 +103,18 @@ struct Scenario {
     buggify: bool,
     /// Whether the heal restarts every broker or only some.
     restart_all_at_heal: bool,
+    /// Milliseconds between the mover's reassignments, and the chance that it moves a
+    /// partition straight back (a replica removed and added again while its last
+    /// fetches may still be in flight).
+    move_ms: (u64, u64),
+    move_back: f64,
 }
 
 impl Scenario {
     fn draw(opts: &Options) -> Scenario {
+        if opts.classic {
+            return Scenario::classic();
+        }
         let mut rng = thread_rng();
         let mut faults: Vec<(&'static str, u32)> = Vec::new();
         for f in FAULTS {
@@ -127,6 +135,43 @@ impl Scenario {
             interval_ms: (lo, lo + rng.gen_range(300..1500)),
             buggify: rng.gen_bool(0.5),
             restart_all_at_heal: rng.gen_bool(0.5),
+            move_ms: if rng.gen_bool(0.5) {
+                (300, 1500)
+            } else {
+                (1000, 4000)
+            },
+            move_back: rng.gen_range(0.0..0.6),
+        }
+    }
+
+    /// The draw as it was before swarm testing: the same random draws in the same
+    /// order, the first 11 kinds in the order the nemesis used to number them.
+    fn classic() -> Scenario {
+        let mut rng = thread_rng();
+        let kinds = [
+            "crash",
+            "kill",
+            "pause",
+            "isolate",
+            "drop-inbound",
+            "drop-outbound",
+            "cut-broker-link",
+            "fsync-fail",
+            "cut-controller-link",
+            "cut-replication-link",
+            "clock-jump",
+        ];
+        Scenario {
+            brokers: rng.gen_range(3..=5),
+            partitions: rng.gen_range(1..=3),
+            producers: rng.gen_range(2..=3),
+            consumers: rng.gen_range(1..=2),
+            faults: kinds.into_iter().map(|k| (k, 1)).collect(),
+            interval_ms: (300, 1500),
+            buggify: false,
+            restart_all_at_heal: true,
+            move_ms: (1000, 4000),
+            move_back: 0.0,
         }
     }
 
@@ -137,7 +182,7 @@ impl Scenario {
             .map(|(f, w)| format!("{f}x{w}"))
             .collect();
         format!(
-            "cluster brokers={} partitions={} rf=3 min-isr=2 producers={} consumers={} buggify={} pace={}-{}ms heal={} faults=[{}]",
+            "cluster brokers={} partitions={} rf=3 min-isr=2 producers={} consumers={} buggify={} pace={}-{}ms moves={}-{}ms back={:.2} heal={} faults=[{}]",
             self.brokers,
             self.partitions,
             self.producers,
@@ -145,6 +190,9 @@ impl Scenario {
             self.buggify,
             self.interval_ms.0,
             self.interval_ms.1,
+            self.move_ms.0,
+            self.move_ms.1,
+            self.move_back,
             if self.restart_all_at_heal { "restart-all" } else { "restart-some" },
             faults.join(",")
         )
@@ -172,6 +220,7 @@ struct Registry {
     brokers: Arc<Mutex<BTreeMap<i32, Started>>>,
     /// Nodes that halted or could not start, for the supervisor to restart.
     halted: Arc<Mutex<Vec<i32>>>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Registry {
@@ -180,6 +229,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(node);
+        self.wake.notify_one();
     }
 
     fn take_halted(&self) -> Vec<i32> {
@@ -224,7 +274,6 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let voters = voters.join(",");
     let mut brokers = BTreeMap::new();
     let links = Links::default();
-    let supervising = Arc::new(AtomicBool::new(true));
     for n in 1..=scenario.brokers {
         let disk = SimDisk::new(seed ^ (0x5eed_d15c + n as u64));
         let skew = Arc::new(AtomicI64::new(thread_rng().gen_range(-5_000..5_000)));
@@ -234,28 +283,28 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     }
 
     // The supervisor: a node that halted (or could not start) is restarted a second
-    // later, as a service manager would.
-    let supervisor = {
-        let (registry, ids, stop) = (
+    // later, as a service manager would. It sleeps until told, so a run in which no
+    // node halts keeps its schedule.
+    {
+        let (registry, ids) = (
             registry.clone(),
             brokers
                 .iter()
                 .map(|(n, (id, ..))| (*n, *id))
                 .collect::<BTreeMap<i32, NodeId>>(),
-            supervising.clone(),
         );
         madsim::task::spawn(async move {
             let handle = Handle::current();
-            while !stop.load(Ordering::SeqCst) {
+            loop {
+                registry.wake.notified().await;
                 for n in registry.take_halted() {
                     sleep(Duration::from_secs(1)).await;
                     handle.kill(ids[&n]);
                     handle.restart(ids[&n]);
                 }
-                sleep(Duration::from_millis(100)).await;
             }
-        })
-    };
+        });
+    }
 
     // The topic, once every broker has registered.
     let setup = handle.create_node().name("setup").ip(ip(100)).build();
@@ -331,7 +380,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             .iter()
             .any(|(f, _)| *f == "move-then-cut")
             .then(|| broker_ids.clone());
-        node.spawn(mover(rec, scenario.brokers, scenario.partitions, done, cut_after))
+        node.spawn(mover(rec, scenario.clone(), done, cut_after))
     });
     for p in producers {
         let _ = p.await;
@@ -394,8 +443,6 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .await
         .unwrap_or_else(|_| Some("replica comparison panicked".into()));
     let _ = monitor.await;
-    supervising.store(false, Ordering::SeqCst);
-    let _ = supervisor.await;
 
     let (ops, trace) = rec.snapshot();
     let mut report = check_all(&ops);
@@ -537,23 +584,41 @@ async fn create_topic(brokers: i32, partitions: i32) -> Result<(), String> {
 /// partition in the middle of a reassignment.
 async fn mover(
     rec: Recorder,
-    brokers: i32,
-    partitions: i32,
+    scenario: Scenario,
     done: Arc<AtomicBool>,
     cut_after: Option<BTreeMap<i32, NodeId>>,
 ) -> u32 {
+    let (brokers, partitions) = (scenario.brokers, scenario.partitions);
     let mut accepted = 0;
+    // The last move, to undo at once now and then: (partition, replicas before it).
+    let mut back: Option<(i32, Vec<i32>)> = None;
+    let mut placed: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     while !done.load(Ordering::SeqCst) {
-        sleep(Duration::from_millis(thread_rng().gen_range(1000..4000))).await;
+        // A move back comes about when the move it undoes has completed.
+        let (lo, hi) = if back.is_some() {
+            (300, 2500)
+        } else {
+            scenario.move_ms
+        };
+        sleep(Duration::from_millis(thread_rng().gen_range(lo..hi))).await;
         if done.load(Ordering::SeqCst) {
             break;
         }
-        let mut all: Vec<i32> = (1..=brokers).collect();
-        let mut target = Vec::new();
-        while target.len() < 3 {
-            target.push(all.remove(thread_rng().gen_range(0..all.len())));
-        }
-        let p = thread_rng().gen_range(0..partitions);
+        let (p, target) = match back.take() {
+            Some(undo) => undo,
+            None => {
+                let mut all: Vec<i32> = (1..=brokers).collect();
+                let mut target = Vec::new();
+                while target.len() < 3 {
+                    target.push(all.remove(thread_rng().gen_range(0..all.len())));
+                }
+                let p = thread_rng().gen_range(0..partitions);
+                if scenario.move_back > 0.0 && thread_rng().gen_bool(scenario.move_back) {
+                    back = placed.get(&p).map(|before| (p, before.clone()));
+                }
+                (p, target)
+            }
+        };
         let via = thread_rng().gen_range(1..=brokers);
         let Ok(mut c) = connect(&kafka_addr(via), "mover").await else {
             continue;
@@ -575,6 +640,7 @@ async fn mover(
                 .map_or(-1, |p| p.error_code);
             if code == 0 {
                 accepted += 1;
+                placed.insert(p, target.clone());
                 rec.trace(&format!("mover: {TOPIC}-{p} to {target:?}"));
                 if let Some(ids) = cut_after.as_ref().filter(|_| thread_rng().gen_bool(0.5)) {
                     let victim = target[thread_rng().gen_range(0..target.len())];
@@ -1162,7 +1228,9 @@ async fn nemesis(
                     }
                 }
                 minority.sort_unstable();
-                rec.trace(&format!("nemesis: brokers {minority:?} split from the rest"));
+                rec.trace(&format!(
+                    "nemesis: brokers {minority:?} split from the rest"
+                ));
                 let pairs: Vec<(NodeId, NodeId)> = minority
                     .iter()
                     .flat_map(|a| {

@@ -19,7 +19,11 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
         .map(|(v, places)| Anomaly {
             kind: NAME,
             ops: places.values().copied().collect(),
-            detail: format!("{:?} read at {:?}", super::short(v), places.keys().collect::<Vec<_>>()),
+            detail: format!(
+                "{:?} read at {:?}",
+                super::short(v),
+                places.keys().collect::<Vec<_>>()
+            ),
         })
         .collect()
 }

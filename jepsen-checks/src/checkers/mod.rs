@@ -102,7 +102,10 @@ const CHECKERS: [(&str, Checker); 19] = [
     (nonmonotonic_hw::NAME, nonmonotonic_hw::check),
     (nonmonotonic_send::NAME, nonmonotonic_send::check),
     (nonmonotonic_poll::NAME, nonmonotonic_poll::check),
-    (nonmonotonic_poll::INTERNAL, nonmonotonic_poll::check_internal),
+    (
+        nonmonotonic_poll::INTERNAL,
+        nonmonotonic_poll::check_internal,
+    ),
     (poll_skip::NAME, poll_skip::check),
     (poll_skip::INTERNAL, poll_skip::check_internal),
     (aborted_read::NAME, aborted_read::check),

@@ -43,6 +43,9 @@ fn main() {
     if has("--swarm") {
         opts.all_faults = false;
     }
+    if has("--classic") {
+        opts.classic = true;
+    }
     if let Some(b) = flag("--bug") {
         opts.bugs = vec![Bug::parse(&b)
             .unwrap_or_else(|| panic!("unknown bug {b}; one of {:?}", Bug::ALL.map(Bug::name)))];
@@ -151,10 +154,10 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster]"
+                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster [--classic]]"
             );
             eprintln!(
-                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster]"
+                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster [--classic]]"
             );
             std::process::exit(2);
         }

@@ -315,7 +315,10 @@ fn removing_a_replica_bumps_the_leader_epoch_even_when_the_leader_stays() {
     assert_eq!(adding.leader_epoch, 0, "adding a replica fences nobody");
     let done = alter_isr(&mut image, vec![1, 2, 3, 4]);
     assert_eq!((done.replicas.clone(), done.leader), (vec![1, 2, 4], 1));
-    assert_eq!(done.leader_epoch, 1, "broker 3 left: its fetches are fenced");
+    assert_eq!(
+        done.leader_epoch, 1,
+        "broker 3 left: its fetches are fenced"
+    );
     // Adding broker 3 back keeps the epoch; its fresh replica fetches in epoch 1,
     // which no fetch of the removed one carried.
     reassign(&mut image, Some(vec![3, 1, 2])).unwrap();
