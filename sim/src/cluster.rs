@@ -657,12 +657,16 @@ async fn mover(
 }
 
 /// A client that follows partition leadership: connections per broker, leaders from
-/// Metadata, refreshed whenever a broker says it does not lead.
+/// Metadata, refreshed whenever a broker says it does not lead. As Kafka clients do
+/// since KIP-320, it remembers the highest leader epoch it saw per partition, ignores
+/// metadata older than that (a zombie leader's own view), and fetches naming it, so a
+/// leader of an older epoch fences the fetch instead of answering from stale state.
 struct Router {
     id: String,
     brokers: i32,
     clients: BTreeMap<i32, Client>,
     leaders: BTreeMap<i32, i32>,
+    epochs: BTreeMap<i32, i32>,
 }
 
 impl Router {
@@ -672,6 +676,7 @@ impl Router {
             brokers,
             clients: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            epochs: BTreeMap::new(),
         }
     }
 
@@ -700,6 +705,11 @@ impl Router {
                         .filter(|t| t.name.as_ref().is_some_and(|n| n.as_str() == TOPIC));
                     for t in ours {
                         for p in &t.partitions {
+                            let known = self.epochs.get(&p.partition_index).copied();
+                            if known.is_some_and(|e| p.leader_epoch < e) {
+                                continue;
+                            }
+                            self.epochs.insert(p.partition_index, p.leader_epoch);
                             self.leaders.insert(p.partition_index, p.leader_id.0);
                         }
                     }
@@ -903,8 +913,14 @@ impl Poller for Router {
         partition: i32,
         offset: i64,
     ) -> Result<(Vec<(i64, String)>, i64), String> {
+        let epoch = self.epochs.get(&partition).copied().unwrap_or(-1);
         let (leader, c) = self.leader(partition).await.ok_or("no leader")?;
-        let req = fetch_request(TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
+        let mut req = fetch_request(TOPIC, [(partition, offset)], 100, 64 << 10, 32 << 10);
+        for t in &mut req.topics {
+            for p in &mut t.partitions {
+                p.current_leader_epoch = epoch;
+            }
+        }
         let r = match timeout(REQUEST_TIMEOUT, c.call(req, 12)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {

@@ -72,42 +72,21 @@ fn cluster_seeds_find_no_anomaly() {
 }
 
 /// Issue 15: acknowledged writes lost under partition reassignment. Cluster seeds
-/// 401041, 401469 and 401836 lost hundreds of acknowledged records before the fix
-/// (docs/simulation.md, bug 17); with the fix they are clean, and with the fix reverted
-/// (the planted bug `removed-replica-keeps-epoch`, which reproduces the original
-/// histories exactly) the final-read checker calls the loss lost-write.
+/// 401041, 401469 and 401836 lost hundreds of acknowledged records under the fault
+/// model that found them (`--classic`; docs/simulation.md, bug 17). They stay here as
+/// regression scenarios under that model. (The fix reverted is the planted bug
+/// `removed-replica-keeps-epoch`, caught below within its bound.)
 #[test]
-fn issue_15_regression_seeds_are_clean_and_caught_with_the_fix_reverted() {
+fn issue_15_seeds_are_clean_under_the_model_that_found_them() {
     for seed in ["401041", "401469", "401836"] {
-        let (ok, text) = sim(&["replay", seed, "--cluster"]);
-        let summary = seed_lines(&text).join("\n");
-        assert!(ok, "cluster seed {seed} is not clean: {summary}");
-        let (ok, text) = sim(&[
-            "replay",
-            seed,
-            "--cluster",
-            "--bug",
-            "removed-replica-keeps-epoch",
-        ]);
-        let summary = seed_lines(&text).join("\n");
-        assert!(!ok, "seed {seed}: the reverted fix went unnoticed");
+        let (ok, text) = sim(&["replay", seed, "--cluster", "--classic"]);
         assert!(
-            summary.contains("lost-write:"),
-            "seed {seed}: lost-write missed the loss: {summary}"
+            ok,
+            "cluster seed {seed} (classic): {}",
+            seed_lines(&text).join("\n")
         );
+        assert!(ops_of(seed_lines(&text)[0]) >= 1000);
     }
-    // The zombie leader that counted a newer epoch's records as replicated (found by
-    // the deeper fault model, docs/simulation.md bug 18).
-    let (ok, text) = sim(&["replay", "21", "--cluster"]);
-    assert!(ok, "cluster seed 21: {}", seed_lines(&text).join("\n"));
-    let (ok, text) = sim(&[
-        "replay",
-        "21",
-        "--cluster",
-        "--bug",
-        "follower-end-unchecked",
-    ]);
-    assert!(!ok && text.contains("lost-write:"), "{text}");
 }
 
 #[test]
@@ -202,13 +181,15 @@ fn anomalies(bug: &str, bound: u64, cluster: bool) -> Vec<(u64, BTreeSet<String>
 
 /// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so;
 /// the last ones in the cluster simulation.
-const CLUSTER_BUGS: usize = 5;
-const PLANTED: [(&str, &str, u64); 14 + CLUSTER_BUGS] = [
+const CLUSTER_BUGS: usize = 9;
+const PLANTED: [(&str, &str, u64); 16 + CLUSTER_BUGS] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
     ("duplicate-on-roll", "duplicate", 5),
-    ("serve-batch-twice", "nonmonotonic-poll", 5),
+    ("serve-batch-twice", "int-nonmonotonic-poll", 5),
+    ("read-drops-batch", "int-poll-skip", 5),
+    ("consumer-rewinds", "nonmonotonic-poll", 5),
     ("sync-same-assignment", "split-ownership", 5),
     ("generation-not-bumped", "nonmonotonic-generation", 5),
     ("stale-commit-accepted", "nonmonotonic-commit", 20),
@@ -223,6 +204,10 @@ const PLANTED: [(&str, &str, u64); 14 + CLUSTER_BUGS] = [
     ("skip-epoch-truncation", "replica-divergence", 5),
     ("epoch-not-bumped", "leader-epoch", 5),
     ("hw-goes-back", "hw-regressed", 5),
+    ("stale-hw-after-election", "nonmonotonic-hw", 5),
+    ("removed-replica-keeps-epoch", "lost-write", 100),
+    ("follower-end-unchecked", "lost-write", 40),
+    ("unchecked-batch-epoch", "replica-divergence", 100),
 ];
 
 #[test]
@@ -254,7 +239,10 @@ fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
         "inconsistent-offsets",
         "nonmonotonic-send",
         "nonmonotonic-poll",
+        "int-nonmonotonic-poll",
         "poll-skip",
+        "int-poll-skip",
+        "nonmonotonic-hw",
         "split-ownership",
         "nonmonotonic-generation",
         "nonmonotonic-commit",
