@@ -55,7 +55,7 @@ fn main() {
     let mut per_seed = Vec::new();
     let mut rest = args.iter().skip(1);
     while let Some(a) = rest.next() {
-        if a == "--seeds" || a == "--start" || a == "--jobs" {
+        if a == "--seeds" || a == "--start" || a == "--jobs" || a == "--seed-timeout" {
             rest.next();
         } else {
             per_seed.push(a.clone());
@@ -71,6 +71,12 @@ fn main() {
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 |n| n.parse().expect("--jobs takes a number"),
             );
+            // A seed that does not end is a failure too (a hang, or memory growing
+            // without bound), not a stalled run.
+            let seed_timeout = std::time::Duration::from_secs(
+                flag("--seed-timeout")
+                    .map_or(120, |n| n.parse().expect("--seed-timeout takes seconds")),
+            );
             let mut failed = Vec::new();
             let t = std::time::Instant::now();
             let exe = std::env::current_exe().expect("locating sluice-sim");
@@ -85,12 +91,7 @@ fn main() {
                         if seed >= start + seeds {
                             break;
                         }
-                        let out = std::process::Command::new(exe)
-                            .arg("one")
-                            .arg(seed.to_string())
-                            .args(per_seed)
-                            .output()
-                            .expect("running a seed");
+                        let out = run_one(exe, seed, per_seed, seed_timeout);
                         if tx.send((seed, out)).is_err() {
                             break;
                         }
@@ -103,7 +104,7 @@ fn main() {
                     done.insert(seed, out);
                     while let Some(out) = done.remove(&printed) {
                         print!("{}", String::from_utf8_lossy(&out.stdout));
-                        if !out.status.success() {
+                        if !out.passed {
                             eprint!("{}", String::from_utf8_lossy(&out.stderr));
                             println!(
                                 "  replay: RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p sluice-sim -- replay {printed} {}",
@@ -161,5 +162,83 @@ fn main() {
             );
             std::process::exit(2);
         }
+    }
+}
+
+/// What one seed's process printed, and whether it passed.
+#[cfg(madsim)]
+struct SeedRun {
+    passed: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Runs one seed in a process of its own; one that outlives `limit` is killed and
+/// reported as failed, with what it printed.
+#[cfg(madsim)]
+fn run_one(
+    exe: &std::path::Path,
+    seed: u64,
+    args: &[String],
+    limit: std::time::Duration,
+) -> SeedRun {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .arg("one")
+        .arg(seed.to_string())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running a seed");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = std::time::Instant::now();
+    let passed = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status.success());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if passed.is_none() {
+        stdout.extend_from_slice(
+            format!(
+                "seed {seed} | killed after {} s of wall time | anomalies liveness: the seed did not end\n",
+                limit.as_secs()
+            )
+            .as_bytes(),
+        );
+    }
+    SeedRun {
+        passed: passed.unwrap_or(false),
+        stdout,
+        stderr,
     }
 }
