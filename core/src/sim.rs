@@ -145,10 +145,12 @@ pub enum Bug {
     /// Reads serve a batch whatever partition leader epoch its (uncovered) header
     /// field holds.
     UncheckedBatchEpoch,
+    /// A refused ISR change clears whatever ISR change is pending, a newer one too.
+    StaleIsrAnswerClears,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 25] = [
+    pub const ALL: [Bug; 26] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -174,6 +176,7 @@ impl Bug {
         Bug::ConsumerRewinds,
         Bug::FollowerEndUnchecked,
         Bug::UncheckedBatchEpoch,
+        Bug::StaleIsrAnswerClears,
     ];
 
     pub fn name(self) -> &'static str {
@@ -203,6 +206,7 @@ impl Bug {
             Bug::ConsumerRewinds => "consumer-rewinds",
             Bug::FollowerEndUnchecked => "follower-end-unchecked",
             Bug::UncheckedBatchEpoch => "unchecked-batch-epoch",
+            Bug::StaleIsrAnswerClears => "stale-isr-answer-clears",
         }
     }
 

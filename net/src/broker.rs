@@ -17,6 +17,7 @@ use sluice_core::cluster::throttle::Throttle;
 use sluice_core::config::BrokerConfig;
 use sluice_core::env::Env;
 use sluice_core::group::GroupCoordinator;
+use sluice_core::sim::{planted, Bug};
 use sluice_core::topics::{Topic, TopicError};
 use sluice_storage::{checkpoint, LogConfig, LogError, PartitionLog};
 use thiserror::Error;
@@ -407,17 +408,39 @@ impl Broker {
             partition_epoch: change.partition_epoch,
             isr: change.isr.clone(),
         };
-        match self.controller.write(command).await {
-            Ok(Ok(_)) => {
-                info!(topic = %change.topic, partition = change.partition, isr = ?change.isr, "ISR changed")
-            }
-            Ok(Err(e)) => {
-                info!(topic = %change.topic, partition = change.partition, error = %e, "ISR change refused");
-                replica.isr_change_failed();
-            }
-            Err(e) => {
-                warn!(topic = %change.topic, partition = change.partition, error = %e, "ISR change not written");
-                replica.isr_change_failed();
+        loop {
+            match self.controller.write(command.clone()).await {
+                Ok(Ok(_)) => {
+                    info!(topic = %change.topic, partition = change.partition, isr = ?change.isr, "ISR changed");
+                    return;
+                }
+                // The partition changed meanwhile (a newer epoch or leader): the
+                // metadata that says how is on its way, and it ends the pending change.
+                // Until then the maximal ISR stays (Kafka waits for the metadata on
+                // INVALID_UPDATE_VERSION and FENCED_LEADER_EPOCH the same way).
+                Ok(Err(
+                    e @ (MetadataError::StalePartitionEpoch { .. } | MetadataError::NotLeader(..)),
+                )) => {
+                    info!(topic = %change.topic, partition = change.partition, error = %e, "ISR change refused; awaiting metadata");
+                    if planted(Bug::StaleIsrAnswerClears) {
+                        replica.isr_change_failed(&change);
+                    }
+                    return;
+                }
+                Ok(Err(e)) => {
+                    info!(topic = %change.topic, partition = change.partition, error = %e, "ISR change refused");
+                    replica.isr_change_failed(&change);
+                    return;
+                }
+                // Not known to be written: it may yet apply, so the pending change
+                // stays and is asked again while it is still the one pending.
+                Err(e) => {
+                    warn!(topic = %change.topic, partition = change.partition, error = %e, "ISR change not written; asking again");
+                    if !replica.is_pending(&change) || self.is_stopped() {
+                        return;
+                    }
+                    self.env.clock.sleep(Duration::from_millis(500)).await;
+                }
             }
         }
     }

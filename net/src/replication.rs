@@ -393,9 +393,28 @@ impl Replica {
         (meta.leader_epoch == epoch && meta.leader != self.node_id && !self.is_closed()).then(f)
     }
 
-    /// Forgets an ISR change the controller refused, so it is asked again.
-    pub fn isr_change_failed(&self) {
-        self.lock().pending_isr = None;
+    /// Forgets an ISR change the controller refused, so it is asked again, if it is
+    /// still the one pending. The answer to an older request (asked under an earlier
+    /// partition epoch and since superseded) must not clear a newer one: the newer
+    /// one's maximal ISR (KIP-497) is what keeps the high watermark from passing a
+    /// replica that may be joining the ISR, and leading, in the same change (Kafka's
+    /// Partition ignores AlterPartition answers for a state it no longer proposes).
+    pub fn isr_change_failed(&self, change: &IsrChange) {
+        let mut st = self.lock();
+        if Self::pending_is(&st, change) || planted(Bug::StaleIsrAnswerClears) {
+            st.pending_isr = None;
+        }
+    }
+
+    /// Whether `change` is the ISR change this leader is waiting on.
+    pub fn is_pending(&self, change: &IsrChange) -> bool {
+        Self::pending_is(&self.lock(), change)
+    }
+
+    fn pending_is(st: &ReplicaState, change: &IsrChange) -> bool {
+        st.pending_isr
+            .as_ref()
+            .is_some_and(|(e, isr)| *e == change.partition_epoch && *isr == change.isr)
     }
 }
 
