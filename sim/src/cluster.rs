@@ -443,6 +443,29 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         .await
         .unwrap_or_else(|_| Some("replica comparison panicked".into()));
     let _ = monitor.await;
+    if std::env::var_os("SLUICE_SIM_RAFT_DUMP").is_some() {
+        for (n, (_, disk, _)) in &brokers {
+            let d: &dyn sluice_core::env::Disk = disk;
+            let _ = d;
+            if let Ok(image) = sluice_storage::raft_store::replay(disk) {
+                for p in 0..partitions {
+                    eprintln!(
+                        "broker-{n} replayed {TOPIC}-{p}: {:?}",
+                        image.partition(TOPIC, p)
+                    );
+                }
+            }
+            match sluice_storage::raft_store::describe(disk) {
+                Ok((entries, snap)) => {
+                    eprintln!("broker-{n}: snapshot at {snap:?}");
+                    for (i, e) in entries {
+                        eprintln!("broker-{n} {i} {e}");
+                    }
+                }
+                Err(e) => eprintln!("broker-{n}: {e}"),
+            }
+        }
+    }
 
     let (ops, trace) = rec.snapshot();
     let mut report = check_all(&ops);
@@ -1068,8 +1091,25 @@ async fn replicas_agree(
                 let ends: Vec<String> = replicas
                     .iter()
                     .map(|(n, l)| {
+                        let views = live
+                            .iter()
+                            .find(|(m, ..)| m == n)
+                            .map(|(_, _, b)| {
+                                (
+                                    b.image().partition(TOPIC, p).map(|s| s.leader_epoch),
+                                    b.replica(TOPIC, p).map(|r| r.meta().leader_epoch),
+                                    b.controller.subscribe().borrow().index,
+                                    b.controller
+                                        .subscribe()
+                                        .borrow()
+                                        .image
+                                        .partition(TOPIC, p)
+                                        .map(|s| s.leader_epoch),
+                                    b.controller.leader(),
+                                )
+                            });
                         format!(
-                            "broker-{n} end {} durable {} hw {}",
+                            "broker-{n} end {} durable {} hw {} (metadata epoch, replica epoch: {views:?})",
                             l.log_end_offset(),
                             l.local_durable_end(),
                             l.high_watermark()

@@ -66,6 +66,48 @@ fn frame(entry: &Entry<MetadataRaft>) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The stored log's entries as (index, leader id and payload as text), and the
+/// snapshot's last index.
+pub type Described = (Vec<(u64, String)>, Option<u64>);
+
+/// For the simulator's diagnostics: what the metadata log holds on a disk.
+pub fn describe(disk: &dyn Disk) -> io::Result<Described> {
+    let file = disk.open(&path("log"), false)?;
+    let mut bytes = vec![0u8; file.size()? as usize];
+    file.read_exact_at(0, &mut bytes)?;
+    let entries = parse(&bytes)
+        .0
+        .into_iter()
+        .map(|(_, e)| {
+            (
+                e.log_id.index,
+                format!("{} {:?}", e.log_id.leader_id, e.payload),
+            )
+        })
+        .collect();
+    let snapshot: Option<StoredSnapshot> = read_json(disk, "snapshot")?;
+    Ok((
+        entries,
+        snapshot.and_then(|s| s.meta.last_log_id.map(|l| l.index)),
+    ))
+}
+
+/// For the simulator's diagnostics: the metadata image the stored log gives when
+/// replayed from the start.
+pub fn replay(disk: &dyn Disk) -> io::Result<sluice_core::cluster::metadata::MetadataImage> {
+    let file = disk.open(&path("log"), false)?;
+    let mut bytes = vec![0u8; file.size()? as usize];
+    file.read_exact_at(0, &mut bytes)?;
+    let mut image = sluice_core::cluster::metadata::MetadataImage::default();
+    for (_, e) in parse(&bytes).0 {
+        if let EntryPayload::Normal(command) = e.payload {
+            // A refused command changes nothing, as when it was first applied.
+            let _ = image.apply(&command);
+        }
+    }
+    Ok(image)
+}
+
 /// Parses framed entries; returns them with their file offsets and the length of the
 /// valid prefix.
 fn parse(bytes: &[u8]) -> (Vec<(u64, Entry<MetadataRaft>)>, u64) {
@@ -112,7 +154,9 @@ fn io_err(e: io::Error) -> Error {
 }
 
 fn storage_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl ToString) -> Error {
-    StorageError::from_io_error(subject, verb, io::Error::other(e.to_string()))
+    let e = e.to_string();
+    sluice_core::sim_event!("metadata store error: {verb:?} {subject:?}: {e}");
+    StorageError::from_io_error(subject, verb, io::Error::other(e))
 }
 
 impl RaftLogStore {
