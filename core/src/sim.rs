@@ -142,8 +142,8 @@ pub enum Bug {
     /// A leader takes a follower's fetch offset past its own log end as progress, and
     /// a follower of an old epoch may report the log end a newer epoch's fetcher made.
     FollowerEndUnchecked,
-    /// Reads serve a batch whatever partition leader epoch its (uncovered) header
-    /// field holds.
+    /// Reads serve a batch whatever partition leader epoch its header holds, and a
+    /// truncation trusts the base offsets it reads: fields the CRC does not cover.
     UncheckedBatchEpoch,
     /// A refused ISR change clears whatever ISR change is pending, a newer one too.
     StaleIsrAnswerClears,

@@ -27,6 +27,9 @@ struct FileState {
     durable: Vec<u8>,
     /// Lowest offset changed since the last sync.
     dirty_from: Option<usize>,
+    /// Alive while a handle is open: as on Linux, a file removed from its directory
+    /// stays readable through handles opened before.
+    opened: std::sync::Weak<()>,
 }
 
 #[derive(Default, Clone)]
@@ -82,6 +85,18 @@ impl Inner {
             .flat_map(|x| x.entries.values().copied())
             .collect();
         self.files.retain(|id, _| live.contains(id));
+    }
+    /// Files neither the directories nor what a crash would bring back name are gone
+    /// for good (a checkpoint replaced by a rename, a removed segment once its
+    /// directory is synced): without this every replaced file stayed in memory.
+    fn forget_unreferenced_files(&mut self) {
+        let live: std::collections::BTreeSet<u64> = self
+            .dirs
+            .values()
+            .flat_map(|x| x.entries.values().chain(x.durable.values()).copied())
+            .collect();
+        self.files
+            .retain(|id, f| live.contains(id) || f.opened.strong_count() > 0);
     }
     fn used(&self) -> u64 {
         self.files.values().map(|f| f.data.len() as u64).sum()
@@ -260,6 +275,7 @@ struct SimFile {
     disk: SimDisk,
     id: u64,
     generation: u64,
+    _open: Arc<()>,
 }
 
 impl SimFile {
@@ -383,10 +399,21 @@ impl Disk for SimDisk {
             }
             None => return Err(not_found(path)),
         };
+        let open = match d.files.get(&id).and_then(|f| f.opened.upgrade()) {
+            Some(open) => open,
+            None => {
+                let open = Arc::new(());
+                if let Some(f) = d.files.get_mut(&id) {
+                    f.opened = Arc::downgrade(&open);
+                }
+                open
+            }
+        };
         Ok(Arc::new(SimFile {
             disk: self.clone(),
             id,
             generation: d.generation,
+            _open: open,
         }))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -437,6 +464,7 @@ impl Disk for SimDisk {
         if let Some(x) = d.dirs.get_mut(&tdir) {
             x.entries.insert(tname, id);
         }
+        d.forget_unreferenced_files();
         Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -445,8 +473,9 @@ impl Disk for SimDisk {
         d.dirs
             .get_mut(&dir)
             .and_then(|x| x.entries.remove(&name))
-            .map(|_| ())
-            .ok_or_else(|| not_found(path))
+            .ok_or_else(|| not_found(path))?;
+        d.forget_unreferenced_files();
+        Ok(())
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut d = self.lock();
@@ -473,6 +502,7 @@ impl Disk for SimDisk {
         }
         let dir = d.dirs.get_mut(path).ok_or_else(|| not_found(path))?;
         dir.durable = dir.entries.clone();
+        d.forget_unreferenced_files();
         Ok(())
     }
 }

@@ -1418,16 +1418,29 @@ fn batch_boundary(
     end: u64,
     offset: i64,
 ) -> Result<u64, LogError> {
-    let mut pos = from.position;
+    let (mut pos, mut expect) = (from.position, from.offset);
     while pos + batch::HEADER_LEN as u64 <= end {
         let mut head = [0u8; batch::HEADER_LEN];
         file.read_exact_at(pos, &mut head)
             .map_err(|e| storage("read", e))?;
         let h = batch::parse_fixed(&head)?;
+        // The base offset is outside the CRC: a bit flipped in it on this read would
+        // cut the log short of what it holds (committed records included). Refuse;
+        // the caller tries again.
+        if h.base_offset != expect && !planted(Bug::UncheckedBatchEpoch) {
+            return Err(storage(
+                "find a batch boundary",
+                format!(
+                    "base offset {} at byte {pos} where {expect} belongs",
+                    h.base_offset
+                ),
+            ));
+        }
         if h.next_offset() > offset {
             return Ok(pos);
         }
         pos += h.size as u64;
+        expect = h.next_offset();
     }
     Ok(pos.min(end))
 }
