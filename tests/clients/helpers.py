@@ -66,6 +66,31 @@ def consume_all(bootstrap, topic, partitions, expected, timeout=60, isolation="r
     return out
 
 
+def consume_to_end(bootstrap, topic, partitions, timeout=120):
+    """Reads every partition from offset 0 to its high watermark, as it is when the
+    read starts. (A count of acknowledged records is no stop condition after a crash:
+    records stored but not acknowledged before it count too.)"""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "unused-assign-only",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 100,
+    })
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in range(partitions)}
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out = []
+    next_offset = {p: 0 for p in range(partitions)}
+    deadline = time.time() + timeout
+    while any(next_offset[p] < ends[p] for p in ends) and time.time() < deadline:
+        for m in c.consume(10000, 0.5):
+            assert not m.error(), m.error()
+            out.append((m.partition(), m.offset(), m.key(), m.value()))
+            next_offset[m.partition()] = m.offset() + 1
+    c.close()
+    return out
+
+
 def by_partition(records):
     parts = {}
     for p, o, k, v in records:

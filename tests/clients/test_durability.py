@@ -10,7 +10,7 @@ import time
 
 from confluent_kafka import KafkaError, Producer
 
-from helpers import consume_all, create_topic, produce_confluent
+from helpers import consume_all, consume_to_end, create_topic, produce_confluent
 
 
 def stream_through_kill9(broker, topic, idempotent, at_least, at_most):
@@ -56,7 +56,7 @@ def test_kill9_mid_acks_all_stream_loses_nothing_acknowledged(broker):
     acked, _, _ = stream_through_kill9(broker, "k9", False, 200_000, 400_000)
     assert len(acked) > 10_000, "the stream must be well under way when the broker dies"
     stored = {}
-    for part, off, _, val in consume_all(broker.bootstrap, "k9", 3, len(acked), timeout=120):
+    for part, off, _, val in consume_to_end(broker.bootstrap, "k9", 3):
         stored[(part, off)] = val
     missing = [(p_, o, v) for p_, o, v in acked if stored.get((p_, o)) != v]
     assert not missing, f"{len(missing)} acknowledged records missing or changed, e.g. {missing[:3]}"
@@ -180,7 +180,7 @@ def test_idempotent_producer_through_a_broker_kill9_writes_each_record_once_in_o
     acked, failed, i = stream_through_kill9(broker, "idem-k9", True, 150_000, 300_000)
     assert not failed, f"{len(failed)} deliveries failed"
     assert len(acked) == i
-    stored = consume_all(broker.bootstrap, "idem-k9", 3, len(acked), timeout=120)
+    stored = consume_to_end(broker.bootstrap, "idem-k9", 3)
     values = [v for _, _, _, v in stored]
     assert len(values) == len(set(values)) == i, "each record exactly once"
     per_partition = {}
