@@ -48,7 +48,9 @@ mod buggify_state {
     pub fn fires(point: &'static str, probability: f64) -> bool {
         use madsim::rand::Rng;
         let on = ENABLED.load(Ordering::SeqCst);
-        // Draw only when enabled: a run without buggify keeps its schedule.
+        // madsim's seeded generator (the simulator's randomness, as madsim's own
+        // buggify used), drawn only when enabled: a run without buggify keeps its
+        // schedule. Only simulator builds compile this.
         let fired = on && madsim::rand::thread_rng().gen_bool(probability.clamp(0.0, 1.0));
         let mut g = POINTS.lock().unwrap_or_else(|p| p.into_inner());
         let e = g.entry(point).or_default();
@@ -268,17 +270,24 @@ static EVENTS: std::sync::Mutex<Vec<(madsim::time::Instant, String)>> =
 /// Appends an event, stamped with the simulated time.
 #[cfg(madsim)]
 pub fn record_event(line: String) {
+    // The simulated clock: the simulator's own time, not the host's.
     let now = madsim::time::Instant::now();
-    // SLUICE_SIM_LIVE=1 prints events as they happen (a run that never ends has no
-    // trace to print); printing does not touch the simulation's state.
-    static LIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *LIVE.get_or_init(|| std::env::var_os("SLUICE_SIM_LIVE").is_some()) {
+    if live_trace() {
         eprintln!("{:?} {line}", now);
     }
     EVENTS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push((now, line));
+}
+
+/// Whether SLUICE_SIM_LIVE asks for trace lines and events on stderr as they happen (a
+/// run that never ends has no trace to print). Printing does not touch the
+/// simulation's state.
+#[cfg(madsim)]
+pub fn live_trace() -> bool {
+    static LIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LIVE.get_or_init(|| std::env::var_os("SLUICE_SIM_LIVE").is_some())
 }
 
 /// Takes the events recorded so far (simulator builds only).

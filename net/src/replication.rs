@@ -75,8 +75,9 @@ pub struct Replica {
     /// (Kafka's StopReplica removes the partition's fetcher), so nothing is fetched
     /// in the name of a log that is being deleted.
     closed: AtomicBool,
-    /// On the leader: its log end when it took the lead (Kafka's epoch start offset).
-    /// Every record a previous leader committed lies below it.
+    /// On the leader: its log end when it took the lead (Kafka's epoch start offset),
+    /// until its high watermark reaches it (-1 then, and on followers). Every record
+    /// a previous leader committed lies below it.
     epoch_start: AtomicI64,
 }
 
@@ -278,11 +279,18 @@ impl Replica {
     /// served all the same.
     pub fn check_hw_caught_up(&self) -> Result<(), i16> {
         let start = self.epoch_start.load(Ordering::SeqCst);
-        if self.log.high_watermark() < start && !planted(Bug::StaleHwAfterElection) {
-            Err(codes::OFFSET_NOT_AVAILABLE)
-        } else {
-            Ok(())
+        if start < 0 || planted(Bug::StaleHwAfterElection) {
+            return Ok(());
         }
+        if self.log.high_watermark() < start {
+            return Err(codes::OFFSET_NOT_AVAILABLE);
+        }
+        // Caught up for the rest of this leadership (the high watermark never goes
+        // back): later fetches need not look again.
+        let _ = self
+            .epoch_start
+            .compare_exchange(start, -1, Ordering::SeqCst, Ordering::SeqCst);
+        Ok(())
     }
 
     /// min.insync.replicas for acks=all: NOT_ENOUGH_REPLICAS when the ISR is smaller.

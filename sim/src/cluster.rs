@@ -49,7 +49,9 @@ use tokio::time::{sleep, timeout, Instant};
 use crate::clock::SimClock;
 use crate::disk::{Faults, SimDisk};
 use crate::env::InlineTasks;
-use crate::run::{consume, read_to_end, Options, Poller, Recorder, SeedResult};
+use crate::run::{
+    consume, corrupt_reads, full_soon, read_to_end, Options, Poller, Recorder, SeedResult,
+};
 
 const TOPIC: &str = "jepsen";
 const KAFKA_PORT: u16 = 9092;
@@ -1296,19 +1298,12 @@ async fn nemesis(
                 }
             }
             "disk-full" => {
-                let room = thread_rng().gen_range(0..32 << 10);
-                disk.set_faults(Faults {
-                    capacity_bytes: Some(disk.used_bytes() + room),
-                    ..Faults::default()
-                });
+                disk.set_faults(full_soon(disk));
                 pause(200, 1500).await;
                 disk.set_faults(Faults::default());
             }
             "corrupt-read" => {
-                disk.set_faults(Faults {
-                    corrupt_read_per_mille: thread_rng().gen_range(5..100),
-                    ..Faults::default()
-                });
+                disk.set_faults(corrupt_reads());
                 pause(200, 1500).await;
                 disk.set_faults(Faults::default());
             }

@@ -307,7 +307,7 @@ impl Recorder {
         let t = self.start.elapsed().as_millis();
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         self.drain_events(&mut g.1);
-        if std::env::var_os("SLUICE_SIM_LIVE").is_some() {
+        if sluice_core::sim::live_trace() {
             eprintln!("{t:>8} ms  {line}");
         }
         g.1.push_str(&format!("{t:>8} ms  {line}\n"));
@@ -995,6 +995,23 @@ pub(crate) async fn read_to_end(
     None
 }
 
+/// A disk fault both runners inject: 0.5–10% of reads return a flipped bit.
+pub(crate) fn corrupt_reads() -> Faults {
+    Faults {
+        corrupt_read_per_mille: thread_rng().gen_range(5..100),
+        ..Faults::default()
+    }
+}
+
+/// A disk fault both runners inject: the disk is full after a few more KiB.
+pub(crate) fn full_soon(disk: &SimDisk) -> Faults {
+    let room = thread_rng().gen_range(0..32 << 10);
+    Faults {
+        capacity_bytes: Some(disk.used_bytes() + room),
+        ..Faults::default()
+    }
+}
+
 async fn nemesis(
     rec: Recorder,
     scenario: Scenario,
@@ -1087,19 +1104,12 @@ async fn nemesis(
                 handle.restart(broker);
             }
             Fault::CorruptRead => {
-                disk.set_faults(Faults {
-                    corrupt_read_per_mille: thread_rng().gen_range(5..100),
-                    ..Faults::default()
-                });
+                disk.set_faults(corrupt_reads());
                 pause(200, 1000).await;
                 disk.set_faults(Faults::default());
             }
             Fault::DiskFull => {
-                let room = thread_rng().gen_range(0..32 << 10);
-                disk.set_faults(Faults {
-                    capacity_bytes: Some(disk.used_bytes() + room),
-                    ..Faults::default()
-                });
+                disk.set_faults(full_soon(&disk));
                 pause(200, 1000).await;
                 disk.set_faults(Faults::default());
             }

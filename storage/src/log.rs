@@ -125,8 +125,10 @@ struct State {
     replicated_hw: Option<i64>,
     /// The epoch this replica stamps on the batches it appends as leader (-1: none).
     leader_epoch: i32,
-    /// The leader epoch cache: (epoch, first offset), ascending.
-    epochs: Vec<(i32, i64)>,
+    /// The leader epoch cache: (epoch, first offset), ascending. Shared so a read can
+    /// take it out of the lock (to check the epochs of the batches it serves) for the
+    /// cost of a reference count, not a copy.
+    epochs: Arc<[(i32, i64)]>,
     /// Bumped by every truncation, so a sync round that raced one publishes nothing.
     generation: u64,
 }
@@ -311,12 +313,12 @@ impl PartitionLog {
         // its checkpoint, or later batches of the epoch would go unrecorded.
         let latest = st.epochs.last().map_or(-1, |(e, _)| *e);
         if headers.iter().any(|(_, h)| h.leader_epoch > latest) {
-            let mut epochs = st.epochs.clone();
+            let mut epochs = st.epochs.to_vec();
             for (_, h) in &headers {
                 segment::note_epoch(&mut epochs, h.leader_epoch, h.base_offset);
             }
             write_epochs(self.env.disk.as_ref(), &self.dir, &epochs)?;
-            st.epochs = epochs;
+            st.epochs = epochs.into();
         }
         let State { segments, .. } = &mut *st;
         let active = segments
@@ -1111,7 +1113,7 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
         pending_snapshots: Vec::new(),
         replicated_hw: None,
         leader_epoch: -1,
-        epochs,
+        epochs: epochs.into(),
         generation: 0,
     })
 }
