@@ -141,6 +141,21 @@ impl ProducerStates {
         Ok(Verdict::Append)
     }
 
+    /// Judges a transaction marker of `producer_id` at `epoch`: one from an epoch
+    /// older than the producer's batches here is a zombie coordinator's, and would
+    /// decide the newer epoch's open transaction (Kafka refuses it the same way,
+    /// `ProducerStateManager.checkProducerEpoch`).
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(ProducerError::InvalidEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Remembers a stored batch.
     pub fn record(&mut self, b: ProducedBatch) {
         let entry = self.producers.entry(b.producer_id).or_default();
@@ -378,6 +393,28 @@ mod tests {
         let mut w = ProducerStates::default();
         w.record(batch(2, 0, i32::MAX - 1, i32::MAX, 0));
         assert_eq!(w.check(2, 0, 0, 3), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn a_marker_from_an_older_epoch_than_the_batches_is_refused() {
+        let mut s = ProducerStates::default();
+        assert_eq!(s.check_marker(4, 27), Ok(()), "a producer never seen here");
+        s.record(batch(4, 28, 0, 0, 373));
+        s.transactional(4, 373);
+        assert_eq!(
+            s.check_marker(4, 27),
+            Err(ProducerError::InvalidEpoch {
+                producer_id: 4,
+                epoch: 27,
+                current: 28
+            })
+        );
+        assert_eq!(s.check_marker(4, 28), Ok(()));
+        assert_eq!(
+            s.check_marker(4, 29),
+            Ok(()),
+            "a fencing abort's bumped epoch"
+        );
     }
 
     #[test]

@@ -144,15 +144,19 @@ pub enum Bug {
     /// A leader takes a follower's fetch offset past its own log end as progress, and
     /// a follower of an old epoch may report the log end a newer epoch's fetcher made.
     FollowerEndUnchecked,
-    /// Reads serve a batch whatever partition leader epoch its header holds, and a
-    /// truncation trusts the base offsets it reads: fields the CRC does not cover.
+    /// Reads serve a batch whatever partition leader epoch its header holds, a
+    /// truncation trusts the base offsets it reads, and recovery puts a newer epoch
+    /// read once into the epoch cache: fields the CRC does not cover.
     UncheckedBatchEpoch,
+    /// The metadata log store opens on what the page cache holds without making it
+    /// durable: entries whose fsync failed are acknowledged after a restart.
+    RaftStoreTrustsPageCache,
     /// A refused ISR change clears whatever ISR change is pending, a newer one too.
     StaleIsrAnswerClears,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 26] = [
+    pub const ALL: [Bug; 27] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -178,6 +182,7 @@ impl Bug {
         Bug::ConsumerRewinds,
         Bug::FollowerEndUnchecked,
         Bug::UncheckedBatchEpoch,
+        Bug::RaftStoreTrustsPageCache,
         Bug::StaleIsrAnswerClears,
     ];
 
@@ -208,6 +213,7 @@ impl Bug {
             Bug::ConsumerRewinds => "consumer-rewinds",
             Bug::FollowerEndUnchecked => "follower-end-unchecked",
             Bug::UncheckedBatchEpoch => "unchecked-batch-epoch",
+            Bug::RaftStoreTrustsPageCache => "raft-store-trusts-page-cache",
             Bug::StaleIsrAnswerClears => "stale-isr-answer-clears",
         }
     }

@@ -26,8 +26,6 @@ struct Inner {
     logs: Vec<Option<Arc<PartitionLog>>>,
     /// EndTxn requests waiting for their transaction's markers, by transactional id.
     waiting: BTreeMap<String, Vec<oneshot::Sender<Result<(), String>>>>,
-    /// Transactional ids whose markers are being written.
-    writing: BTreeSet<String>,
     /// Ticks until prepared transactions whose markers failed are tried again.
     retry_in: u32,
     /// The partitions this broker leads and coordinates, with the leader epoch their
@@ -52,7 +50,6 @@ impl Txns {
                 sm: TxnCoordinator::new(max_timeout_ms),
                 logs: Vec::new(),
                 waiting: BTreeMap::new(),
-                writing: BTreeSet::new(),
                 retry_in: 0,
                 led: BTreeMap::new(),
             }),
@@ -133,8 +130,7 @@ impl Txns {
             }
         }
         if loaded_any {
-            let writing = inner.writing.clone();
-            inner.sm.resume_except(&writing);
+            inner.sm.resume();
         }
         failed.map_or(Ok(()), Err)
     }
@@ -208,10 +204,14 @@ impl Txns {
                 }
                 TxnEffect::WriteMarkers {
                     ref transactional_id,
+                    writer,
                     ..
-                } if unstored.contains(transactional_id) => {}
+                } if unstored.contains(transactional_id) => {
+                    inner.sm.markers_failed(transactional_id, writer);
+                }
                 TxnEffect::WriteMarkers {
                     transactional_id,
+                    writer,
                     producer_id,
                     epoch,
                     commit,
@@ -220,7 +220,6 @@ impl Txns {
                     // After everything appended for this id so far (its Prepare) is
                     // durable.
                     let prepared = durable_point(&inner.logs, &transactional_id);
-                    inner.writing.insert(transactional_id.clone());
                     let broker = broker.clone();
                     self.env.spawn(async move {
                         let written = write_markers(
@@ -234,7 +233,7 @@ impl Txns {
                         .await;
                         broker
                             .txns
-                            .markers_done(&broker, &transactional_id, epoch, written);
+                            .markers_done(&broker, &transactional_id, writer, written);
                     });
                 }
             }
@@ -242,23 +241,24 @@ impl Txns {
         unstored
     }
 
-    /// Markers of `id`'s transaction at `epoch` are durable (or failed): complete it
-    /// and release the EndTxn waiting for it.
+    /// The markers `writer` was asked for are durable (or failed): complete its
+    /// transaction and release the EndTxn waiting for it. A writer no longer current
+    /// (from before a reload) releases nothing: the open transaction is not its.
     fn markers_done(
         &self,
         broker: &Arc<Broker>,
         id: &str,
-        epoch: i16,
+        writer: u64,
         written: Result<(), String>,
     ) {
         let now = self.now_ms();
         let mut inner = self.lock();
-        inner.writing.remove(id);
-        let waiters = inner.waiting.remove(id).unwrap_or_default();
         let outcome = match written {
             Ok(()) => {
                 let before = BTreeMap::from([(id.to_string(), inner.sm.get(id).cloned())]);
-                inner.sm.markers_written(now, id, epoch);
+                if !inner.sm.markers_written(now, id, writer) {
+                    return;
+                }
                 if self.carry_out(broker, &mut inner, &before).is_empty() {
                     Ok(())
                 } else {
@@ -266,11 +266,15 @@ impl Txns {
                 }
             }
             Err(why) => {
+                if !inner.sm.markers_failed(id, writer) {
+                    return;
+                }
                 // The transaction stays prepared; the timer writes its markers again.
                 warn!(transactional_id = id, %why, "transaction markers not written");
                 Err(why)
             }
         };
+        let waiters = inner.waiting.remove(id).unwrap_or_default();
         let upto = durable_point(&inner.logs, id);
         drop(inner);
         self.env.spawn(async move {
@@ -418,8 +422,7 @@ impl Txns {
         // Every second, markers that failed (a partition offline) are tried again.
         if inner.retry_in == 0 {
             inner.retry_in = 10;
-            let writing = inner.writing.clone();
-            inner.sm.resume_except(&writing);
+            inner.sm.resume();
         }
         inner.retry_in -= 1;
         self.carry_out(broker, &mut inner, &before);

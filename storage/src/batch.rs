@@ -12,6 +12,8 @@ use thiserror::Error;
 pub const HEADER_LEN: usize = 61;
 /// Offset of the batchLength field's end: batchLength counts the bytes after it.
 pub const LOG_OVERHEAD: usize = 12;
+/// Where a batch's partition leader epoch sits (outside the CRC).
+pub const LEADER_EPOCH_AT: usize = 12;
 const CRC_START: usize = 21;
 
 /// Why a batch was refused.
@@ -31,6 +33,12 @@ pub enum BatchError {
     BadCount { count: i32, delta: i32 },
     #[error("control batches are written by the broker, not produced")]
     ControlProduced,
+    #[error("the leader epoch of the batch at offset {offset} read as {first}, then as {second}")]
+    UnsteadyEpoch {
+        offset: i64,
+        first: i32,
+        second: i32,
+    },
 }
 
 /// The decoded fixed header of one batch.
@@ -182,7 +190,7 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
 
 /// Overwrites the partition leader epoch field (not covered by the CRC).
 pub fn set_leader_epoch(buf: &mut [u8], epoch: i32) {
-    buf[12..16].copy_from_slice(&epoch.to_be_bytes());
+    buf[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Marks a batch as non-idempotent (base sequence -1) and recomputes its CRC.

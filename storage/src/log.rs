@@ -1176,6 +1176,15 @@ fn check_producers(
     for (i, (_, h)) in headers.iter().enumerate() {
         let mut events = Vec::new();
         segment::producer_events(h, &[], &mut events);
+        let table = scratch.as_ref().unwrap_or(&st.producers);
+        for e in &events {
+            if let ProducerEvent::Marker {
+                producer_id, epoch, ..
+            } = *e
+            {
+                table.check_marker(producer_id, epoch)?;
+            }
+        }
         let Some(mut b) = events.iter().find_map(|e| match e {
             ProducerEvent::Batch(b) => Some(*b),
             _ => None,
@@ -1183,7 +1192,6 @@ fn check_producers(
             next += i64::from(h.last_offset_delta) + 1;
             continue;
         };
-        let table = scratch.as_ref().unwrap_or(&st.producers);
         let verdict = if planted(Bug::SkipProducerDedup) {
             Verdict::Append
         } else {

@@ -27,6 +27,8 @@ use sluice_core::cluster::raft::MetadataRaft;
 use sluice_core::env::{Disk, DiskFile};
 use tokio::sync::watch;
 
+use sluice_core::sim::{planted, Bug};
+
 use crate::checkpoint;
 
 type NodeId = u64;
@@ -178,7 +180,16 @@ impl RaftLogStore {
         if end < size {
             tracing::warn!(valid = end, size, "raft log: cutting a torn tail");
             file.set_len(end)?;
+        }
+        // After a process kill (not a power loss) the page cache still holds what was
+        // written, synced or not: entries whose fsync failed, a checkpoint renamed
+        // into place without its directory sync. openraft is about to take all of it
+        // as stored and tell the leader so; it must be durable first, or a power loss
+        // later takes back entries counted in a commit (a node's log then differs
+        // from the quorum's at an index it acknowledged).
+        if !planted(Bug::RaftStoreTrustsPageCache) {
             file.sync()?;
+            disk.sync_dir(Path::new(DIR))?;
         }
         let last_purged: Option<LogId<NodeId>> = read_json(disk.as_ref(), "purged")?;
         let floor = last_purged.map_or(0, |l| l.index + 1);
@@ -202,6 +213,34 @@ impl RaftLogStore {
 
     fn lock(&self) -> MutexGuard<'_, LogInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends entries and makes them durable (what openraft's `append` does before
+    /// it reports them stored).
+    pub fn append_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry<MetadataRaft>>,
+    ) -> io::Result<()> {
+        let mut inner = self.lock();
+        let mut buf = Vec::new();
+        let mut added = Vec::new();
+        for entry in entries {
+            let off = inner.end + buf.len() as u64;
+            buf.extend_from_slice(&frame(&entry)?);
+            added.push((off, entry));
+        }
+        inner.file.write_at(inner.end, &buf)?;
+        inner.file.sync()?;
+        inner.end += buf.len() as u64;
+        for (off, entry) in added {
+            inner.entries.insert(entry.log_id.index, (off, entry));
+        }
+        Ok(())
+    }
+
+    /// The indexes of the entries held.
+    pub fn indexes(&self) -> Vec<u64> {
+        self.lock().entries.keys().copied().collect()
     }
 
     /// The index of the last entry known committed (0 for none).
@@ -301,23 +340,7 @@ impl RaftLogStorage<MetadataRaft> for RaftLogStore {
         I: IntoIterator<Item = Entry<MetadataRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let result = (|| {
-            let mut inner = self.lock();
-            let mut buf = Vec::new();
-            let mut added = Vec::new();
-            for entry in entries {
-                let off = inner.end + buf.len() as u64;
-                buf.extend_from_slice(&frame(&entry)?);
-                added.push((off, entry));
-            }
-            inner.file.write_at(inner.end, &buf)?;
-            inner.file.sync()?;
-            inner.end += buf.len() as u64;
-            for (off, entry) in added {
-                inner.entries.insert(entry.log_id.index, (off, entry));
-            }
-            Ok::<_, io::Error>(())
-        })();
+        let result = self.append_entries(entries);
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use sluice_core::env::{Disk, DiskFile};
 use sluice_core::producer::{ProducedBatch, ProducerStates};
 use sluice_core::sim::{planted, Bug};
+use tracing::warn;
 
 use crate::batch::{self, BatchError, BatchHeader};
 
@@ -181,11 +182,22 @@ pub struct Scan {
 /// Adds to a leader epoch cache (epoch, start offset) a batch's epoch, if it is newer
 /// than the cache's latest; true if it was.
 pub fn note_epoch(epochs: &mut Vec<(i32, i64)>, epoch: i32, offset: i64) -> bool {
-    let newer = epoch >= 0 && epochs.last().is_none_or(|(e, _)| epoch > *e);
+    let newer = is_newer_epoch(epochs, epoch);
     if newer {
         epochs.push((epoch, offset));
     }
     newer
+}
+
+fn is_newer_epoch(epochs: &[(i32, i64)], epoch: i32) -> bool {
+    epoch >= 0 && epochs.last().is_none_or(|(e, _)| epoch > *e)
+}
+
+/// The partition leader epoch field of the batch at byte `pos`, read on its own.
+fn read_leader_epoch(file: &dyn DiskFile, pos: u64) -> io::Result<i32> {
+    let mut field = [0u8; 4];
+    file.read_exact_at(pos + batch::LEADER_EPOCH_AT as u64, &mut field)?;
+    Ok(i32::from_be_bytes(field))
 }
 
 /// What a stored batch tells the partition's producer table.
@@ -198,6 +210,7 @@ pub enum ProducerEvent {
     /// A transaction marker.
     Marker {
         producer_id: i64,
+        epoch: i16,
         offset: i64,
         commit: bool,
     },
@@ -222,6 +235,7 @@ impl ProducerEvent {
                 producer_id,
                 offset,
                 commit,
+                ..
             } => states.marker(producer_id, offset, commit),
         }
     }
@@ -236,6 +250,7 @@ pub fn producer_events(h: &BatchHeader, bytes: &[u8], out: &mut Vec<ProducerEven
         // An unreadable marker cannot have been ours; treat it as an abort.
         out.push(ProducerEvent::Marker {
             producer_id: h.producer_id,
+            epoch: h.producer_epoch,
             offset: h.base_offset,
             commit: batch::marker_commits(bytes).unwrap_or(false),
         });
@@ -328,6 +343,25 @@ pub fn scan(
                     found: header.base_offset,
                 });
                 break;
+            }
+            // The leader epoch lies outside the CRC, and a newer one goes into the
+            // epoch cache for good: believe it only when a second read agrees.
+            if is_newer_epoch(&epochs, header.leader_epoch) && !planted(Bug::UncheckedBatchEpoch) {
+                let again = read_leader_epoch(file.as_ref(), pos + at as u64)?;
+                if again != header.leader_epoch {
+                    warn!(
+                        offset = header.base_offset,
+                        first = header.leader_epoch,
+                        second = again,
+                        "a batch's leader epoch read differently twice; reading it again"
+                    );
+                    gap = Some(BatchError::UnsteadyEpoch {
+                        offset: header.base_offset,
+                        first: header.leader_epoch,
+                        second: again,
+                    });
+                    break;
+                }
             }
             segment.track(pos + at as u64, &header, index_interval_bytes);
             producer_events(&header, &buf[at..at + header.size], &mut found);

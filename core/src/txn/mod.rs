@@ -84,9 +84,10 @@ pub enum TxnEffect {
     /// Append to the id's `__transaction_state` partition; later effects wait for it.
     Persist(TxnRecord),
     /// Write a commit or abort marker to each partition, then call
-    /// [`TxnCoordinator::markers_written`].
+    /// [`TxnCoordinator::markers_written`] (or `markers_failed`) with `writer`.
     WriteMarkers {
         transactional_id: String,
+        writer: u64,
         producer_id: i64,
         epoch: i16,
         commit: bool,
@@ -108,6 +109,11 @@ pub struct TxnCoordinator {
     /// transaction.max.timeout.ms
     max_timeout_ms: i32,
     txns: BTreeMap<String, TxnMeta>,
+    /// The marker writer at work per transactional id: one at a time, each with a
+    /// number of its own, so a writer that ends late completes nothing asked for
+    /// after it (KIP-98: a transaction's markers come before the next one's batches).
+    writing: BTreeMap<String, u64>,
+    next_writer: u64,
     effects: Vec<TxnEffect>,
 }
 
@@ -116,6 +122,8 @@ impl TxnCoordinator {
         TxnCoordinator {
             max_timeout_ms,
             txns: BTreeMap::new(),
+            writing: BTreeMap::new(),
+            next_writer: 0,
             effects: Vec::new(),
         }
     }
@@ -165,19 +173,48 @@ impl TxnCoordinator {
         } else {
             TxnState::PrepareAbort
         };
-        let markers = TxnEffect::WriteMarkers {
+        let markers = self.ask_markers(id);
+        if planted(Bug::MarkersBeforePrepare) {
+            self.effects.extend(markers);
+            self.persist(now_ms, id);
+        } else {
+            self.persist(now_ms, id);
+            self.effects.extend(markers);
+        }
+    }
+
+    /// Markers for `id`'s prepared transaction, unless a writer is still at work for
+    /// it (one from before a reload): then [`TxnCoordinator::resume`] asks once that
+    /// one has ended.
+    fn ask_markers(&mut self, id: &str) -> Option<TxnEffect> {
+        let m = self.txns.get(id)?;
+        let commit = match m.state {
+            TxnState::PrepareCommit => true,
+            TxnState::PrepareAbort => false,
+            _ => return None,
+        };
+        if self.writing.contains_key(id) {
+            return None;
+        }
+        self.next_writer += 1;
+        self.writing.insert(id.to_string(), self.next_writer);
+        Some(TxnEffect::WriteMarkers {
             transactional_id: id.to_string(),
+            writer: self.next_writer,
             producer_id: m.producer_id,
             epoch: m.epoch,
             commit,
             partitions: m.partitions.iter().cloned().collect(),
-        };
-        if planted(Bug::MarkersBeforePrepare) {
-            self.effects.push(markers);
-            self.persist(now_ms, id);
+        })
+    }
+
+    /// Whether `writer` is the writer at work for `id`; it is done with either way.
+    fn writer_ends(&mut self, id: &str, writer: u64) -> bool {
+        if self.writing.get(id) == Some(&writer) {
+            self.writing.remove(id);
+            true
         } else {
-            self.persist(now_ms, id);
-            self.effects.push(markers);
+            false
         }
     }
 
@@ -309,21 +346,33 @@ impl TxnCoordinator {
         }
     }
 
-    /// The markers of `id`'s transaction at `epoch` are durable: complete it.
-    pub fn markers_written(&mut self, now_ms: i64, id: &str, epoch: i16) {
-        let Some(m) = self.txns.get_mut(id) else {
-            return;
-        };
-        if m.epoch != epoch {
-            return;
+    /// The markers `writer` was asked for are durable: complete the transaction.
+    /// False, and nothing done, for a writer no longer current (asked for before a
+    /// reload): its transaction is not the one now open.
+    pub fn markers_written(&mut self, now_ms: i64, id: &str, writer: u64) -> bool {
+        if !self.writer_ends(id, writer) {
+            return false;
         }
-        m.state = match m.state {
-            TxnState::PrepareCommit => TxnState::CompleteCommit,
-            TxnState::PrepareAbort => TxnState::CompleteAbort,
-            _ => return,
-        };
-        m.partitions.clear();
-        self.persist(now_ms, id);
+        if let Some(m) = self.txns.get_mut(id) {
+            let complete = match m.state {
+                TxnState::PrepareCommit => Some(TxnState::CompleteCommit),
+                TxnState::PrepareAbort => Some(TxnState::CompleteAbort),
+                _ => None,
+            };
+            if let Some(state) = complete {
+                m.state = state;
+                m.partitions.clear();
+                self.persist(now_ms, id);
+            }
+        }
+        true
+    }
+
+    /// The markers of `id` could not all be written: the transaction stays prepared
+    /// and [`TxnCoordinator::resume`] asks for them again. False for a writer no
+    /// longer current.
+    pub fn markers_failed(&mut self, id: &str, writer: u64) -> bool {
+        self.writer_ends(id, writer)
     }
 
     /// Whether `producer_id` at `epoch` has `partition` of `topic` in its open
@@ -388,41 +437,27 @@ impl TxnCoordinator {
         );
     }
 
-    /// After loading: transactions caught between Prepare and Complete get their
-    /// markers written again (markers are idempotent in effect).
     /// Forgets the transactional ids `select` picks: their partition is now another
-    /// coordinator's.
+    /// coordinator's. A marker writer still at work for one stays counted until it
+    /// ends, so a reload cannot start a second one beside it.
     pub fn unload(&mut self, select: impl Fn(&str) -> bool) {
         self.txns.retain(|id, _| !select(id));
     }
 
+    /// Asks again for the markers of every prepared transaction that has no writer
+    /// at work: after a load (prepared before a crash or a move of the coordinator)
+    /// and after a failed attempt (markers are idempotent in effect).
     pub fn resume(&mut self) {
-        self.resume_except(&BTreeSet::new());
-    }
-
-    /// Markers again for every prepared transaction but those in `busy` (whose
-    /// markers are being written).
-    pub fn resume_except(&mut self, busy: &BTreeSet<String>) {
-        let pending: Vec<TxnEffect> = self
+        let prepared: Vec<String> = self
             .txns
             .iter()
-            .filter(|(id, _)| !busy.contains(*id))
-            .filter_map(|(id, m)| {
-                let commit = match m.state {
-                    TxnState::PrepareCommit => true,
-                    TxnState::PrepareAbort => false,
-                    _ => return None,
-                };
-                Some(TxnEffect::WriteMarkers {
-                    transactional_id: id.clone(),
-                    producer_id: m.producer_id,
-                    epoch: m.epoch,
-                    commit,
-                    partitions: m.partitions.iter().cloned().collect(),
-                })
-            })
+            .filter(|(_, m)| matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .map(|(id, _)| id.clone())
             .collect();
-        self.effects.extend(pending);
+        for id in prepared {
+            let markers = self.ask_markers(&id);
+            self.effects.extend(markers);
+        }
     }
 }
 
