@@ -1,14 +1,17 @@
-//! `sluice topic create|list|describe|delete`.
+//! `sluice topic create|list|describe|delete|trim`.
 
 use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ListOffsetsRequest,
-    MetadataRequest, TopicName,
+    ApiKey, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
@@ -45,6 +48,18 @@ pub enum Command {
     /// Delete a topic and its data.
     Delete {
         name: String,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Delete a partition's records below an offset (DeleteRecords): its log start
+    /// offset moves there on every in-sync replica.
+    Trim {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        /// The new log start offset; -1 for the high watermark (everything readable).
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
@@ -148,8 +163,71 @@ pub async fn run(command: Command) -> Result<()> {
             }
             println!("deleted topic {name}");
         }
+        Command::Trim {
+            name,
+            partition,
+            offset,
+            bootstrap,
+        } => {
+            let mut client = bootstrap.connect().await?;
+            let mut leader = leader_of(&mut client, &name, partition).await?;
+            let v = leader.version(ApiKey::DeleteRecords, 2)?;
+            let req = DeleteRecordsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_partitions(vec![DeleteRecordsPartition::default()
+                        .with_partition_index(partition)
+                        .with_offset(offset)])]);
+            let resp = leader.call(req, v).await?;
+            let p = resp
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .next()
+                .context("the broker answered for no partition")?;
+            check(
+                p.error_code,
+                None,
+                &format!("trimming {name}-{partition} to offset {offset}"),
+            )?;
+            println!(
+                "{name}-{partition} now starts at offset {}",
+                p.low_watermark
+            );
+        }
     }
     Ok(())
+}
+
+/// A connection to the leader of `partition` of `topic`, found through `client`.
+async fn leader_of(client: &mut Client, topic: &str, partition: i32) -> Result<Client> {
+    let v = client.version(ApiKey::Metadata, 12)?;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+    ]));
+    let meta = client.call(req, v).await?;
+    let t = meta
+        .topics
+        .first()
+        .context("the broker answered for no topic")?;
+    check(t.error_code, None, &format!("looking up topic '{topic}'"))?;
+    let leader = t
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)
+        .with_context(|| format!("topic '{topic}' has no partition {partition}"))?
+        .leader_id
+        .0;
+    let b = meta
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 == leader)
+        .with_context(|| format!("{topic}-{partition} has no leader now (leader id {leader})"))?;
+    let addr = format!("{}:{}", b.host.as_str(), b.port);
+    Client::connect(&sluice_net::tcp::TcpNetwork, &addr, "sluice-cli")
+        .await
+        .with_context(|| format!("cannot reach {topic}-{partition}'s leader at {addr}"))
 }
 
 /// Partition count of a topic, failing with the broker's error if it has none.

@@ -493,6 +493,12 @@ impl Broker {
         }
     }
 
+    /// Whether `topic`'s `cleanup.policy` includes `delete` (its default).
+    pub fn cleanup_policy_deletes(&self, topic: &str) -> bool {
+        self.topic_config::<String>(topic, "cleanup.policy")
+            .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"))
+    }
+
     /// A topic config's value, read in place (this is on the produce path).
     fn topic_config<T: std::str::FromStr>(&self, topic: &str, key: &str) -> Option<T> {
         self.lock()

@@ -39,6 +39,8 @@ struct Progress {
     /// ended at its previous fetch (Kafka's lastCaughtUpTime: a follower that keeps
     /// pace with a busy leader is caught up, though never at the very end).
     caught_up_at: Duration,
+    /// The follower's log start offset, as its last fetch reported (-1: not yet).
+    log_start: i64,
 }
 
 impl Progress {
@@ -47,6 +49,7 @@ impl Progress {
             end: -1,
             leader_end_then: i64::MAX,
             caught_up_at: now,
+            log_start: -1,
         }
     }
 }
@@ -302,9 +305,29 @@ impl Replica {
         }
     }
 
-    /// On the leader: a follower fetched from `offset`, which is its durable end.
-    /// Returns an ISR expansion to ask for when it has caught up from outside the ISR.
-    pub fn follower_fetched(&self, follower: i32, offset: i64, now: Duration) -> Option<IsrChange> {
+    /// On the leader: the lowest log start offset of the in-sync replicas, this one
+    /// included (Kafka's low watermark: what DeleteRecords answers once it reached the
+    /// offset asked). A follower not heard from yet counts as 0.
+    pub fn low_watermark(&self) -> i64 {
+        let st = self.lock();
+        st.meta
+            .isr
+            .iter()
+            .filter(|id| **id != self.node_id)
+            .map(|id| st.followers.get(id).map_or(0, |p| p.log_start.max(0)))
+            .fold(self.log.log_start_offset(), i64::min)
+    }
+
+    /// On the leader: a follower fetched from `offset`, which is its durable end, and
+    /// told its log start offset (-1 if its fetch version cannot). Returns an ISR
+    /// expansion to ask for when it has caught up from outside the ISR.
+    pub fn follower_fetched(
+        &self,
+        follower: i32,
+        offset: i64,
+        log_start: i64,
+        now: Duration,
+    ) -> Option<IsrChange> {
         if offset > self.log.log_end_offset() && !planted(Bug::FollowerEndUnchecked) {
             // Past our log end: not records of ours (Kafka answers such a fetch with
             // OFFSET_OUT_OF_RANGE and leaves the follower's progress alone).
@@ -319,6 +342,7 @@ impl Replica {
         }
         p.end = offset;
         p.leader_end_then = leader_end;
+        p.log_start = log_start;
         let hw = self.log.high_watermark();
         let expand = !st.meta.isr.contains(&follower)
             && caught_up
@@ -610,6 +634,9 @@ async fn fetch_once(
     if version >= 9 {
         partition = partition.with_current_leader_epoch(epoch);
     }
+    if version >= 5 {
+        partition = partition.with_log_start_offset(log.log_start_offset());
+    }
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(broker.config.node_id))
         .with_max_wait_ms(broker.config.replica_fetch_wait_max_ms as i32)
@@ -659,6 +686,11 @@ async fn fetch_once(
                     .map_err(|e| Step::Wait(format!("append: {e}")))?;
             }
             log.set_replicated_hw(Some(data.high_watermark));
+            // The leader's log start (DeleteRecords, retention), as far as this
+            // replica's high watermark allows (Kafka's maybeIncrementLogStartOffset).
+            let start = data.log_start_offset.min(log.high_watermark());
+            log.advance_log_start(start)
+                .map_err(|e| Step::Wait(format!("log start: {e}")))?;
             Ok(())
         })
         .unwrap_or_else(|| Err(Step::Wait("the leader epoch moved on".into())))?;

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -283,6 +286,39 @@ async fn every_api_at_every_advertised_version() {
             (r.error_code, r.brokers.len()),
             (0, 1),
             "DescribeCluster v{v}"
+        );
+    }
+    for v in versions(ApiKey::DeleteRecords) {
+        let trim = |offset: i64| {
+            DeleteRecordsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(name("t-v7"))
+                    .with_partitions(vec![DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset)])])
+        };
+        let want = 2 * (i64::from(v) + 1);
+        let r = c.call(trim(want), v).await.unwrap();
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.low_watermark),
+            (0, want),
+            "DeleteRecords v{v}"
+        );
+        let r = c.call(trim(next + 1), v).await.unwrap();
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 1,
+            "OFFSET_OUT_OF_RANGE above the high watermark at v{v}"
+        );
+        let r = c.call(fetch_req("t-v7", 0, want - 1, 0), 12).await.unwrap();
+        assert_eq!(
+            (
+                r.responses[0].partitions[0].error_code,
+                r.responses[0].partitions[0].log_start_offset
+            ),
+            (1, want),
+            "a fetch below the log start at v{v}"
         );
     }
     for v in versions(ApiKey::DeleteTopics) {

@@ -328,3 +328,104 @@ fn a_leader_epoch_misread_in_recovery_does_not_enter_the_epoch_cache() {
     }
     assert!(opened > 900, "only {opened} logs opened");
 }
+
+/// Soak seeds 8002830 and 8003752: a follower truncating a diverged tail found the
+/// batch to cut at by reading headers alone; a bit flipped on that read in a batch's
+/// offset delta (inside the CRC, unchecked there) cut the log one batch early, below
+/// its high watermark, and the replica's high watermark went back. Under flipping
+/// reads a truncation cuts exactly where it is asked to, or refuses and is retried.
+#[test]
+fn a_truncation_under_flipping_reads_cuts_where_it_is_asked_or_not_at_all() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = Path::new("t-0");
+        let mut refused = 0;
+        for seed in 0..300 {
+            let disk = SimDisk::new(seed);
+            let log = PartitionLog::open(env(&disk, seed), dir, config()).unwrap();
+            log.set_leader_epoch(0);
+            for fill in 0u8..12 {
+                log.append(&make_batch(1 + fill as i32 % 3, 0, fill))
+                    .unwrap();
+            }
+            let end = log.log_end_offset();
+            log.wait_durable(end).await.unwrap();
+            // A follower's replica: only what the leader said is committed is fixed.
+            drop(log);
+            let log = PartitionLog::open(env(&disk, seed), dir, config()).unwrap();
+            log.start_replicated();
+            // The end of the ninth batch (1 + 2 + 3 records, three times).
+            let target = 18;
+            assert_eq!(end, 24);
+            disk.set_faults(Faults {
+                corrupt_read_per_mille: 100,
+                ..Faults::default()
+            });
+            let mut cut = false;
+            for _ in 0..50 {
+                if log.truncate_to(target).is_ok() {
+                    cut = true;
+                    break;
+                }
+                refused += 1;
+            }
+            disk.set_faults(Faults::default());
+            assert!(cut, "seed {seed}: never cut");
+            assert_eq!(
+                log.log_end_offset(),
+                target,
+                "seed {seed}: cut somewhere else than asked"
+            );
+        }
+        assert!(refused > 0, "the flipping reads were never noticed");
+    });
+}
+
+/// DeleteRecords (KIP-107): the log start offset moves within a segment, is durable
+/// before it is served, reads below it are out of range, whole segments below it go,
+/// and it never passes the high watermark.
+#[test]
+fn the_log_start_moves_within_a_segment_and_survives_a_crash() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(11);
+        let dir = Path::new("t-0");
+        let log = PartitionLog::open(env(&disk, 11), dir, config()).unwrap();
+        for fill in 0..20 {
+            log.append(&make_batch(5, 400, fill)).unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.unwrap();
+        let segments = log.segment_count();
+        assert!(segments > 2, "tiny segments roll");
+        assert!(matches!(
+            log.advance_log_start(end + 1),
+            Err(sluice_storage::LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.advance_log_start(37).unwrap());
+        assert!(!log.advance_log_start(20).unwrap(), "never back");
+        assert_eq!(log.log_start_offset(), 37);
+        assert!(
+            log.segment_count() < segments,
+            "segments below the start are gone"
+        );
+        assert!(matches!(
+            log.read(36, 1 << 20),
+            Err(sluice_storage::LogError::OffsetOutOfRange { .. })
+        ));
+        let read = log.read(37, 1).unwrap();
+        let (_, first) = batch::Batches::new(&read.batches, true).next().unwrap();
+        assert!(first.base_offset <= 37 && first.next_offset() > 37);
+        drop(log);
+        disk.crash();
+        let log = PartitionLog::open(env(&disk, 11), dir, config()).unwrap();
+        assert_eq!(log.log_start_offset(), 37);
+        assert_eq!(log.log_end_offset(), end);
+    });
+}

@@ -103,6 +103,9 @@ pub enum Durable {
 
 struct State {
     segments: BTreeMap<i64, Segment>,
+    /// The first offset served (Kafka's log start offset): the first segment's base,
+    /// or later within it once DeleteRecords moved it there.
+    log_start: i64,
     /// Log end offset: the next offset to assign.
     next_offset: i64,
     high_watermark: i64,
@@ -591,6 +594,7 @@ impl PartitionLog {
         disk.sync_dir(&self.dir)
             .map_err(|e| storage("start over", e))?;
         write_epochs(disk.as_ref(), &self.dir, &[])?;
+        write_log_start(disk.as_ref(), &self.dir, offset)?;
         let replicated_hw = st.replicated_hw.map(|hw| hw.max(offset));
         self.reload(&mut st, replicated_hw)?;
         info!(dir = %self.dir.display(), offset, "log started over");
@@ -608,7 +612,35 @@ impl PartitionLog {
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.lock().segments.keys().next().copied().unwrap_or(0)
+        self.lock().log_start
+    }
+
+    /// Moves the log start offset forward to `offset` (DeleteRecords, KIP-107; a
+    /// follower following its leader's): records below it are no longer served and
+    /// whole segments below it are removed. Never past the high watermark. The new
+    /// start is durable before anyone sees it. False if the start was already there.
+    pub fn advance_log_start(&self, offset: i64) -> Result<bool, LogError> {
+        {
+            let mut st = self.lock();
+            if let Some(why) = &st.failed {
+                return Err(LogError::Storage(why.clone()));
+            }
+            if offset <= st.log_start {
+                return Ok(false);
+            }
+            let hw = st.published();
+            if offset > hw {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start,
+                    end: hw,
+                });
+            }
+            write_log_start(self.env.disk.as_ref(), &self.dir, offset)?;
+            st.log_start = offset;
+        }
+        self.delete_segments_before(offset)?;
+        Ok(true)
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -649,7 +681,7 @@ impl PartitionLog {
             if let Some(why) = &st.failed {
                 return Err(LogError::Storage(why.clone()));
             }
-            let start = st.segments.keys().next().copied().unwrap_or(0);
+            let start = st.log_start;
             let hw = st.published();
             // Followers read up to the local durable end; everyone else up to the
             // high watermark. Both are told the high watermark.
@@ -919,8 +951,9 @@ impl PartitionLog {
                     break;
                 }
                 st.segments.remove(&base);
-                let start = st.segments.keys().next().copied().unwrap_or(base);
-                st.producers.prune_before(start);
+                let first = st.segments.keys().next().copied().unwrap_or(base);
+                st.log_start = st.log_start.max(first);
+                st.producers.prune_before(first);
                 base
             };
             let disk = &self.env.disk;
@@ -1099,8 +1132,15 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
         write_epochs(disk.as_ref(), dir, &epochs)?;
     }
     info!(dir = %dir.display(), segments = segments.len(), next_offset, "log opened");
+    let first = segments.keys().next().copied().unwrap_or(0);
+    // A start moved by DeleteRecords lies within the first segment; one the
+    // checkpoint puts past the log's end (the end was lost in a crash) stops there.
+    let log_start = read_log_start(disk.as_ref(), dir)
+        .max(first)
+        .min(next_offset);
     Ok(State {
         segments,
+        log_start,
         next_offset,
         high_watermark: next_offset,
         hw_segment,
@@ -1119,6 +1159,26 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
 }
 
 const SNAPSHOT: &str = "snapshot";
+/// The log start offset once DeleteRecords moved it past the first segment's base.
+const LOG_START: &str = "log-start-offset-checkpoint";
+
+fn read_log_start(disk: &dyn sluice_core::env::Disk, dir: &Path) -> i64 {
+    match checkpoint::read(disk, &dir.join(LOG_START)) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).trim().parse().unwrap_or(0),
+        // Unreadable: the segments' own start is the safe answer (it serves more, never
+        // less, than was kept).
+        _ => 0,
+    }
+}
+
+fn write_log_start(
+    disk: &dyn sluice_core::env::Disk,
+    dir: &Path,
+    offset: i64,
+) -> Result<(), LogError> {
+    checkpoint::write_atomic(disk, &dir.join(LOG_START), offset.to_string().as_bytes())
+        .map_err(|e| storage("write log start offset", e))
+}
 /// The leader epoch cache, one `epoch first-offset` line per epoch.
 const EPOCHS: &str = "leader-epoch-checkpoint";
 
@@ -1442,6 +1502,27 @@ fn batch_boundary(
                 "find a batch boundary",
                 format!(
                     "base offset {} at byte {pos} where {expect} belongs",
+                    h.base_offset
+                ),
+            ));
+        }
+        // The offset delta is inside the CRC: a bit flipped in it on this read would
+        // move the cut to an earlier batch. Check the whole batch before trusting it.
+        if pos + h.size as u64 > end {
+            return Err(storage(
+                "find a batch boundary",
+                format!("batch at byte {pos} runs past the segment end {end}"),
+            ));
+        }
+        let mut whole = vec![0u8; h.size];
+        file.read_exact_at(pos, &mut whole)
+            .map_err(|e| storage("read", e))?;
+        let h = batch::validate(&whole)?;
+        if h.base_offset != expect && !planted(Bug::UncheckedBatchEpoch) {
+            return Err(storage(
+                "find a batch boundary",
+                format!(
+                    "base offset {} at byte {pos} read differently",
                     h.base_offset
                 ),
             ));

@@ -161,7 +161,9 @@ fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, b
                 Ok(replica) => {
                     let log = &replica.log;
                     if let Some(id) = follower {
-                        if let Some(change) = replica.follower_fetched(id, p.fetch_offset, now) {
+                        if let Some(change) =
+                            replica.follower_fetched(id, p.fetch_offset, p.log_start_offset, now)
+                        {
                             let (b, r) = (broker.clone(), replica.clone());
                             broker
                                 .env

@@ -12,6 +12,7 @@ use crate::broker::Broker;
 mod admin;
 mod alter_configs;
 mod api_versions;
+mod delete_records;
 mod describe;
 mod fetch;
 mod find_coordinator;
@@ -98,6 +99,7 @@ pub fn handle(
         RequestKind::IncrementalAlterConfigs(r) => {
             Reply::Later(Box::pin(alter_configs::handle(broker.clone(), r)))
         }
+        RequestKind::DeleteRecords(r) => delete_records::handle(broker, r),
         RequestKind::OffsetForLeaderEpoch(r) => {
             Reply::Now(offset_for_leader_epoch::handle(broker, r))
         }
