@@ -1,4 +1,4 @@
-//! `sluice topic create|list|describe|delete|trim`.
+//! `sluice topic create|list|describe|delete|alter-config|trim`.
 
 use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -7,16 +7,22 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, TopicName,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
 
 use crate::Bootstrap;
+
+/// Kafka's ConfigResource type for a topic.
+const TOPIC_RESOURCE: i8 = 2;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -48,6 +54,19 @@ pub enum Command {
     /// Delete a topic and its data.
     Delete {
         name: String,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Change a topic's configs (IncrementalAlterConfigs): set some, remove others
+    /// (back to the broker default).
+    AlterConfig {
+        name: String,
+        /// A config to set, e.g. --set retention.ms=3600000 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A config to remove (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
@@ -162,6 +181,52 @@ pub async fn run(command: Command) -> Result<()> {
                 )?;
             }
             println!("deleted topic {name}");
+        }
+        Command::AlterConfig {
+            name,
+            set,
+            delete,
+            bootstrap,
+        } => {
+            if set.is_empty() && delete.is_empty() {
+                bail!("nothing to change: give --set KEY=VALUE or --delete KEY");
+            }
+            let mut configs = Vec::new();
+            for kv in &set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--set '{kv}' is not KEY=VALUE"))?;
+                configs.push(
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(k.into()))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(v.into()))),
+                );
+            }
+            for k in &delete {
+                configs.push(
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(k.clone()))
+                        .with_config_operation(1),
+                );
+            }
+            let mut client = bootstrap.connect().await?;
+            let v = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
+            let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(TOPIC_RESOURCE)
+                    .with_resource_name(StrBytes::from_string(name.clone()))
+                    .with_configs(configs),
+            ]);
+            let resp = client.call(req, v).await?;
+            for r in &resp.responses {
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("altering the configs of topic '{name}'"),
+                )?;
+            }
+            println!("altered the configs of topic {name}");
         }
         Command::Trim {
             name,
@@ -294,7 +359,7 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
     let v = client.version(ApiKey::DescribeConfigs, 4)?;
     let req =
         DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(2)
+            .with_resource_type(TOPIC_RESOURCE)
             .with_resource_name(StrBytes::from_string(name.to_string()))
             .with_configuration_keys(None)]);
     let resp = client.call(req, v).await?;

@@ -499,6 +499,12 @@ impl Broker {
             .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"))
     }
 
+    /// Whether `topic`'s `cleanup.policy` includes `compact`.
+    pub fn cleanup_policy_compacts(&self, topic: &str) -> bool {
+        self.topic_config::<String>(topic, "cleanup.policy")
+            .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"))
+    }
+
     /// A topic config's value, read in place (this is on the produce path).
     fn topic_config<T: std::str::FromStr>(&self, topic: &str, key: &str) -> Option<T> {
         self.lock()

@@ -384,6 +384,41 @@ fn a_truncation_under_flipping_reads_cuts_where_it_is_asked_or_not_at_all() {
     });
 }
 
+/// Retention (and DeleteRecords) never delete past the high watermark: on a
+/// replicated partition's leader, what the followers have yet to fetch stays, however
+/// small `retention.bytes` is, and goes once the high watermark passes it.
+#[test]
+fn retention_never_deletes_past_the_high_watermark() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(5);
+        let log = PartitionLog::open(env(&disk, 5), Path::new("t-0"), config()).unwrap();
+        log.start_replicated();
+        for fill in 0..20 {
+            log.append(&make_batch(5, 400, fill)).unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_local_durable(end).await.unwrap();
+        assert!(log.segment_count() > 3, "tiny segments roll");
+        let hw = end / 2;
+        log.set_replicated_hw(Some(hw));
+        log.apply_retention(0, -1, 0).unwrap();
+        let start = log.log_start_offset();
+        assert!(
+            start <= hw,
+            "log start {start} passed the high watermark {hw}"
+        );
+        assert!(start > 0, "segments below the high watermark go");
+        log.set_replicated_hw(Some(end));
+        log.apply_retention(0, -1, 0).unwrap();
+        assert!(log.log_start_offset() > hw, "and the rest once it moves");
+        assert_eq!(log.segment_count(), 1, "all but the active segment");
+    });
+}
+
 /// DeleteRecords (KIP-107): the log start offset moves within a segment, is durable
 /// before it is served, reads below it are out of range, whole segments below it go,
 /// and it never passes the high watermark.

@@ -927,8 +927,9 @@ impl PartitionLog {
         self.lock().segments.len()
     }
 
-    /// Removes the whole sealed, durable segments that end at or below `offset`
-    /// (cleaning and retention), oldest first. Each removal is made durable before the
+    /// Removes the whole sealed, committed segments that end at or below `offset`
+    /// (retention, DeleteRecords), oldest first: never past the high watermark, so a
+    /// leader does not delete what its followers have yet to fetch. Each removal is made durable before the
     /// next, so a crash leaves a log that starts at a segment boundary, never one with
     /// a hole (which recovery would cut the log at). Returns how many went.
     pub fn delete_segments_before(&self, offset: i64) -> Result<usize, LogError> {
@@ -944,7 +945,7 @@ impl PartitionLog {
                 };
                 let removable = st.segments.len() > 1
                     && first.next_offset <= offset
-                    && first.next_offset <= st.high_watermark
+                    && first.next_offset <= st.published()
                     && base != st.hw_segment
                     && !st.pending_indexes.iter().any(|(b, ..)| *b == base);
                 if !removable {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use sluice_core::txn::TxnError;
 use sluice_storage::batch;
 use sluice_storage::PartitionLog;
@@ -36,6 +37,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     for t in req.topic_data {
         let name = t.name.to_string();
         let max_bytes = broker.max_message_bytes(&name);
+        let compacted = broker.cleanup_policy_compacts(&name);
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let outcome = if !valid_acks {
@@ -43,6 +45,10 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
             } else if crate::internal::is_internal(&name) {
                 // Only the coordinator writes its internal topic.
                 Outcome::Failed(codes::INVALID_TOPIC_EXCEPTION)
+            } else if compacted && has_keyless_record(p.records.as_ref()) {
+                // Compaction keeps the newest record per key: one without a key has
+                // no place in such a log (Kafka's LogValidator refuses it the same way).
+                Outcome::Failed(codes::INVALID_RECORD)
             } else if sluice_core::buggify!(0.01) {
                 // A retriable refusal before anything is written.
                 Outcome::Failed(codes::REQUEST_TIMED_OUT)
@@ -192,4 +198,21 @@ fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Ou
             Outcome::Failed(codes::log_error(&e))
         }
     }
+}
+
+/// Whether a produced record set holds a record without a key (decompressing as
+/// needed). A set that does not decode counts as keyless: the append would refuse it
+/// anyway, and compaction could not read it.
+fn has_keyless_record(records: Option<&bytes::Bytes>) -> bool {
+    let Some(records) = records else {
+        return false;
+    };
+    let mut buf = records.clone();
+    while !buf.is_empty() {
+        match RecordBatchDecoder::decode(&mut buf) {
+            Ok(set) if set.records.iter().all(|r| r.key.is_some()) => {}
+            _ => return true,
+        }
+    }
+    false
 }
