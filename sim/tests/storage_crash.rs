@@ -419,6 +419,42 @@ fn retention_never_deletes_past_the_high_watermark() {
     });
 }
 
+/// Retention by time empties a topic no longer written to: the expired active
+/// segment is rolled, as Kafka does, and deleted on a later pass once durable; the
+/// log start moves to the log end, and the log takes new records from there.
+#[test]
+fn retention_by_time_rolls_and_deletes_an_idle_active_segment() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(6);
+        let log = PartitionLog::open(env(&disk, 6), Path::new("t-0"), config()).unwrap();
+        for fill in 0..3 {
+            log.append(&make_batch(5, 100, fill)).unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(end).await.unwrap();
+        assert_eq!(log.segment_count(), 1);
+        // Not expired yet: nothing happens.
+        log.apply_retention(0, 1_000, -1).unwrap();
+        assert_eq!((log.segment_count(), log.log_start_offset()), (1, 0));
+        let later = i64::MAX / 2;
+        let mut passes = 0;
+        while log.log_start_offset() < end {
+            log.apply_retention(later, 1_000, -1).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            passes += 1;
+            assert!(passes < 100, "the idle segment never went");
+        }
+        assert_eq!(log.log_start_offset(), end);
+        assert_eq!(log.segment_count(), 1, "only the new, empty active segment");
+        log.append(&make_batch(2, 100, 9)).unwrap();
+        assert_eq!(log.log_end_offset(), end + 2);
+    });
+}
+
 /// DeleteRecords (KIP-107): the log start offset moves within a segment, is durable
 /// before it is served, reads below it are out of range, whole segments below it go,
 /// and it never passes the high watermark.

@@ -375,6 +375,12 @@ impl PartitionLog {
         if !(full || old || early) {
             return Ok(false);
         }
+        self.roll(st, now)?;
+        Ok(true)
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    fn roll(&self, st: &mut State, now: u64) -> Result<(), LogError> {
         // Creating the next segment is the only step that can fail (a full disk); the
         // log changes only after it succeeded.
         let base = st.next_offset;
@@ -400,7 +406,7 @@ impl PartitionLog {
         }
         st.segments.insert(base, Segment::new(base, file, now));
         st.dir_dirty = true;
-        Ok(true)
+        Ok(())
     }
 
     /// Waits until `offset` (exclusive) is durable: fsynced and below the high watermark.
@@ -866,7 +872,11 @@ impl PartitionLog {
         let mut st = self.lock();
         match outcome {
             Ok(()) => {
-                if target > st.high_watermark && st.generation == generation {
+                // A roll with nothing new (retention rolling an idle segment) moves
+                // the high watermark's segment on without moving the offset.
+                let moved = target > st.high_watermark
+                    || (target == st.high_watermark && seg > st.hw_segment);
+                if moved && st.generation == generation {
                     st.high_watermark = target;
                     st.producers.settle(target);
                     st.hw_segment = seg;
@@ -890,7 +900,8 @@ impl PartitionLog {
     /// Retention (Kafka's `retention.ms` and `retention.bytes`, -1 for no limit):
     /// drops whole sealed segments, oldest first, whose newest record is older than
     /// `retention_ms` before `now_ms` (wall clock), or while the log is larger than
-    /// `retention_bytes` without them. Never the active segment. Returns how many.
+    /// `retention_bytes` without them. An expired active segment is rolled first and
+    /// goes on a later pass, once durable. Returns how many went.
     pub fn apply_retention(
         &self,
         now_ms: i64,
@@ -898,11 +909,13 @@ impl PartitionLog {
         retention_bytes: i64,
     ) -> Result<usize, LogError> {
         let upto = {
-            let st = self.lock();
+            let mut st = self.lock();
             let mut size: u64 = st.segments.values().map(|s| s.size).sum();
             let mut upto = None;
-            let sealed = st.segments.len().saturating_sub(1);
-            for seg in st.segments.values().take(sealed) {
+            let count = st.segments.len();
+            let published = st.published();
+            let mut roll = false;
+            for (i, seg) in st.segments.values().enumerate() {
                 let expired = retention_ms >= 0
                     && seg.max_timestamp >= 0
                     && seg.max_timestamp < now_ms.saturating_sub(retention_ms);
@@ -911,8 +924,21 @@ impl PartitionLog {
                 if !(expired || oversized) {
                     break;
                 }
+                if i + 1 == count {
+                    // The active segment expired too (a topic no longer written to):
+                    // roll it, as Kafka does, so that a later pass can delete it once
+                    // it is durable; only once all of it is committed.
+                    roll = expired && seg.size > 0 && seg.next_offset <= published;
+                    break;
+                }
                 size -= seg.size;
                 upto = Some(seg.next_offset);
+            }
+            if roll {
+                let now = self.env.clock.monotonic().as_millis() as u64;
+                self.roll(&mut st, now)?;
+                drop(st);
+                self.flush.notify_one();
             }
             upto
         };
