@@ -1,6 +1,7 @@
 //! Sluice's domain: the `Env` seam and the pure state machines the broker runs.
 
 pub mod cluster;
+pub mod compaction;
 pub mod config;
 pub mod env;
 pub mod group;

@@ -47,6 +47,9 @@ pub struct Faults {
     pub corrupt_read_per_mille: u64,
     /// Bytes the disk holds in all; writes beyond fail with "no space".
     pub capacity_bytes: Option<u64>,
+    /// Power fails as the disk is asked for its Nth sync (of a file or a directory)
+    /// from now, before that sync takes effect: a crash at each durability step.
+    pub crash_at_sync: Option<u64>,
 }
 
 /// What the disk did, for the run's report.
@@ -74,6 +77,111 @@ struct Inner {
 }
 
 impl Inner {
+    /// Counts a sync against `Faults::crash_at_sync`; at zero the power fails.
+    fn power_fails_at_sync(&mut self) -> io::Result<()> {
+        match self.faults.crash_at_sync {
+            Some(0) => Err(io::Error::other("the power is off")),
+            Some(1) => {
+                self.faults.crash_at_sync = Some(0);
+                self.crash();
+                Err(io::Error::other("power failed"))
+            }
+            Some(n) => {
+                self.faults.crash_at_sync = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Power loss (see [`SimDisk::crash`]).
+    fn crash(&mut self) {
+        let d = self;
+        d.generation += 1;
+        d.stats.crashes += 1;
+        let ids: Vec<u64> = d.files.keys().copied().collect();
+        for id in ids {
+            let r1 = d.next_random();
+            let r2 = d.next_random();
+            let mut torn = 0;
+            let Some(f) = d.files.get_mut(&id) else {
+                continue;
+            };
+            let mut survived = f.durable.clone();
+            let appended_only = f.data.len() > f.durable.len() && f.data.starts_with(&f.durable);
+            if appended_only {
+                // Whole sectors (aligned in the file, so a sector may hold both synced
+                // and unsynced bytes) of the unsynced tail reached the medium, a prefix
+                // of them, not necessarily in order: any may be torn (garbage where the
+                // unsynced bytes were), the last most often.
+                let (start, end) = (f.durable.len(), f.data.len());
+                let first = start / SECTOR;
+                let sectors = (end - 1) / SECTOR - first + 1;
+                let keep = (r1 % (sectors as u64 + 1)) as usize;
+                let kept_end = if keep == 0 {
+                    start
+                } else {
+                    end.min((first + keep) * SECTOR)
+                };
+                survived.extend_from_slice(&f.data[start..kept_end]);
+                let mut x = r2;
+                for s in first..first + keep {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let last = s + 1 == first + keep;
+                    let torn_here = if last { x >> 60 < 5 } else { x >> 59 == 0 };
+                    if torn_here {
+                        let (a, b) = ((s * SECTOR).max(start), ((s + 1) * SECTOR).min(kept_end));
+                        for byte in &mut survived[a..b] {
+                            x = x
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            *byte = (x >> 33) as u8;
+                        }
+                        torn += 1;
+                    }
+                }
+            }
+            let lost = f.data.len().saturating_sub(survived.len()) as u64;
+            f.data = survived.clone();
+            f.durable = survived;
+            f.dirty_from = None;
+            d.stats.torn_sectors += torn;
+            d.stats.lost_bytes += lost;
+        }
+        let paths: Vec<PathBuf> = d.dirs.keys().cloned().collect();
+        for p in paths {
+            let Some(dir) = d.dirs.get(&p).cloned() else {
+                continue;
+            };
+            let mut entries = dir.durable.clone();
+            let names: std::collections::BTreeSet<&String> =
+                dir.entries.keys().chain(dir.durable.keys()).collect();
+            for name in names {
+                let now = dir.entries.get(name);
+                let then = dir.durable.get(name);
+                if now == then {
+                    continue;
+                }
+                // A change the directory sync never covered: kept or lost.
+                if d.next_random().is_multiple_of(2) {
+                    match now {
+                        Some(id) => entries.insert(name.clone(), *id),
+                        None => entries.remove(name),
+                    };
+                } else {
+                    d.stats.reverted_entries += 1;
+                }
+            }
+            if let Some(dir) = d.dirs.get_mut(&p) {
+                dir.entries = entries.clone();
+                dir.durable = entries;
+            }
+        }
+        d.forget_unnamed_files();
+    }
+
     fn next_random(&mut self) -> u64 {
         splitmix64(&mut self.rng)
     }
@@ -165,90 +273,7 @@ impl SimDisk {
     /// Power loss: unsynced data is dropped or torn, unsynced directory changes may
     /// vanish, and every open handle dies.
     pub fn crash(&self) {
-        let mut d = self.lock();
-        d.generation += 1;
-        d.stats.crashes += 1;
-        let ids: Vec<u64> = d.files.keys().copied().collect();
-        for id in ids {
-            let r1 = d.next_random();
-            let r2 = d.next_random();
-            let mut torn = 0;
-            let Some(f) = d.files.get_mut(&id) else {
-                continue;
-            };
-            let mut survived = f.durable.clone();
-            let appended_only = f.data.len() > f.durable.len() && f.data.starts_with(&f.durable);
-            if appended_only {
-                // Whole sectors (aligned in the file, so a sector may hold both synced
-                // and unsynced bytes) of the unsynced tail reached the medium, a prefix
-                // of them, not necessarily in order: any may be torn (garbage where the
-                // unsynced bytes were), the last most often.
-                let (start, end) = (f.durable.len(), f.data.len());
-                let first = start / SECTOR;
-                let sectors = (end - 1) / SECTOR - first + 1;
-                let keep = (r1 % (sectors as u64 + 1)) as usize;
-                let kept_end = if keep == 0 {
-                    start
-                } else {
-                    end.min((first + keep) * SECTOR)
-                };
-                survived.extend_from_slice(&f.data[start..kept_end]);
-                let mut x = r2;
-                for s in first..first + keep {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let last = s + 1 == first + keep;
-                    let torn_here = if last { x >> 60 < 5 } else { x >> 59 == 0 };
-                    if torn_here {
-                        let (a, b) = ((s * SECTOR).max(start), ((s + 1) * SECTOR).min(kept_end));
-                        for byte in &mut survived[a..b] {
-                            x = x
-                                .wrapping_mul(6364136223846793005)
-                                .wrapping_add(1442695040888963407);
-                            *byte = (x >> 33) as u8;
-                        }
-                        torn += 1;
-                    }
-                }
-            }
-            let lost = f.data.len().saturating_sub(survived.len()) as u64;
-            f.data = survived.clone();
-            f.durable = survived;
-            f.dirty_from = None;
-            d.stats.torn_sectors += torn;
-            d.stats.lost_bytes += lost;
-        }
-        let paths: Vec<PathBuf> = d.dirs.keys().cloned().collect();
-        for p in paths {
-            let Some(dir) = d.dirs.get(&p).cloned() else {
-                continue;
-            };
-            let mut entries = dir.durable.clone();
-            let names: std::collections::BTreeSet<&String> =
-                dir.entries.keys().chain(dir.durable.keys()).collect();
-            for name in names {
-                let now = dir.entries.get(name);
-                let then = dir.durable.get(name);
-                if now == then {
-                    continue;
-                }
-                // A change the directory sync never covered: kept or lost.
-                if d.next_random().is_multiple_of(2) {
-                    match now {
-                        Some(id) => entries.insert(name.clone(), *id),
-                        None => entries.remove(name),
-                    };
-                } else {
-                    d.stats.reverted_entries += 1;
-                }
-            }
-            if let Some(dir) = d.dirs.get_mut(&p) {
-                dir.entries = entries.clone();
-                dir.durable = entries;
-            }
-        }
-        d.forget_unnamed_files();
+        self.lock().crash();
     }
 
     /// Flips a bit of a file's stored (durable and current) bytes: bit rot.
@@ -363,6 +388,7 @@ impl DiskFile for SimFile {
     }
     fn sync(&self) -> io::Result<()> {
         self.with(|d, id| {
+            d.power_fails_at_sync()?;
             if d.faults.fail_sync {
                 d.stats.failed_syncs += 1;
                 return Err(io::Error::other("injected fsync failure"));
@@ -496,6 +522,7 @@ impl Disk for SimDisk {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut d = self.lock();
+        d.power_fails_at_sync()?;
         if d.faults.fail_sync {
             d.stats.failed_syncs += 1;
             return Err(io::Error::other("injected fsync failure"));

@@ -3,9 +3,12 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod compaction;
 pub mod file_disk;
 pub mod log;
 pub mod raft_store;
 pub mod segment;
 
-pub use log::{Appended, LogConfig, LogError, PartitionLog, Read};
+pub use log::{
+    Appended, CleanConfig, CleanStats, Dirtiness, LogConfig, LogError, PartitionLog, Read,
+};

@@ -1,0 +1,582 @@
+//! Log compaction on one partition log (Kafka's log cleaner): a pass maps each key of
+//! the dirty section to its newest offset, then rewrites the closed segments below
+//! the pass's end keeping what `sluice_core::compaction::keep` keeps, merging small
+//! neighbours into one segment.
+//!
+//! The swap of cleaned segments is crash-safe: a group is written to
+//! `<base>-<end>.cleaned` and fsynced, renamed to `<base>-<end>.swap` (the commit
+//! point, made durable with its directory), then the group's old files are removed and
+//! the swap file takes the first one's name. Recovery deletes a `.cleaned` file (the
+//! old segments are whole) and finishes a `.swap` (the new segment is whole): a crash
+//! leaves either the old segments or the new one, never a mix.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_core::compaction::{self, Candidate, OffsetMap, Passes};
+use sluice_core::env::{Disk, DiskFile};
+use tracing::{info, warn};
+
+use super::{storage, LogError, PartitionLog};
+use crate::batch::{self, HEADER_LEN};
+use crate::checkpoint;
+use crate::compaction::rewrite;
+use crate::segment::{self, Segment};
+
+/// The cleaner's passes over this partition (see [`Passes`]).
+const PASSES: &str = "cleaner-checkpoint";
+
+/// What one pass is asked to do.
+#[derive(Debug, Clone)]
+pub struct CleanConfig {
+    /// Wall clock, for tombstones and `min.compaction.lag.ms`.
+    pub now_ms: i64,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.dedupe.buffer.size`: the offset map's memory.
+    pub dedupe_buffer_bytes: usize,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    /// The pass cleaned up to here (exclusive).
+    pub end: i64,
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+    /// Memory the offset map was charged.
+    pub map_bytes: usize,
+    /// Tombstones kept (their `delete.retention.ms` has yet to pass).
+    pub tombstones_kept: u64,
+    /// The earliest first pass over a kept tombstone that an earlier pass covered.
+    pub oldest_tombstone_ms: Option<i64>,
+}
+
+/// How much of a partition is clean and dirty, for choosing what to clean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dirtiness {
+    pub clean_bytes: u64,
+    /// Bytes of closed, committed segments at or after the first dirty offset.
+    pub dirty_bytes: u64,
+    /// The newest timestamp of the first dirty segment (None: nothing dirty).
+    pub oldest_dirty_ms: Option<i64>,
+    /// When the oldest tombstone kept was first passed over (see
+    /// `Passes::oldest_tombstone_ms`).
+    pub oldest_tombstone_ms: Option<i64>,
+}
+
+impl Dirtiness {
+    pub fn ratio(&self) -> f64 {
+        compaction::dirty_ratio(self.clean_bytes, self.dirty_bytes)
+    }
+}
+
+/// A closed segment a pass may clean, as found under the lock.
+struct Closed {
+    base: i64,
+    file: Arc<dyn DiskFile>,
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+}
+
+impl PartitionLog {
+    /// How dirty this log is.
+    pub fn dirtiness(&self) -> Dirtiness {
+        let passes = read_passes(self.env.disk.as_ref(), &self.dir);
+        let first_dirty = passes.first_dirty();
+        let closed = self.cleanable(i64::MAX, i64::MIN);
+        let mut d = Dirtiness {
+            clean_bytes: 0,
+            dirty_bytes: 0,
+            oldest_dirty_ms: None,
+            oldest_tombstone_ms: passes.oldest_tombstone_ms,
+        };
+        for c in &closed {
+            if c.next_offset <= first_dirty {
+                d.clean_bytes += c.size;
+            } else {
+                d.dirty_bytes += c.size;
+                d.oldest_dirty_ms.get_or_insert(c.max_timestamp.max(0));
+            }
+        }
+        d
+    }
+
+    /// The closed segments from the log's start that a pass may rewrite: durable,
+    /// committed (below the high watermark), with indexes written, and every record
+    /// older than `min.compaction.lag.ms` (KIP-58). Never the active segment.
+    fn cleanable(&self, now_ms: i64, min_lag_ms: i64) -> Vec<Closed> {
+        let st = self.lock();
+        if st.failed.is_some() {
+            return Vec::new();
+        }
+        let published = st.published();
+        let sealed = st.segments.len().saturating_sub(1);
+        st.segments
+            .values()
+            .take(sealed)
+            .take_while(|s| {
+                s.base_offset < st.hw_segment
+                    && s.next_offset <= published
+                    && !st.pending_indexes.iter().any(|(b, ..)| *b == s.base_offset)
+                    && s.max_timestamp <= now_ms.saturating_sub(min_lag_ms)
+            })
+            .map(|s| Closed {
+                base: s.base_offset,
+                file: s.file.clone(),
+                size: s.size,
+                next_offset: s.next_offset,
+                max_timestamp: s.max_timestamp,
+            })
+            .collect()
+    }
+
+    /// One cleaning pass; `None` if nothing was dirty. Blocking IO: run it off the
+    /// async workers.
+    pub fn clean(&self, cfg: &CleanConfig) -> Result<Option<CleanStats>, LogError> {
+        let disk = self.env.disk.clone();
+        let mut passes = read_passes(disk.as_ref(), &self.dir);
+        let closed = self.cleanable(cfg.now_ms, cfg.min_compaction_lag_ms);
+        let Some(last) = closed.last() else {
+            return Ok(None);
+        };
+        let first_dirty = passes.first_dirty();
+        let tombstones_due = passes.tombstones_due(cfg.now_ms, cfg.delete_retention_ms);
+        if last.next_offset <= first_dirty && !tombstones_due {
+            return Ok(None);
+        }
+        let (generation, remembered) = {
+            let st = self.lock();
+            // Each producer's remembered batches stay whole: deduplication of its
+            // retries and its sequence checks go on after cleaning.
+            let remembered: BTreeSet<i64> =
+                st.producers.batches().map(|b| b.first_offset).collect();
+            (st.generation, remembered)
+        };
+        let mut stats = CleanStats {
+            segments_before: closed.len(),
+            ..CleanStats::default()
+        };
+
+        // The offset map of the dirty section, as far as the memory allows.
+        let mut map = OffsetMap::new(cfg.dedupe_buffer_bytes);
+        let mut end = last.next_offset.max(first_dirty);
+        'map: for c in closed.iter().filter(|c| c.next_offset > first_dirty) {
+            for item in batches_of(c) {
+                let (_, h, bytes) = item?;
+                stats.bytes_read += h.size as u64;
+                if h.next_offset() <= first_dirty || h.is_control() || h.is_transactional() {
+                    // Transactional records never supersede others: one of an aborted
+                    // transaction must not take the place of a committed value.
+                    continue;
+                }
+                let (_, _, records) = crate::compaction::records(&bytes)
+                    .map_err(|e| storage("clean: read records", e))?;
+                let mut fits = true;
+                for r in &records {
+                    if let Some(key) = &r.key {
+                        fits &= map.put(key, r.offset);
+                    }
+                }
+                if !fits {
+                    // Full: this pass ends before this batch. What the map holds of it
+                    // stays correct (newest within the mapped part only removes older).
+                    end = h.base_offset;
+                    break 'map;
+                }
+            }
+        }
+        stats.map_bytes = map.bytes();
+        if end <= first_dirty && !tombstones_due {
+            warn!(dir = %self.dir.display(), "log.cleaner.dedupe.buffer.size holds no whole batch of keys; not cleaning");
+            return Ok(None);
+        }
+        stats.end = end;
+
+        // Rewrite the segments below the end, merged into groups of at most a segment.
+        let groups = group(&closed, end, self.config.segment_bytes);
+        stats.oldest_tombstone_ms = None;
+        for g in groups {
+            let cleaned =
+                self.clean_group(&g, &map, &passes, cfg, &remembered, generation, &mut stats)?;
+            if !cleaned {
+                // The log changed under the pass (truncated, trimmed): try again later.
+                return Ok(None);
+            }
+        }
+        passes.record(end, cfg.now_ms, cfg.delete_retention_ms);
+        // Tombstones first covered by this pass count from now.
+        passes.oldest_tombstone_ms = stats
+            .oldest_tombstone_ms
+            .map(|t| t.min(cfg.now_ms))
+            .or(stats.tombstones_kept.gt(&0).then_some(cfg.now_ms));
+        write_passes(disk.as_ref(), &self.dir, &passes)?;
+        stats.segments_after = self.lock().segments.len().saturating_sub(1);
+        info!(dir = %self.dir.display(), end, removed = stats.records_removed,
+            read = stats.bytes_read, written = stats.bytes_written, "cleaned");
+        Ok(Some(stats))
+    }
+
+    /// Rewrites one group of neighbouring closed segments into one; false if the log
+    /// changed under it (nothing is then changed).
+    #[allow(clippy::too_many_arguments)]
+    fn clean_group(
+        &self,
+        group: &[&Closed],
+        map: &OffsetMap,
+        passes: &Passes,
+        cfg: &CleanConfig,
+        remembered: &BTreeSet<i64>,
+        generation: u64,
+        stats: &mut CleanStats,
+    ) -> Result<bool, LogError> {
+        let disk = self.env.disk.clone();
+        let (first, last) = (group[0], group[group.len() - 1]);
+        let (base, end) = (first.base, last.next_offset);
+        let cleaned_path = self.dir.join(swap_name(base, end, CLEANED));
+        let swap_path = self.dir.join(swap_name(base, end, SWAP));
+        let _ = disk.remove_file(&cleaned_path);
+        let out = disk
+            .open(&cleaned_path, true)
+            .map_err(|e| storage("clean: create", e))?;
+        let mut written = 0u64;
+        let mut run: Option<EmptyRun> = None;
+        let write = |data: &[u8], written: &mut u64| -> Result<(), LogError> {
+            out.write_at(*written, data)
+                .map_err(|e| storage("clean: write", e))?;
+            *written += data.len() as u64;
+            Ok(())
+        };
+        for c in group {
+            for item in batches_of(c) {
+                let (_, h, bytes) = item?;
+                let whole =
+                    h.is_control() || h.is_transactional() || remembered.contains(&h.base_offset);
+                let kept = if whole || h.record_count == 0 {
+                    None
+                } else {
+                    let before = h.record_count;
+                    let kept_tombstones = std::cell::Cell::new((0u64, None::<i64>));
+                    let r = rewrite(&bytes, |r| {
+                        let first = passes.first_cleaned_ms(r.offset);
+                        let keep = compaction::keep(
+                            Candidate {
+                                offset: r.offset,
+                                key: r.key.as_deref(),
+                                tombstone: r.tombstone,
+                            },
+                            map,
+                            first,
+                            cfg.now_ms,
+                            cfg.delete_retention_ms,
+                        );
+                        if keep && r.tombstone {
+                            let (n, oldest) = kept_tombstones.get();
+                            let oldest = match (oldest, first) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                            kept_tombstones.set((n + 1, oldest));
+                        }
+                        keep
+                    })
+                    .map_err(|e| storage("clean: rewrite", e))?;
+                    let (n, oldest) = kept_tombstones.get();
+                    stats.tombstones_kept += n;
+                    stats.oldest_tombstone_ms = match (stats.oldest_tombstone_ms, oldest) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    if let Some(b) = &r {
+                        let after = batch::parse_fixed(b)?.record_count;
+                        stats.records_removed += u64::from((before - after).unsigned_abs());
+                    }
+                    r
+                };
+                let data = kept.as_deref().unwrap_or(&bytes);
+                let emptied = !whole && batch::parse_fixed(data)?.record_count == 0;
+                if emptied {
+                    // Neighbouring emptied batches of one leader epoch become one.
+                    match &mut run {
+                        Some(r)
+                            if r.next == h.base_offset
+                                && r.epoch == h.leader_epoch
+                                && h.next_offset() - r.base <= i64::from(i32::MAX) =>
+                        {
+                            r.next = h.next_offset();
+                            r.max_timestamp = r.max_timestamp.max(h.max_timestamp);
+                        }
+                        _ => {
+                            if let Some(r) = run.take() {
+                                write(&r.batch(), &mut written)?;
+                            }
+                            run = Some(EmptyRun::of(&h));
+                        }
+                    }
+                    continue;
+                }
+                if let Some(r) = run.take() {
+                    write(&r.batch(), &mut written)?;
+                }
+                write(data, &mut written)?;
+            }
+        }
+        if let Some(r) = run.take() {
+            write(&r.batch(), &mut written)?;
+        }
+        out.sync().map_err(|e| storage("clean: sync", e))?;
+        stats.bytes_written += written;
+        // Indexes of the new segment, built from what was written (read back whole).
+        let now = self.env.clock.monotonic().as_millis() as u64;
+        let scan = segment::scan(out.clone(), base, self.config.index_interval_bytes, now)
+            .map_err(|e| storage("clean: scan", e))?;
+        let mut fresh: Segment = scan.segment;
+        if scan.stopped.is_some() || fresh.next_offset != end || fresh.size != written {
+            // A bad read of what was just written: leave the old segments be.
+            let _ = disk.remove_file(&cleaned_path);
+            return Err(storage(
+                "clean",
+                format!("the cleaned segment at {base} did not read back whole"),
+            ));
+        }
+        fresh.seal();
+        // The commit point: from here recovery finishes the swap.
+        disk.rename(&cleaned_path, &swap_path)
+            .map_err(|e| storage("clean: rename", e))?;
+        disk.sync_dir(&self.dir)
+            .map_err(|e| storage("clean: sync dir", e))?;
+
+        let mut st = self.lock();
+        let unchanged = st.failed.is_none()
+            && st.generation == generation
+            && group.iter().all(|c| {
+                st.segments
+                    .get(&c.base)
+                    .is_some_and(|s| Arc::ptr_eq(&s.file, &c.file) && s.size == c.size)
+            });
+        if !unchanged {
+            drop(st);
+            let _ = disk.remove_file(&swap_path);
+            let _ = disk.sync_dir(&self.dir);
+            return Ok(false);
+        }
+        finish_swap(disk.as_ref(), &self.dir, base, end)?;
+        for c in group {
+            st.segments.remove(&c.base);
+        }
+        fresh.file = disk
+            .open(&self.dir.join(segment::file_name(base, "log")), false)
+            .map_err(|e| storage("clean: reopen", e))?;
+        let (idx, tidx) = fresh.encode_indexes();
+        st.segments.insert(base, fresh);
+        drop(st);
+        // Indexes only speed up recovery; the segment is durable already.
+        for (ext, bytes) in [("index", idx), ("timeindex", tidx)] {
+            let path = self.dir.join(segment::file_name(base, ext));
+            if let Err(e) = checkpoint::write_atomic(disk.as_ref(), &path, &bytes) {
+                warn!(dir = %self.dir.display(), segment = base, error = %e, "could not write a cleaned segment's index");
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Neighbouring batches of one leader epoch that lost every record.
+struct EmptyRun {
+    base: i64,
+    next: i64,
+    epoch: i32,
+    attributes: i16,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl EmptyRun {
+    fn of(h: &batch::BatchHeader) -> Self {
+        EmptyRun {
+            base: h.base_offset,
+            next: h.next_offset(),
+            epoch: h.leader_epoch,
+            attributes: h.attributes,
+            base_timestamp: h.base_timestamp,
+            max_timestamp: h.max_timestamp,
+        }
+    }
+
+    fn batch(&self) -> Vec<u8> {
+        crate::compaction::empty_batch(
+            self.base,
+            self.next,
+            self.epoch,
+            self.attributes,
+            self.base_timestamp,
+            self.max_timestamp,
+        )
+    }
+}
+
+const CLEANED: &str = "cleaned";
+const SWAP: &str = "swap";
+
+fn swap_name(base: i64, end: i64, ext: &str) -> String {
+    format!("{base:020}-{end:020}.{ext}")
+}
+
+/// `(base, end, ext)` of a `.cleaned` or `.swap` file name.
+fn parse_swap_name(name: &str) -> Option<(i64, i64, &str)> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    if ext != CLEANED && ext != SWAP {
+        return None;
+    }
+    let (base, end) = stem.split_once('-')?;
+    Some((base.parse().ok()?, end.parse().ok()?, ext))
+}
+
+/// Recovery's part: removes unfinished `.cleaned` files and finishes `.swap` ones, so
+/// the directory holds either the old segments of a group or its cleaned one.
+pub(super) fn recover_swaps(disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
+    let names = disk.list(dir).map_err(|e| storage("list log dir", e))?;
+    let mut touched = false;
+    for name in &names {
+        match parse_swap_name(name) {
+            Some((_, _, CLEANED)) => {
+                warn!(dir = %dir.display(), file = %name, "removing an unfinished cleaned segment");
+                disk.remove_file(&dir.join(name))
+                    .map_err(|e| storage("remove cleaned segment", e))?;
+                touched = true;
+            }
+            Some((base, end, _)) => {
+                warn!(dir = %dir.display(), file = %name, "finishing an interrupted segment swap");
+                finish_swap(disk, dir, base, end)?;
+            }
+            None => {}
+        }
+    }
+    if touched {
+        disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
+    }
+    Ok(())
+}
+
+/// Removes the old segments in `[base, end)` with their indexes, and gives the swap
+/// file the first one's name; each step durable before the next.
+fn finish_swap(disk: &dyn Disk, dir: &Path, base: i64, end: i64) -> Result<(), LogError> {
+    let names = disk.list(dir).map_err(|e| storage("list log dir", e))?;
+    for name in &names {
+        let Some(b) = segment::parse_file_name(name) else {
+            continue;
+        };
+        if b > base && b < end {
+            disk.remove_file(&dir.join(name))
+                .map_err(|e| storage("remove cleaned-away segment", e))?;
+        }
+        if b >= base && b < end {
+            for ext in ["index", "timeindex"] {
+                let _ = disk.remove_file(&dir.join(segment::file_name(b, ext)));
+            }
+        }
+    }
+    disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
+    disk.rename(
+        &dir.join(swap_name(base, end, SWAP)),
+        &dir.join(segment::file_name(base, "log")),
+    )
+    .map_err(|e| storage("finish swap", e))?;
+    disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))
+}
+
+/// Neighbouring segments below `end`, grouped so a group's size stays within a
+/// segment (Kafka's `groupSegmentsBySize`).
+fn group(closed: &[Closed], end: i64, segment_bytes: u64) -> Vec<Vec<&Closed>> {
+    let mut groups: Vec<Vec<&Closed>> = Vec::new();
+    let mut size = 0;
+    for c in closed.iter().take_while(|c| c.next_offset <= end) {
+        match groups.last_mut() {
+            Some(g) if size + c.size <= segment_bytes => {
+                g.push(c);
+                size += c.size;
+            }
+            _ => {
+                groups.push(vec![c]);
+                size = c.size;
+            }
+        }
+    }
+    groups
+}
+
+/// The batches of a closed segment, each read whole and checked: (position, header,
+/// bytes).
+fn batches_of(
+    c: &Closed,
+) -> impl Iterator<Item = Result<(u64, batch::BatchHeader, Vec<u8>), LogError>> + '_ {
+    let mut pos = 0u64;
+    std::iter::from_fn(move || {
+        if pos >= c.size {
+            return None;
+        }
+        let read = (|| {
+            let mut head = [0u8; HEADER_LEN];
+            c.file
+                .read_exact_at(pos, &mut head)
+                .map_err(|e| storage("clean: read", e))?;
+            let h = batch::parse_fixed(&head)?;
+            if pos + h.size as u64 > c.size {
+                return Err(storage(
+                    "clean",
+                    format!("batch at byte {pos} runs past its segment"),
+                ));
+            }
+            let mut bytes = vec![0u8; h.size];
+            c.file
+                .read_exact_at(pos, &mut bytes)
+                .map_err(|e| storage("clean: read", e))?;
+            let h = batch::validate(&bytes)?;
+            Ok((pos, h, bytes))
+        })();
+        match &read {
+            Ok((_, h, _)) => pos += h.size as u64,
+            Err(_) => pos = c.size,
+        }
+        Some(read)
+    })
+}
+
+fn read_passes(disk: &dyn Disk, dir: &Path) -> Passes {
+    let Ok(Some(bytes)) = checkpoint::read(disk, &dir.join(PASSES)) else {
+        return Passes::default();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let tombstones = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tombstones ")?.parse().ok());
+    Passes::from_entries(
+        text.lines()
+            .filter_map(|l| {
+                let (end, at) = l.split_once(' ')?;
+                Some((end.parse().ok()?, at.parse().ok()?))
+            })
+            .collect(),
+        tombstones,
+    )
+}
+
+fn write_passes(disk: &dyn Disk, dir: &Path, passes: &Passes) -> Result<(), LogError> {
+    let text: String = passes
+        .entries()
+        .iter()
+        .map(|(end, at)| format!("{end} {at}\n"))
+        .chain(
+            passes
+                .oldest_tombstone_ms
+                .map(|t| format!("tombstones {t}\n")),
+        )
+        .collect();
+    checkpoint::write_atomic(disk, &dir.join(PASSES), text.as_bytes())
+        .map_err(|e| storage("write cleaner checkpoint", e))
+}
