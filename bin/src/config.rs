@@ -74,6 +74,7 @@ pub const KNOWN: &[&str] = &[
     "group.max.size",
     "offset.metadata.max.bytes",
     "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
     "log.retention.ms",
     "log.retention.minutes",
     "log.retention.hours",
@@ -199,6 +200,9 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "group.max.size" => c.group_max_size = positive(key, v)?,
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
+                "log.cleaner.dedupe.buffer.size" => {
+                    c.log_cleaner_dedupe_buffer_size = positive(key, v)?
+                }
                 "log.retention.ms" => c.log_retention_ms = num(key, v)?,
                 "log.retention.minutes" => c.log_retention_ms = num::<i64>(key, v)? * 60_000,
                 "log.retention.hours" => c.log_retention_ms = num::<i64>(key, v)? * 3_600_000,

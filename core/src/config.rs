@@ -53,8 +53,11 @@ pub struct BrokerConfig {
     pub group_max_size: i32,
     /// offset.metadata.max.bytes
     pub offset_metadata_max_bytes: i32,
-    /// log.cleaner.backoff.ms: how often `__consumer_offsets` is cleaned.
+    /// log.cleaner.backoff.ms: how often the cleaner looks for a log to compact (and
+    /// `__consumer_offsets` is cleaned).
     pub log_cleaner_backoff_ms: u64,
+    /// log.cleaner.dedupe.buffer.size: the cleaner's offset map memory.
+    pub log_cleaner_dedupe_buffer_size: u64,
     /// log.retention.ms (-1: keep forever)
     pub log_retention_ms: i64,
     /// log.retention.bytes per partition (-1: no limit)
@@ -115,6 +118,7 @@ impl Default for BrokerConfig {
             group_max_size: i32::MAX,
             offset_metadata_max_bytes: 4096,
             log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 128 << 20,
             log_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
@@ -186,6 +190,10 @@ impl BrokerConfig {
                 "log.cleaner.backoff.ms",
                 self.log_cleaner_backoff_ms.to_string(),
             ),
+            (
+                "log.cleaner.dedupe.buffer.size",
+                self.log_cleaner_dedupe_buffer_size.to_string(),
+            ),
             ("log.dirs", self.data_dir.clone()),
             (
                 "log.index.interval.bytes",
@@ -244,6 +252,10 @@ pub fn topic_config_defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, St
     BTreeMap::from([
         ("cleanup.policy", "delete".to_string()),
         ("compression.type", "producer".to_string()),
+        ("delete.retention.ms", "86400000".to_string()),
+        ("max.compaction.lag.ms", i64::MAX.to_string()),
+        ("min.cleanable.dirty.ratio", "0.5".to_string()),
+        ("min.compaction.lag.ms", "0".to_string()),
         ("max.message.bytes", broker.message_max_bytes.to_string()),
         ("message.timestamp.type", "CreateTime".to_string()),
         ("min.insync.replicas", "1".to_string()),

@@ -63,7 +63,11 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
 pub const SETTABLE_CONFIGS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
+    "delete.retention.ms",
+    "max.compaction.lag.ms",
     "max.message.bytes",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "message.timestamp.type",
     "min.insync.replicas",
     "retention.bytes",
@@ -81,11 +85,19 @@ pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicE
         let numeric = !matches!(
             k.as_str(),
             "cleanup.policy"
+                | "min.cleanable.dirty.ratio"
                 | "compression.type"
                 | "message.timestamp.type"
                 | "unclean.leader.election.enable"
         );
-        if !SETTABLE_CONFIGS.contains(&k.as_str()) || (numeric && v.parse::<i64>().is_err()) {
+        let valid = match k.as_str() {
+            "min.cleanable.dirty.ratio" => v.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)),
+            "cleanup.policy" => v
+                .split(',')
+                .all(|p| matches!(p.trim(), "delete" | "compact")),
+            _ => !numeric || v.parse::<i64>().is_ok(),
+        };
+        if !SETTABLE_CONFIGS.contains(&k.as_str()) || !valid {
             return Err(TopicError::InvalidConfig(k.clone()));
         }
     }

@@ -19,7 +19,7 @@ use sluice_core::env::Env;
 use sluice_core::group::GroupCoordinator;
 use sluice_core::sim::{planted, Bug};
 use sluice_core::topics::{Topic, TopicError};
-use sluice_storage::{checkpoint, LogConfig, LogError, PartitionLog};
+use sluice_storage::{checkpoint, CleanConfig, LogConfig, LogError, PartitionLog};
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -497,6 +497,77 @@ impl Broker {
     pub fn cleanup_policy_deletes(&self, topic: &str) -> bool {
         self.topic_config::<String>(topic, "cleanup.policy")
             .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"))
+    }
+
+    /// Compacts the dirtiest log that is due (one pass), as Kafka's log cleaner
+    /// thread does: a compacted topic's log whose dirty ratio reached
+    /// `min.cleanable.dirty.ratio`, whose oldest dirty record waited longer than
+    /// `max.compaction.lag.ms`, or whose kept tombstones are due. Every replica
+    /// cleans its own log. True if a pass ran.
+    pub async fn clean_dirtiest_log(&self) -> bool {
+        let now = self.env.clock.wall_ms();
+        let candidates: Vec<(String, Arc<Replica>, CleanConfig, f64, i64)> = {
+            let st = self.lock();
+            st.replicas
+                .iter()
+                .filter(|((name, _), _)| !name.starts_with("__"))
+                .filter_map(|((name, _), (_, replica))| {
+                    let t = st.image.topic(name)?;
+                    let get = |key: &str| t.configs.get(key).cloned();
+                    let compacts = get("cleanup.policy")
+                        .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
+                    if !compacts {
+                        return None;
+                    }
+                    let num = |key: &str, default: i64| {
+                        get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+                    };
+                    let ratio = get("min.cleanable.dirty.ratio")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0.5);
+                    let cfg = CleanConfig {
+                        now_ms: now,
+                        delete_retention_ms: num("delete.retention.ms", 86_400_000),
+                        min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
+                        dedupe_buffer_bytes: usize::try_from(
+                            self.config.log_cleaner_dedupe_buffer_size,
+                        )
+                        .unwrap_or(usize::MAX),
+                    };
+                    let max_lag = num("max.compaction.lag.ms", i64::MAX);
+                    Some((name.clone(), replica.clone(), cfg, ratio, max_lag))
+                })
+                .collect()
+        };
+        let mut dirtiest: Option<(f64, String, Arc<Replica>, CleanConfig)> = None;
+        for (name, replica, cfg, min_ratio, max_lag) in candidates {
+            let d = replica.log.dirtiness();
+            let tombstones = d
+                .oldest_tombstone_ms
+                .is_some_and(|t| now.saturating_sub(t) >= cfg.delete_retention_ms);
+            let due =
+                sluice_core::compaction::due(d.ratio(), min_ratio, d.oldest_dirty_ms, now, max_lag);
+            if (due || tombstones) && dirtiest.as_ref().is_none_or(|(r, ..)| d.ratio() > *r) {
+                dirtiest = Some((d.ratio(), name, replica, cfg));
+            }
+        }
+        let Some((_, name, replica, cfg)) = dirtiest else {
+            return false;
+        };
+        let p = replica.partition;
+        let log = replica.log.clone();
+        match self.env.blocking(move || log.clean(&cfg)).await {
+            Some(Ok(Some(stats))) => {
+                info!(topic = %name, partition = p, end = stats.end, removed = stats.records_removed,
+                    read = stats.bytes_read, written = stats.bytes_written, map_bytes = stats.map_bytes, "compacted");
+                true
+            }
+            Some(Ok(None)) | None => false,
+            Some(Err(e)) => {
+                warn!(topic = %name, partition = p, error = %e, "compaction failed; trying again later");
+                false
+            }
+        }
     }
 
     /// Whether `topic`'s `cleanup.policy` includes `compact`.

@@ -140,7 +140,8 @@ impl Node {
         env.spawn(server::serve(broker.clone(), listener, rx.clone()));
         broker.txns.start(&broker);
         env.spawn(group_timer(broker.clone(), rx.clone()));
-        env.spawn(retention_timer(broker.clone(), rx));
+        env.spawn(retention_timer(broker.clone(), rx.clone()));
+        env.spawn(cleaner(broker.clone(), rx));
         Ok(Node {
             broker,
             local_addr,
@@ -256,6 +257,28 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         ticks += 1;
         if ticks.is_multiple_of(clean_every) {
             broker.groups.clean().await;
+        }
+    }
+}
+
+/// The log cleaner (one, as Kafka's `log.cleaner.threads` default): compacts the
+/// dirtiest due log, again at once while there is one, else after
+/// `log.cleaner.backoff.ms`.
+async fn cleaner(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let backoff = std::time::Duration::from_millis(broker.config.log_cleaner_backoff_ms);
+    loop {
+        let cleaned = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            cleaned = broker.clean_dirtiest_log() => cleaned,
+        };
+        if cleaned {
+            continue;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            () = broker.env.clock.sleep(backoff) => {}
         }
     }
 }

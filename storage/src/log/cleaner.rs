@@ -152,8 +152,8 @@ impl PartitionLog {
         }
         let (generation, remembered) = {
             let st = self.lock();
-            // Each producer's remembered batches stay whole: deduplication of its
-            // retries and its sequence checks go on after cleaning.
+            // Each producer's remembered batches keep their headers: deduplication
+            // of its retries and its sequence checks go on after cleaning.
             let remembered: BTreeSet<i64> =
                 st.producers.batches().map(|b| b.first_offset).collect();
             (st.generation, remembered)
@@ -255,8 +255,10 @@ impl PartitionLog {
         for c in group {
             for item in batches_of(c) {
                 let (_, h, bytes) = item?;
-                let whole =
-                    h.is_control() || h.is_transactional() || remembered.contains(&h.base_offset);
+                let whole = h.is_control() || h.is_transactional();
+                // A batch its producer's state remembers keeps its header (offsets,
+                // sequences) even when it loses every record, as Kafka keeps it.
+                let remembered = remembered.contains(&h.base_offset);
                 let kept = if whole || h.record_count == 0 {
                     None
                 } else {
@@ -299,7 +301,7 @@ impl PartitionLog {
                     r
                 };
                 let data = kept.as_deref().unwrap_or(&bytes);
-                let emptied = !whole && batch::parse_fixed(data)?.record_count == 0;
+                let emptied = !whole && !remembered && batch::parse_fixed(data)?.record_count == 0;
                 if emptied {
                     // Neighbouring emptied batches of one leader epoch become one.
                     match &mut run {
