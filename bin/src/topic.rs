@@ -7,6 +7,7 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -14,7 +15,8 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::client::Client;
@@ -267,6 +269,11 @@ pub async fn run(command: Command) -> Result<()> {
 
 /// A connection to the leader of `partition` of `topic`, found through `client`.
 async fn leader_of(client: &mut Client, topic: &str, partition: i32) -> Result<Client> {
+    Ok(leader_with_id(client, topic, partition).await?.1)
+}
+
+/// A partition's leader: its id and a connection to it.
+async fn leader_with_id(client: &mut Client, topic: &str, partition: i32) -> Result<(i32, Client)> {
     let v = client.version(ApiKey::Metadata, 12)?;
     let req = MetadataRequest::default().with_topics(Some(vec![
         MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
@@ -290,9 +297,58 @@ async fn leader_of(client: &mut Client, topic: &str, partition: i32) -> Result<C
         .find(|b| b.node_id.0 == leader)
         .with_context(|| format!("{topic}-{partition} has no leader now (leader id {leader})"))?;
     let addr = format!("{}:{}", b.host.as_str(), b.port);
-    Client::connect(&sluice_net::tcp::TcpNetwork, &addr, "sluice-cli")
+    let c = Client::connect(&sluice_net::tcp::TcpNetwork, &addr, "sluice-cli")
         .await
-        .with_context(|| format!("cannot reach {topic}-{partition}'s leader at {addr}"))
+        .with_context(|| format!("cannot reach {topic}-{partition}'s leader at {addr}"))?;
+    Ok((leader, c))
+}
+
+/// One partition's ListOffsets answer (-1 latest, -2 earliest), from its leader.
+async fn partition_offset(
+    leader: &mut Client,
+    name: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<i64> {
+    let v = leader.version(ApiKey::ListOffsets, 7)?;
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(timestamp)])]);
+    let resp = leader.call(req, v).await?;
+    let p = resp
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .next()
+        .context("the broker answered for no partition")?;
+    check(
+        p.error_code,
+        None,
+        &format!("listing offsets of {name}-{partition}"),
+    )?;
+    Ok(p.offset)
+}
+
+/// Bytes of a partition's log on the broker asked (DescribeLogDirs).
+async fn log_size(broker: &mut Client, name: &str, partition: i32) -> Result<i64> {
+    let v = broker.version(ApiKey::DescribeLogDirs, 4)?;
+    let req =
+        DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![DescribableLogDirTopic::default()
+                .with_topic(topic_name(name))
+                .with_partitions(vec![partition])]));
+    let resp = broker.call(req, v).await?;
+    resp.results
+        .iter()
+        .flat_map(|d| &d.topics)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == partition)
+        .map(|p| p.partition_size)
+        .with_context(|| format!("the leader holds no log of {name}-{partition}"))
 }
 
 /// Partition count of a topic, failing with the broker's error if it has none.
@@ -349,12 +405,16 @@ pub async fn offsets(
 
 async fn describe(client: &mut Client, name: &str) -> Result<()> {
     let count = partitions(client, name).await?;
-    let start = offsets(client, name, count, -2).await?;
-    let end = offsets(client, name, count, -1).await?;
     println!("topic {name}: {count} partition(s)");
-    println!("partition\tleader\tlog-start\thigh-watermark\trecords");
-    for p in 0..count as usize {
-        println!("{p}\t1\t{}\t{}\t{}", start[p], end[p], end[p] - start[p]);
+    println!("partition\tleader\tlog-start\thigh-watermark\trecords\tsize-bytes");
+    for p in 0..count {
+        // Each partition as its leader has it (in a cluster, another broker's).
+        let (leader_id, mut leader) = leader_with_id(client, name, p).await?;
+        let start = partition_offset(&mut leader, name, p, -2).await?;
+        let end = partition_offset(&mut leader, name, p, -1).await?;
+        let size = log_size(&mut leader, name, p).await?;
+        let records = end - start;
+        println!("{p}\t{leader_id}\t{start}\t{end}\t{records}\t{size}");
     }
     let v = client.version(ApiKey::DescribeConfigs, 4)?;
     let req =

@@ -12,6 +12,7 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
@@ -287,6 +288,33 @@ async fn every_api_at_every_advertised_version() {
             (0, 1),
             "DescribeCluster v{v}"
         );
+    }
+    for v in versions(ApiKey::DescribeLogDirs) {
+        let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            DescribableLogDirTopic::default()
+                .with_topic(name("t-v7"))
+                .with_partitions(vec![0, 1, 9]),
+        ]));
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.results.len(), 1, "DescribeLogDirs v{v}: one log dir");
+        let d = &r.results[0];
+        assert!(
+            d.log_dir.starts_with('/'),
+            "an absolute path: {:?}",
+            d.log_dir
+        );
+        let ps = &d.topics[0].partitions;
+        assert_eq!(
+            ps.iter().map(|p| p.partition_index).collect::<Vec<_>>(),
+            vec![0, 1],
+            "only the partitions it holds, at v{v}"
+        );
+        assert!(ps[0].partition_size > 0, "t-v7-0 holds records, at v{v}");
+        let all = c
+            .call(DescribeLogDirsRequest::default().with_topics(None), v)
+            .await
+            .unwrap();
+        assert!(all.results[0].topics.len() > 1, "every topic at v{v}");
     }
     for v in versions(ApiKey::DeleteRecords) {
         let trim = |offset: i64| {

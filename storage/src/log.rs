@@ -957,6 +957,11 @@ impl PartitionLog {
         }
     }
 
+    /// Bytes of the log's segments (what `DescribeLogDirs` reports as its size).
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(|s| s.size).sum()
+    }
+
     /// Number of segments, the active one included.
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()

@@ -19,6 +19,7 @@ mod find_coordinator;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
@@ -73,6 +74,7 @@ pub fn handle(
         }
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
         RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
+        RequestKind::DescribeLogDirs(r) => Reply::Now(log_dirs::handle(broker, r)),
         RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, r, version),
         RequestKind::InitProducerId(r) => init_producer_id::handle(broker, r),
         RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(broker, r),
