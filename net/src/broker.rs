@@ -556,10 +556,13 @@ impl Broker {
         };
         let p = replica.partition;
         let log = replica.log.clone();
+        let began = self.env.clock.monotonic();
         match self.env.blocking(move || log.clean(&cfg)).await {
             Some(Ok(Some(stats))) => {
+                let ms = self.env.clock.monotonic().saturating_sub(began).as_millis() as u64;
                 info!(topic = %name, partition = p, end = stats.end, removed = stats.records_removed,
-                    read = stats.bytes_read, written = stats.bytes_written, map_bytes = stats.map_bytes, "compacted");
+                    read = stats.bytes_read, written = stats.bytes_written, map_bytes = stats.map_bytes,
+                    elapsed_ms = ms, "compacted");
                 true
             }
             Some(Ok(None)) | None => false,
