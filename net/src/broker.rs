@@ -541,7 +541,7 @@ impl Broker {
         };
         let mut dirtiest: Option<(f64, String, Arc<Replica>, CleanConfig)> = None;
         for (name, replica, cfg, min_ratio, max_lag) in candidates {
-            let d = replica.log.dirtiness();
+            let d = replica.log.dirtiness(now, cfg.min_compaction_lag_ms);
             let tombstones = d
                 .oldest_tombstone_ms
                 .is_some_and(|t| now.saturating_sub(t) >= cfg.delete_retention_ms);

@@ -170,9 +170,16 @@ fn a_pass_keeps_the_newest_value_of_every_key_and_later_drops_tombstones() {
         let before = read_all(&log);
         let segments = log.segment_count();
         assert!(segments > 5, "tiny segments roll");
-        let d = log.dirtiness();
+        let d = log.dirtiness(10_000, 0);
         assert!(d.ratio() > 0.9 && d.oldest_dirty_ms.is_some(), "{d:?}");
 
+        // min.compaction.lag.ms (KIP-58): records younger than it are not cleaned.
+        let young = CleanConfig {
+            min_compaction_lag_ms: 100_000,
+            ..clean_config(10_000)
+        };
+        assert_eq!(log.clean(&young).unwrap(), None);
+        assert_eq!(log.dirtiness(10_000, 100_000).dirty_bytes, 0);
         let stats = log.clean(&clean_config(10_000)).unwrap().expect("a pass");
         let after = read_all(&log);
         assert_increasing(&after);
@@ -188,7 +195,7 @@ fn a_pass_keeps_the_newest_value_of_every_key_and_later_drops_tombstones() {
         );
         assert!(stats.records_removed > 0 && stats.bytes_written < stats.bytes_read);
         assert_eq!(stats.tombstones_kept, DELETED as u64);
-        assert_eq!(log.dirtiness().ratio(), 0.0, "clean now");
+        assert_eq!(log.dirtiness(10_000, 0).ratio(), 0.0, "clean now");
 
         // Not yet delete.retention.ms after the first pass over the tombstones.
         log.clean(&clean_config(10_500)).unwrap();

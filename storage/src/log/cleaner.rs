@@ -85,11 +85,11 @@ struct Closed {
 }
 
 impl PartitionLog {
-    /// How dirty this log is.
-    pub fn dirtiness(&self) -> Dirtiness {
+    /// How dirty this log is, counting only what a pass at `now_ms` may clean.
+    pub fn dirtiness(&self, now_ms: i64, min_compaction_lag_ms: i64) -> Dirtiness {
         let passes = read_passes(self.env.disk.as_ref(), &self.dir);
         let first_dirty = passes.first_dirty();
-        let closed = self.cleanable(i64::MAX, i64::MIN);
+        let closed = self.cleanable(now_ms, min_compaction_lag_ms);
         let mut d = Dirtiness {
             clean_bytes: 0,
             dirty_bytes: 0,
@@ -124,7 +124,9 @@ impl PartitionLog {
                 s.base_offset < st.hw_segment
                     && s.next_offset <= published
                     && !st.pending_indexes.iter().any(|(b, ..)| *b == s.base_offset)
-                    && s.max_timestamp <= now_ms.saturating_sub(min_lag_ms)
+                    // As Kafka: only a positive lag holds segments back (a record
+                    // stamped in the future must not stop cleaning for good).
+                    && (min_lag_ms <= 0 || s.max_timestamp <= now_ms.saturating_sub(min_lag_ms))
             })
             .map(|s| Closed {
                 base: s.base_offset,
@@ -367,7 +369,15 @@ impl PartitionLog {
             let _ = disk.sync_dir(&self.dir);
             return Ok(false);
         }
-        finish_swap(disk.as_ref(), &self.dir, base, end)?;
+        if let Err(e) = finish_swap(disk.as_ref(), &self.dir, base, end) {
+            // Past the commit point the files no longer match what is served: stop
+            // serving; recovery at the next start finishes the swap.
+            let why =
+                format!("finishing a cleaned segment's swap failed, partition taken offline: {e}");
+            st.failed = Some(why.clone());
+            self.durable.send_replace(super::Durable::Failed(why));
+            return Err(e);
+        }
         for c in group {
             st.segments.remove(&c.base);
         }
