@@ -224,6 +224,11 @@ impl ProducerStates {
             .collect()
     }
 
+    /// Every aborted transaction this partition remembers (from its log start).
+    pub fn aborted(&self) -> &[TxnSpan] {
+        &self.aborted
+    }
+
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }

@@ -277,3 +277,89 @@ fn a_power_loss_at_any_step_of_a_pass_leaves_the_log_before_or_after_it() {
         }
     });
 }
+
+/// A transactional batch of producer 7: `keys`, sequences from `seq`.
+fn txn_batch(keys: &[&str], seq: i32) -> Vec<u8> {
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record {
+            transactional: true,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: 7,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: 1_000,
+            key: Some(Bytes::from(k.to_string())),
+            value: Some(Bytes::from(format!("{k}-txn"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.to_vec()
+}
+
+/// Kafka's cleaner removes the records of aborted transactions; committed ones and
+/// the markers stay, and read_committed readers see the same as before.
+#[test]
+fn a_pass_removes_the_records_of_aborted_transactions() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(3);
+        let log = PartitionLog::open(env(&disk, 3), Path::new("t-0"), config()).unwrap();
+        log.append(&txn_batch(&["a1", "a2", "a3"], 0)).unwrap();
+        log.append_marker(7, 0, false, 0).unwrap();
+        log.append(&txn_batch(&["c1", "c2"], 3)).unwrap();
+        log.append_marker(7, 0, true, 0).unwrap();
+        fill(&log);
+        log.wait_durable(log.log_end_offset()).await.unwrap();
+        let keys = |committed: bool| -> Vec<String> {
+            let read = log.read_isolated(0, 1 << 20, committed).unwrap();
+            let aborted: Vec<i64> = read.aborted.iter().map(|(_, first)| *first).collect();
+            let mut bytes = read.batches.clone();
+            let mut out = Vec::new();
+            for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+                for r in set.records {
+                    // read_committed: skip the aborted transaction (offsets 0-2, its
+                    // marker at 3) the fetch names.
+                    let skipped = committed && !aborted.is_empty() && r.offset < 3;
+                    if !r.control && r.producer_id == 7 && !skipped {
+                        out.push(String::from_utf8(r.key.unwrap().to_vec()).unwrap());
+                    }
+                }
+            }
+            out
+        };
+        assert_eq!(keys(false), ["a1", "a2", "a3", "c1", "c2"]);
+        assert_eq!(keys(true), ["c1", "c2"]);
+        log.clean(&clean_config(10_000)).unwrap().expect("a pass");
+        assert_eq!(keys(false), ["c1", "c2"], "the aborted records are gone");
+        assert_eq!(keys(true), ["c1", "c2"]);
+        // The producer's state survives: its next sequence is still expected.
+        log.append(&txn_batch(&["c3"], 5)).unwrap();
+        log.wait_durable(log.log_end_offset()).await.unwrap();
+        drop(log);
+        disk.crash();
+        let log = PartitionLog::open(env(&disk, 3), Path::new("t-0"), config()).unwrap();
+        assert!(
+            log.append(&txn_batch(&["c4"], 6)).is_ok(),
+            "sequences after a restart"
+        );
+    });
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use sluice_core::compaction::{self, Candidate, OffsetMap, Passes};
 use sluice_core::env::{Disk, DiskFile};
+use sluice_core::producer::TxnSpan;
 use tracing::{info, warn};
 
 use super::{storage, LogError, PartitionLog};
@@ -152,13 +153,24 @@ impl PartitionLog {
         if last.next_offset <= first_dirty && !tombstones_due {
             return Ok(None);
         }
-        let (generation, remembered) = {
+        let (generation, remembered, aborted) = {
             let st = self.lock();
+            // Aborted transactions whose abort marker is committed: their records
+            // go (Kafka's cleaner removes them too; the batch headers stay, for the
+            // producer state and the last stable offset recovery rebuilds).
+            let published = st.published();
+            let aborted: Vec<TxnSpan> = st
+                .producers
+                .aborted()
+                .iter()
+                .filter(|t| t.marker_offset < published)
+                .copied()
+                .collect();
             // Each producer's remembered batches keep their headers: deduplication
             // of its retries and its sequence checks go on after cleaning.
             let remembered: BTreeSet<i64> =
                 st.producers.batches().map(|b| b.first_offset).collect();
-            (st.generation, remembered)
+            (st.generation, remembered, aborted)
         };
         let mut stats = CleanStats {
             segments_before: closed.len(),
@@ -204,8 +216,15 @@ impl PartitionLog {
         let groups = group(&closed, end, self.config.segment_bytes);
         stats.oldest_tombstone_ms = None;
         for g in groups {
-            let cleaned =
-                self.clean_group(&g, &map, &passes, cfg, &remembered, generation, &mut stats)?;
+            let cleaned = self.clean_group(
+                &g,
+                &map,
+                &passes,
+                cfg,
+                (&remembered, &aborted),
+                generation,
+                &mut stats,
+            )?;
             if !cleaned {
                 // The log changed under the pass (truncated, trimmed): try again later.
                 return Ok(None);
@@ -233,7 +252,7 @@ impl PartitionLog {
         map: &OffsetMap,
         passes: &Passes,
         cfg: &CleanConfig,
-        remembered: &BTreeSet<i64>,
+        (remembered, aborted): (&BTreeSet<i64>, &[TxnSpan]),
         generation: u64,
         stats: &mut CleanStats,
     ) -> Result<bool, LogError> {
@@ -257,7 +276,14 @@ impl PartitionLog {
         for c in group {
             for item in batches_of(c) {
                 let (_, h, bytes) = item?;
-                let whole = h.is_control() || h.is_transactional();
+                let in_aborted = h.is_transactional()
+                    && !h.is_control()
+                    && aborted.iter().any(|t| {
+                        t.producer_id == h.producer_id
+                            && t.first_offset <= h.base_offset
+                            && h.base_offset < t.marker_offset
+                    });
+                let whole = h.is_control() || (h.is_transactional() && !in_aborted);
                 // A batch its producer's state remembers keeps its header (offsets,
                 // sequences) even when it loses every record, as Kafka keeps it.
                 let remembered = remembered.contains(&h.base_offset);
@@ -268,17 +294,18 @@ impl PartitionLog {
                     let kept_tombstones = std::cell::Cell::new((0u64, None::<i64>));
                     let r = rewrite(&bytes, |r| {
                         let first = passes.first_cleaned_ms(r.offset);
-                        let keep = compaction::keep(
-                            Candidate {
-                                offset: r.offset,
-                                key: r.key.as_deref(),
-                                tombstone: r.tombstone,
-                            },
-                            map,
-                            first,
-                            cfg.now_ms,
-                            cfg.delete_retention_ms,
-                        );
+                        let keep = !in_aborted
+                            && compaction::keep(
+                                Candidate {
+                                    offset: r.offset,
+                                    key: r.key.as_deref(),
+                                    tombstone: r.tombstone,
+                                },
+                                map,
+                                first,
+                                cfg.now_ms,
+                                cfg.delete_retention_ms,
+                            );
                         if keep && r.tombstone {
                             let (n, oldest) = kept_tombstones.get();
                             let oldest = match (oldest, first) {
@@ -303,7 +330,12 @@ impl PartitionLog {
                     r
                 };
                 let data = kept.as_deref().unwrap_or(&bytes);
-                let emptied = !whole && !remembered && batch::parse_fixed(data)?.record_count == 0;
+                // An aborted transaction's batch stays (empty) as itself: recovery
+                // counts its header as the transaction's start.
+                let emptied = !whole
+                    && !remembered
+                    && !in_aborted
+                    && batch::parse_fixed(data)?.record_count == 0;
                 if emptied {
                     // Neighbouring emptied batches of one leader epoch become one.
                     match &mut run {
