@@ -66,6 +66,7 @@ pub const KNOWN: &[&str] = &[
     "connection.inflight.max",
     "queued.max.request.bytes",
     "connections.max.idle.ms",
+    "offsets.retention.minutes",
     "offsets.topic.num.partitions",
     "offsets.topic.segment.bytes",
     "group.min.session.timeout.ms",
@@ -184,6 +185,7 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                         _ => bail!("config '{key}': '{v}' must be positive, or -1 for no bound"),
                     }
                 }
+                "offsets.retention.minutes" => c.offsets_retention_minutes = positive(key, v)?,
                 "offsets.topic.num.partitions" => {
                     c.offsets_topic_num_partitions = positive(key, v)?
                 }

@@ -53,6 +53,8 @@ pub struct BrokerConfig {
     pub group_max_size: i32,
     /// offset.metadata.max.bytes
     pub offset_metadata_max_bytes: i32,
+    /// offsets.retention.minutes
+    pub offsets_retention_minutes: i64,
     /// log.cleaner.backoff.ms: how often the cleaner looks for a log to compact (and
     /// `__consumer_offsets` is cleaned).
     pub log_cleaner_backoff_ms: u64,
@@ -117,6 +119,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_max_size: i32::MAX,
             offset_metadata_max_bytes: 4096,
+            offsets_retention_minutes: 10_080,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 128 << 20,
             log_retention_ms: 7 * 24 * 3600 * 1000,
@@ -147,6 +150,7 @@ impl BrokerConfig {
             initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             group_size_max: usize::try_from(self.group_max_size).unwrap_or(0),
             offset_metadata_max_bytes: usize::try_from(self.offset_metadata_max_bytes).unwrap_or(0),
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
         }
     }
 
@@ -213,6 +217,10 @@ impl BrokerConfig {
             (
                 "offset.metadata.max.bytes",
                 self.offset_metadata_max_bytes.to_string(),
+            ),
+            (
+                "offsets.retention.minutes",
+                self.offsets_retention_minutes.to_string(),
             ),
             (
                 "offsets.topic.num.partitions",

@@ -704,6 +704,7 @@ impl Groups {
         let now = self.now_ms();
         let mut inner = self.lock();
         inner.sm.tick(now);
+        inner.sm.expire_offsets(self.env.clock.wall_ms());
         self.carry_out(&mut inner);
     }
 

@@ -203,3 +203,39 @@ def test_a_compacted_topic_survives_kill_9_during_cleaning(tmp_path):
     finally:
         b.stop()
     assert "panicked" not in b.output()
+
+
+def test_offsets_of_a_consumer_nobody_runs_expire_after_offsets_retention_minutes(tmp_path):
+    """KIP-211: offsets.retention.minutes (1, its smallest value, here) expires
+    offsets committed without a running group a minute after their commit."""
+    from conftest import Broker, free_port
+    from confluent_kafka import Consumer, TopicPartition
+    b = Broker(tmp_path / "data", free_port(),
+               extra_env={"SLUICE_OFFSETS_RETENTION_MINUTES": "1"}).start()
+    try:
+        create_topic(b.bootstrap, "kept", 1)
+        assert produce_one(b.bootstrap, "kept", b"k", b"v") is None
+
+        def committed(group):
+            c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group})
+            try:
+                return c.committed([TopicPartition("kept", 0)], timeout=10)[0].offset
+            finally:
+                c.close()
+
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "standalone",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("kept", 0, 0)])
+        c.commit(offsets=[TopicPartition("kept", 0, 1)], asynchronous=False)
+        c.close()
+        assert committed("standalone") == 1
+        time.sleep(50)
+        assert committed("standalone") == 1, "not yet a minute"
+        deadline = time.time() + 30
+        while committed("standalone") == 1:
+            assert time.time() < deadline, "the offset never expired"
+            time.sleep(1)
+        assert committed("standalone") < 0, "no committed offset any more"
+    finally:
+        b.stop()
+    assert "panicked" not in b.output()

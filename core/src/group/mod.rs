@@ -88,6 +88,8 @@ pub struct GroupLimits {
     pub group_size_max: usize,
     /// offset.metadata.max.bytes
     pub offset_metadata_max_bytes: usize,
+    /// offsets.retention.minutes, in milliseconds
+    pub offsets_retention_ms: i64,
 }
 
 impl Default for GroupLimits {
@@ -98,6 +100,7 @@ impl Default for GroupLimits {
             initial_rebalance_delay_ms: 3_000,
             group_size_max: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 }
@@ -160,6 +163,8 @@ pub struct Group {
     pending_members: BTreeMap<String, i64>,
     /// When the current rebalance phase gives up on members that have not answered.
     deadline_ms: i64,
+    /// Wall-clock time the group was first seen Empty (offsets.retention.minutes).
+    empty_since_ms: Option<i64>,
     /// The earliest a rebalance from Empty completes (initial rebalance delay).
     delay_until_ms: i64,
     rebalance_started_ms: i64,
@@ -179,6 +184,7 @@ impl Group {
             persisted: None,
             pending_members: BTreeMap::new(),
             deadline_ms: 0,
+            empty_since_ms: None,
             delay_until_ms: 0,
             rebalance_started_ms: 0,
         }
@@ -1227,6 +1233,59 @@ impl GroupCoordinator {
         } else {
             GroupState::Stable
         };
+    }
+
+    /// offsets.retention.minutes (KIP-211): a consumer group's committed offsets
+    /// expire once it has been Empty for the retention; offsets committed without
+    /// a group (standalone consumers) expire the retention after their commit. A
+    /// group left with neither members nor offsets goes too. `now_ms` is the wall
+    /// clock (commit timestamps are). The Empty clock starts when this coordinator
+    /// first sees the group Empty, so it restarts with the coordinator.
+    pub fn expire_offsets(&mut self, now_ms: i64) {
+        let retention_ms = self.limits.offsets_retention_ms;
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for gid in ids {
+            let group = self.groups.get_mut(&gid).expect("listed");
+            if group.state != GroupState::Empty {
+                group.empty_since_ms = None;
+                continue;
+            }
+            let since = *group.empty_since_ms.get_or_insert(now_ms);
+            let expired: Vec<(String, i32)> = if group.protocol_type.is_some() {
+                if now_ms.saturating_sub(since) < retention_ms {
+                    continue;
+                }
+                group.offsets.keys().cloned().collect()
+            } else {
+                group
+                    .offsets
+                    .iter()
+                    .filter(|(_, c)| {
+                        now_ms.saturating_sub(c.value.commit_timestamp_ms) >= retention_ms
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            if expired.is_empty() {
+                continue;
+            }
+            for (topic, partition) in expired {
+                group.offsets.remove(&(topic.clone(), partition));
+                self.effects.push(Effect::Persist(GroupRecord::Offset {
+                    group: gid.clone(),
+                    topic,
+                    partition,
+                    value: None,
+                }));
+            }
+            if group.offsets.is_empty() && group.members.is_empty() {
+                self.groups.remove(&gid);
+                self.effects.push(Effect::Persist(GroupRecord::Metadata {
+                    group: gid.clone(),
+                    value: None,
+                }));
+            }
+        }
     }
 
     /// DeleteGroups: only a group without members; its offsets go with it.

@@ -536,3 +536,70 @@ fn a_snapshot_rebuilds_the_stored_state_not_the_rebalance_in_flight() {
     assert_eq!(g.offsets[&("t".to_string(), 0)].value.offset, 11);
     assert!(c.snapshot(|g| g != "g").is_empty());
 }
+
+fn committed(ts: i64) -> Option<OffsetValue> {
+    Some(OffsetValue {
+        offset: 7,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: ts,
+    })
+}
+
+fn tombstones(effects: &[Effect]) -> Vec<(String, Option<(String, i32)>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Persist(GroupRecord::Offset {
+                group,
+                topic,
+                partition,
+                value: None,
+            }) => Some((group.clone(), Some((topic.clone(), *partition)))),
+            Effect::Persist(GroupRecord::Metadata { group, value: None }) => {
+                Some((group.clone(), None))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// KIP-211: a consumer group's offsets expire offsets.retention.minutes after it
+/// became Empty (not while it has members); standalone offsets, that long after
+/// their commit; a group left with nothing goes.
+#[test]
+fn offsets_expire_after_the_retention_once_nobody_uses_them() {
+    const DAY: i64 = 86_400_000;
+    let mut c = coordinator();
+    stable_group(&mut c, &["a"]);
+    c.apply_offset("g", "t", 0, committed(0), 1);
+    c.apply_offset("solo", "t", 0, committed(0), 2);
+    c.apply_offset("solo", "t", 1, committed(11 * DAY), 3);
+    c.take_effects();
+    // Members: nothing of g expires, however old its commits.
+    c.expire_offsets(10 * DAY);
+    assert_eq!(
+        tombstones(&c.take_effects()),
+        [("solo".to_string(), Some(("t".to_string(), 0)))],
+        "only the standalone offset committed more than 7 days ago"
+    );
+    c.leave(5_000, "g", &[("a".into(), None)]);
+    c.take_effects();
+    c.expire_offsets(11 * DAY);
+    let t = tombstones(&c.take_effects());
+    assert!(t.is_empty(), "Empty for 0 days: {t:?}");
+    c.expire_offsets(18 * DAY - 1);
+    assert!(tombstones(&c.take_effects()).is_empty());
+    c.expire_offsets(18 * DAY);
+    let gone = tombstones(&c.take_effects());
+    assert_eq!(
+        gone,
+        [
+            ("g".to_string(), Some(("t".to_string(), 0))),
+            ("g".to_string(), None),
+            ("solo".to_string(), Some(("t".to_string(), 1))),
+            ("solo".to_string(), None),
+        ]
+    );
+    assert!(c.group("g").is_none() && c.group("solo").is_none());
+}
