@@ -17,7 +17,7 @@ from helpers import wait_for
 SESSION_MS = 6000
 
 
-def start_cluster(tmp_path, n=3):
+def start_cluster(tmp_path, n=3, extra_env=None):
     voters = ",".join(f"{i}@127.0.0.1:{free_port()}" for i in range(1, n + 1))
     brokers = []
     for i in range(1, n + 1):
@@ -26,6 +26,7 @@ def start_cluster(tmp_path, n=3):
             "SLUICE_CONTROLLER_QUORUM_VOTERS": voters,
             "SLUICE_BROKER_SESSION_TIMEOUT_MS": str(SESSION_MS),
             "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS": "500",
+            **(extra_env or {}),
         }
         brokers.append(Broker(tmp_path / f"node{i}", free_port(), extra_env=env))
     for b in brokers:

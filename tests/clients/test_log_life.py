@@ -239,3 +239,45 @@ def test_offsets_of_a_consumer_nobody_runs_expire_after_offsets_retention_minute
     finally:
         b.stop()
     assert "panicked" not in b.output()
+
+
+def test_a_new_replica_copies_a_compacted_log_and_serves_it_after_failover(tmp_path):
+    """On a 3-node cluster the cleaned log (thinned and emptied batches, offsets kept)
+    replicates: a replica a reassignment adds copies it from the leader, and once the
+    old replicas are gone it serves every live key's newest value."""
+    from helpers import wait_for
+    from test_cluster import partition_leader, replicas_of, start_cluster, status
+    brokers = start_cluster(tmp_path, extra_env={"SLUICE_LOG_CLEANER_BACKOFF_MS": "200"})
+    by_id = {i + 1: b for i, b in enumerate(brokers)}
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    try:
+        wait_for(lambda: len((status(brokers[0]) or {}).get("brokers") or []) == 3,
+                 timeout=30, what="three registered brokers")
+        brokers[0].cli("topic", "create", "table", "--partitions", "1", "--replication-factor", "2",
+                       "--config", "cleanup.policy=compact", "--config", "segment.bytes=65536",
+                       "--config", "segment.ms=1000", "--config", "min.cleanable.dirty.ratio=0.01",
+                       "--config", "delete.retention.ms=2000")
+        wait_for(lambda: len(partition_leader(bootstrap, "table", 0)[1]) == 2, timeout=30,
+                 what="two in-sync replicas")
+        first = replicas_of(bootstrap, "table")[0]
+        (spare,) = {1, 2, 3} - set(first)
+        newest = write_updates(bootstrap, "table", "confluent")
+        live = {k: v for k, v in newest.items() if v is not None}
+        roll_and_mark(bootstrap, "table")
+        wait_compacted(bootstrap, "table", live)
+
+        # The spare broker joins with an empty log and copies the cleaned one.
+        brokers[0].cli("cluster", "reassign", "--topic", "table", "--partition", "0",
+                       "--replicas", f"{spare},{first[0]}")
+        wait_for(lambda: sorted(partition_leader(bootstrap, "table", 0)[1]) == sorted([spare, first[0]]),
+                 timeout=60, what="the spare broker in sync")
+        by_id[first[0]].kill9()
+        wait_for(lambda: partition_leader(by_id[spare].bootstrap, "table", 0)[0] == spare, timeout=30,
+                 what="the spare broker leading")
+        got = wait_compacted(by_id[spare].bootstrap, "table", live)
+        assert got[-1] == (KEYS * UPDATES + DELETED, b"tail", b"end"), got[-1]
+    finally:
+        for b in brokers:
+            b.stop()
+    for b in brokers:
+        assert "panicked" not in b.output()
