@@ -55,7 +55,9 @@ pub fn records(batch: &[u8]) -> Result<(BatchHeader, Bytes, Vec<RecordView>), Re
         other => return Err(bad(format!("unknown codec {other}"))),
     }
     .map_err(|e| bad(e.to_string()))?;
-    let mut views = Vec::with_capacity(h.record_count.max(0) as usize);
+    // The count is the sender's word: a record takes at least 7 bytes, so no more
+    // than that many are reserved for.
+    let mut views = Vec::with_capacity((h.record_count.max(0) as usize).min(plain.len() / 7));
     let mut at = 0;
     for _ in 0..h.record_count {
         let view = parse_record(&plain, &mut at, h.base_offset).map_err(|w| bad(w.into()))?;
@@ -317,6 +319,19 @@ mod tests {
         assert_eq!((h.record_count, h.producer_id, h.attributes), (0, -1, 0x08));
         let set = RecordBatchDecoder::decode(&mut Bytes::from(b)).unwrap();
         assert!(set.records.is_empty());
+    }
+
+    #[test]
+    fn a_claimed_record_count_does_not_size_anything() {
+        let mut original = encode(&[record(0, Some("a"), Some("1"))], Compression::None);
+        original[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        original[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        let crc = crc32c::crc32c(&original[21..]);
+        original[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            records(&original),
+            Err(RewriteError::Records { .. })
+        ));
     }
 
     #[test]

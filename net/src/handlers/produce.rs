@@ -9,7 +9,6 @@ use std::time::Duration;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use sluice_core::txn::TxnError;
 use sluice_storage::batch;
 use sluice_storage::PartitionLog;
@@ -201,18 +200,26 @@ fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Ou
 }
 
 /// Whether a produced record set holds a record without a key (decompressing as
-/// needed). A set that does not decode counts as keyless: the append would refuse it
-/// anyway, and compaction could not read it.
+/// needed). A set that does not parse counts as keyless: the append would refuse it
+/// anyway, and compaction could not read it. (Parsed by the cleaner's own reader,
+/// which allocates by the bytes received, never by a count the client claims.)
 fn has_keyless_record(records: Option<&bytes::Bytes>) -> bool {
     let Some(records) = records else {
         return false;
     };
-    let mut buf = records.clone();
-    while !buf.is_empty() {
-        match RecordBatchDecoder::decode(&mut buf) {
-            Ok(set) if set.records.iter().all(|r| r.key.is_some()) => {}
+    let mut pos = 0;
+    while pos < records.len() {
+        let Some(Ok(size)) = batch::peek_size(&records[pos..]) else {
+            return true;
+        };
+        let Some(one) = records.get(pos..pos + size) else {
+            return true;
+        };
+        match sluice_storage::compaction::records(one) {
+            Ok((_, _, views)) if views.iter().all(|r| r.key.is_some()) => {}
             _ => return true,
         }
+        pos += size;
     }
     false
 }
