@@ -15,6 +15,8 @@ use crate::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 #[derive(Debug, Clone)]
 pub struct RecordView {
     pub offset: i64,
+    /// The record's timestamp (the batch's for LogAppendTime batches).
+    pub timestamp: i64,
     pub key: Option<Bytes>,
     /// A null value: a tombstone.
     pub tombstone: bool,
@@ -60,7 +62,10 @@ pub fn records(batch: &[u8]) -> Result<(BatchHeader, Bytes, Vec<RecordView>), Re
     let mut views = Vec::with_capacity((h.record_count.max(0) as usize).min(plain.len() / 7));
     let mut at = 0;
     for _ in 0..h.record_count {
-        let view = parse_record(&plain, &mut at, h.base_offset).map_err(|w| bad(w.into()))?;
+        let mut view = parse_record(&plain, &mut at, &h).map_err(|w| bad(w.into()))?;
+        if h.attributes & 0x08 != 0 {
+            view.timestamp = h.max_timestamp;
+        }
         views.push(view);
     }
     if at != plain.len() {
@@ -157,7 +162,7 @@ pub fn empty_batch(
 /// Reads one record at `*at` (Kafka's v2 record: length varint, attributes i8,
 /// timestampDelta varlong, offsetDelta varint, key, value, headers), moving `*at`
 /// past it.
-fn parse_record(buf: &[u8], at: &mut usize, base_offset: i64) -> Result<RecordView, &'static str> {
+fn parse_record(buf: &[u8], at: &mut usize, h: &BatchHeader) -> Result<RecordView, &'static str> {
     let start = *at;
     let length = varint(buf, at)?;
     let body_start = *at;
@@ -167,7 +172,7 @@ fn parse_record(buf: &[u8], at: &mut usize, base_offset: i64) -> Result<RecordVi
         .filter(|e| *e <= buf.len())
         .ok_or("record length out of bounds")?;
     let mut p = body_start + 1; // attributes
-    varint(&buf[..end], &mut p)?; // timestamp delta
+    let timestamp_delta = varint(&buf[..end], &mut p)?;
     let offset_delta = varint(&buf[..end], &mut p)?;
     let key_len = varint(&buf[..end], &mut p)?;
     let key = match key_len {
@@ -185,7 +190,8 @@ fn parse_record(buf: &[u8], at: &mut usize, base_offset: i64) -> Result<RecordVi
     }
     *at = end;
     Ok(RecordView {
-        offset: base_offset + offset_delta,
+        offset: h.base_offset.saturating_add(offset_delta),
+        timestamp: h.base_timestamp.saturating_add(timestamp_delta),
         key,
         tombstone: value_len == -1,
         raw: start..end,
@@ -267,6 +273,7 @@ mod tests {
             let (h, _, views) = records(&original).unwrap();
             assert_eq!(views.len(), 4);
             assert!(views[2].tombstone && !views[1].tombstone);
+            assert_eq!((views[3].offset, views[3].timestamp), (13, 1_013));
             assert!(
                 rewrite(&original, |_| true).unwrap().is_none(),
                 "all kept: as is"

@@ -7,7 +7,6 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
-use kafka_protocol::records::RecordBatchDecoder;
 use sluice_storage::{LogError, PartitionLog};
 
 use crate::broker::Broker;
@@ -87,13 +86,10 @@ fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<(i64, i
     }
 }
 
-/// (timestamp, offset) of each record of a stored batch, decompressing if needed.
-fn records(mut batch: bytes::Bytes) -> Result<Vec<(i64, i64)>, LogError> {
-    let set = RecordBatchDecoder::decode(&mut batch)
+/// (timestamp, offset) of each record of a stored batch, decompressing if needed
+/// (by a reader that sizes nothing by the batch's claimed record count).
+fn records(batch: bytes::Bytes) -> Result<Vec<(i64, i64)>, LogError> {
+    let (_, _, views) = sluice_storage::compaction::records(&batch)
         .map_err(|e| LogError::Storage(format!("decode stored batch: {e}")))?;
-    Ok(set
-        .records
-        .iter()
-        .map(|r| (r.timestamp, r.offset))
-        .collect())
+    Ok(views.iter().map(|r| (r.timestamp, r.offset)).collect())
 }
