@@ -76,6 +76,7 @@ pub const KNOWN: &[&str] = &[
     "offset.metadata.max.bytes",
     "log.cleaner.backoff.ms",
     "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.enable",
     "log.retention.ms",
     "log.retention.minutes",
     "log.retention.hours",
@@ -202,6 +203,11 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 "group.max.size" => c.group_max_size = positive(key, v)?,
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
+                "log.cleaner.enable" => {
+                    c.log_cleaner_enable = v
+                        .parse()
+                        .map_err(|_| anyhow!("config '{key}': '{v}' is not true or false"))?
+                }
                 "log.cleaner.dedupe.buffer.size" => {
                     c.log_cleaner_dedupe_buffer_size = positive(key, v)?
                 }
@@ -334,6 +340,30 @@ mod tests {
         let idle = build(&[layer(&[("connections.max.idle.ms", "1000")])]).unwrap();
         assert_eq!(idle.connections_max_idle_ms, 1000);
         assert_eq!(build(&[]).unwrap().connections_max_idle_ms, 600_000);
+    }
+
+    #[test]
+    fn log_life_configs_parse_with_kafkas_defaults() {
+        let d = build(&[]).unwrap();
+        assert!(d.log_cleaner_enable);
+        assert_eq!(d.log_cleaner_dedupe_buffer_size, 128 << 20);
+        assert_eq!(d.offsets_retention_minutes, 10_080);
+        let set = |k, v| build(&[layer(&[(k, v)])]);
+        assert!(
+            !set("log.cleaner.enable", "false")
+                .unwrap()
+                .log_cleaner_enable
+        );
+        let e = set("log.cleaner.enable", "maybe").unwrap_err().to_string();
+        assert!(e.contains("log.cleaner.enable"), "{e}");
+        let e = set("offsets.retention.minutes", "0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("offsets.retention.minutes"), "{e}");
+        let e = set("log.cleaner.io.max.bytes.per.second", "1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown config"), "{e}");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// log.cleaner.dedupe.buffer.size: the cleaner's offset map memory.
     pub log_cleaner_dedupe_buffer_size: u64,
+    /// log.cleaner.enable: whether compacted topics are compacted.
+    pub log_cleaner_enable: bool,
     /// log.retention.ms (-1: keep forever)
     pub log_retention_ms: i64,
     /// log.retention.bytes per partition (-1: no limit)
@@ -122,6 +124,7 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 128 << 20,
+            log_cleaner_enable: true,
             log_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
@@ -198,6 +201,7 @@ impl BrokerConfig {
                 "log.cleaner.dedupe.buffer.size",
                 self.log_cleaner_dedupe_buffer_size.to_string(),
             ),
+            ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
             ("log.dirs", self.data_dir.clone()),
             (
                 "log.index.interval.bytes",

@@ -141,7 +141,9 @@ impl Node {
         broker.txns.start(&broker);
         env.spawn(group_timer(broker.clone(), rx.clone()));
         env.spawn(retention_timer(broker.clone(), rx.clone()));
-        env.spawn(cleaner(broker.clone(), rx));
+        if broker.config.log_cleaner_enable {
+            env.spawn(cleaner(broker.clone(), rx));
+        }
         Ok(Node {
             broker,
             local_addr,
