@@ -406,15 +406,16 @@ pub async fn offsets(
 async fn describe(client: &mut Client, name: &str) -> Result<()> {
     let count = partitions(client, name).await?;
     println!("topic {name}: {count} partition(s)");
-    println!("partition\tleader\tlog-start\thigh-watermark\trecords\tsize-bytes");
+    println!("partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes");
     for p in 0..count {
         // Each partition as its leader has it (in a cluster, another broker's).
         let (leader_id, mut leader) = leader_with_id(client, name, p).await?;
         let start = partition_offset(&mut leader, name, p, -2).await?;
         let end = partition_offset(&mut leader, name, p, -1).await?;
         let size = log_size(&mut leader, name, p).await?;
-        let records = end - start;
-        println!("{p}\t{leader_id}\t{start}\t{end}\t{records}\t{size}");
+        // Offsets, not records: a compacted log has fewer records than offsets.
+        let offsets = end - start;
+        println!("{p}\t{leader_id}\t{start}\t{end}\t{offsets}\t{size}");
     }
     let v = client.version(ApiKey::DescribeConfigs, 4)?;
     let req =
