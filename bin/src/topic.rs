@@ -1,5 +1,7 @@
 //! `sluice topic create|list|describe|delete|alter-config|trim`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -269,38 +271,59 @@ pub async fn run(command: Command) -> Result<()> {
 
 /// A connection to the leader of `partition` of `topic`, found through `client`.
 async fn leader_of(client: &mut Client, topic: &str, partition: i32) -> Result<Client> {
-    Ok(leader_with_id(client, topic, partition).await?.1)
+    let (leaders, addrs) = leaders(client, topic).await?;
+    let leader = leaders
+        .iter()
+        .find(|(p, _)| *p == partition)
+        .with_context(|| format!("topic '{topic}' has no partition {partition}"))?
+        .1;
+    connect_leader(&addrs, topic, partition, leader).await
 }
 
-/// A partition's leader: its id and a connection to it.
-async fn leader_with_id(client: &mut Client, topic: &str, partition: i32) -> Result<(i32, Client)> {
+/// A topic's partitions with their leader ids, in order, and the brokers' addresses.
+async fn leaders(
+    client: &mut Client,
+    topic: &str,
+) -> Result<(Vec<(i32, i32)>, BTreeMap<i32, String>)> {
     let v = client.version(ApiKey::Metadata, 12)?;
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
-    ]));
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
     let meta = client.call(req, v).await?;
     let t = meta
         .topics
         .first()
         .context("the broker answered for no topic")?;
     check(t.error_code, None, &format!("looking up topic '{topic}'"))?;
-    let leader = t
+    let mut leaders: Vec<(i32, i32)> = t
         .partitions
         .iter()
-        .find(|p| p.partition_index == partition)
-        .with_context(|| format!("topic '{topic}' has no partition {partition}"))?
-        .leader_id
-        .0;
-    let b = meta
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    leaders.sort_unstable();
+    let addrs = meta
         .brokers
         .iter()
-        .find(|b| b.node_id.0 == leader)
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
+    Ok((leaders, addrs))
+}
+
+/// A connection to broker `leader`, the leader of `topic`-`partition`.
+async fn connect_leader(
+    addrs: &BTreeMap<i32, String>,
+    topic: &str,
+    partition: i32,
+    leader: i32,
+) -> Result<Client> {
+    let addr = addrs
+        .get(&leader)
         .with_context(|| format!("{topic}-{partition} has no leader now (leader id {leader})"))?;
-    let addr = format!("{}:{}", b.host.as_str(), b.port);
-    let c = Client::connect(&sluice_net::tcp::TcpNetwork, &addr, "sluice-cli")
+    Client::connect(&sluice_net::tcp::TcpNetwork, addr, "sluice-cli")
         .await
-        .with_context(|| format!("cannot reach {topic}-{partition}'s leader at {addr}"))?;
-    Ok((leader, c))
+        .with_context(|| format!("cannot reach {topic}-{partition}'s leader at {addr}"))
 }
 
 /// One partition's ListOffsets answer (-1 latest, -2 earliest), from its leader.
@@ -353,16 +376,7 @@ async fn log_size(broker: &mut Client, name: &str, partition: i32) -> Result<i64
 
 /// Partition count of a topic, failing with the broker's error if it has none.
 pub async fn partitions(client: &mut Client, name: &str) -> Result<i32> {
-    let v = client.version(ApiKey::Metadata, 12)?;
-    let req = MetadataRequest::default()
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(topic_name(name)))
-        ]))
-        .with_allow_auto_topic_creation(false);
-    let resp = client.call(req, v).await?;
-    let t = resp.topics.first().context("empty metadata response")?;
-    check(t.error_code, None, &format!("looking up topic '{name}'"))?;
-    Ok(t.partitions.len() as i32)
+    Ok(leaders(client, name).await?.0.len() as i32)
 }
 
 /// Offsets of every partition for a ListOffsets timestamp (-1 latest, -2 earliest).
@@ -404,15 +418,22 @@ pub async fn offsets(
 }
 
 async fn describe(client: &mut Client, name: &str) -> Result<()> {
-    let count = partitions(client, name).await?;
-    println!("topic {name}: {count} partition(s)");
+    let (leaders, addrs) = leaders(client, name).await?;
+    println!("topic {name}: {} partition(s)", leaders.len());
     println!("partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes");
-    for p in 0..count {
-        // Each partition as its leader has it (in a cluster, another broker's).
-        let (leader_id, mut leader) = leader_with_id(client, name, p).await?;
-        let start = partition_offset(&mut leader, name, p, -2).await?;
-        let end = partition_offset(&mut leader, name, p, -1).await?;
-        let size = log_size(&mut leader, name, p).await?;
+    // Each partition as its leader has it (in a cluster, another broker's): one
+    // connection per leader.
+    let mut connections: BTreeMap<i32, Client> = BTreeMap::new();
+    for (p, leader_id) in leaders {
+        let leader = match connections.entry(leader_id) {
+            std::collections::btree_map::Entry::Occupied(c) => c.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(connect_leader(&addrs, name, p, leader_id).await?)
+            }
+        };
+        let start = partition_offset(leader, name, p, -2).await?;
+        let end = partition_offset(leader, name, p, -1).await?;
+        let size = log_size(leader, name, p).await?;
         // Offsets, not records: a compacted log has fewer records than offsets.
         let offsets = end - start;
         println!("{p}\t{leader_id}\t{start}\t{end}\t{offsets}\t{size}");

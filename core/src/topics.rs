@@ -79,6 +79,15 @@ pub const SETTABLE_CONFIGS: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
+/// Whether a topic's `cleanup.policy` (None: the default, `delete`) includes
+/// `which` (`delete` or `compact`).
+pub fn policy_includes(policy: Option<&str>, which: &str) -> bool {
+    policy
+        .unwrap_or("delete")
+        .split(',')
+        .any(|p| p.trim() == which)
+}
+
 /// Checks topic configs: known names, numbers where numbers are due.
 pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
     for (k, v) in configs {

@@ -454,34 +454,37 @@ impl Broker {
             .collect()
     }
 
+    /// Every local replica of a user topic (internal topics are the coordinators'
+    /// to keep small) whose `cleanup.policy` includes `policy`, with a reader of the
+    /// topic's configs that falls back on the broker's defaults.
+    fn replicas_with_policy(&self, policy: &str) -> Vec<(String, Arc<Replica>, TopicSettings)> {
+        let defaults = Arc::new(sluice_core::config::topic_config_defaults(&self.config));
+        let st = self.lock();
+        st.replicas
+            .iter()
+            .filter(|((name, _), _)| !name.starts_with("__"))
+            .filter_map(|((name, _), (_, replica))| {
+                let configs = st.image.topic(name)?.configs.clone();
+                let policy_set = configs.get("cleanup.policy").map(String::as_str);
+                if !sluice_core::topics::policy_includes(policy_set, policy) {
+                    return None;
+                }
+                let settings = TopicSettings {
+                    configs,
+                    defaults: Arc::clone(&defaults),
+                };
+                Some((name.clone(), replica.clone(), settings))
+            })
+            .collect()
+    }
+
     /// Applies retention to every partition of every topic whose `cleanup.policy`
-    /// includes `delete` (internal topics are the coordinators' to keep small).
+    /// includes `delete`.
     pub fn apply_retention(&self) {
         let now = self.env.clock.wall_ms();
-        let work: Vec<(String, i64, i64, Arc<Replica>)> = {
-            let st = self.lock();
-            st.replicas
-                .iter()
-                .filter(|((name, _), _)| !name.starts_with("__"))
-                .filter_map(|((name, _), (_, replica))| {
-                    let t = st.image.topic(name)?;
-                    let get = |key: &str| t.configs.get(key).cloned();
-                    if !get("cleanup.policy")
-                        .unwrap_or_else(|| "delete".into())
-                        .contains("delete")
-                    {
-                        return None;
-                    }
-                    let num = |key: &str, default: i64| {
-                        get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
-                    };
-                    let ms = num("retention.ms", self.config.log_retention_ms);
-                    let bytes = num("retention.bytes", self.config.log_retention_bytes);
-                    Some((name.clone(), ms, bytes, replica.clone()))
-                })
-                .collect()
-        };
-        for (name, ms, bytes, replica) in work {
+        for (name, replica, topic) in self.replicas_with_policy("delete") {
+            let ms = topic.get("retention.ms").unwrap_or(-1);
+            let bytes = topic.get("retention.bytes").unwrap_or(-1);
             let p = replica.partition;
             match replica.log.apply_retention(now, ms, bytes) {
                 Ok(0) => {}
@@ -495,8 +498,8 @@ impl Broker {
 
     /// Whether `topic`'s `cleanup.policy` includes `delete` (its default).
     pub fn cleanup_policy_deletes(&self, topic: &str) -> bool {
-        self.topic_config::<String>(topic, "cleanup.policy")
-            .is_none_or(|policy| policy.split(',').any(|p| p.trim() == "delete"))
+        let policy = self.topic_config::<String>(topic, "cleanup.policy");
+        sluice_core::topics::policy_includes(policy.as_deref(), "delete")
     }
 
     /// Compacts the dirtiest log that is due (one pass), as Kafka's log cleaner
@@ -506,41 +509,17 @@ impl Broker {
     /// cleans its own log. True if a pass ran.
     pub async fn clean_dirtiest_log(&self) -> bool {
         let now = self.env.clock.wall_ms();
-        let candidates: Vec<(String, Arc<Replica>, CleanConfig, f64, i64)> = {
-            let st = self.lock();
-            st.replicas
-                .iter()
-                .filter(|((name, _), _)| !name.starts_with("__"))
-                .filter_map(|((name, _), (_, replica))| {
-                    let t = st.image.topic(name)?;
-                    let get = |key: &str| t.configs.get(key).cloned();
-                    let compacts = get("cleanup.policy")
-                        .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
-                    if !compacts {
-                        return None;
-                    }
-                    let num = |key: &str, default: i64| {
-                        get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
-                    };
-                    let ratio = get("min.cleanable.dirty.ratio")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0.5);
-                    let cfg = CleanConfig {
-                        now_ms: now,
-                        delete_retention_ms: num("delete.retention.ms", 86_400_000),
-                        min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
-                        dedupe_buffer_bytes: usize::try_from(
-                            self.config.log_cleaner_dedupe_buffer_size,
-                        )
-                        .unwrap_or(usize::MAX),
-                    };
-                    let max_lag = num("max.compaction.lag.ms", i64::MAX);
-                    Some((name.clone(), replica.clone(), cfg, ratio, max_lag))
-                })
-                .collect()
-        };
         let mut dirtiest: Option<(f64, String, Arc<Replica>, CleanConfig)> = None;
-        for (name, replica, cfg, min_ratio, max_lag) in candidates {
+        for (name, replica, topic) in self.replicas_with_policy("compact") {
+            let min_ratio: f64 = topic.get("min.cleanable.dirty.ratio").unwrap_or(0.5);
+            let cfg = CleanConfig {
+                now_ms: now,
+                delete_retention_ms: topic.get("delete.retention.ms").unwrap_or(86_400_000),
+                min_compaction_lag_ms: topic.get("min.compaction.lag.ms").unwrap_or(0),
+                dedupe_buffer_bytes: usize::try_from(self.config.log_cleaner_dedupe_buffer_size)
+                    .unwrap_or(usize::MAX),
+            };
+            let max_lag = topic.get("max.compaction.lag.ms").unwrap_or(i64::MAX);
             let d = replica.log.dirtiness(now, cfg.min_compaction_lag_ms);
             let tombstones = d
                 .oldest_tombstone_ms
@@ -575,8 +554,8 @@ impl Broker {
 
     /// Whether `topic`'s `cleanup.policy` includes `compact`.
     pub fn cleanup_policy_compacts(&self, topic: &str) -> bool {
-        self.topic_config::<String>(topic, "cleanup.policy")
-            .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"))
+        let policy = self.topic_config::<String>(topic, "cleanup.policy");
+        sluice_core::topics::policy_includes(policy.as_deref(), "compact")
     }
 
     /// A topic config's value, read in place (this is on the produce path).
@@ -916,4 +895,20 @@ fn random_cluster_id(env: &Env) -> String {
     (0..22)
         .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
         .collect()
+}
+
+/// A topic's configs as set, falling back on the broker's defaults.
+struct TopicSettings {
+    configs: BTreeMap<String, String>,
+    defaults: Arc<BTreeMap<&'static str, String>>,
+}
+
+impl TopicSettings {
+    fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.configs
+            .get(key)
+            .or_else(|| self.defaults.get(key))?
+            .parse()
+            .ok()
+    }
 }

@@ -4,14 +4,14 @@
 //! acknowledged (durable) batch reads back byte-identical at its offset, and offsets
 //! are dense from the log start.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use common::env;
 use proptest::prelude::*;
 use sluice_core::env::Disk;
-use sluice_core::env::{Env, SeededRandom};
-use sluice_net::runtime::TokioClock;
-use sluice_sim::env::InlineTasks;
 use sluice_sim::{Faults, SimDisk};
 use sluice_storage::{batch, LogConfig, PartitionLog};
 
@@ -49,16 +49,6 @@ fn make_batch(records: i32, body: usize, fill: u8) -> Vec<u8> {
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
-}
-
-fn env(disk: &SimDisk, seed: u64) -> Env {
-    Env {
-        clock: Arc::new(TokioClock::default()),
-        net: Arc::new(sluice_net::tcp::TcpNetwork),
-        disk: Arc::new(disk.clone()),
-        tasks: Arc::new(InlineTasks),
-        rng: Arc::new(SeededRandom::new(seed)),
-    }
 }
 
 fn config() -> LogConfig {

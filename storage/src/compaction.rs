@@ -82,7 +82,7 @@ pub fn records(batch: &[u8]) -> Result<(BatchHeader, Bytes, Vec<RecordView>), Re
 /// all, so the stored bytes can be copied as they are.
 pub fn rewrite(
     batch: &[u8],
-    keep: impl Fn(&RecordView) -> bool,
+    mut keep: impl FnMut(&RecordView) -> bool,
 ) -> Result<Option<Vec<u8>>, RewriteError> {
     let (h, plain, views) = records(batch)?;
     let kept: Vec<&RecordView> = views.iter().filter(|v| keep(v)).collect();

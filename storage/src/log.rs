@@ -137,6 +137,9 @@ struct State {
     epochs: Arc<[(i32, i64)]>,
     /// Bumped by every truncation, so a sync round that raced one publishes nothing.
     generation: u64,
+    /// The log cleaner's passes (its checkpoint, kept here so choosing what to clean
+    /// reads no file).
+    passes: sluice_core::compaction::Passes,
 }
 
 impl State {
@@ -969,9 +972,10 @@ impl PartitionLog {
 
     /// Removes the whole sealed, committed segments that end at or below `offset`
     /// (retention, DeleteRecords), oldest first: never past the high watermark, so a
-    /// leader does not delete what its followers have yet to fetch. Each removal is made durable before the
-    /// next, so a crash leaves a log that starts at a segment boundary, never one with
-    /// a hole (which recovery would cut the log at). Returns how many went.
+    /// leader does not delete what its followers have yet to fetch. Each removal is
+    /// made durable before the next, so a crash leaves a log that starts at a segment
+    /// boundary, never one with a hole (which recovery would cut the log at). Returns
+    /// how many went.
     pub fn delete_segments_before(&self, offset: i64) -> Result<usize, LogError> {
         let mut removed = 0;
         loop {
@@ -1068,10 +1072,12 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
                 .map_err(|e| storage("sync data dir", e))?;
         }
     }
-    cleaner::recover_swaps(disk.as_ref(), dir)?;
-    let mut bases: Vec<i64> = disk
-        .list(dir)
-        .map_err(|e| storage("list log dir", e))?
+    let list = || disk.list(dir).map_err(|e| storage("list log dir", e));
+    let mut names = list()?;
+    if cleaner::recover_swaps(disk.as_ref(), dir, &names)? {
+        names = list()?;
+    }
+    let mut bases: Vec<i64> = names
         .iter()
         .filter_map(|n| segment::parse_file_name(n))
         .collect();
@@ -1181,6 +1187,7 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
         .max(first)
         .min(next_offset);
     Ok(State {
+        passes: cleaner::read_passes(disk.as_ref(), dir),
         segments,
         log_start,
         next_offset,
@@ -1522,6 +1529,29 @@ fn read_batches(
     Ok(Bytes::from(buf))
 }
 
+/// The whole batch at byte `pos` of `file` (which must end by `end`), CRC-checked:
+/// its header and its bytes.
+pub(crate) fn read_batch_at(
+    file: &dyn DiskFile,
+    pos: u64,
+    end: u64,
+) -> Result<(BatchHeader, Vec<u8>), LogError> {
+    let mut head = [0u8; batch::HEADER_LEN];
+    file.read_exact_at(pos, &mut head)
+        .map_err(|e| storage("read", e))?;
+    let size = batch::parse_fixed(&head)?.size;
+    if pos + size as u64 > end {
+        return Err(storage(
+            "read",
+            format!("the batch at byte {pos} runs past the segment end {end}"),
+        ));
+    }
+    let mut bytes = vec![0u8; size];
+    file.read_exact_at(pos, &mut bytes)
+        .map_err(|e| storage("read", e))?;
+    Ok((batch::validate(&bytes)?, bytes))
+}
+
 /// The byte position of the batch boundary at or below `offset`, walking headers from
 /// the index entry `from` up to `end`.
 fn batch_boundary(
@@ -1532,10 +1562,9 @@ fn batch_boundary(
 ) -> Result<u64, LogError> {
     let (mut pos, mut expect) = (from.position, from.offset);
     while pos + batch::HEADER_LEN as u64 <= end {
-        let mut head = [0u8; batch::HEADER_LEN];
-        file.read_exact_at(pos, &mut head)
-            .map_err(|e| storage("read", e))?;
-        let h = batch::parse_fixed(&head)?;
+        // Read whole and CRC-checked: a bit flipped in the offset delta on this read
+        // would otherwise move the cut to an earlier batch.
+        let (h, _) = read_batch_at(file, pos, end)?;
         // The base offset is outside the CRC: a bit flipped in it on this read would
         // cut the log short of what it holds (committed records included). Refuse;
         // the caller tries again.
@@ -1544,27 +1573,6 @@ fn batch_boundary(
                 "find a batch boundary",
                 format!(
                     "base offset {} at byte {pos} where {expect} belongs",
-                    h.base_offset
-                ),
-            ));
-        }
-        // The offset delta is inside the CRC: a bit flipped in it on this read would
-        // move the cut to an earlier batch. Check the whole batch before trusting it.
-        if pos + h.size as u64 > end {
-            return Err(storage(
-                "find a batch boundary",
-                format!("batch at byte {pos} runs past the segment end {end}"),
-            ));
-        }
-        let mut whole = vec![0u8; h.size];
-        file.read_exact_at(pos, &mut whole)
-            .map_err(|e| storage("read", e))?;
-        let h = batch::validate(&whole)?;
-        if h.base_offset != expect && !planted(Bug::UncheckedBatchEpoch) {
-            return Err(storage(
-                "find a batch boundary",
-                format!(
-                    "base offset {} at byte {pos} read differently",
                     h.base_offset
                 ),
             ));

@@ -19,8 +19,8 @@ use sluice_core::env::{Disk, DiskFile};
 use sluice_core::producer::TxnSpan;
 use tracing::{info, warn};
 
-use super::{storage, LogError, PartitionLog};
-use crate::batch::{self, HEADER_LEN};
+use super::{read_batch_at, storage, LogError, PartitionLog};
+use crate::batch;
 use crate::checkpoint;
 use crate::compaction::rewrite;
 use crate::segment::{self, Segment};
@@ -88,14 +88,16 @@ struct Closed {
 impl PartitionLog {
     /// How dirty this log is, counting only what a pass at `now_ms` may clean.
     pub fn dirtiness(&self, now_ms: i64, min_compaction_lag_ms: i64) -> Dirtiness {
-        let passes = read_passes(self.env.disk.as_ref(), &self.dir);
-        let first_dirty = passes.first_dirty();
+        let (first_dirty, oldest_tombstone_ms) = {
+            let st = self.lock();
+            (st.passes.first_dirty(), st.passes.oldest_tombstone_ms)
+        };
         let closed = self.cleanable(now_ms, min_compaction_lag_ms);
         let mut d = Dirtiness {
             clean_bytes: 0,
             dirty_bytes: 0,
             oldest_dirty_ms: None,
-            oldest_tombstone_ms: passes.oldest_tombstone_ms,
+            oldest_tombstone_ms,
         };
         for c in &closed {
             if c.next_offset <= first_dirty {
@@ -142,8 +144,7 @@ impl PartitionLog {
     /// One cleaning pass; `None` if nothing was dirty. Blocking IO: run it off the
     /// async workers.
     pub fn clean(&self, cfg: &CleanConfig) -> Result<Option<CleanStats>, LogError> {
-        let disk = self.env.disk.clone();
-        let mut passes = read_passes(disk.as_ref(), &self.dir);
+        let mut passes = self.lock().passes.clone();
         let closed = self.cleanable(cfg.now_ms, cfg.min_compaction_lag_ms);
         let Some(last) = closed.last() else {
             return Ok(None);
@@ -182,7 +183,7 @@ impl PartitionLog {
         let mut end = last.next_offset.max(first_dirty);
         'map: for c in closed.iter().filter(|c| c.next_offset > first_dirty) {
             for item in batches_of(c) {
-                let (_, h, bytes) = item?;
+                let (h, bytes) = item?;
                 stats.bytes_read += h.size as u64;
                 if h.next_offset() <= first_dirty || h.is_control() || h.is_transactional() {
                     // Transactional records never supersede others: one of an aborted
@@ -213,9 +214,7 @@ impl PartitionLog {
         stats.end = end;
 
         // Rewrite the segments below the end, merged into groups of at most a segment.
-        let groups = group(&closed, end, self.config.segment_bytes);
-        stats.oldest_tombstone_ms = None;
-        for g in groups {
+        for g in group(&closed, end, self.config.segment_bytes) {
             let cleaned = self.clean_group(
                 &g,
                 &map,
@@ -231,13 +230,12 @@ impl PartitionLog {
             }
         }
         passes.record(end, cfg.now_ms, cfg.delete_retention_ms);
-        // Tombstones first covered by this pass count from now.
-        passes.oldest_tombstone_ms = stats
-            .oldest_tombstone_ms
-            .map(|t| t.min(cfg.now_ms))
-            .or(stats.tombstones_kept.gt(&0).then_some(cfg.now_ms));
-        write_passes(disk.as_ref(), &self.dir, &passes)?;
-        stats.segments_after = self.lock().segments.len().saturating_sub(1);
+        passes.oldest_tombstone_ms = stats.oldest_tombstone_ms;
+        write_passes(self.env.disk.as_ref(), &self.dir, &passes)?;
+        let mut st = self.lock();
+        st.passes = passes;
+        stats.segments_after = st.segments.len().saturating_sub(1);
+        drop(st);
         info!(dir = %self.dir.display(), end, removed = stats.records_removed,
             read = stats.bytes_read, written = stats.bytes_written, "cleaned");
         Ok(Some(stats))
@@ -265,17 +263,21 @@ impl PartitionLog {
         let out = disk
             .open(&cleaned_path, true)
             .map_err(|e| storage("clean: create", e))?;
-        let mut written = 0u64;
-        let mut run: Option<EmptyRun> = None;
-        let write = |data: &[u8], written: &mut u64| -> Result<(), LogError> {
-            out.write_at(*written, data)
+        let now = self.env.clock.monotonic().as_millis() as u64;
+        // The new segment, indexed as it is written (as an append indexes).
+        let mut fresh = Segment::new(base, out.clone(), now);
+        let interval = self.config.index_interval_bytes;
+        let mut write = |data: &[u8]| -> Result<(), LogError> {
+            let h = batch::parse_fixed(data)?;
+            out.write_at(fresh.size, data)
                 .map_err(|e| storage("clean: write", e))?;
-            *written += data.len() as u64;
+            fresh.track(fresh.size, &h, interval);
             Ok(())
         };
+        let mut run: Option<EmptyRun> = None;
         for c in group {
             for item in batches_of(c) {
-                let (_, h, bytes) = item?;
+                let (h, bytes) = item?;
                 let in_aborted = h.is_transactional()
                     && !h.is_control()
                     && aborted.iter().any(|t| {
@@ -287,12 +289,12 @@ impl PartitionLog {
                 // A batch its producer's state remembers keeps its header (offsets,
                 // sequences) even when it loses every record, as Kafka keeps it.
                 let remembered = remembered.contains(&h.base_offset);
-                let kept = if whole || h.record_count == 0 {
+                let mut kept_records = h.record_count;
+                let rewritten = if whole || h.record_count == 0 {
                     None
                 } else {
-                    let before = h.record_count;
-                    let kept_tombstones = std::cell::Cell::new((0u64, None::<i64>));
-                    let r = rewrite(&bytes, |r| {
+                    kept_records = 0;
+                    rewrite(&bytes, |r| {
                         let first = passes.first_cleaned_ms(r.offset);
                         let keep = !in_aborted
                             && compaction::keep(
@@ -306,80 +308,51 @@ impl PartitionLog {
                                 cfg.now_ms,
                                 cfg.delete_retention_ms,
                             );
+                        if keep {
+                            kept_records += 1;
+                        } else {
+                            stats.records_removed += 1;
+                        }
                         if keep && r.tombstone {
-                            let (n, oldest) = kept_tombstones.get();
-                            let oldest = match (oldest, first) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            };
-                            kept_tombstones.set((n + 1, oldest));
+                            // Its clock started with the first pass over it: this
+                            // one, if none before.
+                            stats.tombstones_kept += 1;
+                            let since = first.unwrap_or(cfg.now_ms);
+                            stats.oldest_tombstone_ms =
+                                Some(stats.oldest_tombstone_ms.map_or(since, |t| t.min(since)));
                         }
                         keep
                     })
-                    .map_err(|e| storage("clean: rewrite", e))?;
-                    let (n, oldest) = kept_tombstones.get();
-                    stats.tombstones_kept += n;
-                    stats.oldest_tombstone_ms = match (stats.oldest_tombstone_ms, oldest) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    if let Some(b) = &r {
-                        let after = batch::parse_fixed(b)?.record_count;
-                        stats.records_removed += u64::from((before - after).unsigned_abs());
-                    }
-                    r
+                    .map_err(|e| storage("clean: rewrite", e))?
                 };
-                let data = kept.as_deref().unwrap_or(&bytes);
                 // An aborted transaction's batch stays (empty) as itself: recovery
                 // counts its header as the transaction's start.
-                let emptied = !whole
-                    && !remembered
-                    && !in_aborted
-                    && batch::parse_fixed(data)?.record_count == 0;
-                if emptied {
+                if !whole && !remembered && !in_aborted && kept_records == 0 {
                     // Neighbouring emptied batches of one leader epoch become one.
                     match &mut run {
-                        Some(r)
-                            if r.next == h.base_offset
-                                && r.epoch == h.leader_epoch
-                                && h.next_offset() - r.base <= i64::from(i32::MAX) =>
-                        {
+                        Some(r) if r.extends_to(&h) => {
                             r.next = h.next_offset();
                             r.max_timestamp = r.max_timestamp.max(h.max_timestamp);
                         }
                         _ => {
-                            if let Some(r) = run.take() {
-                                write(&r.batch(), &mut written)?;
+                            if let Some(r) = run.replace(EmptyRun::of(h)) {
+                                write(&r.batch())?;
                             }
-                            run = Some(EmptyRun::of(&h));
                         }
                     }
                     continue;
                 }
                 if let Some(r) = run.take() {
-                    write(&r.batch(), &mut written)?;
+                    write(&r.batch())?;
                 }
-                write(data, &mut written)?;
+                write(rewritten.as_deref().unwrap_or(&bytes))?;
             }
         }
         if let Some(r) = run.take() {
-            write(&r.batch(), &mut written)?;
+            write(&r.batch())?;
         }
         out.sync().map_err(|e| storage("clean: sync", e))?;
-        stats.bytes_written += written;
-        // Indexes of the new segment, built from what was written (read back whole).
-        let now = self.env.clock.monotonic().as_millis() as u64;
-        let scan = segment::scan(out.clone(), base, self.config.index_interval_bytes, now)
-            .map_err(|e| storage("clean: scan", e))?;
-        let mut fresh: Segment = scan.segment;
-        if scan.stopped.is_some() || fresh.next_offset != end || fresh.size != written {
-            // A bad read of what was just written: leave the old segments be.
-            let _ = disk.remove_file(&cleaned_path);
-            return Err(storage(
-                "clean",
-                format!("the cleaned segment at {base} did not read back whole"),
-            ));
-        }
+        stats.bytes_written += fresh.size;
         fresh.seal();
         // The commit point: from here recovery finishes the swap.
         disk.rename(&cleaned_path, &swap_path)
@@ -413,9 +386,6 @@ impl PartitionLog {
         for c in group {
             st.segments.remove(&c.base);
         }
-        fresh.file = disk
-            .open(&self.dir.join(segment::file_name(base, "log")), false)
-            .map_err(|e| storage("clean: reopen", e))?;
         let (idx, tidx) = fresh.encode_indexes();
         st.segments.insert(base, fresh);
         drop(st);
@@ -430,35 +400,37 @@ impl PartitionLog {
     }
 }
 
-/// Neighbouring batches of one leader epoch that lost every record.
+/// Neighbouring batches of one leader epoch that lost every record: the first one's
+/// header, where the run ends, its newest timestamp.
 struct EmptyRun {
-    base: i64,
+    first: batch::BatchHeader,
     next: i64,
-    epoch: i32,
-    attributes: i16,
-    base_timestamp: i64,
     max_timestamp: i64,
 }
 
 impl EmptyRun {
-    fn of(h: &batch::BatchHeader) -> Self {
+    fn of(first: batch::BatchHeader) -> Self {
         EmptyRun {
-            base: h.base_offset,
-            next: h.next_offset(),
-            epoch: h.leader_epoch,
-            attributes: h.attributes,
-            base_timestamp: h.base_timestamp,
-            max_timestamp: h.max_timestamp,
+            next: first.next_offset(),
+            max_timestamp: first.max_timestamp,
+            first,
         }
+    }
+
+    /// Whether `h` continues the run (its offset range must fit one batch).
+    fn extends_to(&self, h: &batch::BatchHeader) -> bool {
+        self.next == h.base_offset
+            && self.first.leader_epoch == h.leader_epoch
+            && h.next_offset() - self.first.base_offset <= i64::from(i32::MAX)
     }
 
     fn batch(&self) -> Vec<u8> {
         crate::compaction::empty_batch(
-            self.base,
+            self.first.base_offset,
             self.next,
-            self.epoch,
-            self.attributes,
-            self.base_timestamp,
+            self.first.leader_epoch,
+            self.first.attributes,
+            self.first.base_timestamp,
             self.max_timestamp,
         )
     }
@@ -481,12 +453,16 @@ fn parse_swap_name(name: &str) -> Option<(i64, i64, &str)> {
     Some((base.parse().ok()?, end.parse().ok()?, ext))
 }
 
-/// Recovery's part: removes unfinished `.cleaned` files and finishes `.swap` ones, so
-/// the directory holds either the old segments of a group or its cleaned one.
-pub(super) fn recover_swaps(disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
-    let names = disk.list(dir).map_err(|e| storage("list log dir", e))?;
+/// Recovery's part, given the directory's `names`: removes unfinished `.cleaned`
+/// files and finishes `.swap` ones, so the directory holds either the old segments of
+/// a group or its cleaned one. True if it changed the directory.
+pub(super) fn recover_swaps(
+    disk: &dyn Disk,
+    dir: &Path,
+    names: &[String],
+) -> Result<bool, LogError> {
     let mut touched = false;
-    for name in &names {
+    for name in names {
         match parse_swap_name(name) {
             Some((_, _, CLEANED)) => {
                 warn!(dir = %dir.display(), file = %name, "removing an unfinished cleaned segment");
@@ -497,6 +473,7 @@ pub(super) fn recover_swaps(disk: &dyn Disk, dir: &Path) -> Result<(), LogError>
             Some((base, end, _)) => {
                 warn!(dir = %dir.display(), file = %name, "finishing an interrupted segment swap");
                 finish_swap(disk, dir, base, end)?;
+                touched = true;
             }
             None => {}
         }
@@ -504,7 +481,7 @@ pub(super) fn recover_swaps(disk: &dyn Disk, dir: &Path) -> Result<(), LogError>
     if touched {
         disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))?;
     }
-    Ok(())
+    Ok(touched)
 }
 
 /// Removes the old segments in `[base, end)` with their indexes, and gives the swap
@@ -554,44 +531,23 @@ fn group(closed: &[Closed], end: i64, segment_bytes: u64) -> Vec<Vec<&Closed>> {
     groups
 }
 
-/// The batches of a closed segment, each read whole and checked: (position, header,
-/// bytes).
+/// The batches of a closed segment, each read whole and CRC-checked.
 fn batches_of(
     c: &Closed,
-) -> impl Iterator<Item = Result<(u64, batch::BatchHeader, Vec<u8>), LogError>> + '_ {
+) -> impl Iterator<Item = Result<(batch::BatchHeader, Vec<u8>), LogError>> + '_ {
     let mut pos = 0u64;
     std::iter::from_fn(move || {
         if pos >= c.size {
             return None;
         }
-        let read = (|| {
-            let mut head = [0u8; HEADER_LEN];
-            c.file
-                .read_exact_at(pos, &mut head)
-                .map_err(|e| storage("clean: read", e))?;
-            let h = batch::parse_fixed(&head)?;
-            if pos + h.size as u64 > c.size {
-                return Err(storage(
-                    "clean",
-                    format!("batch at byte {pos} runs past its segment"),
-                ));
-            }
-            let mut bytes = vec![0u8; h.size];
-            c.file
-                .read_exact_at(pos, &mut bytes)
-                .map_err(|e| storage("clean: read", e))?;
-            let h = batch::validate(&bytes)?;
-            Ok((pos, h, bytes))
-        })();
-        match &read {
-            Ok((_, h, _)) => pos += h.size as u64,
-            Err(_) => pos = c.size,
-        }
+        let read = read_batch_at(c.file.as_ref(), pos, c.size);
+        // After a bad read the segment is not walked on.
+        pos = read.as_ref().map_or(c.size, |(h, _)| pos + h.size as u64);
         Some(read)
     })
 }
 
-fn read_passes(disk: &dyn Disk, dir: &Path) -> Passes {
+pub(super) fn read_passes(disk: &dyn Disk, dir: &Path) -> Passes {
     let Ok(Some(bytes)) = checkpoint::read(disk, &dir.join(PASSES)) else {
         return Passes::default();
     };
