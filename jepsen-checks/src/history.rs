@@ -20,6 +20,13 @@
 //! `commit` (an OffsetCommit of `offset` for one partition) and `fetch-offset` (an
 //! OffsetFetch that returned `offset`, -1 for none).
 //!
+//! Keyed workloads on compacted and trimmed topics add `put` (a keyed produce to
+//! `topic`: `key`, `value`, absent for a tombstone, which carries the topic's
+//! `delete_retention_ms`), `scan` (a fetch of `topic` from `from`: `entries` as
+//! [offset, key, value], the `hw` and `log_start` answered), `trim` (a DeleteRecords of
+//! `topic` to `offset`, answered with the low watermark in `log_start`), and the
+//! nemesis's `clock-jump` (the broker's wall clock moved by `clock_ms`).
+//!
 //! `type` is `invoke` (started), `ok` (succeeded), `fail` (definitely did not happen)
 //! or `info` (outcome unknown, e.g. a timeout). A `poll` with `"final": true` belongs to
 //! the read after the faults healed, which must see everything acknowledged.
@@ -51,7 +58,19 @@ pub enum F {
     /// A read_committed poll of the transactional topic.
     #[serde(rename = "read-committed")]
     ReadCommitted,
+    /// A keyed produce to a compacted or trimmed topic.
+    Put,
+    /// A fetch of a keyed topic, with keys.
+    Scan,
+    /// A DeleteRecords.
+    Trim,
+    /// The nemesis moved the broker's wall clock (`clock_ms`).
+    #[serde(rename = "clock-jump")]
+    ClockJump,
 }
+
+/// One record a scan returned: offset, key, value (None: a tombstone).
+pub type Entry = (i64, Option<String>, Option<String>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
@@ -97,6 +116,24 @@ pub struct Op {
     /// An idempotent or transactional send's producer id, epoch and sequence, as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer: Option<(i64, i16, i32)>,
+    /// The topic of a put, scan or trim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A scan's records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<Entry>,
+    /// The log start offset a scan or trim was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start: Option<i64>,
+    /// A tombstone's topic `delete.retention.ms`: how long a reader from the start
+    /// must still see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_retention_ms: Option<i64>,
+    /// How far a clock jump moved the broker's wall clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_ms: Option<i64>,
 }
 
 impl Op {
@@ -126,6 +163,12 @@ impl Op {
             lso: None,
             hw: None,
             producer: None,
+            topic: None,
+            key: None,
+            entries: Vec::new(),
+            log_start: None,
+            delete_retention_ms: None,
+            clock_ms: None,
         }
     }
 }

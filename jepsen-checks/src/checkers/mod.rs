@@ -4,9 +4,11 @@
 use crate::history::Op;
 
 mod aborted_read;
+mod compaction;
 mod duplicate;
 mod exactly_once;
 mod inconsistent_offsets;
+mod log_start;
 mod lost_write;
 mod nonmonotonic_commit;
 mod nonmonotonic_generation;
@@ -93,8 +95,10 @@ type Checker = fn(&[Op]) -> Vec<Anomaly>;
 /// Every checker, root causes first: a lost or overwritten write explains the
 /// ordering, group and exactly-once anomalies that follow from it, so a report lists
 /// it before them.
-const CHECKERS: [(&str, Checker); 19] = [
+const CHECKERS: [(&str, Checker); 21] = [
     (lost_write::NAME, lost_write::check),
+    (log_start::NAME, log_start::check),
+    (compaction::NAME, compaction::check),
     (inconsistent_offsets::NAME, inconsistent_offsets::check),
     (duplicate::NAME, duplicate::check),
     (unseen::NAME, unseen::check),
@@ -254,6 +258,38 @@ pub(crate) mod test_support {
         o.records = records
             .iter()
             .map(|(off, v)| (*off, v.to_string()))
+            .collect();
+        o.final_read = final_read;
+        o
+    }
+
+    /// An acknowledged keyed write to topic "kv", partition 0 (`value` None: a
+    /// tombstone).
+    pub fn put(index: u64, process: u64, key: &str, value: Option<&str>, offset: i64) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Put, "w", process, 0);
+        o.index = index;
+        o.topic = Some("kv".into());
+        o.key = Some(key.into());
+        o.value = value.map(str::to_string);
+        o.offset = Some(offset);
+        o.acks = Some(-1);
+        o
+    }
+
+    /// A scan of "kv" partition 0 from `from` 0.
+    pub fn scan(
+        index: u64,
+        process: u64,
+        entries: &[(i64, &str, Option<&str>)],
+        final_read: bool,
+    ) -> Op {
+        let mut o = Op::new(Kind::Ok, F::Scan, "s", process, 0);
+        o.index = index;
+        o.topic = Some("kv".into());
+        o.from = Some(0);
+        o.entries = entries
+            .iter()
+            .map(|(off, k, v)| (*off, Some(k.to_string()), v.map(str::to_string)))
             .collect();
         o.final_read = final_read;
         o
