@@ -37,7 +37,11 @@ impl OffsetMap {
     /// key would pass the budget: the pass then cleans only up to this offset.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
         if let Some(at) = self.newest.get_mut(key) {
-            *at = (*at).max(offset);
+            *at = if crate::sim::planted(crate::sim::Bug::CleanerKeepsOldest) {
+                (*at).min(offset)
+            } else {
+                (*at).max(offset)
+            };
             return true;
         }
         let cost = key.len() + ENTRY_OVERHEAD;
@@ -93,7 +97,17 @@ pub fn keep(
     let Some(key) = record.key else {
         return true;
     };
-    if map.newest(key).is_some_and(|newest| record.offset < newest) {
+    let superseded = match map.newest(key) {
+        Some(kept) if crate::sim::planted(crate::sim::Bug::CleanerKeepsOldest) => {
+            record.offset > kept
+        }
+        Some(newest) => record.offset < newest,
+        None => false,
+    };
+    if superseded {
+        return false;
+    }
+    if record.tombstone && crate::sim::planted(crate::sim::Bug::TombstoneDroppedEarly) {
         return false;
     }
     if record.tombstone {

@@ -153,10 +153,21 @@ pub enum Bug {
     RaftStoreTrustsPageCache,
     /// A refused ISR change clears whatever ISR change is pending, a newer one too.
     StaleIsrAnswerClears,
+    /// The cleaner keeps each key's oldest record instead of its newest.
+    CleanerKeepsOldest,
+    /// The cleaner removes tombstones on its first pass, before delete.retention.ms.
+    TombstoneDroppedEarly,
+    /// Retention and DeleteRecords move the log start past the high watermark.
+    RetentionPastHw,
+    /// The cleaner publishes its cleaned segment (the swap) before syncing it.
+    SwapBeforeSync,
+    /// The cleaner copies batch fields the CRC does not cover (base offset, leader
+    /// epoch) as it read them once.
+    CleanerTrustsHeaders,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 27] = [
+    pub const ALL: [Bug; 32] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -184,6 +195,11 @@ impl Bug {
         Bug::UncheckedBatchEpoch,
         Bug::RaftStoreTrustsPageCache,
         Bug::StaleIsrAnswerClears,
+        Bug::CleanerKeepsOldest,
+        Bug::TombstoneDroppedEarly,
+        Bug::RetentionPastHw,
+        Bug::SwapBeforeSync,
+        Bug::CleanerTrustsHeaders,
     ];
 
     pub fn name(self) -> &'static str {
@@ -215,6 +231,11 @@ impl Bug {
             Bug::UncheckedBatchEpoch => "unchecked-batch-epoch",
             Bug::RaftStoreTrustsPageCache => "raft-store-trusts-page-cache",
             Bug::StaleIsrAnswerClears => "stale-isr-answer-clears",
+            Bug::CleanerKeepsOldest => "cleaner-keeps-oldest",
+            Bug::TombstoneDroppedEarly => "tombstone-dropped-early",
+            Bug::RetentionPastHw => "retention-past-hw",
+            Bug::SwapBeforeSync => "swap-before-sync",
+            Bug::CleanerTrustsHeaders => "cleaner-trusts-headers",
         }
     }
 
@@ -225,12 +246,12 @@ impl Bug {
 
 #[cfg(madsim)]
 mod planted_state {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static PLANTED: AtomicU32 = AtomicU32::new(0);
-    pub fn set(bugs: u32) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PLANTED: AtomicU64 = AtomicU64::new(0);
+    pub fn set(bugs: u64) {
         PLANTED.store(bugs, Ordering::SeqCst);
     }
-    pub fn get() -> u32 {
+    pub fn get() -> u64 {
         PLANTED.load(Ordering::SeqCst)
     }
 }
@@ -238,7 +259,7 @@ mod planted_state {
 /// Switches planted bugs on (simulator builds only).
 #[cfg(madsim)]
 pub fn plant(bugs: &[Bug]) {
-    planted_state::set(bugs.iter().fold(0, |acc, b| acc | 1 << *b as u32));
+    planted_state::set(bugs.iter().fold(0, |acc, b| acc | 1 << *b as u64));
 }
 
 /// Whether a planted bug is switched on; always false in production builds.
@@ -246,7 +267,7 @@ pub fn plant(bugs: &[Bug]) {
 pub fn planted(bug: Bug) -> bool {
     #[cfg(madsim)]
     {
-        planted_state::get() & (1 << bug as u32) != 0
+        planted_state::get() & (1 << bug as u64) != 0
     }
     #[cfg(not(madsim))]
     {

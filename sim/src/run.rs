@@ -129,6 +129,8 @@ pub struct Scenario {
     /// Transactional producers, and the partitions of their topic.
     pub txn_producers: u64,
     pub txn_partitions: i32,
+    /// Partitions of the compacted topic of the log-life workload.
+    pub kv_partitions: i32,
     /// Enabled fault classes with their weights.
     pub faults: Vec<(Fault, u32)>,
     pub buggify: bool,
@@ -150,6 +152,7 @@ impl Scenario {
             members: rng.gen_range(2..=3),
             txn_producers: rng.gen_range(1..=2),
             txn_partitions: rng.gen_range(2..=3),
+            kv_partitions: rng.gen_range(1..=2),
             faults,
             buggify: rng.gen_bool(0.5),
         }
@@ -162,13 +165,14 @@ impl Scenario {
             .map(|(f, w)| format!("{}x{w}", f.name()))
             .collect();
         format!(
-            "partitions={} producers={} consumers={} members={} txn-producers={}x{} buggify={} faults=[{}]",
+            "partitions={} producers={} consumers={} members={} txn-producers={}x{} kv-partitions={} buggify={} faults=[{}]",
             self.partitions,
             self.producers,
             self.consumers,
             self.members,
             self.txn_producers,
             self.txn_partitions,
+            self.kv_partitions,
             self.buggify,
             faults.join(",")
         )
@@ -331,12 +335,16 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let setup = handle.create_node().name("setup").ip(ip(2)).build();
     let partitions = scenario.partitions;
     let txn_partitions = scenario.txn_partitions;
+    let kv_partitions = scenario.kv_partitions;
     let _ = setup
         .spawn(async move {
             for (topic, count) in [(TOPIC, partitions), (crate::txn::TXN_TOPIC, txn_partitions)] {
                 while create_topic(topic, count).await.is_err() {
                     sleep(Duration::from_millis(100)).await;
                 }
+            }
+            while crate::kv::create_topics(kv_partitions).await.is_err() {
+                sleep(Duration::from_millis(100)).await;
             }
         })
         .await;
@@ -419,6 +427,28 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             txn_partitions,
             stop_consumers.clone(),
         )));
+    }
+    // The log-life workload: two keyed writers of the compacted topic, one writer of
+    // the trimmed topic, a trimmer and a scanner.
+    for w in 0..3u64 {
+        let node = handle
+            .create_node()
+            .name(format!("kv-writer-{w}"))
+            .ip(ip(80 + w as u8))
+            .build();
+        clients.push(node.id());
+        let kv = (w < 2).then_some(kv_partitions);
+        let (rec, stop, puts) = (rec.clone(), stop_consumers.clone(), opts.sends_per_producer);
+        consumers.push(node.spawn(crate::kv::writer(rec, w, kv, puts, stop)));
+    }
+    {
+        let node = handle.create_node().name("kv-trimmer").ip(ip(85)).build();
+        clients.push(node.id());
+        consumers.push(node.spawn(crate::kv::trimmer(rec.clone(), stop_consumers.clone())));
+        let node = handle.create_node().name("kv-scanner").ip(ip(86)).build();
+        clients.push(node.id());
+        let (rec, stop) = (rec.clone(), stop_consumers.clone());
+        consumers.push(node.spawn(crate::kv::scanner(rec, kv_partitions, stop)));
     }
     {
         let node = handle.create_node().name("txn-reader").ip(ip(60)).build();
@@ -506,7 +536,12 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
             }
         })
         .await;
-    let liveness = liveness.or(txn_liveness);
+    let kv_reader = handle.create_node().name("kv-reader").ip(ip(87)).build();
+    let kv_liveness = kv_reader
+        .spawn(crate::kv::final_read(rec.clone(), kv_partitions))
+        .await
+        .unwrap_or_else(|_| Some("log-life final reader panicked".into()));
+    let liveness = liveness.or(txn_liveness).or(kv_liveness);
 
     let (ops, trace) = rec.snapshot();
     let disk_stats = disk.stats();
@@ -574,7 +609,8 @@ fn start_broker(
                     // Clean __consumer_offsets often, under the faults.
                     offsets_topic_num_partitions: 4,
                     offsets_topic_segment_bytes: 16 << 10,
-                    log_cleaner_backoff_ms: 1_000,
+                    log_cleaner_backoff_ms: 500,
+                    log_retention_check_interval_ms: 500,
                     transaction_state_log_num_partitions: 4,
                     // The workloads' records carry made-up timestamps; nothing may expire.
                     log_retention_ms: -1,
@@ -1012,6 +1048,14 @@ pub(crate) fn full_soon(disk: &SimDisk) -> Faults {
     }
 }
 
+/// A clock jump goes into the history: what the broker's wall clock does bounds what
+/// the checkers may expect of time-based configs (delete.retention.ms).
+pub(crate) fn record_clock_jump(rec: &Recorder, jump_ms: i64) {
+    let mut op = Op::new(Kind::Info, F::ClockJump, "nemesis", 9000, -1);
+    op.clock_ms = Some(jump_ms);
+    rec.record(op);
+}
+
 async fn nemesis(
     rec: Recorder,
     scenario: Scenario,
@@ -1116,6 +1160,7 @@ async fn nemesis(
             Fault::ClockJump => {
                 let jump = thread_rng().gen_range(-3_600_000..3_600_000);
                 skew.fetch_add(jump, Ordering::Relaxed);
+                record_clock_jump(&rec, jump);
             }
         }
         *counts.entry(fault.name()).or_insert(0) += 1;

@@ -14,7 +14,9 @@ pub const HEADER_LEN: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 /// Where a batch's partition leader epoch sits (outside the CRC).
 pub const LEADER_EPOCH_AT: usize = 12;
-const CRC_START: usize = 21;
+/// Where the CRC-covered part of a batch begins: the base offset, length, leader
+/// epoch and magic before it are not covered.
+pub const CRC_START: usize = 21;
 
 /// Why a batch was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

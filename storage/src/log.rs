@@ -647,7 +647,7 @@ impl PartitionLog {
                 return Ok(false);
             }
             let hw = st.published();
-            if offset > hw {
+            if offset > hw && !planted(Bug::RetentionPastHw) {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
                     start: st.log_start,
@@ -987,10 +987,11 @@ impl PartitionLog {
                 let Some((&base, first)) = st.segments.iter().next() else {
                     break;
                 };
+                let below_hw = (first.next_offset <= st.published() && base != st.hw_segment)
+                    || planted(Bug::RetentionPastHw);
                 let removable = st.segments.len() > 1
                     && first.next_offset <= offset
-                    && first.next_offset <= st.published()
-                    && base != st.hw_segment
+                    && below_hw
                     && !st.pending_indexes.iter().any(|(b, ..)| *b == base);
                 if !removable {
                     break;
@@ -1105,6 +1106,10 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
                 continue;
             }
             warn!(dir = %dir.display(), base, expected, "segment does not follow its predecessor; dropping it and later ones");
+            sluice_core::sim_event!(
+                "{}: recovery drops segment {base} and later ones (expected {expected})",
+                dir.display()
+            );
             dropped_from = Some(i);
             break;
         }
@@ -1123,6 +1128,12 @@ fn load(env: &Env, dir: &Path, config: &LogConfig) -> Result<State, LogError> {
                 if let Some((pos, why)) = scan.stopped {
                     warn!(dir = %dir.display(), segment = base, position = pos, valid_bytes = seg.size,
                         next_offset = seg.next_offset, error = %why, "truncating log at the last valid batch");
+                    sluice_core::sim_event!(
+                        "{}: recovery truncates segment {base} at {} (next offset {}): {why}",
+                        dir.display(),
+                        seg.size,
+                        seg.next_offset
+                    );
                     file.set_len(seg.size)
                         .map_err(|e| storage("truncate segment", e))?;
                     let stop_here = sealed_next.is_some_and(|next| seg.next_offset != next);

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use sluice_core::compaction::{self, Candidate, OffsetMap, Passes};
 use sluice_core::env::{Disk, DiskFile};
 use sluice_core::producer::TxnSpan;
+use sluice_core::sim::{planted, Bug};
 use tracing::{info, warn};
 
 use super::{read_batch_at, storage, LogError, PartitionLog};
@@ -351,7 +352,9 @@ impl PartitionLog {
         if let Some(r) = run.take() {
             write(&r.batch())?;
         }
-        out.sync().map_err(|e| storage("clean: sync", e))?;
+        if !planted(Bug::SwapBeforeSync) {
+            out.sync().map_err(|e| storage("clean: sync", e))?;
+        }
         stats.bytes_written += fresh.size;
         fresh.seal();
         // The commit point: from here recovery finishes the swap.
@@ -386,6 +389,12 @@ impl PartitionLog {
         for c in group {
             st.segments.remove(&c.base);
         }
+        sluice_core::sim_event!(
+            "{}: cleaned segments {:?} into {base}-{end} ({} bytes)",
+            self.dir.display(),
+            group.iter().map(|c| c.base).collect::<Vec<_>>(),
+            fresh.size
+        );
         let (idx, tidx) = fresh.encode_indexes();
         st.segments.insert(base, fresh);
         drop(st);
@@ -466,12 +475,14 @@ pub(super) fn recover_swaps(
         match parse_swap_name(name) {
             Some((_, _, CLEANED)) => {
                 warn!(dir = %dir.display(), file = %name, "removing an unfinished cleaned segment");
+                sluice_core::sim_event!("{}: recovery removes {name}", dir.display());
                 disk.remove_file(&dir.join(name))
                     .map_err(|e| storage("remove cleaned segment", e))?;
                 touched = true;
             }
             Some((base, end, _)) => {
                 warn!(dir = %dir.display(), file = %name, "finishing an interrupted segment swap");
+                sluice_core::sim_event!("{}: recovery finishes swap {name}", dir.display());
                 finish_swap(disk, dir, base, end)?;
                 touched = true;
             }
@@ -531,18 +542,53 @@ fn group(closed: &[Closed], end: i64, segment_bytes: u64) -> Vec<Vec<&Closed>> {
     groups
 }
 
-/// The batches of a closed segment, each read whole and CRC-checked.
+/// The batches of a closed segment, each read whole and CRC-checked. The fields the
+/// CRC does not cover are checked too, as the cleaner copies them into the segment it
+/// writes: a bit flipped on this read must not become the log's content. Batches of a
+/// segment follow one another without a gap (the cleaner keeps emptied batches as
+/// empty ones), so each base offset is known before it is read; the leader epoch and
+/// the rest of the prefix must read the same twice.
 fn batches_of(
     c: &Closed,
 ) -> impl Iterator<Item = Result<(batch::BatchHeader, Vec<u8>), LogError>> + '_ {
-    let mut pos = 0u64;
+    let (mut pos, mut expect) = (0u64, c.base);
     std::iter::from_fn(move || {
         if pos >= c.size {
             return None;
         }
-        let read = read_batch_at(c.file.as_ref(), pos, c.size);
+        let read = read_batch_at(c.file.as_ref(), pos, c.size).and_then(|(h, bytes)| {
+            if planted(Bug::CleanerTrustsHeaders) {
+                return Ok((h, bytes));
+            }
+            if h.base_offset != expect {
+                return Err(storage(
+                    "clean: read",
+                    format!(
+                        "batch at byte {pos} reads base offset {} where {expect} follows",
+                        h.base_offset
+                    ),
+                ));
+            }
+            let mut again = [0u8; batch::CRC_START];
+            c.file
+                .read_exact_at(pos, &mut again)
+                .map_err(|e| storage("clean: read", e))?;
+            if again[..] != bytes[..batch::CRC_START] {
+                return Err(storage(
+                    "clean: read",
+                    format!("batch header at byte {pos} read two ways"),
+                ));
+            }
+            Ok((h, bytes))
+        });
         // After a bad read the segment is not walked on.
-        pos = read.as_ref().map_or(c.size, |(h, _)| pos + h.size as u64);
+        match &read {
+            Ok((h, _)) => {
+                pos += h.size as u64;
+                expect = h.next_offset();
+            }
+            Err(_) => pos = c.size,
+        }
         Some(read)
     })
 }
