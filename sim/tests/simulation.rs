@@ -204,7 +204,7 @@ fn anomalies(bug: &str, bound: u64, cluster: bool) -> Vec<(u64, BTreeSet<String>
 /// Each planted bug, the anomaly that must catch it, and the seeds it gets to do so;
 /// the last ones in the cluster simulation.
 const CLUSTER_BUGS: usize = 7;
-const PLANTED: [(&str, &str, u64); 16 + CLUSTER_BUGS] = [
+const PLANTED: [(&str, &str, u64); 20 + CLUSTER_BUGS] = [
     ("ack-before-fsync", "lost-write", 5),
     ("offset-index-off-by-one", "poll-skip", 5),
     ("skip-recovery-crc", "lost-write", 100),
@@ -221,6 +221,10 @@ const PLANTED: [(&str, &str, u64); 16 + CLUSTER_BUGS] = [
     ("read-past-lso", "precommitted-read", 5),
     ("markers-before-prepare", "torn-transaction", 100),
     ("txn-offsets-ignore-abort", "exactly-once", 5),
+    ("cleaner-keeps-oldest", "compaction", 5),
+    ("tombstone-dropped-early", "compaction", 5),
+    ("swap-before-sync", "compaction", 5),
+    ("retention-past-hw", "log-start", 20),
     ("hw-before-isr", "lost-write", 5),
     ("elect-outside-isr", "lost-write", 40),
     ("skip-epoch-truncation", "replica-divergence", 5),
@@ -229,9 +233,9 @@ const PLANTED: [(&str, &str, u64); 16 + CLUSTER_BUGS] = [
     ("stale-hw-after-election", "nonmonotonic-hw", 5),
     ("removed-replica-keeps-epoch", "lost-write", 40),
 ];
-// follower-end-unchecked, unchecked-batch-epoch, stale-isr-answer-clears and
-// raft-store-trusts-page-cache (the fixes of docs/simulation.md bugs 18, 20, 23, 24, 27
-// and 28 reverted) are narrow races the soaks found once each; no fixed seed range
+// follower-end-unchecked, unchecked-batch-epoch, stale-isr-answer-clears,
+// raft-store-trusts-page-cache and cleaner-trusts-headers (the fixes of
+// docs/simulation.md bugs 18, 20, 23, 24, 27, 28 and 30 reverted) are narrow races the soaks found once each; no fixed seed range
 // catches them reliably, so they are run in soaks (`sluice-sim run --cluster --swarm
 // --bug NAME`), not here; each has a deterministic test of its own where one could be
 // written (sim/tests/storage_crash.rs).
@@ -277,6 +281,8 @@ fn planted_bugs_are_caught_within_their_bounds_and_every_checker_catches_one() {
         "torn-transaction",
         "precommitted-read",
         "exactly-once",
+        "compaction",
+        "log-start",
         "leader-epoch",
         "hw-regressed",
         "replica-divergence",
