@@ -77,6 +77,8 @@ pub const KNOWN: &[&str] = &[
     "log.cleaner.backoff.ms",
     "log.cleaner.dedupe.buffer.size",
     "log.cleaner.enable",
+    "log.cleaner.threads",
+    "log.cleaner.io.max.bytes.per.second",
     "log.retention.ms",
     "log.retention.minutes",
     "log.retention.hours",
@@ -210,6 +212,19 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
                 }
                 "log.cleaner.dedupe.buffer.size" => {
                     c.log_cleaner_dedupe_buffer_size = positive(key, v)?
+                }
+                "log.cleaner.threads" => c.log_cleaner_threads = positive(key, v)?,
+                "log.cleaner.io.max.bytes.per.second" => {
+                    // A double in Kafka (1.7976931348623157E308 by default).
+                    let rate: f64 = positive(key, v)?;
+                    if rate.is_nan() {
+                        bail!("config '{key}': not a number: '{v}'");
+                    }
+                    c.log_cleaner_io_max_bytes_per_second = if rate >= u64::MAX as f64 {
+                        u64::MAX
+                    } else {
+                        (rate.ceil() as u64).max(1)
+                    }
                 }
                 "log.retention.ms" => c.log_retention_ms = num(key, v)?,
                 "log.retention.minutes" => c.log_retention_ms = num::<i64>(key, v)? * 60_000,
@@ -360,10 +375,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("offsets.retention.minutes"), "{e}");
-        let e = set("log.cleaner.io.max.bytes.per.second", "1")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown config"), "{e}");
+        let c = set("log.cleaner.io.max.bytes.per.second", "1048576.5").unwrap();
+        assert_eq!(c.log_cleaner_io_max_bytes_per_second, 1_048_577);
+        let c = set(
+            "log.cleaner.io.max.bytes.per.second",
+            "1.7976931348623157E308",
+        )
+        .unwrap();
+        assert_eq!(
+            c.log_cleaner_io_max_bytes_per_second,
+            u64::MAX,
+            "Kafka's default"
+        );
+        assert_eq!(d.log_cleaner_io_max_bytes_per_second, u64::MAX, "no limit");
+        for bad in ["0", "-5", "NaN", "fast"] {
+            let e = set("log.cleaner.io.max.bytes.per.second", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("log.cleaner.io.max.bytes.per.second"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            set("log.cleaner.threads", "3").unwrap().log_cleaner_threads,
+            3
+        );
+        assert_eq!(d.log_cleaner_threads, 1);
+        let e = set("log.cleaner.threads", "0").unwrap_err().to_string();
+        assert!(e.contains("log.cleaner.threads"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,11 @@ pub struct BrokerConfig {
     pub log_cleaner_dedupe_buffer_size: u64,
     /// log.cleaner.enable: whether compacted topics are compacted.
     pub log_cleaner_enable: bool,
+    /// log.cleaner.threads: cleaners working at once, each on another log.
+    pub log_cleaner_threads: u32,
+    /// log.cleaner.io.max.bytes.per.second: each cleaner's bytes read plus written
+    /// per second (Kafka's default, u64::MAX here: no limit).
+    pub log_cleaner_io_max_bytes_per_second: u64,
     /// log.retention.ms (-1: keep forever)
     pub log_retention_ms: i64,
     /// log.retention.bytes per partition (-1: no limit)
@@ -125,6 +130,8 @@ impl Default for BrokerConfig {
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 128 << 20,
             log_cleaner_enable: true,
+            log_cleaner_threads: 1,
+            log_cleaner_io_max_bytes_per_second: u64::MAX,
             log_retention_ms: 7 * 24 * 3600 * 1000,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
@@ -202,6 +209,11 @@ impl BrokerConfig {
                 self.log_cleaner_dedupe_buffer_size.to_string(),
             ),
             ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
+            (
+                "log.cleaner.io.max.bytes.per.second",
+                self.log_cleaner_io_max_bytes_per_second.to_string(),
+            ),
+            ("log.cleaner.threads", self.log_cleaner_threads.to_string()),
             ("log.dirs", self.data_dir.clone()),
             (
                 "log.index.interval.bytes",

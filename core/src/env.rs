@@ -24,6 +24,9 @@ pub trait Clock: Send + Sync + 'static {
     fn wall_ms(&self) -> i64;
     /// A future that completes after `duration` of monotonic time.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+    /// Blocks the calling thread for `duration`: for blocking work only (the log
+    /// cleaner's IO throttle), which runs off the async workers.
+    fn sleep_blocking(&self, duration: Duration);
 }
 
 /// A bidirectional byte stream (a TCP connection or its simulated twin).

@@ -96,12 +96,40 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Internal topics whose creation is under way.
     creating: Mutex<BTreeSet<String>>,
+    /// Partitions a log cleaner is working on (each log has one cleaner at a time).
+    cleaning: Mutex<BTreeSet<(String, i32)>>,
     /// Paces reassignment traffic: what this broker serves as leader, and fetches as
     /// follower, for replicas being added.
     throttles: Mutex<[Throttle; 2]>,
     stopped: watch::Receiver<bool>,
     /// This broker, for tasks it spawns.
     this: std::sync::OnceLock<std::sync::Weak<Broker>>,
+}
+
+/// A cleaner's hold on one partition, given back when dropped (also when the pass's
+/// future is dropped at shutdown).
+struct CleanerClaim<'a> {
+    set: &'a Mutex<BTreeSet<(String, i32)>>,
+    partition: (String, i32),
+}
+
+impl<'a> CleanerClaim<'a> {
+    fn take(set: &'a Mutex<BTreeSet<(String, i32)>>, partition: (String, i32)) -> Option<Self> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition.clone());
+        fresh.then_some(CleanerClaim { set, partition })
+    }
+}
+
+impl Drop for CleanerClaim<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.partition);
+    }
 }
 
 /// Which side of replication a throttle paces.
@@ -143,6 +171,7 @@ impl Broker {
                 replicas: BTreeMap::new(),
             }),
             creating: Mutex::new(BTreeSet::new()),
+            cleaning: Mutex::new(BTreeSet::new()),
             throttles: Mutex::new(Default::default()),
             stopped,
             this: std::sync::OnceLock::new(),
@@ -510,7 +539,15 @@ impl Broker {
     pub async fn clean_dirtiest_log(&self) -> bool {
         let now = self.env.clock.wall_ms();
         let mut dirtiest: Option<(f64, String, Arc<Replica>, CleanConfig)> = None;
+        let busy = self
+            .cleaning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (name, replica, topic) in self.replicas_with_policy("compact") {
+            if busy.contains(&(name.clone(), replica.partition)) {
+                continue;
+            }
             let min_ratio: f64 = topic.get("min.cleanable.dirty.ratio").unwrap_or(0.5);
             let cfg = CleanConfig {
                 now_ms: now,
@@ -518,6 +555,10 @@ impl Broker {
                 min_compaction_lag_ms: topic.get("min.compaction.lag.ms").unwrap_or(0),
                 dedupe_buffer_bytes: usize::try_from(self.config.log_cleaner_dedupe_buffer_size)
                     .unwrap_or(usize::MAX),
+                io_max_bytes_per_second: match self.config.log_cleaner_io_max_bytes_per_second {
+                    u64::MAX => f64::INFINITY,
+                    rate => rate as f64,
+                },
             };
             let max_lag = topic.get("max.compaction.lag.ms").unwrap_or(i64::MAX);
             let d = replica.log.dirtiness(now, cfg.min_compaction_lag_ms);
@@ -534,6 +575,10 @@ impl Broker {
             return false;
         };
         let p = replica.partition;
+        let Some(_claim) = CleanerClaim::take(&self.cleaning, (name.clone(), p)) else {
+            // Another cleaner took it since the look above.
+            return false;
+        };
         let log = replica.log.clone();
         let began = self.env.clock.monotonic();
         match self.env.blocking(move || log.clean(&cfg)).await {

@@ -142,7 +142,9 @@ impl Node {
         env.spawn(group_timer(broker.clone(), rx.clone()));
         env.spawn(retention_timer(broker.clone(), rx.clone()));
         if broker.config.log_cleaner_enable {
-            env.spawn(cleaner(broker.clone(), rx));
+            for _ in 0..broker.config.log_cleaner_threads {
+                env.spawn(cleaner(broker.clone(), rx.clone()));
+            }
         }
         Ok(Node {
             broker,
@@ -263,9 +265,9 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// The log cleaner (one, as Kafka's `log.cleaner.threads` default): compacts the
-/// dirtiest due log, again at once while there is one, else after
-/// `log.cleaner.backoff.ms`.
+/// One log cleaner (`log.cleaner.threads` of them, default 1): compacts the dirtiest
+/// due log no other cleaner is working on, again at once while there is one, else
+/// after `log.cleaner.backoff.ms`.
 async fn cleaner(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let backoff = std::time::Duration::from_millis(broker.config.log_cleaner_backoff_ms);
     loop {

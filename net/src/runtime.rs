@@ -35,6 +35,9 @@ impl Clock for TokioClock {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }
+    fn sleep_blocking(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 pub struct TokioTasks;

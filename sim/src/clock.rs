@@ -36,4 +36,8 @@ impl Clock for SimClock {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
     }
+    /// The simulator runs blocking work inline on its one thread, where simulated
+    /// time cannot pass; a real sleep would tie the run to real time. The simulated
+    /// broker sets no IO throttle, so nothing waits here.
+    fn sleep_blocking(&self, _duration: Duration) {}
 }

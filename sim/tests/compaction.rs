@@ -34,6 +34,7 @@ fn clean_config(now_ms: i64) -> CleanConfig {
         delete_retention_ms: 1_000,
         min_compaction_lag_ms: 0,
         dedupe_buffer_bytes: 1 << 20,
+        io_max_bytes_per_second: f64::MAX,
     }
 }
 
@@ -397,5 +398,39 @@ fn passes_under_flipping_reads_never_change_what_the_log_holds() {
             assert_eq!(read, live, "seed {seed}: the log reads differently");
         }
         assert!(refused > 0, "no pass met a flipped read");
+    });
+}
+
+/// `log.cleaner.io.max.bytes.per.second`: a pass's bytes read plus written take at
+/// least as long as the rate allows.
+#[test]
+fn the_cleaners_io_keeps_to_its_rate() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(5);
+        let log = PartitionLog::open(env(&disk, 5), Path::new("t-0"), config()).unwrap();
+        fill(&log);
+        log.wait_durable(log.log_end_offset()).await.unwrap();
+        let rate = 100_000.0;
+        let began = std::time::Instant::now();
+        let stats = log
+            .clean(&CleanConfig {
+                io_max_bytes_per_second: rate,
+                ..clean_config(10_000)
+            })
+            .unwrap()
+            .expect("a pass");
+        let took = began.elapsed().as_secs_f64();
+        let io = (stats.bytes_read + stats.bytes_written) as f64;
+        assert!(
+            io > 20_000.0,
+            "a pass of {io} bytes is too small to measure"
+        );
+        // The last batch written is counted after the pass's last check.
+        let floor = (io - 4_000.0) / rate;
+        assert!(took >= floor, "{io} bytes in {took:.3} s at {rate} B/s");
     });
 }

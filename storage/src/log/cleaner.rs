@@ -13,9 +13,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_core::compaction::{self, Candidate, OffsetMap, Passes};
-use sluice_core::env::{Disk, DiskFile};
+use sluice_core::env::{Clock, Disk, DiskFile};
 use sluice_core::producer::TxnSpan;
 use sluice_core::sim::{planted, Bug};
 use tracing::{info, warn};
@@ -38,6 +39,50 @@ pub struct CleanConfig {
     pub min_compaction_lag_ms: i64,
     /// `log.cleaner.dedupe.buffer.size`: the offset map's memory.
     pub dedupe_buffer_bytes: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: bytes read plus written; infinite for
+    /// no limit.
+    pub io_max_bytes_per_second: f64,
+}
+
+/// Holds the cleaner's IO (bytes read plus written) to a rate, as Kafka's cleaner
+/// `Throttler` does: after each batch, if the bytes of the current window came faster
+/// than the rate, the cleaner sleeps until they would not have.
+pub(crate) struct Throttle<'a> {
+    clock: &'a dyn Clock,
+    rate: f64,
+    window_start: Duration,
+    window_bytes: f64,
+}
+
+/// How long a throttle window runs before it starts afresh.
+const THROTTLE_WINDOW: Duration = Duration::from_millis(300);
+
+impl<'a> Throttle<'a> {
+    pub(crate) fn new(clock: &'a dyn Clock, bytes_per_second: f64) -> Self {
+        Throttle {
+            clock,
+            rate: bytes_per_second,
+            window_start: clock.monotonic(),
+            window_bytes: 0.0,
+        }
+    }
+
+    /// Counts `bytes` of IO, sleeping if they came too fast.
+    pub(crate) fn spent(&mut self, bytes: u64) {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return;
+        }
+        self.window_bytes += bytes as f64;
+        let elapsed = self.clock.monotonic().saturating_sub(self.window_start);
+        let due = Duration::from_secs_f64(self.window_bytes / self.rate);
+        if due > elapsed {
+            self.clock.sleep_blocking(due - elapsed);
+        }
+        if elapsed.max(due) >= THROTTLE_WINDOW {
+            self.window_start = self.clock.monotonic();
+            self.window_bytes = 0.0;
+        }
+    }
 }
 
 /// What a pass did.
@@ -180,12 +225,14 @@ impl PartitionLog {
         };
 
         // The offset map of the dirty section, as far as the memory allows.
+        let mut throttle = Throttle::new(self.env.clock.as_ref(), cfg.io_max_bytes_per_second);
         let mut map = OffsetMap::new(cfg.dedupe_buffer_bytes);
         let mut end = last.next_offset.max(first_dirty);
         'map: for c in closed.iter().filter(|c| c.next_offset > first_dirty) {
             for item in batches_of(c) {
                 let (h, bytes) = item?;
                 stats.bytes_read += h.size as u64;
+                throttle.spent(h.size as u64);
                 if h.next_offset() <= first_dirty || h.is_control() || h.is_transactional() {
                     // Transactional records never supersede others: one of an aborted
                     // transaction must not take the place of a committed value.
@@ -224,6 +271,7 @@ impl PartitionLog {
                 (&remembered, &aborted),
                 generation,
                 &mut stats,
+                &mut throttle,
             )?;
             if !cleaned {
                 // The log changed under the pass (truncated, trimmed): try again later.
@@ -254,6 +302,7 @@ impl PartitionLog {
         (remembered, aborted): (&BTreeSet<i64>, &[TxnSpan]),
         generation: u64,
         stats: &mut CleanStats,
+        throttle: &mut Throttle<'_>,
     ) -> Result<bool, LogError> {
         let disk = self.env.disk.clone();
         let (first, last) = (group[0], group[group.len() - 1]);
@@ -268,17 +317,21 @@ impl PartitionLog {
         // The new segment, indexed as it is written (as an append indexes).
         let mut fresh = Segment::new(base, out.clone(), now);
         let interval = self.config.index_interval_bytes;
+        // Bytes written since the throttle last counted.
+        let written = std::cell::Cell::new(0u64);
         let mut write = |data: &[u8]| -> Result<(), LogError> {
             let h = batch::parse_fixed(data)?;
             out.write_at(fresh.size, data)
                 .map_err(|e| storage("clean: write", e))?;
             fresh.track(fresh.size, &h, interval);
+            written.set(written.get() + data.len() as u64);
             Ok(())
         };
         let mut run: Option<EmptyRun> = None;
         for c in group {
             for item in batches_of(c) {
                 let (h, bytes) = item?;
+                throttle.spent(h.size as u64 + written.take());
                 let in_aborted = h.is_transactional()
                     && !h.is_control()
                     && aborted.iter().any(|t| {
