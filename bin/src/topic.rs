@@ -356,8 +356,9 @@ async fn partition_offset(
     Ok(p.offset)
 }
 
-/// Bytes of a partition's log on the broker asked (DescribeLogDirs).
-async fn log_size(broker: &mut Client, name: &str, partition: i32) -> Result<i64> {
+/// Bytes of a partition's log on the broker asked, and for a compacted topic its
+/// dirty ratio (DescribeLogDirs).
+async fn log_size(broker: &mut Client, name: &str, partition: i32) -> Result<(i64, Option<f64>)> {
     let v = broker.version(ApiKey::DescribeLogDirs, 4)?;
     let req =
         DescribeLogDirsRequest::default()
@@ -370,7 +371,14 @@ async fn log_size(broker: &mut Client, name: &str, partition: i32) -> Result<i64
         .flat_map(|d| &d.topics)
         .flat_map(|t| &t.partitions)
         .find(|p| p.partition_index == partition)
-        .map(|p| p.partition_size)
+        .map(|p| {
+            let ratio = p
+                .unknown_tagged_fields
+                .get(&sluice_net::handlers::log_dirs::DIRTY_RATIO_TAG)
+                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                .map(f64::from_be_bytes);
+            (p.partition_size, ratio)
+        })
         .with_context(|| format!("the leader holds no log of {name}-{partition}"))
 }
 
@@ -420,7 +428,7 @@ pub async fn offsets(
 async fn describe(client: &mut Client, name: &str) -> Result<()> {
     let (leaders, addrs) = leaders(client, name).await?;
     println!("topic {name}: {} partition(s)", leaders.len());
-    println!("partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes");
+    println!("partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes\tdirty-ratio");
     // Each partition as its leader has it (in a cluster, another broker's): one
     // connection per leader.
     let mut connections: BTreeMap<i32, Client> = BTreeMap::new();
@@ -433,10 +441,12 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
         };
         let start = partition_offset(leader, name, p, -2).await?;
         let end = partition_offset(leader, name, p, -1).await?;
-        let size = log_size(leader, name, p).await?;
+        let (size, dirty) = log_size(leader, name, p).await?;
         // Offsets, not records: a compacted log has fewer records than offsets.
         let offsets = end - start;
-        println!("{p}\t{leader_id}\t{start}\t{end}\t{offsets}\t{size}");
+        // Only compacted topics have a dirty ratio.
+        let dirty = dirty.map_or("-".to_string(), |r| format!("{r:.2}"));
+        println!("{p}\t{leader_id}\t{start}\t{end}\t{offsets}\t{size}\t{dirty}");
     }
     let v = client.version(ApiKey::DescribeConfigs, 4)?;
     let req =

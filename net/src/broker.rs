@@ -597,6 +597,18 @@ impl Broker {
         }
     }
 
+    /// A compacted replica's dirty ratio as its cleaner sees it now (None for a topic
+    /// that is not compacted).
+    pub fn dirty_ratio(&self, replica: &Replica) -> Option<f64> {
+        if !self.cleanup_policy_compacts(&replica.topic) {
+            return None;
+        }
+        let lag = self
+            .topic_config(&replica.topic, "min.compaction.lag.ms")
+            .unwrap_or(0);
+        Some(replica.log.dirtiness(self.env.clock.wall_ms(), lag).ratio())
+    }
+
     /// Whether `topic`'s `cleanup.policy` includes `compact`.
     pub fn cleanup_policy_compacts(&self, topic: &str) -> bool {
         let policy = self.topic_config::<String>(topic, "cleanup.policy");

@@ -37,6 +37,10 @@ def test_a_compacted_topic_refuses_records_without_a_key(broker):
     out = broker.cli("topic", "describe", "table").stdout
     row = out.splitlines()[2].split("\t")
     assert row[:5] == ["0", "1", "0", "2", "2"] and int(row[5]) > 0, out
+    # Only the active segment: nothing the cleaner may touch yet, nothing dirty.
+    assert row[6] == "0.00", out
+    out = broker.cli("topic", "describe", "events").stdout
+    assert out.splitlines()[2].split("\t")[6] == "-", "no dirty ratio for a delete topic"
 
 
 def test_alter_config_sets_and_removes_topic_configs(broker):
@@ -172,6 +176,7 @@ def test_compaction_keeps_the_newest_value_of_every_live_key(tmp_path, client):
         # `sluice topic describe` reports the same size (DescribeLogDirs).
         row = b.cli("topic", "describe", topic).stdout.splitlines()[2].split("\t")
         assert int(row[5]) == size, (row, size)
+        assert 0.0 <= float(row[6]) < 0.5, f"the cleaner keeps up: {row}"
     finally:
         b.stop()
     assert "panicked" not in b.output()

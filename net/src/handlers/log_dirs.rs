@@ -1,7 +1,9 @@
 //! DescribeLogDirs: this broker's one log directory (`log.dirs`) and the size on disk
 //! of each replica it holds there, with its lag behind the high watermark (Kafka's
 //! `kafka-log-dirs` and AdminClient.describeLogDirs). Total and usable bytes of the
-//! volume are not measured: -1, Kafka's "unknown".
+//! volume are not measured: -1, Kafka's "unknown". A replica of a compacted topic
+//! also carries its cleaner's dirty ratio in a tagged field of Sluice's own
+//! ([`DIRTY_RATIO_TAG`], v2 and later), which other clients skip as unknown.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+
+/// The tagged field of a DescribeLogDirs partition that holds a compacted replica's
+/// dirty ratio (an f64, big-endian): the share of its cleanable bytes not yet cleaned.
+pub const DIRTY_RATIO_TAG: i32 = 10_000;
 
 pub fn handle(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> ResponseKind {
     // None: every replica; otherwise the partitions asked for that this broker holds.
@@ -32,13 +38,18 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> ResponseKind
             continue;
         }
         let lag = (r.log.high_watermark() - r.log.log_end_offset()).max(0);
-        topics.entry(r.topic.clone()).or_default().push(
-            DescribeLogDirsPartition::default()
-                .with_partition_index(r.partition)
-                .with_partition_size(i64::try_from(r.log.size_bytes()).unwrap_or(i64::MAX))
-                .with_offset_lag(lag)
-                .with_is_future_key(false),
-        );
+        let mut partition = DescribeLogDirsPartition::default()
+            .with_partition_index(r.partition)
+            .with_partition_size(i64::try_from(r.log.size_bytes()).unwrap_or(i64::MAX))
+            .with_offset_lag(lag)
+            .with_is_future_key(false);
+        if let Some(ratio) = broker.dirty_ratio(&r) {
+            partition.unknown_tagged_fields.insert(
+                DIRTY_RATIO_TAG,
+                bytes::Bytes::copy_from_slice(&ratio.to_be_bytes()),
+            );
+        }
+        topics.entry(r.topic.clone()).or_default().push(partition);
     }
     let topics = topics
         .into_iter()

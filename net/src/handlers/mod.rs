@@ -19,7 +19,7 @@ mod find_coordinator;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
-mod log_dirs;
+pub mod log_dirs;
 mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
