@@ -53,10 +53,14 @@ pub struct Args {
     /// Also write the results as a Markdown table to this file.
     #[arg(long)]
     markdown: Option<std::path::PathBuf>,
+    /// Measure the log cleaner instead: a pass's MB/s and memory, and produce to a
+    /// compacted topic while it runs against produce to a delete topic.
+    #[arg(long)]
+    compaction: bool,
 }
 
 /// Wall-clock milliseconds: records carry real timestamps (retention judges by them).
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -93,6 +97,22 @@ pub async fn run(args: Args) -> Result<()> {
         mb_per_s: disk,
         note: String::new(),
     });
+    if args.compaction {
+        std::fs::create_dir_all(&tmp)?;
+        let measured = crate::bench_compaction::run(&tmp, args.seconds, disk).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut out = format!(
+            "| measurement | result |\n|---|---|\n| raw disk: sequential write, fdatasync per 1 MiB | {disk:.0} MB/s |\n"
+        );
+        for (name, result) in measured?.rows {
+            out.push_str(&format!("| {name} | {result} |\n"));
+        }
+        print!("{out}");
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(());
+    }
     let tcp = loopback_bandwidth(1 << 30).await?;
     rows.push(Row {
         name: "raw loopback TCP, one stream".into(),

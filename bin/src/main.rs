@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 static ALLOC: sluice_net::guard_alloc::GuardedAlloc = sluice_net::guard_alloc::GuardedAlloc;
 
 mod bench;
+mod bench_compaction;
 mod cluster;
 mod config;
 mod consume;

@@ -585,7 +585,7 @@ impl Broker {
             Some(Ok(Some(stats))) => {
                 let ms = self.env.clock.monotonic().saturating_sub(began).as_millis() as u64;
                 info!(topic = %name, partition = p, end = stats.end, removed = stats.records_removed,
-                    read = stats.bytes_read, written = stats.bytes_written, map_bytes = stats.map_bytes,
+                    mapped = stats.bytes_mapped, read = stats.bytes_read, written = stats.bytes_written, map_bytes = stats.map_bytes,
                     elapsed_ms = ms, "compacted");
                 true
             }

@@ -434,3 +434,41 @@ fn the_cleaners_io_keeps_to_its_rate() {
         assert!(took >= floor, "{io} bytes in {took:.3} s at {rate} B/s");
     });
 }
+
+/// A `log.cleaner.dedupe.buffer.size` too small for one segment's keys still
+/// compacts, pass after pass, and never loses a key's newest value.
+#[test]
+fn a_map_smaller_than_a_segment_still_makes_progress() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(9);
+        let log = PartitionLog::open(env(&disk, 9), Path::new("t-0"), config()).unwrap();
+        fill(&log);
+        log.wait_durable(log.log_end_offset()).await.unwrap();
+        let before = read_all(&log);
+        // Room for about ten of the forty keys.
+        let tiny = CleanConfig {
+            dedupe_buffer_bytes: 600,
+            ..clean_config(0)
+        };
+        let mut passes = 0;
+        while log.clean(&tiny).unwrap().is_some() {
+            passes += 1;
+            assert!(passes < 200, "the passes never end");
+            let now = read_all(&log);
+            assert_increasing(&now);
+            assert_eq!(final_values(&now), final_values(&before), "pass {passes}");
+        }
+        let after = read_all(&log);
+        assert!(passes > 3, "{passes} passes");
+        assert!(
+            after.len() * 2 < before.len(),
+            "{} of {} records left after {passes} passes",
+            after.len(),
+            before.len()
+        );
+    });
+}

@@ -92,6 +92,9 @@ pub struct CleanStats {
     pub end: i64,
     pub segments_before: usize,
     pub segments_after: usize,
+    /// Bytes of the dirty section the offset map was built from.
+    pub bytes_mapped: u64,
+    /// Bytes read: the dirty section for the map, then every segment rewritten.
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub records_removed: u64,
@@ -232,6 +235,7 @@ impl PartitionLog {
             for item in batches_of(c) {
                 let (h, bytes) = item?;
                 stats.bytes_read += h.size as u64;
+                stats.bytes_mapped += h.size as u64;
                 throttle.spent(h.size as u64);
                 if h.next_offset() <= first_dirty || h.is_control() || h.is_transactional() {
                     // Transactional records never supersede others: one of an aborted
@@ -286,7 +290,7 @@ impl PartitionLog {
         stats.segments_after = st.segments.len().saturating_sub(1);
         drop(st);
         info!(dir = %self.dir.display(), end, removed = stats.records_removed,
-            read = stats.bytes_read, written = stats.bytes_written, "cleaned");
+            mapped = stats.bytes_mapped, read = stats.bytes_read, written = stats.bytes_written, "cleaned");
         Ok(Some(stats))
     }
 
@@ -331,6 +335,7 @@ impl PartitionLog {
         for c in group {
             for item in batches_of(c) {
                 let (h, bytes) = item?;
+                stats.bytes_read += h.size as u64;
                 throttle.spent(h.size as u64 + written.take());
                 let in_aborted = h.is_transactional()
                     && !h.is_control()
@@ -575,12 +580,14 @@ fn finish_swap(disk: &dyn Disk, dir: &Path, base: i64, end: i64) -> Result<(), L
     disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))
 }
 
-/// Neighbouring segments below `end`, grouped so a group's size stays within a
-/// segment (Kafka's `groupSegmentsBySize`).
+/// Neighbouring segments that begin below `end`, grouped so a group's size stays
+/// within a segment (Kafka's `groupSegmentsBySize`). The segment holding `end` is
+/// rewritten too (its records from `end` on are newer than anything the map holds, so
+/// they stay): a map too small for one segment's keys still makes progress.
 fn group(closed: &[Closed], end: i64, segment_bytes: u64) -> Vec<Vec<&Closed>> {
     let mut groups: Vec<Vec<&Closed>> = Vec::new();
     let mut size = 0;
-    for c in closed.iter().take_while(|c| c.next_offset <= end) {
+    for c in closed.iter().take_while(|c| c.base < end) {
         match groups.last_mut() {
             Some(g) if size + c.size <= segment_bytes => {
                 g.push(c);
