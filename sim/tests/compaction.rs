@@ -291,18 +291,141 @@ fn a_power_loss_at_any_step_of_a_pass_leaves_the_log_before_or_after_it() {
 
 /// A transactional batch of producer 7: `keys`, sequences from `seq`.
 fn txn_batch(keys: &[&str], seq: i32) -> Vec<u8> {
-    let records: Vec<Record> = keys
+    let pairs: Vec<(&str, String)> = keys.iter().map(|k| (*k, format!("{k}-txn"))).collect();
+    txn_values(7, &pairs, seq)
+}
+
+/// A transactional batch of `producer`: (key, value) pairs, sequences from `seq`.
+fn txn_values(producer: i64, pairs: &[(&str, String)], seq: i32) -> Vec<u8> {
+    let records: Vec<Record> = pairs
         .iter()
         .zip(seq..)
-        .map(|(k, sequence)| Record {
+        .map(|((k, v), sequence)| Record {
             transactional: true,
-            producer_id: 7,
+            producer_id: producer,
             producer_epoch: 0,
             sequence,
-            ..record(k, Some(&format!("{k}-txn")))
+            ..record(k, Some(v))
         })
         .collect();
     encode(&records, Compression::None)
+}
+
+/// What a read_committed reader from the start ends with: each key's last value.
+fn committed_values(log: &PartitionLog) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    let mut offset = log.log_start_offset();
+    let lso = log.last_stable_offset();
+    while offset < lso {
+        let read = log.read_isolated(offset, 1 << 20, true).unwrap();
+        if read.batches.is_empty() {
+            break;
+        }
+        let mut bytes = read.batches.clone();
+        let mut at = 0;
+        while at < read.batches.len() {
+            let h = sluice_storage::batch::parse_fixed(&read.batches[at..]).unwrap();
+            offset = h.next_offset();
+            at += h.size;
+        }
+        for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+            for r in set.records {
+                // Skip the aborted transactions the fetch names, from their first
+                // offset on (as consumers do; their markers end them).
+                let aborted = read.aborted.iter().any(|(pid, first)| {
+                    *pid == r.producer_id && r.offset >= *first && r.transactional
+                });
+                if r.control || aborted {
+                    continue;
+                }
+                let s = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+                out.insert(s(r.key).unwrap(), s(r.value));
+            }
+        }
+    }
+    out
+}
+
+/// Committed transactional records are compacted like any others (Kafka Streams
+/// writes its exactly-once changelogs so); an aborted transaction's record never takes
+/// a committed value's place, nor does one of a transaction still open, which no pass
+/// reaches (the cleaner stops at the last stable offset).
+#[test]
+fn committed_transactions_are_compacted_and_open_or_aborted_ones_replace_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let disk = SimDisk::new(4);
+        let log = PartitionLog::open(env(&disk, 4), Path::new("t-0"), config()).unwrap();
+        let v = |s: &str| s.to_string();
+        let pad = ".".repeat(300);
+        // Producer 7 commits three rounds of updates to keys t0..t9, and aborts a
+        // fourth; each round fills most of a segment.
+        let mut seq = 0;
+        for round in 0..4 {
+            for k in 0..10 {
+                let key = format!("t{k}");
+                let value = format!("r{round}{pad}");
+                log.append(&txn_values(7, &[(key.as_str(), value)], seq))
+                    .unwrap();
+                seq += 1;
+            }
+            log.append_marker(7, 0, round < 3, 0).unwrap();
+        }
+        // Producer 8 opens a transaction over t0 and leaves it open.
+        log.append(&txn_values(8, &[("t0", v("open"))], 0)).unwrap();
+        fill(&log);
+        log.wait_durable(log.log_end_offset()).await.unwrap();
+        let before = committed_values(&log);
+        assert_eq!(before.get("t0"), Some(&Some(format!("r2{pad}"))));
+        let records_before = read_all(&log).len();
+
+        while log.clean(&clean_config(10_000)).unwrap().is_some() {}
+        assert_eq!(
+            committed_values(&log),
+            before,
+            "read_committed reads the same"
+        );
+        let after = read_all(&log);
+        // Offsets 0-31 hold the committed rounds and their markers: of those only
+        // the newest round stays. (The aborted round shares a segment with the open
+        // transaction, past the last stable offset: not cleaned yet.)
+        let committed_t: Vec<_> = after
+            .iter()
+            .filter(|(o, k, _)| k.starts_with('t') && *o < 32)
+            .collect();
+        assert_eq!(committed_t.len(), 10, "{committed_t:?}");
+        assert!(committed_t
+            .iter()
+            .all(|(_, _, v)| v.as_deref() == Some(format!("r2{pad}").as_str())));
+        // The open transaction holds the last stable offset back: nothing from it on
+        // was cleaned, so fill()'s records are all there.
+        assert!(after.len() < records_before);
+        assert!(after
+            .iter()
+            .any(|(_, k, v)| k == "t0" && v.as_deref() == Some("open")));
+
+        // Once it aborts, its record must not replace t0's committed value.
+        log.append_marker(8, 0, false, 0).unwrap();
+        log.append(&batch(&[(v("z"), Some(v("z")))], Compression::None))
+            .unwrap();
+        log.wait_durable(log.log_end_offset()).await.unwrap();
+        while log.clean(&clean_config(20_000)).unwrap().is_some() {}
+        let now = committed_values(&log);
+        assert_eq!(
+            now.get("t0"),
+            Some(&Some(format!("r2{pad}"))),
+            "the aborted write replaced nothing"
+        );
+        // Both aborted transactions' records are gone now.
+        let left = read_all(&log);
+        assert!(left.iter().all(|(_, _, v)| v.as_deref() != Some("open")));
+        assert!(left
+            .iter()
+            .all(|(_, _, v)| !v.as_deref().is_some_and(|v| v.starts_with("r3"))));
+    });
 }
 
 /// Kafka's cleaner removes the records of aborted transactions; committed ones and

@@ -168,6 +168,9 @@ impl PartitionLog {
             return Vec::new();
         }
         let published = st.published();
+        // Kafka's cleaner stops at the last stable offset too: records of a
+        // transaction still open may yet be aborted.
+        let stable = st.producers.last_stable_offset(published);
         let sealed = st.segments.len().saturating_sub(1);
         st.segments
             .values()
@@ -175,6 +178,7 @@ impl PartitionLog {
             .take_while(|s| {
                 s.base_offset < st.hw_segment
                     && s.next_offset <= published
+                    && s.next_offset <= stable
                     && !st.pending_indexes.iter().any(|(b, ..)| *b == s.base_offset)
                     // As Kafka: only a positive lag holds segments back (a record
                     // stamped in the future must not stop cleaning for good).
@@ -237,9 +241,10 @@ impl PartitionLog {
                 stats.bytes_read += h.size as u64;
                 stats.bytes_mapped += h.size as u64;
                 throttle.spent(h.size as u64);
-                if h.next_offset() <= first_dirty || h.is_control() || h.is_transactional() {
-                    // Transactional records never supersede others: one of an aborted
-                    // transaction must not take the place of a committed value.
+                if h.next_offset() <= first_dirty || h.is_control() || in_aborted(&h, &aborted) {
+                    // A record of an aborted transaction must not take the place of a
+                    // committed value. (Open transactions lie past the last stable
+                    // offset, which no pass reaches.)
                     continue;
                 }
                 let (_, _, records) = crate::compaction::records(&bytes)
@@ -337,14 +342,10 @@ impl PartitionLog {
                 let (h, bytes) = item?;
                 stats.bytes_read += h.size as u64;
                 throttle.spent(h.size as u64 + written.take());
-                let in_aborted = h.is_transactional()
-                    && !h.is_control()
-                    && aborted.iter().any(|t| {
-                        t.producer_id == h.producer_id
-                            && t.first_offset <= h.base_offset
-                            && h.base_offset < t.marker_offset
-                    });
-                let whole = h.is_control() || (h.is_transactional() && !in_aborted);
+                let in_aborted = in_aborted(&h, aborted);
+                // Markers stay whole; committed transactional records are cleaned as
+                // any others (Kafka Streams' exactly-once changelogs are compacted).
+                let whole = h.is_control();
                 // A batch its producer's state remembers keeps its header (offsets,
                 // sequences) even when it loses every record, as Kafka keeps it.
                 let remembered = remembered.contains(&h.base_offset);
@@ -578,6 +579,17 @@ fn finish_swap(disk: &dyn Disk, dir: &Path, base: i64, end: i64) -> Result<(), L
     )
     .map_err(|e| storage("finish swap", e))?;
     disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))
+}
+
+/// Whether `h` holds records of one of the `aborted` transactions.
+fn in_aborted(h: &batch::BatchHeader, aborted: &[TxnSpan]) -> bool {
+    h.is_transactional()
+        && !h.is_control()
+        && aborted.iter().any(|t| {
+            t.producer_id == h.producer_id
+                && t.first_offset <= h.base_offset
+                && h.base_offset < t.marker_offset
+        })
 }
 
 /// Neighbouring segments that begin below `end`, grouped so a group's size stays
