@@ -311,6 +311,23 @@ fn txn_values(producer: i64, pairs: &[(&str, String)], seq: i32) -> Vec<u8> {
     encode(&records, Compression::None)
 }
 
+/// Transaction markers (control batches) in the log.
+fn markers(log: &PartitionLog) -> usize {
+    let mut count = 0;
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let read = log.read(offset, 1 << 20).unwrap();
+        let mut at = 0;
+        while at < read.batches.len() {
+            let h = sluice_storage::batch::parse_fixed(&read.batches[at..]).unwrap();
+            count += usize::from(h.is_control());
+            offset = h.next_offset();
+            at += h.size;
+        }
+    }
+    count
+}
+
 /// What a read_committed reader from the start ends with: each key's last value.
 fn committed_values(log: &PartitionLog) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
@@ -382,7 +399,9 @@ fn committed_transactions_are_compacted_and_open_or_aborted_ones_replace_nothing
         assert_eq!(before.get("t0"), Some(&Some(format!("r2{pad}"))));
         let records_before = read_all(&log).len();
 
+        assert_eq!(markers(&log), 4);
         while log.clean(&clean_config(10_000)).unwrap().is_some() {}
+        assert_eq!(markers(&log), 4, "no marker goes before its horizon");
         assert_eq!(
             committed_values(&log),
             before,
@@ -425,6 +444,22 @@ fn committed_transactions_are_compacted_and_open_or_aborted_ones_replace_nothing
         assert!(left
             .iter()
             .all(|(_, _, v)| !v.as_deref().is_some_and(|v| v.starts_with("r3"))));
+        // The commit markers of rounds 0 and 1, whose records all went, were removed
+        // once delete.retention.ms had passed since the first pass over them; round
+        // 2's stays (its records are the newest), and so do the abort markers.
+        assert_eq!(markers(&log), 3);
+        assert_eq!(committed_values(&log), now);
+        // After a restart no transaction is open and readers see the same.
+        let end = log.log_end_offset();
+        drop(log);
+        let log = PartitionLog::open(env(&disk, 4), Path::new("t-0"), config()).unwrap();
+        log.wait_durable(end).await.unwrap();
+        assert_eq!(
+            log.last_stable_offset(),
+            end,
+            "a removed marker left a transaction open"
+        );
+        assert_eq!(committed_values(&log), now);
     });
 }
 

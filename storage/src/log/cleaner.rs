@@ -10,7 +10,7 @@
 //! old segments are whole) and finishes a `.swap` (the new segment is whole): a crash
 //! leaves either the old segments or the new one, never a mix.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +98,8 @@ pub struct CleanStats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub records_removed: u64,
+    /// Commit markers removed (their transactions left no batch of their own).
+    pub markers_removed: u64,
     /// Memory the offset map was charged.
     pub map_bytes: usize,
     /// Tombstones kept (their `delete.retention.ms` has yet to pass).
@@ -270,6 +272,9 @@ impl PartitionLog {
         }
         stats.end = end;
 
+        // Per producer, whether the transaction the walk is in keeps a batch of its
+        // own: a commit marker goes only once its transaction keeps none.
+        let mut txns: BTreeMap<i64, bool> = BTreeMap::new();
         // Rewrite the segments below the end, merged into groups of at most a segment.
         for g in group(&closed, end, self.config.segment_bytes) {
             let cleaned = self.clean_group(
@@ -281,6 +286,7 @@ impl PartitionLog {
                 generation,
                 &mut stats,
                 &mut throttle,
+                &mut txns,
             )?;
             if !cleaned {
                 // The log changed under the pass (truncated, trimmed): try again later.
@@ -312,6 +318,7 @@ impl PartitionLog {
         generation: u64,
         stats: &mut CleanStats,
         throttle: &mut Throttle<'_>,
+        txns: &mut BTreeMap<i64, bool>,
     ) -> Result<bool, LogError> {
         let disk = self.env.disk.clone();
         let (first, last) = (group[0], group[group.len() - 1]);
@@ -349,6 +356,8 @@ impl PartitionLog {
                 // A batch its producer's state remembers keeps its header (offsets,
                 // sequences) even when it loses every record, as Kafka keeps it.
                 let remembered = remembered.contains(&h.base_offset);
+                let drop_marker = h.is_control()
+                    && self.commit_marker_goes(&h, &bytes, remembered, txns, passes, cfg, stats)?;
                 let mut kept_records = h.record_count;
                 let rewritten = if whole || h.record_count == 0 {
                     None
@@ -385,9 +394,16 @@ impl PartitionLog {
                     })
                     .map_err(|e| storage("clean: rewrite", e))?
                 };
+                if h.is_transactional() && !h.is_control() && !in_aborted {
+                    // Whether its transaction keeps a batch of its own (its marker then
+                    // stays too).
+                    let kept = kept_records > 0 || remembered;
+                    *txns.entry(h.producer_id).or_insert(false) |= kept;
+                }
                 // An aborted transaction's batch stays (empty) as itself: recovery
                 // counts its header as the transaction's start.
-                if !whole && !remembered && !in_aborted && kept_records == 0 {
+                let emptied = !whole && !remembered && !in_aborted && kept_records == 0;
+                if emptied || drop_marker {
                     // Neighbouring emptied batches of one leader epoch become one.
                     match &mut run {
                         Some(r) if r.extends_to(&h) => {
@@ -579,6 +595,46 @@ fn finish_swap(disk: &dyn Disk, dir: &Path, base: i64, end: i64) -> Result<(), L
     )
     .map_err(|e| storage("finish swap", e))?;
     disk.sync_dir(dir).map_err(|e| storage("sync log dir", e))
+}
+
+impl PartitionLog {
+    /// Whether the cleaner removes this marker (Kafka's cleaner does, KIP-534): a
+    /// commit marker whose transaction keeps no batch of its own in the log, once
+    /// `delete.retention.ms` passed since the first pass over it, like a tombstone.
+    /// Abort markers stay, with their transactions' emptied batch headers: the
+    /// aborted transactions read_committed fetches list end at them.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_marker_goes(
+        &self,
+        h: &batch::BatchHeader,
+        bytes: &[u8],
+        remembered: bool,
+        txns: &mut BTreeMap<i64, bool>,
+        passes: &Passes,
+        cfg: &CleanConfig,
+        stats: &mut CleanStats,
+    ) -> Result<bool, LogError> {
+        let keeps_data = txns.remove(&h.producer_id).unwrap_or(false);
+        let (_, _, records) =
+            crate::compaction::records(bytes).map_err(|e| storage("clean: read marker", e))?;
+        // A control record's key: version (i16), then type (i16): 0 abort, 1 commit.
+        let commit = records
+            .first()
+            .and_then(|r| r.key.as_ref())
+            .is_some_and(|k| k.len() >= 4 && i16::from_be_bytes([k[2], k[3]]) == 1);
+        if !commit || keeps_data || remembered {
+            return Ok(false);
+        }
+        let first = passes.first_cleaned_ms(h.base_offset);
+        if first.is_some_and(|f| cfg.now_ms.saturating_sub(f) >= cfg.delete_retention_ms) {
+            stats.markers_removed += 1;
+            return Ok(true);
+        }
+        // Its clock runs from this pass, if none before; a later pass removes it.
+        let since = first.unwrap_or(cfg.now_ms);
+        stats.oldest_tombstone_ms = Some(stats.oldest_tombstone_ms.map_or(since, |t| t.min(since)));
+        Ok(false)
+    }
 }
 
 /// Whether `h` holds records of one of the `aborted` transactions.
