@@ -491,7 +491,9 @@ impl Broker {
         let st = self.lock();
         st.replicas
             .iter()
-            .filter(|((name, _), _)| !name.starts_with("__"))
+            // The coordinators' topics are compacted like any other (and never
+            // expire by retention: their policy is compact only).
+            .filter(|((name, _), _)| !name.starts_with("__") || crate::internal::is_internal(name))
             .filter_map(|((name, _), (_, replica))| {
                 let configs = st.image.topic(name)?.configs.clone();
                 let policy_set = configs.get("cleanup.policy").map(String::as_str);

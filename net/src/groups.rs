@@ -10,7 +10,6 @@
 //! was told.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::records::Compression;
@@ -109,9 +108,6 @@ enum Waiter {
 struct Inner {
     sm: GroupCoordinator,
     /// Parked requests: their group and how to answer them.
-    /// Per `__consumer_offsets` partition: offset commits appended but not yet
-    /// applied. The cleaner waits for zero, so a snapshot never misses one.
-    commits_in_flight: Vec<Arc<AtomicUsize>>,
     waiters: BTreeMap<Ticket, (String, Waiter)>,
     next_ticket: Ticket,
     /// `__consumer_offsets` once it exists: per partition, its log if held here.
@@ -135,7 +131,6 @@ impl Groups {
                 waiters: BTreeMap::new(),
                 next_ticket: 1,
                 logs: Vec::new(),
-                commits_in_flight: Vec::new(),
                 led: BTreeMap::new(),
             }),
         }
@@ -161,9 +156,6 @@ impl Groups {
         let count = logs.len();
         let now = self.now_ms();
         let mut inner = self.lock();
-        if inner.commits_in_flight.len() != count {
-            inner.commits_in_flight = logs.iter().map(|_| Arc::default()).collect();
-        }
         // Replicas come and go with reassignments: take the logs held now.
         inner.logs = logs.clone();
         let mut failed = None;
@@ -227,7 +219,6 @@ impl Groups {
             inner
                 .sm
                 .check_txn_commit(group, generation, member_id, instance_id)?;
-            let n = inner.logs.len();
             let Some(log) = log_for(&inner.logs, group).cloned() else {
                 return Ok(Err("no offsets partition".to_string()));
             };
@@ -242,9 +233,6 @@ impl Groups {
                     }
                 })
                 .collect();
-            // Counted in flight until staged: the cleaner must not drop the batch's
-            // segment before the offsets are staged.
-            let in_flight = InFlight::new(inner.commits_in_flight[partition_for(group, n)].clone());
             // The producer's id and epoch, but no sequence: its sequences belong to
             // its data partitions.
             let producer = Sequence {
@@ -255,10 +243,10 @@ impl Groups {
             let written = encode_transactional_batch(&messages, Compression::None, producer)
                 .map_err(|e| e.to_string())
                 .and_then(|b| log.append(&b).map_err(|e| e.to_string()))
-                .map(|a| (log, a.base_offset, a.generation, in_flight));
+                .map(|a| (log, a.base_offset, a.generation));
             Ok(written)
         })?;
-        let (log, base, generation, _in_flight) = match appended.0 {
+        let (log, base, generation) = match appended.0 {
             Err(e) => return Ok(Err(e)),
             Ok(Err(why)) => return Err(Unavailable(why)),
             Ok(Ok(w)) => w,
@@ -504,11 +492,6 @@ impl Groups {
                 let refs: Vec<&GroupRecord> = accepted.iter().collect();
                 self.append(&inner.logs, &refs).map(Some)
             };
-            let n = inner.commits_in_flight.len();
-            let counter = inner
-                .commits_in_flight
-                .get(partition_for(group, n))
-                .cloned();
             let mut position = 0;
             Ok(checked
                 .into_iter()
@@ -522,15 +505,7 @@ impl Groups {
                         position += 1;
                         Ok((log, base + position - 1))
                     });
-                    let in_flight = written
-                        .is_ok()
-                        .then(|| counter.clone().map(InFlight::new))
-                        .flatten();
-                    PendingCommit {
-                        offset,
-                        written,
-                        _in_flight: in_flight,
-                    }
+                    PendingCommit { offset, written }
                 })
                 .collect())
         })?;
@@ -642,63 +617,6 @@ impl Groups {
         })
     }
 
-    /// The cleaner, in place of Kafka's compaction of this topic: each partition of
-    /// `__consumer_offsets` that has sealed segments gets a fresh snapshot of its
-    /// groups appended, and once that is durable the segments wholly before it are
-    /// dropped. The topic's size then follows the live state, not the commit rate.
-    pub async fn clean(&self) {
-        let count = self.lock().logs.len();
-        for p in 0..count {
-            let appended = {
-                let inner = self.lock();
-                let Some(log) = inner.logs.get(p).cloned().flatten() else {
-                    continue;
-                };
-                // A follower's log is the leader's to clean (it replicates the snapshots).
-                if !inner.led.contains_key(&p) {
-                    continue;
-                }
-                // Staged transactional offsets live only in the log before a snapshot.
-                let busy = inner.commits_in_flight[p].load(Ordering::SeqCst) > 0
-                    || inner.sm.has_staged_where(|g| partition_for(g, count) == p);
-                if log.segment_count() < 2 || busy {
-                    continue;
-                }
-                let records = inner.sm.snapshot(|g| partition_for(g, count) == p);
-                let appended = if records.is_empty() {
-                    // Nothing lives here: everything before the log end is garbage.
-                    Ok((log.log_end_offset(), log.log_end_offset()))
-                } else {
-                    let encoded = records.iter().map(GroupRecord::encode);
-                    append_records(&log, encoded, self.env.clock.wall_ms())
-                        .map(|a| (a.base_offset, a.last_offset + 1))
-                };
-                appended.map(|(start, end)| (log, start, end, records.len()))
-            };
-            let (log, start, end, records) = match appended {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(partition = p, error = %e, "{OFFSETS_TOPIC} snapshot not written");
-                    continue;
-                }
-            };
-            if log.wait_durable(end).await.is_err() {
-                continue;
-            }
-            match log.delete_segments_before(start) {
-                Ok(0) => {}
-                Ok(n) => info!(
-                    partition = p,
-                    records,
-                    segments_removed = n,
-                    log_start = log.log_start_offset(),
-                    "{OFFSETS_TOPIC} cleaned"
-                ),
-                Err(e) => warn!(partition = p, error = %e, "{OFFSETS_TOPIC} cleaning failed"),
-            }
-        }
-    }
-
     /// Expires sessions and rebalance phases; the node calls it periodically.
     pub fn tick(&self) {
         let now = self.now_ms();
@@ -744,23 +662,6 @@ pub type OffsetDeletion = Result<Vec<Result<(), GroupError>>, GroupError>;
 pub struct PendingCommit {
     pub offset: OffsetCommit,
     written: Result<(Arc<PartitionLog>, i64), CommitError>,
-    _in_flight: Option<InFlight>,
-}
-
-/// Counts a commit in flight until dropped (applied, failed or abandoned).
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn new(counter: Arc<AtomicUsize>) -> InFlight {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(counter)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -123,10 +123,16 @@ pub fn scan_log(log: &PartitionLog, mut f: impl FnMut(Record)) -> Result<(), Str
             read = log.read_replica(offset, 1 << 20);
         }
         let read = read.map_err(|e| e.to_string())?;
+        // Past every batch read, records or none: a compacted partition holds batches
+        // the cleaner emptied, and offsets it removed.
         let mut next = offset;
+        let mut rest: &[u8] = &read.batches;
+        while let Ok(h) = sluice_storage::batch::parse_header(rest) {
+            next = next.max(h.next_offset());
+            rest = &rest[h.size.min(rest.len())..];
+        }
         for_each_record(read.batches, |_, r| {
             if r.offset >= offset {
-                next = r.offset + 1;
                 f(r);
             }
         })

@@ -238,11 +238,9 @@ async fn isr_maintenance(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Ticks the group and transaction coordinators, and every `log.cleaner.backoff.ms` cleans
-/// `__consumer_offsets`.
+/// Ticks the group and transaction coordinators. (Their topics are compacted by the
+/// log cleaner, as Kafka's are.)
 async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let clean_every = (broker.config.log_cleaner_backoff_ms / GROUP_TICK.as_millis() as u64).max(1);
-    let mut ticks = 0u64;
     loop {
         tokio::select! {
             biased;
@@ -257,10 +255,6 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 broker.groups.tick();
                 broker.txns.tick(&broker);
             }
-        }
-        ticks += 1;
-        if ticks.is_multiple_of(clean_every) {
-            broker.groups.clean().await;
         }
     }
 }

@@ -606,9 +606,11 @@ fn start_broker(
                     // Short sessions, so members expire and rebalance within a run.
                     group_min_session_timeout_ms: 1_000,
                     group_initial_rebalance_delay_ms: 200,
-                    // Clean __consumer_offsets often, under the faults.
+                    // Compact __consumer_offsets and __transaction_state often, under
+                    // the faults.
                     offsets_topic_num_partitions: 4,
                     offsets_topic_segment_bytes: 16 << 10,
+                    transaction_state_log_segment_bytes: 16 << 10,
                     log_cleaner_backoff_ms: 500,
                     log_retention_check_interval_ms: 500,
                     transaction_state_log_num_partitions: 4,

@@ -417,33 +417,6 @@ impl GroupCoordinator {
         }
     }
 
-    /// The records that rebuild every group `belongs` selects as stored: its last
-    /// stored metadata and its durable committed offsets. Written afresh, they
-    /// supersede everything before them in the log (the cleaner's snapshot).
-    pub fn snapshot(&self, mut belongs: impl FnMut(&str) -> bool) -> Vec<GroupRecord> {
-        let mut out = Vec::new();
-        for (gid, g) in &self.groups {
-            if !belongs(gid) {
-                continue;
-            }
-            if let Some(meta) = &g.persisted {
-                out.push(GroupRecord::Metadata {
-                    group: gid.clone(),
-                    value: Some(meta.clone()),
-                });
-            }
-            for ((topic, partition), c) in &g.offsets {
-                out.push(GroupRecord::Offset {
-                    group: gid.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    value: Some(c.value.clone()),
-                });
-            }
-        }
-        out
-    }
-
     /// Forgets every group `select` picks, with their staged transactional offsets:
     /// their partition is now another coordinator's.
     pub fn unload(&mut self, select: impl Fn(&str) -> bool) {
@@ -1129,7 +1102,7 @@ impl GroupCoordinator {
     /// Whether a transactional commit to `group`'s offsets is pending (OffsetFetch with
     /// require_stable answers UNSTABLE_OFFSET_COMMIT).
     pub fn has_staged(&self, group: &str) -> bool {
-        self.has_staged_where(|g| g == group)
+        self.staged.values().flatten().any(|s| s.group == group)
     }
 
     /// The partitions of `group` with transactional offsets pending.
@@ -1140,11 +1113,6 @@ impl GroupCoordinator {
             .filter(|s| s.group == group)
             .map(|s| (s.topic.clone(), s.partition))
             .collect()
-    }
-
-    /// Whether any group `select` picks has transactional offsets pending.
-    pub fn has_staged_where(&self, select: impl Fn(&str) -> bool) -> bool {
-        self.staged.values().flatten().any(|s| select(&s.group))
     }
 
     /// Applies a durable offset-commit record found at `position` in the log (also

@@ -497,46 +497,6 @@ fn a_loaded_group_keeps_its_generation_and_members_must_heartbeat() {
     );
 }
 
-#[test]
-fn a_snapshot_rebuilds_the_stored_state_not_the_rebalance_in_flight() {
-    let mut c = coordinator();
-    let gen = stable_group(&mut c, &["a", "b"]);
-    let value = OffsetValue {
-        offset: 11,
-        leader_epoch: -1,
-        metadata: "m".into(),
-        commit_timestamp_ms: 0,
-    };
-    c.apply_offset("g", "t", 0, Some(value), 5);
-    // A rebalance starts and completes its join, but nothing of it is stored yet.
-    c.join(
-        5_000,
-        20,
-        join_req("a", None, &["range", "roundrobin"]),
-        "x".into(),
-    );
-    c.join(5_000, 21, join_req("b", None, &["range"]), "x".into());
-    assert_eq!(c.group("g").unwrap().generation, gen + 1);
-    let records = c.snapshot(|g| g == "g");
-    let mut rebuilt = coordinator();
-    for (i, r) in records.into_iter().enumerate() {
-        match r {
-            GroupRecord::Metadata { group, value } => rebuilt.load_metadata(0, &group, value),
-            GroupRecord::Offset {
-                group,
-                topic,
-                partition,
-                value,
-            } => rebuilt.apply_offset(&group, &topic, partition, value, i as i64),
-        }
-    }
-    let g = rebuilt.group("g").unwrap();
-    assert_eq!((g.state, g.generation), (GroupState::Stable, gen));
-    assert_eq!(g.members["b"].assignment, Bytes::from("asg-b"));
-    assert_eq!(g.offsets[&("t".to_string(), 0)].value.offset, 11);
-    assert!(c.snapshot(|g| g != "g").is_empty());
-}
-
 fn committed(ts: i64) -> Option<OffsetValue> {
     Some(OffsetValue {
         offset: 7,

@@ -7,6 +7,7 @@
 //!   DeleteRecords stop at the high watermark), nor records below its log start.
 //! - In a topic that was trimmed, every acknowledged write at or above the final read's
 //!   log start is read back at its offset.
+//!
 //! Source: Kafka's DeleteRecords (KIP-107: the low watermark, "log start offset never
 //! decreases"), KIP-101's high watermark rule for what a leader may delete, and the
 //! durability contract of acks=all.
@@ -33,9 +34,13 @@ fn answered(o: &Op) -> Option<(&str, i64)> {
     Some((topic, o.log_start?))
 }
 
+/// An answer in completion order: (its op index, the highest log start answered so
+/// far, the index of the op that answered that).
+type Answered = (u64, i64, u64);
+
 fn never_back(ops: &[Op]) -> Vec<Anomaly> {
     // Per partition, the answers in completion order, with a running maximum.
-    let mut done: BTreeMap<(&str, i32), Vec<(u64, i64, u64)>> = BTreeMap::new();
+    let mut done: BTreeMap<(&str, i32), Vec<Answered>> = BTreeMap::new();
     let completed = with_invocations(ops);
     for (_, o) in &completed {
         if let Some((topic, start)) = answered(o) {
