@@ -56,8 +56,30 @@ enum Command {
     },
 }
 
+/// A CLI whose output is cut short (`sluice topic describe t | head -3`) stops quietly,
+/// as a shell tool killed by SIGPIPE does (exit status 141), instead of panicking: Rust
+/// ignores SIGPIPE, so `println!` meets a broken pipe as an error and panics.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Server(_)) {
+        quiet_on_broken_pipe();
+    }
     let filter = std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
