@@ -638,7 +638,10 @@ impl PartitionLog {
     /// whole segments below it are removed. Never past the high watermark. The new
     /// start is durable before anyone sees it. False if the start was already there.
     pub fn advance_log_start(&self, offset: i64) -> Result<bool, LogError> {
-        {
+        // A full disk may have no room for the checkpoint: then the segments wholly
+        // below the new start go first (recovery derives the same start from the
+        // segments left) and the checkpoint is written into the room they leave.
+        for room_made in [false, true] {
             let mut st = self.lock();
             if let Some(why) = &st.failed {
                 return Err(LogError::Storage(why.clone()));
@@ -654,8 +657,18 @@ impl PartitionLog {
                     end: hw,
                 });
             }
-            write_log_start(self.env.disk.as_ref(), &self.dir, offset)?;
-            st.log_start = offset;
+            match write_log_start(self.env.disk.as_ref(), &self.dir, offset) {
+                Ok(()) => {
+                    st.log_start = offset;
+                    break;
+                }
+                Err(e) if room_made => return Err(e),
+                Err(e) => {
+                    drop(st);
+                    warn!(dir = %self.dir.display(), error = %e, "no room for the log start checkpoint; deleting the segments below it first");
+                    self.delete_segments_before(offset)?;
+                }
+            }
         }
         self.delete_segments_before(offset)?;
         Ok(true)

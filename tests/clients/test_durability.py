@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from helpers import consume_all, consume_to_end, create_topic, produce_confluent
 
@@ -123,6 +123,94 @@ def test_full_disk_fails_produce_with_storage_error_and_broker_stays_up(make_bro
     finally:
         broker.stop()
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def log_start(bootstrap, topic):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-assign-only"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[0]
+    finally:
+        c.close()
+
+
+def read_from_log_start(bootstrap, topic):
+    """[(offset, value)] of partition 0 from its log start to its high watermark."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-assign-only",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        c.assign([TopicPartition(topic, 0, low)])
+        out, deadline = [], time.time() + 30
+        while (not out or out[-1][0] + 1 < high) and time.time() < deadline:
+            for m in c.consume(10000, 0.5):
+                assert not m.error(), m.error()
+                out.append((m.offset(), m.value()))
+        assert [o for o, _ in out] == list(range(low, high)), (low, high, len(out))
+        return out
+    finally:
+        c.close()
+
+
+def fill_until_refused(bootstrap, topic):
+    """Writes 1 KB records until the disk refuses them; the acknowledged offsets and
+    the error codes of the refused ones."""
+    acked, errors = [], []
+
+    def done(err, msg):
+        if err:
+            errors.append(err.code())
+        else:
+            acked.append(msg.offset())
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False,
+                  "message.timeout.ms": 5000, "retries": 0, "batch.num.messages": 50})
+    for i in range(8000):
+        p.produce(topic, value=b"%05d" % i + b"x" * 1000, on_delivery=done)
+        p.poll(0)
+    p.flush(30)
+    return acked, errors
+
+
+def test_a_full_disk_takes_writes_again_once_delete_records_or_retention_frees_space(make_broker, tmp_path):
+    """Nothing to restart: once DeleteRecords or retention deletes segments of a full
+    disk, the next writes are acknowledged."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    broker = make_broker(data_dir=mnt / "data", extra_env={"SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS": "200"})
+    broker.log_path = tmp_path / "broker.log"  # not on the full disk
+    try:
+        broker.start()
+        create_topic(broker.bootstrap, "full", 1, **{"segment.bytes": "262144"})
+        acked, errors = fill_until_refused(broker.bootstrap, "full")
+        assert KafkaError.KAFKA_STORAGE_ERROR in errors, set(errors)
+        assert acked, "some records fit"
+        high = max(acked) + 1
+
+        # DeleteRecords frees the segments below the high watermark: a megabyte
+        # more is taken at once.
+        broker.cli("topic", "trim", "full", "--partition", "0", "--offset", str(high))
+        more = produce_confluent(broker.bootstrap, "full", [(None, b"x" * 1000)] * 1000, "all")
+        assert [o for _, o, _, _ in more] == list(range(high, high + 1000))
+        got = read_from_log_start(broker.bootstrap, "full")
+        assert got[0][0] == high and got[-1][0] == high + 999
+
+        # A topic whose records expire after 3 s fills the disk again; retention
+        # frees it. (Its creation is written to the metadata log while there is room:
+        # a metadata write on a full disk halts the node, as Kafka's does.)
+        create_topic(broker.bootstrap, "expiring", 1, **{"segment.bytes": "262144", "retention.ms": "3000"})
+        acked, errors = fill_until_refused(broker.bootstrap, "expiring")
+        assert KafkaError.KAFKA_STORAGE_ERROR in errors, set(errors)
+        deadline = time.time() + 30
+        while log_start(broker.bootstrap, "expiring") == 0:
+            assert time.time() < deadline, "retention deleted nothing"
+            time.sleep(0.5)
+        more = produce_confluent(broker.bootstrap, "expiring", [(None, b"x" * 1000)] * 500, "all")
+        assert len(more) == 500
+        assert broker.alive()
+    finally:
+        broker.stop()
+        subprocess.run(["umount", "-l", str(mnt)])
+    assert "panicked" not in broker.output()
 
 
 def frame(api_key, version, correlation, body, flexible=False):

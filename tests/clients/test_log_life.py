@@ -10,7 +10,7 @@ import time
 import pytest
 from confluent_kafka import KafkaError, Producer
 
-from helpers import create_topic
+from helpers import create_topic, produce_confluent
 
 
 def produce_one(bootstrap, topic, key, value):
@@ -286,3 +286,88 @@ def test_a_new_replica_copies_a_compacted_log_and_serves_it_after_failover(tmp_p
             b.stop()
     for b in brokers:
         assert "panicked" not in b.output()
+
+
+def earliest_offset_read(bootstrap, topic):
+    """The first offset a new group with `auto.offset.reset=earliest` reads."""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"earliest-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                return m.offset()
+        raise AssertionError("no record read")
+    finally:
+        c.close()
+
+
+def watermarks(bootstrap, topic):
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        c.close()
+
+
+def wait_log_start(bootstrap, topic, done, timeout=30):
+    """Waits until `done(low, high)` holds for the partition's watermarks."""
+    deadline = time.time() + timeout
+    while True:
+        low, high = watermarks(bootstrap, topic)
+        if done(low, high):
+            return low, high
+        if time.time() > deadline:
+            raise AssertionError(f"log start {low}, high watermark {high}")
+        time.sleep(0.3)
+
+
+def produce_small_batches(bootstrap, topic, values):
+    """Batches of 20 records, so 4 KiB segments hold several."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                  "batch.num.messages": 20})
+    failed = []
+    for v in values:
+        p.produce(topic, value=v, on_delivery=lambda err, msg: failed.append(err) if err else None)
+        p.poll(0)
+    assert p.flush(30) == 0 and not failed, failed
+
+
+def test_retention_by_time_and_by_size_moves_the_log_start_and_earliest_readers_follow(tmp_path):
+    from conftest import Broker, free_port
+    b = Broker(tmp_path / "data", free_port(),
+               extra_env={"SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS": "200"}).start()
+    try:
+        # By size: 1,000 records of about 120 bytes in 4 KiB segments, at most 20 KB kept.
+        create_topic(b.bootstrap, "sized", 1, **{"segment.bytes": "4096", "retention.bytes": "20000"})
+        # By time: records older than 1.5 s go; segment.ms rolls the idle active segment.
+        create_topic(b.bootstrap, "timed", 1, **{"segment.bytes": "4096", "retention.ms": "1500",
+                                                 "segment.ms": "500"})
+        for topic in ("sized", "timed"):
+            produce_small_batches(b.bootstrap, topic, [b"%04d" % i + b"x" * 100 for i in range(1000)])
+        low, high = wait_log_start(b.bootstrap, "sized", lambda low, high: low > 0)
+        assert high == 1000
+        assert high - low < 400, "about 20 KB of 120-byte records is kept"
+        size = sum(f.stat().st_size for f in (b.data_dir / "sized-0").glob("*.log"))
+        assert size <= 20000 + 4096, size
+        # A new group reading from the earliest offset starts at the log start.
+        assert earliest_offset_read(b.bootstrap, "sized") == low
+        row = b.cli("topic", "describe", "sized").stdout.splitlines()[2].split("\t")
+        assert (int(row[2]), int(row[3])) == (low, high), row
+
+        # Everything expires, the active segment too once idle: the log start reaches
+        # the end, and the next record written is the first one a reader gets.
+        wait_log_start(b.bootstrap, "timed", lambda low, high: low == high == 1000)
+        row = b.cli("topic", "describe", "timed").stdout.splitlines()[2].split("\t")
+        assert (int(row[2]), int(row[3]), int(row[5])) == (1000, 1000, 0), row
+        # (Kept long enough for a new group to join and read it.)
+        b.cli("topic", "alter-config", "timed", "--set", "retention.ms=3600000")
+        produce_confluent(b.bootstrap, "timed", [(None, b"after")], "all")
+        assert earliest_offset_read(b.bootstrap, "timed") == 1000
+    finally:
+        b.stop()
+    assert "panicked" not in b.output()
