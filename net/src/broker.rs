@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_core::cluster::metadata::{
-    place_replicas, Applied, Command, MetadataError, MetadataImage, PartitionState,
+    place_replicas, Applied, Command, ConfigResource, MetadataError, MetadataImage, PartitionState,
 };
 use sluice_core::cluster::throttle::Throttle;
 use sluice_core::config::BrokerConfig;
 use sluice_core::env::Env;
 use sluice_core::group::GroupCoordinator;
 use sluice_core::sim::{planted, Bug};
-use sluice_core::topics::{Topic, TopicError};
+use sluice_core::topics::{ProducePolicy, Topic, TopicError};
 use sluice_storage::{checkpoint, CleanConfig, LogConfig, LogError, PartitionLog};
 use thiserror::Error;
 use tokio::sync::watch;
@@ -629,10 +629,11 @@ impl Broker {
             .ok()
     }
 
-    /// The largest batch a produce to `topic` may carry (`max.message.bytes`).
-    pub fn max_message_bytes(&self, topic: &str) -> usize {
-        self.topic_config(topic, "max.message.bytes")
-            .unwrap_or(self.config.message_max_bytes)
+    /// What `topic`'s configs ask of each batch produced to it (None: no such topic).
+    pub fn produce_policy(&self, topic: &str) -> Option<ProducePolicy> {
+        let st = self.lock();
+        let configs = &st.image.topics.get(topic)?.configs;
+        Some(ProducePolicy::of(configs, self.config.message_max_bytes))
     }
 
     /// `min.insync.replicas` of a topic.
@@ -916,6 +917,16 @@ impl Broker {
         command: Command,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        // What a client sets is checked strictly here, at the door; the state machine
+        // checks only what every stored config passes.
+        if let Command::AlterConfigs {
+            resource: ConfigResource::Topic(_),
+            set,
+            ..
+        } = &command
+        {
+            sluice_core::topics::validate_configs(set)?;
+        }
         if validate_only {
             (*self.image()).clone().apply(&command)?;
             return Ok(());

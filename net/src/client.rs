@@ -356,9 +356,15 @@ impl From<Record> for Consumed {
 /// partial batch is ignored.
 pub fn decode_batches(data: Bytes, from: i64) -> Result<Vec<Consumed>, ClientError> {
     let mut out = Vec::new();
-    for_each_record(data, |_, r| {
+    for_each_record(data, |h, r| {
         if !r.control && r.offset >= from {
-            out.push(Consumed::from(r));
+            let mut c = Consumed::from(r);
+            // A LogAppendTime batch's records all carry the broker's time, which only
+            // the batch's max timestamp holds (as Kafka's clients read it).
+            if h.attributes & 0x08 != 0 {
+                c.timestamp = h.max_timestamp;
+            }
+            out.push(c);
         }
     })?;
     Ok(out)

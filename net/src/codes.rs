@@ -15,6 +15,7 @@ pub const LEADER_NOT_AVAILABLE: i16 = 5;
 pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 pub const REQUEST_TIMED_OUT: i16 = 7;
 pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const INVALID_TIMESTAMP: i16 = 32;
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const NOT_COORDINATOR: i16 = 16;
@@ -85,7 +86,7 @@ pub fn topic_error(e: &TopicError) -> i16 {
             INVALID_PARTITIONS
         }
         TopicError::InvalidReplicationFactor(_) => INVALID_REPLICATION_FACTOR,
-        TopicError::InvalidConfig(_) => INVALID_CONFIG,
+        TopicError::InvalidConfig(_) | TopicError::Unsupported { .. } => INVALID_CONFIG,
     }
 }
 

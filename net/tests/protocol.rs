@@ -435,6 +435,59 @@ async fn long_poll_waits_for_data_and_times_out() {
     node.stop();
 }
 
+/// KIP-74: only the first batch of a fetch response may pass `max_bytes` or its
+/// partition's `partition_max_bytes`; a later partition whose first batch does not fit
+/// gets nothing this time (librdkafka drops a connection whose response exceeds what it
+/// asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_response_passes_its_limits_only_by_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "big", 2, 7).await;
+    let big = |tag: &str| {
+        let value = Bytes::from(format!("{tag}{}", "x".repeat(900_000)));
+        let m = Message {
+            key: None,
+            value: Some(value),
+            timestamp: 0,
+        };
+        encode_batch(&[m], Compression::None).unwrap()
+    };
+    for p in 0..2 {
+        let r = c
+            .call(produce_req("big", p, 1, big(&format!("p{p}"))), 10)
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let sizes = |r: &FetchResponse| -> Vec<usize> {
+        r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+            .collect()
+    };
+    // max_bytes 1,000,000: partition 0's 900 KB batch goes whole, partition 1 waits.
+    let req = fetch_request("big", [(0, 0), (1, 0)], 0, 1_000_000, 1 << 21);
+    let r = c.call(req, 12).await.unwrap();
+    let got = sizes(&r);
+    assert!(got[0] > 900_000 && got[1] == 0, "{got:?}");
+    // partition_max_bytes 100 KB: the same.
+    let req = fetch_request("big", [(0, 0), (1, 0)], 0, 50 << 20, 100_000);
+    let got = sizes(&c.call(req, 12).await.unwrap());
+    assert!(got[0] > 900_000 && got[1] == 0, "{got:?}");
+    // Partition 1 first: now it is the one served.
+    let req = fetch_request("big", [(1, 0), (0, 0)], 0, 1_000_000, 1 << 21);
+    let got = sizes(&c.call(req, 12).await.unwrap());
+    assert!(got[0] > 900_000 && got[1] == 0, "{got:?}");
+    // Room for both: both served.
+    let req = fetch_request("big", [(0, 0), (1, 0)], 0, 3_000_000, 1 << 21);
+    let got = sizes(&c.call(req, 12).await.unwrap());
+    assert!(got.iter().all(|&n| n > 900_000), "{got:?}");
+    node.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_but_not_while_a_request_waits() {
     use std::time::{Duration, Instant};
@@ -1316,36 +1369,135 @@ async fn open_transactions_survive_a_restart_and_time_out() {
     node.stop();
 }
 
+/// A CreateTopics request for one single-partition topic with `configs`.
+fn with_configs(topic: &str, configs: &[(&str, &str)]) -> CreateTopicsRequest {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Topic configs shape what is stored (Kafka's LogValidator): `compression.type`
+/// recompresses, LogAppendTime stamps the broker's time (and the produce answer says
+/// it), timestamps outside `message.timestamp.before/after.max.ms` are refused with
+/// INVALID_TIMESTAMP; configs Sluice cannot honour are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_shape_what_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    let created =
+        |r: CreateTopicsResponse| (r.topics[0].error_code, r.topics[0].error_message.clone());
+    for (topic, configs) in [
+        ("zstd", vec![("compression.type", "zstd")]),
+        (
+            "appended",
+            vec![("message.timestamp.type", "LogAppendTime")],
+        ),
+        ("recent", vec![("message.timestamp.before.max.ms", "60000")]),
+    ] {
+        let r = c.call(with_configs(topic, &configs), 7).await.unwrap();
+        assert_eq!(created(r).0, 0, "{topic}");
+    }
+    let r = c
+        .call(
+            with_configs("unclean", &[("unclean.leader.election.enable", "true")]),
+            7,
+        )
+        .await
+        .unwrap();
+    let (code, message) = created(r);
+    assert_eq!(code, 40, "INVALID_CONFIG");
+    assert!(message.unwrap().contains("unclean.leader.election.enable"));
+
+    let produce = |topic: &str, ts: i64, compression: Compression| {
+        let m = Message {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from("v".repeat(2000))),
+            timestamp: ts,
+        };
+        produce_req(
+            topic,
+            0,
+            -1,
+            encode_batch(&[m.clone(), m], compression).unwrap(),
+        )
+    };
+    let answer = |r: ProduceResponse| {
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.log_append_time_ms)
+    };
+    let first_batch = |r: &FetchResponse| {
+        let records = r.responses[0].partitions[0].records.clone().unwrap();
+        sluice_storage::batch::validate(&records).unwrap()
+    };
+    let now = now_ms();
+
+    // compression.type=zstd: a gzip batch is stored as zstd, its records intact.
+    let r = c
+        .call(produce("zstd", now, Compression::Gzip), 9)
+        .await
+        .unwrap();
+    assert_eq!(answer(r), (0, -1));
+    let f = c.call(fetch_req("zstd", 0, 0, 0), 12).await.unwrap();
+    assert_eq!(first_batch(&f).compression(), 4);
+    let got = fetched(&f);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].value.as_ref().unwrap().len(), 2000);
+
+    // LogAppendTime: the broker's time, whatever the producer said.
+    let r = c
+        .call(produce("appended", 7, Compression::None), 9)
+        .await
+        .unwrap();
+    let (code, appended_at) = answer(r);
+    assert_eq!(code, 0);
+    assert!((now..now + 60_000).contains(&appended_at), "{appended_at}");
+    let f = c.call(fetch_req("appended", 0, 0, 0), 12).await.unwrap();
+    let h = first_batch(&f);
+    assert_eq!((h.attributes & 0x08, h.max_timestamp), (0x08, appended_at));
+    assert!(fetched(&f).iter().all(|r| r.timestamp == appended_at));
+
+    // CreateTime bounds: before.max.ms set here, after.max.ms at Kafka 4's hour.
+    for (ts, code) in [(now - 120_000, 32), (now + 7_200_000, 32), (now, 0)] {
+        let r = c
+            .call(produce("recent", ts, Compression::Lz4), 9)
+            .await
+            .unwrap();
+        assert_eq!(answer(r).0, code, "timestamp {}", ts - now);
+    }
+    let f = c.call(fetch_req("recent", 0, 0, 0), 12).await.unwrap();
+    assert_eq!(fetched(&f).len(), 2, "only the batch in bounds was stored");
+    node.stop();
+}
+
 /// Retention drops whole sealed segments: by age of their newest record
 /// (`retention.ms`) and by size (`retention.bytes`); never the active segment, never a
 /// `cleanup.policy=compact` topic; reads below the new log start are out of range.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_old_and_excess_segments() {
-    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
-
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir, |_| {}).await;
     let mut c = connect(&node).await;
-    let with_configs = |topic: &str, configs: &[(&str, &str)]| {
-        CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )])
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     for (topic, configs) in [
         (
             "aged",

@@ -195,6 +195,19 @@ pub fn set_leader_epoch(buf: &mut [u8], epoch: i32) {
     buf[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
+/// Stamps a whole, valid batch with the broker's time (`message.timestamp.type=
+/// LogAppendTime`): the timestamp type attribute and the max timestamp, which
+/// readers take for every record of such a batch; then recomputes its CRC.
+pub fn stamp_log_append_time(buf: &mut [u8], now_ms: i64) {
+    if buf.len() >= HEADER_LEN {
+        let attributes = be_i16(buf, 21) | 0x08;
+        buf[21..23].copy_from_slice(&attributes.to_be_bytes());
+        buf[35..43].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_START..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
 /// Marks a batch as non-idempotent (base sequence -1) and recomputes its CRC.
 pub fn clear_base_sequence(buf: &mut [u8]) {
     if buf.len() >= HEADER_LEN {

@@ -89,23 +89,49 @@ pub fn rewrite(
     if kept.len() == views.len() {
         return Ok(None);
     }
+    rebuild(batch, &h, &plain, &kept, h.compression()).map(Some)
+}
+
+/// The batch with its records compressed with `codec` (a v2 codec attribute, 0-4),
+/// as a topic's `compression.type` asks; `None` when it already is, or is a control
+/// batch (those are never compressed). Offsets, timestamps, producer fields and the
+/// records themselves are kept.
+pub fn recompress(batch: &[u8], codec: i16) -> Result<Option<Vec<u8>>, RewriteError> {
+    let h = batch::validate(batch)?;
+    if h.compression() == codec || h.is_control() {
+        return Ok(None);
+    }
+    let (h, plain, views) = records(batch)?;
+    let all: Vec<&RecordView> = views.iter().collect();
+    rebuild(batch, &h, &plain, &all, codec).map(Some)
+}
+
+/// `batch`'s header around the `kept` records of its decompressed section `plain`,
+/// compressed with `codec`.
+fn rebuild(
+    batch: &[u8],
+    h: &BatchHeader,
+    plain: &[u8],
+    kept: &[&RecordView],
+    codec: i16,
+) -> Result<Vec<u8>, RewriteError> {
     let bad = |why: String| RewriteError::Records {
         offset: h.base_offset,
         why,
     };
-    let mut attributes = h.attributes;
+    let mut attributes = (h.attributes & !0x07) | codec;
     let mut section = BytesMut::new();
     if kept.is_empty() {
         // No records: nothing to compress (a reader would try to inflate nothing).
         attributes &= !0x07;
     } else {
         let write = |out: &mut BytesMut| {
-            for v in &kept {
+            for v in kept {
                 out.put_slice(&plain[v.raw.clone()]);
             }
             Ok(())
         };
-        match h.compression() {
+        match codec {
             NONE => write(&mut section),
             GZIP => compression::Gzip::compress(&mut section, write),
             SNAPPY => compression::Snappy::compress(&mut section, write),
@@ -125,7 +151,7 @@ pub fn rewrite(
     out[57..61].copy_from_slice(&(kept.len() as i32).to_be_bytes());
     let crc = crc32c::crc32c(&out[21..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// A batch without records over `[base, next)`: what the cleaner leaves of a run of
@@ -312,6 +338,42 @@ mod tests {
                 (0, 0, HEADER_LEN)
             );
             assert_eq!(e.next_offset(), h.next_offset());
+        }
+    }
+
+    #[test]
+    fn recompression_changes_only_the_codec() {
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for from in codecs {
+            let original = encode(
+                &[
+                    record(10, Some("a"), Some("1")),
+                    record(11, None, Some(&"x".repeat(500))),
+                ],
+                from,
+            );
+            let before = RecordBatchDecoder::decode(&mut Bytes::from(original.clone())).unwrap();
+            for (to, attribute) in codecs.iter().zip(0i16..) {
+                let Some(out) = recompress(&original, attribute).unwrap() else {
+                    assert_eq!(from, *to, "only a batch already in the codec stays as is");
+                    continue;
+                };
+                let h = batch::validate(&out).unwrap();
+                assert_eq!(h.compression(), attribute);
+                assert_eq!(
+                    (h.producer_id, h.base_sequence, h.record_count),
+                    (42, 10, 2)
+                );
+                let after = RecordBatchDecoder::decode(&mut Bytes::from(out)).unwrap();
+                assert_eq!(after.compression, *to);
+                assert_eq!(after.records, before.records, "{from:?} to {to:?}");
+            }
         }
     }
 

@@ -130,3 +130,46 @@ def test_unknown_topic_is_reported(broker):
     p.flush(10)
     assert errs and errs[0] is not None
     assert errs[0].code() in (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def test_topic_configs_are_enforced(broker):
+    """compression.type recompresses what is stored, LogAppendTime gives every record
+    the broker's time, message.timestamp.before.max.ms refuses old timestamps
+    (INVALID_TIMESTAMP), and a config Sluice cannot honour is refused by name."""
+    from confluent_kafka import KafkaError, KafkaException, Producer, TIMESTAMP_LOG_APPEND_TIME
+    from confluent_kafka.admin import NewTopic
+    create_topic(broker.bootstrap, "stamped", 1,
+                 **{"message.timestamp.type": "LogAppendTime", "compression.type": "zstd"})
+    create_topic(broker.bootstrap, "recent", 1, **{"message.timestamp.before.max.ms": "60000"})
+    before = int(time.time() * 1000)
+    outcomes = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "compression.type": "gzip"})
+    for topic in ("stamped", "recent"):
+        for i in range(10):
+            p.produce(topic, value=b"v%d" % i, timestamp=1_000_000 + i,
+                      on_delivery=lambda err, msg: outcomes.append((msg.topic(), err)))
+    assert p.flush(30) == 0
+    after = int(time.time() * 1000)
+    errors = {t: {e.code() if e else None for tt, e in outcomes if tt == t} for t in ("stamped", "recent")}
+    assert errors == {"stamped": {None}, "recent": {KafkaError.INVALID_TIMESTAMP}}, errors
+
+    got = consume_all(broker.bootstrap, "stamped", 1, 10)
+    assert [v for *_, v in got] == [b"v%d" % i for i in range(10)]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ts"})
+    c.assign([TopicPartition("stamped", 0, 0)])
+    m = None
+    while m is None or m.error():
+        m = c.poll(5)
+    c.close()
+    kind, ts = m.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME and before <= ts <= after, (kind, ts, before, after)
+    # Stored zstd (codec 4 in the batch attributes), though the producer sent gzip.
+    segment = next((broker.data_dir / "stamped-0").glob("*.log")).read_bytes()
+    assert segment[21:23] == b"\x00\x0c", segment[21:23].hex()  # LogAppendTime | zstd
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    fut = admin.create_topics([NewTopic("unclean", 1, 1, config={"unclean.leader.election.enable": "true"})])
+    with pytest.raises(KafkaException) as e:
+        fut["unclean"].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert "unclean.leader.election.enable" in e.value.args[0].str()

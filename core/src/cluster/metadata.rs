@@ -387,7 +387,7 @@ impl MetadataImage {
                 replicas,
             } => {
                 topics::validate_name(name)?;
-                topics::validate_configs(configs)?;
+                topics::check_stored_configs(configs)?;
                 if self.topics.contains_key(name) {
                     return Err(TopicError::Exists(name.clone()).into());
                 }
@@ -578,7 +578,7 @@ impl MetadataImage {
                             .get_mut(name)
                             .ok_or_else(|| TopicError::Unknown(name.clone()))?;
                         let configs = merged(&topic.configs);
-                        topics::validate_configs(&configs)?;
+                        topics::check_stored_configs(&configs)?;
                         topic.configs = configs;
                     }
                     ConfigResource::Broker(node) => {

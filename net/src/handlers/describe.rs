@@ -30,21 +30,34 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
 
 fn config_type(name: &str) -> i8 {
     match name {
-        "cleanup.policy"
-        | "compression.type"
+        "cleanup.policy" => TYPE_LIST,
+        "compression.type"
         | "message.timestamp.type"
         | "listeners"
         | "advertised.listeners"
         | "log.dirs" => TYPE_STRING,
-        "unclean.leader.election.enable" | "auto.create.topics.enable" => TYPE_BOOLEAN,
+        "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => {
+            TYPE_LIST
+        }
+        "unclean.leader.election.enable"
+        | "auto.create.topics.enable"
+        | "preallocate"
+        | "remote.storage.enable"
+        | "remote.log.copy.disable"
+        | "remote.log.delete.on.disable" => TYPE_BOOLEAN,
         "max.message.bytes"
         | "min.insync.replicas"
         | "segment.bytes"
         | "segment.index.bytes"
         | "index.interval.bytes"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level"
         | "num.partitions"
         | "message.max.bytes"
         | "socket.request.max.bytes"
@@ -52,6 +65,7 @@ fn config_type(name: &str) -> i8 {
         | "log.segment.bytes"
         | "log.index.interval.bytes"
         | "default.replication.factor" => TYPE_INT,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         _ => TYPE_LONG,
     }
 }

@@ -184,7 +184,14 @@ fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, b
                         .map(Some)
                     };
                     match result {
-                        Ok(Some(read)) => {
+                        Ok(Some(mut read)) => {
+                            // Only the response's first batch may pass the limits
+                            // (KIP-74); a later partition's oversized first batch
+                            // waits for a fetch of its own.
+                            if total > 0 && read.batches.len() > limit {
+                                let fits = whole_batches_within(&read.batches, limit);
+                                read.batches.truncate(fits);
+                            }
                             total += read.batches.len();
                             let aborted = read
                                 .aborted
@@ -238,4 +245,17 @@ fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, b
         total,
         errors,
     )
+}
+
+/// The length of the longest run of whole batches at the front of `batches` that fits
+/// in `limit` bytes.
+fn whole_batches_within(batches: &[u8], limit: usize) -> usize {
+    let mut fits = 0;
+    for (at, h) in sluice_storage::batch::Batches::new(batches, false) {
+        if at + h.size > limit {
+            break;
+        }
+        fits = at + h.size;
+    }
+    fits
 }

@@ -3,12 +3,14 @@
 //! in-sync replica (the high watermark passed them), refused with NOT_ENOUGH_REPLICAS
 //! while the ISR is smaller than min.insync.replicas. acks=0 gets no response at all.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use sluice_core::topics::ProducePolicy;
 use sluice_core::txn::TxnError;
 use sluice_storage::batch;
 use sluice_storage::PartitionLog;
@@ -25,6 +27,8 @@ enum Outcome {
         base_offset: i64,
         end_offset: i64,
         generation: u64,
+        /// The broker's time stamped on the batches (LogAppendTime), or -1.
+        log_append_time: i64,
     },
 }
 
@@ -35,8 +39,9 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name = t.name.to_string();
-        let max_bytes = broker.max_message_bytes(&name);
-        let compacted = broker.cleanup_policy_compacts(&name);
+        let policy = broker.produce_policy(&name).unwrap_or_else(|| {
+            ProducePolicy::of(&Default::default(), broker.config.message_max_bytes)
+        });
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let outcome = if !valid_acks {
@@ -44,7 +49,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
             } else if crate::internal::is_internal(&name) {
                 // Only the coordinator writes its internal topic.
                 Outcome::Failed(codes::INVALID_TOPIC_EXCEPTION)
-            } else if compacted && has_keyless_record(p.records.as_ref()) {
+            } else if policy.compacted && has_keyless_record(p.records.as_ref()) {
                 // Compaction keeps the newest record per key: one without a key has
                 // no place in such a log (Kafka's LogValidator refuses it the same way).
                 Outcome::Failed(codes::INVALID_RECORD)
@@ -52,7 +57,19 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                 // A retriable refusal before anything is written.
                 Outcome::Failed(codes::REQUEST_TIMED_OUT)
             } else {
+                let now = broker.env.clock.wall_ms();
                 let records = p.records.as_deref().unwrap_or_default();
+                let records = match conform(records, &policy, now) {
+                    Ok(records) => records,
+                    Err(code) => {
+                        parts.push((p.index, Outcome::Failed(code)));
+                        continue;
+                    }
+                };
+                let stamped = if policy.log_append_time { now } else { -1 };
+                let store = |log: &Arc<PartitionLog>| {
+                    append(log, &records, policy.max_batch_bytes, stamped)
+                };
                 let replica = broker.leader_replica(&name, p.index, -1).and_then(|r| {
                     if acks == -1 {
                         r.check_min_isr(broker.min_insync_replicas(&name))?;
@@ -61,7 +78,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                 });
                 match replica {
                     Err(code) => Outcome::Failed(code),
-                    Ok(r) if batch::peek_transactional(records).is_some() => {
+                    Ok(r) if batch::peek_transactional(&records).is_some() => {
                         // Checked and appended as one step against marker appends.
                         let _guard = broker.txns.append_guard();
                         match in_transaction(
@@ -69,13 +86,13 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                             transactional_id.as_deref(),
                             &name,
                             p.index,
-                            records,
+                            &records,
                         ) {
                             Err(code) => Outcome::Failed(code),
-                            Ok(()) => append(&r.log, records, max_bytes),
+                            Ok(()) => store(&r.log),
                         }
                     }
-                    Ok(r) => append(&r.log, records, max_bytes),
+                    Ok(r) => store(&r.log),
                 }
             };
             if let Outcome::Failed(code) = &outcome {
@@ -112,6 +129,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                         base_offset,
                         end_offset,
                         generation,
+                        log_append_time,
                     } => {
                         // acks=all waits for the in-sync replicas (the high
                         // watermark), acks=1 for this replica's fsync; both at most
@@ -132,6 +150,7 @@ pub fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
                         match outcome {
                             Some(Ok(())) => r
                                 .with_base_offset(base_offset)
+                                .with_log_append_time_ms(log_append_time)
                                 .with_log_start_offset(log.log_start_offset()),
                             Some(Err(e)) => failed(r, codes::log_error(&e)),
                             None => failed(r, codes::REQUEST_TIMED_OUT),
@@ -170,7 +189,12 @@ fn in_transaction(
         })
 }
 
-fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Outcome {
+fn append(
+    log: &Arc<PartitionLog>,
+    records: &[u8],
+    max_batch_bytes: usize,
+    log_append_time: i64,
+) -> Outcome {
     // message.max.bytes bounds each batch, as in Kafka.
     let mut pos = 0;
     while pos < records.len() {
@@ -191,6 +215,7 @@ fn append(log: &Arc<PartitionLog>, records: &[u8], max_batch_bytes: usize) -> Ou
             base_offset: a.base_offset,
             end_offset: a.last_offset + 1,
             generation: a.generation,
+            log_append_time,
         },
         Err(e) => {
             tracing::warn!(dir = %log.dir().display(), error = %e, "append refused");
@@ -222,4 +247,54 @@ fn has_keyless_record(records: Option<&bytes::Bytes>) -> bool {
         pos += size;
     }
     false
+}
+
+/// The batches as the topic keeps them (Kafka's LogValidator): CreateTime timestamps
+/// within `message.timestamp.before/after.max.ms` of the broker's clock (else
+/// INVALID_TIMESTAMP), recompressed to `compression.type`, stamped with the broker's
+/// time under LogAppendTime. Borrowed when nothing changes; a batch that does not
+/// parse is left for the append to refuse.
+fn conform<'a>(records: &'a [u8], policy: &ProducePolicy, now: i64) -> Result<Cow<'a, [u8]>, i16> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut pos = 0;
+    while pos < records.len() {
+        let Ok(h) = batch::parse_header(&records[pos..]) else {
+            return Ok(Cow::Borrowed(records));
+        };
+        let one = &records[pos..pos + h.size];
+        if !policy.log_append_time {
+            // The batch's max timestamp bounds its records from above; the earliest
+            // is read only when a lower bound is set.
+            let earliest = if policy.max_before_ms == i64::MAX {
+                None
+            } else {
+                match sluice_storage::compaction::records(one) {
+                    Ok((_, _, views)) => views.iter().map(|v| v.timestamp).min(),
+                    Err(_) => return Ok(Cow::Borrowed(records)),
+                }
+            };
+            if !policy.timestamp_ok(h.max_timestamp, now)
+                || earliest.is_some_and(|t| !policy.timestamp_ok(t, now))
+            {
+                return Err(codes::INVALID_TIMESTAMP);
+            }
+        }
+        let recompressed = match policy.codec {
+            Some(codec) => match sluice_storage::compaction::recompress(one, codec) {
+                Ok(r) => r,
+                Err(_) => return Err(codes::CORRUPT_MESSAGE),
+            },
+            None => None,
+        };
+        if recompressed.is_some() || policy.log_append_time || out.is_some() {
+            let buf = out.get_or_insert_with(|| records[..pos].to_vec());
+            let at = buf.len();
+            buf.extend_from_slice(recompressed.as_deref().unwrap_or(one));
+            if policy.log_append_time {
+                batch::stamp_log_append_time(&mut buf[at..], now);
+            }
+        }
+        pos += h.size;
+    }
+    Ok(out.map_or(Cow::Borrowed(records), Cow::Owned))
 }
