@@ -35,16 +35,177 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
     Ok(())
 }
 
-/// Reads the settings of a TOML file.
+/// Reads the settings of a config file: TOML, or Kafka's `server.properties` format
+/// (by the `.properties` extension, or when a file without `.toml` is not TOML).
 pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let value: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str());
+    if ext == Some("properties") {
+        return Ok(parse_properties(&text));
+    }
+    let value: toml::Value = match toml::from_str(&text) {
+        Ok(v) => v,
+        Err(_) if ext != Some("toml") => return Ok(parse_properties(&text)),
+        Err(e) => return Err(e).with_context(|| format!("parsing config file {}", path.display())),
+    };
     let mut out = BTreeMap::new();
     flatten("", &value, &mut out).with_context(|| format!("in config file {}", path.display()))?;
     Ok(out)
 }
+
+/// Java's properties format as Kafka reads `server.properties`: `key=value`,
+/// `key: value` or `key value`; `#` and `!` comments; a trailing backslash continues
+/// a line; backslash escapes. Later keys win.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let mut logical = line.trim_start().to_string();
+        if logical.is_empty() || logical.starts_with('#') || logical.starts_with('!') {
+            continue;
+        }
+        while ends_in_continuation(&logical) {
+            logical.pop();
+            match lines.next() {
+                Some(next) => logical.push_str(next.trim_start()),
+                None => break,
+            }
+        }
+        let (key, value) = split_property(&logical);
+        out.insert(unescape(&key), unescape(value.trim_start()));
+    }
+    out
+}
+
+/// An odd number of trailing backslashes: the last one continues the line.
+fn ends_in_continuation(line: &str) -> bool {
+    line.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+/// The key (up to an unescaped `=`, `:` or whitespace) and the rest after the
+/// separator.
+fn split_property(line: &str) -> (String, &str) {
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '=' || c == ':' || c.is_whitespace() {
+            let rest = line[i..].trim_start();
+            let rest = if c.is_whitespace() {
+                rest.strip_prefix(['=', ':']).unwrap_or(rest)
+            } else {
+                &rest[1..]
+            };
+            return (line[..i].to_string(), rest);
+        }
+    }
+    (line.to_string(), "")
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                if let Some(ch) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    out.push(ch);
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Kafka broker configs Sluice does not use, and why leaving them unused changes
+/// nothing a client relies on. Each is logged once at start as ignored.
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "num.network.threads",
+        "Sluice's async runtime sizes its own threads",
+    ),
+    (
+        "num.io.threads",
+        "Sluice's async runtime sizes its own threads",
+    ),
+    (
+        "background.threads",
+        "Sluice's async runtime sizes its own threads",
+    ),
+    ("num.replica.fetchers", "Sluice runs a fetcher per leader"),
+    (
+        "num.recovery.threads.per.data.dir",
+        "Sluice recovers logs as it opens them",
+    ),
+    ("socket.send.buffer.bytes", "the OS sizes socket buffers"),
+    ("socket.receive.buffer.bytes", "the OS sizes socket buffers"),
+    (
+        "replica.socket.receive.buffer.bytes",
+        "the OS sizes socket buffers",
+    ),
+    (
+        "queued.max.requests",
+        "queued.max.request.bytes bounds waiting requests",
+    ),
+    (
+        "log.flush.interval.messages",
+        "every write is fsynced before it is acknowledged",
+    ),
+    (
+        "log.flush.interval.ms",
+        "every write is fsynced before it is acknowledged",
+    ),
+    (
+        "log.flush.scheduler.interval.ms",
+        "every write is fsynced before it is acknowledged",
+    ),
+    (
+        "log.flush.offset.checkpoint.interval.ms",
+        "checkpoints are written as they change",
+    ),
+    (
+        "log.flush.start.offset.checkpoint.interval.ms",
+        "checkpoints are written as they change",
+    ),
+    (
+        "offsets.topic.replication.factor",
+        "internal topics get min(3, brokers) replicas",
+    ),
+    (
+        "transaction.state.log.replication.factor",
+        "internal topics get min(3, brokers) replicas",
+    ),
+    (
+        "transaction.state.log.min.isr",
+        "internal topics get min(3, brokers) replicas",
+    ),
+    (
+        "share.coordinator.state.topic.replication.factor",
+        "share groups are not served",
+    ),
+    (
+        "share.coordinator.state.topic.min.isr",
+        "share groups are not served",
+    ),
+    (
+        "inter.broker.listener.name",
+        "brokers replicate over the one listener",
+    ),
+];
 
 /// The config names `build` accepts.
 pub const KNOWN: &[&str] = &[
@@ -96,6 +257,12 @@ pub const KNOWN: &[&str] = &[
     "min.insync.replicas",
     "auto.leader.rebalance.enable",
     "leader.imbalance.check.interval.seconds",
+    "listener.security.protocol.map",
+    "controller.listener.names",
+    "process.roles",
+    "controller.quorum.bootstrap.servers",
+    "unclean.leader.election.enable",
+    "metadata.log.dir",
 ];
 
 /// `SLUICE_NUM_PARTITIONS=3` sets `num.partitions`, like the Kafka images' `KAFKA_*`.
@@ -147,25 +314,61 @@ fn positive<T: std::str::FromStr + PartialOrd + Default + Copy>(
     Ok(n)
 }
 
-/// Applies settings in order over the defaults.
-pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
+/// A broker config, and the Kafka configs it leaves unused with the reason (for the
+/// operator's log).
+pub struct Built {
+    pub config: BrokerConfig,
+    pub ignored: Vec<String>,
+}
+
+/// Kafka's default `listener.security.protocol.map`.
+const DEFAULT_PROTOCOL_MAP: &str =
+    "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
+
+/// Applies settings in order over the defaults; unused Kafka configs are listed.
+pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
     let mut c = BrokerConfig::default();
+    let mut ignored = Vec::new();
+    let mut listeners = None;
     let mut advertised = None;
+    let mut protocol_map = DEFAULT_PROTOCOL_MAP.to_string();
+    let mut controller_names = String::new();
+    let mut data_dirs = None;
     for layer in layers {
         for (key, value) in layer {
             let v = value.as_str();
+            if let Some((_, why)) = IGNORED.iter().find(|(k, _)| k == key) {
+                ignored.push(format!("{key}={v} is ignored: {why}"));
+                continue;
+            }
             match key.as_str() {
                 "node.id" | "broker.id" => c.node_id = num(key, v)?,
-                "listeners" => {
-                    let (host, port) = host_port(key, v)?;
-                    c.listen = if host.contains(':') {
-                        format!("[{host}]:{port}")
-                    } else {
-                        format!("{host}:{port}")
-                    };
+                "listeners" => listeners = Some(v.to_string()),
+                "advertised.listeners" => advertised = Some(v.to_string()),
+                "listener.security.protocol.map" => protocol_map = v.to_string(),
+                "controller.listener.names" => controller_names = v.to_string(),
+                "process.roles" => {
+                    let roles: Vec<&str> = v.split(',').map(str::trim).collect();
+                    if !roles.contains(&"broker")
+                        || roles.iter().any(|r| !matches!(*r, "broker" | "controller"))
+                    {
+                        bail!("config '{key}': '{v}' is not served: every Sluice node is a broker and a metadata voter ('broker,controller')");
+                    }
                 }
-                "advertised.listeners" => advertised = Some(host_port(key, v)?),
-                "log.dirs" | "log.dir" => c.data_dir = v.split(',').next().unwrap_or(v).to_string(),
+                "controller.quorum.bootstrap.servers" => {
+                    if v.split(',').filter(|s| !s.trim().is_empty()).count() > 1 {
+                        bail!("config '{key}': dynamic quorums (KIP-853) are not served; list the voters in 'controller.quorum.voters' (id@host:port,...)");
+                    }
+                    ignored.push(format!("{key}={v} is ignored: one node without 'controller.quorum.voters' is its own quorum"));
+                }
+                "unclean.leader.election.enable" if v == "false" => {}
+                "unclean.leader.election.enable" => {
+                    bail!("config '{key}': '{v}' is not served: Sluice never elects a replica outside the ISR")
+                }
+                "log.dirs" | "log.dir" => data_dirs = Some((key.clone(), v.to_string())),
+                "metadata.log.dir" => bail!(
+                    "config '{key}': not served; the metadata log lives in raft/ under 'log.dirs'"
+                ),
                 "num.partitions" => c.num_partitions = positive(key, v)?,
                 "auto.create.topics.enable" => {
                     c.auto_create_topics_enable = v
@@ -267,14 +470,43 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
             }
         }
     }
-    let (listen_host, listen_port) = host_port("listeners", &c.listen)?;
-    let (host, port) = advertised.unwrap_or_else(|| {
-        let host = match listen_host.as_str() {
-            "127.0.0.1" | "localhost" | "0.0.0.0" | "::" | "" => "localhost".to_string(),
-            h => h.to_string(),
+    if let Some((key, dirs)) = data_dirs {
+        let dirs: Vec<&str> = dirs.split(',').map(str::trim).collect();
+        if dirs.len() > 1 {
+            bail!(
+                "config '{key}': several log directories ({}) are not served; give one",
+                dirs.join(", ")
+            );
+        }
+        c.data_dir = dirs[0].to_string();
+    }
+    let mut listener_name = "PLAINTEXT".to_string();
+    if let Some(listeners) = &listeners {
+        let (name, host, port) = client_listener(listeners, &protocol_map, &controller_names)?;
+        let host = if host.is_empty() {
+            "0.0.0.0".into()
+        } else {
+            host
         };
-        (host, listen_port)
-    });
+        c.listen = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        listener_name = name;
+    }
+    let (listen_host, listen_port) = host_port("listeners", &c.listen)?;
+    let local_host = match listen_host.as_str() {
+        "127.0.0.1" | "localhost" | "0.0.0.0" | "::" | "" => "localhost".to_string(),
+        h => h.to_string(),
+    };
+    let (host, port) = match &advertised {
+        None => (local_host, listen_port),
+        Some(list) => {
+            let (host, port) = advertised_for(list, &listener_name)?;
+            (if host.is_empty() { local_host } else { host }, port)
+        }
+    };
     c.advertised_host = host;
     c.advertised_port = port;
     if c.message_max_bytes > c.socket_request_max_bytes {
@@ -284,12 +516,89 @@ pub fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
             c.socket_request_max_bytes
         );
     }
-    Ok(c)
+    Ok(Built { config: c, ignored })
+}
+
+/// One entry of `listeners` or `advertised.listeners`: its name (PLAINTEXT when it
+/// has none), host and port.
+fn listener_entry(key: &str, entry: &str) -> Result<(String, String, u16)> {
+    let (name, _) = entry.split_once("://").unwrap_or(("PLAINTEXT", entry));
+    let (host, port) = host_port(key, entry)?;
+    Ok((name.trim().to_ascii_uppercase(), host, port))
+}
+
+/// The one listener clients connect to: `listeners` without the ones named in
+/// `controller.listener.names` (Sluice's metadata quorum listens at this node's
+/// `controller.quorum.voters` entry). A protocol other than PLAINTEXT, or a second
+/// client listener, stops the broker at start.
+fn client_listener(
+    listeners: &str,
+    protocol_map: &str,
+    controller_names: &str,
+) -> Result<(String, String, u16)> {
+    let controllers: Vec<String> = controller_names
+        .split(',')
+        .map(|n| n.trim().to_ascii_uppercase())
+        .collect();
+    let mut client = Vec::new();
+    for entry in listeners
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (name, host, port) = listener_entry("listeners", entry)?;
+        if controllers.contains(&name) {
+            continue;
+        }
+        let protocol = protocol_map
+            .split(',')
+            .filter_map(|m| m.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(&name))
+            .map(|(_, p)| p.trim().to_ascii_uppercase())
+            .ok_or_else(|| {
+                anyhow!("config 'listeners': listener {name} has no security protocol in 'listener.security.protocol.map'")
+            })?;
+        if protocol != "PLAINTEXT" {
+            bail!("config 'listeners': listener '{entry}' uses {protocol}, which is not served yet; Sluice serves PLAINTEXT listeners only");
+        }
+        client.push((name, host, port));
+    }
+    match client.len() {
+        1 => Ok(client.remove(0)),
+        0 => bail!("config 'listeners': '{listeners}' has no listener for clients"),
+        _ => bail!("config 'listeners': several client listeners ('{listeners}') are not served yet; give one"),
+    }
+}
+
+/// The `advertised.listeners` entry of listener `name` (a list without names
+/// advertises its first entry).
+fn advertised_for(list: &str, name: &str) -> Result<(String, u16)> {
+    let entries: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if let [only] = entries.as_slice() {
+        if !only.contains("://") {
+            return host_port("advertised.listeners", only);
+        }
+    }
+    for entry in entries {
+        let (n, host, port) = listener_entry("advertised.listeners", entry)?;
+        if n == name {
+            return Ok((host, port));
+        }
+    }
+    bail!("config 'advertised.listeners': no entry for listener {name} in '{list}'")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn build(layers: &[BTreeMap<String, String>]) -> Result<BrokerConfig> {
+        build_noting(layers).map(|built| built.config)
+    }
 
     fn layer(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -404,6 +713,128 @@ mod tests {
         assert_eq!(d.log_cleaner_threads, 1);
         let e = set("log.cleaner.threads", "0").unwrap_err().to_string();
         assert!(e.contains("log.cleaner.threads"), "{e}");
+    }
+
+    /// A Kafka 4 combined-mode `server.properties` as its quickstart writes one.
+    const KAFKA_PROPERTIES: &str = r"
+# a comment
+! another
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=localhost:9093
+listeners=PLAINTEXT://:9092,CONTROLLER://:9093
+inter.broker.listener.name=PLAINTEXT
+advertised.listeners=PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,\
+    SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+num.network.threads=3
+num.io.threads=8
+socket.send.buffer.bytes=102400
+socket.receive.buffer.bytes  102400
+socket.request.max.bytes=104857600
+log.dirs=/tmp/kraft-combined-logs
+num.partitions: 3
+num.recovery.threads.per.data.dir=1
+offsets.topic.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.retention.hours=168
+log.segment.bytes=1073741824
+log.retention.check.interval.ms=300000
+";
+
+    #[test]
+    fn kafkas_server_properties_start_a_broker_with_the_unused_keys_named() {
+        let props = parse_properties(KAFKA_PROPERTIES);
+        assert_eq!(props["num.partitions"], "3");
+        assert_eq!(props["socket.receive.buffer.bytes"], "102400");
+        assert!(props["listener.security.protocol.map"].ends_with("SASL_SSL:SASL_SSL"));
+        let built = build_noting(&[props]).unwrap();
+        let c = &built.config;
+        assert_eq!(c.listen, "0.0.0.0:9092", "an empty host is every interface");
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("localhost", 9092)
+        );
+        assert_eq!(
+            (c.data_dir.as_str(), c.num_partitions),
+            ("/tmp/kraft-combined-logs", 3)
+        );
+        assert_eq!(c.log_retention_ms, 168 * 3_600_000);
+        for key in [
+            "num.io.threads",
+            "offsets.topic.replication.factor",
+            "inter.broker.listener.name",
+        ] {
+            assert!(
+                built
+                    .ignored
+                    .iter()
+                    .any(|n| n.starts_with(&format!("{key}="))),
+                "{key} not reported: {:?}",
+                built.ignored
+            );
+        }
+        assert_eq!(
+            parse_properties("a\\=b = c\\\nd\nkey\\\n  more=x\\u0041"),
+            layer(&[("a=b", "cd"), ("keymore", "xA")])
+        );
+    }
+
+    #[test]
+    fn what_sluice_cannot_serve_stops_it_at_start_by_name() {
+        let refused = |pairs: &[(&str, &str)]| build(&[layer(pairs)]).unwrap_err().to_string();
+        let e = refused(&[("listeners", "SSL://127.0.0.1:9093")]);
+        assert!(e.contains("SSL") && e.contains("not served"), "{e}");
+        let e = refused(&[("listeners", "SASL_PLAINTEXT://127.0.0.1:9093")]);
+        assert!(e.contains("SASL_PLAINTEXT"), "{e}");
+        let e = refused(&[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,OTHER://127.0.0.1:9094",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,OTHER:PLAINTEXT",
+            ),
+        ]);
+        assert!(e.contains("several client listeners"), "{e}");
+        let e = refused(&[("listeners", "INTERNAL://127.0.0.1:9092")]);
+        assert!(
+            e.contains("INTERNAL") && e.contains("listener.security.protocol.map"),
+            "{e}"
+        );
+        let e = refused(&[("log.dirs", "/a,/b")]);
+        assert!(e.contains("several log directories"), "{e}");
+        let e = refused(&[("unclean.leader.election.enable", "true")]);
+        assert!(e.contains("unclean.leader.election.enable"), "{e}");
+        let e = refused(&[("process.roles", "controller")]);
+        assert!(e.contains("process.roles"), "{e}");
+        let e = refused(&[("controller.quorum.bootstrap.servers", "a:1,b:2")]);
+        assert!(e.contains("controller.quorum.voters"), "{e}");
+        let e = refused(&[
+            ("listeners", "PLAINTEXT://:9092"),
+            ("advertised.listeners", "EXTERNAL://example:9092"),
+        ]);
+        assert!(e.contains("no entry for listener PLAINTEXT"), "{e}");
+        // A named listener mapped to PLAINTEXT is served, advertised by its name.
+        let c = build(&[layer(&[
+            ("listeners", "CLIENT://127.0.0.1:9500"),
+            ("listener.security.protocol.map", "CLIENT:PLAINTEXT"),
+            (
+                "advertised.listeners",
+                "OTHER://x:1,CLIENT://broker.example:19500",
+            ),
+        ])])
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9500");
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("broker.example", 19500)
+        );
     }
 
     #[test]

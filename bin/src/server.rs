@@ -17,7 +17,8 @@ pub struct Args {
     /// Data directory (Kafka's `log.dirs`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// TOML file of Kafka config names, e.g. `num.partitions = 3`.
+    /// Config file of Kafka config names: TOML (`num.partitions = 3`) or Kafka's
+    /// `server.properties` format (`num.partitions=3`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// This node's id in a cluster (Kafka's `node.id`).
@@ -49,7 +50,11 @@ pub async fn run(args: Args) -> Result<()> {
         flags.insert("controller.quorum.voters".to_string(), voters.clone());
     }
     layers.push(flags);
-    let config = config::build(&layers).context("invalid configuration")?;
+    let built = config::build_noting(&layers).context("invalid configuration")?;
+    for note in &built.ignored {
+        tracing::warn!("config {note}");
+    }
+    let config = built.config;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir))?;
     let env = production_env(&config.data_dir);

@@ -40,3 +40,64 @@ def test_bad_server_config_is_named(tmp_path):
     r = subprocess.run([str(BIN), "server", "--config", str(cfg), "--data-dir", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode != 0 and "num.partitions" in r.stderr
+
+
+def test_a_kafka_server_properties_file_starts_a_broker(tmp_path):
+    """Kafka 4's combined-mode server.properties: the client listener serves, the
+    CONTROLLER listener is Sluice's own quorum, unused keys are logged as ignored."""
+    from conftest import Broker, free_port
+    from helpers import consume_all, create_topic, produce_confluent
+
+    port = free_port()
+    props = tmp_path / "server.properties"
+    props.write_text(f"""# Kafka's quickstart, on a free port
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{free_port()}
+advertised.listeners=PLAINTEXT://localhost:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+num.network.threads=3
+num.io.threads=8
+log.dirs={tmp_path / "kraft-logs"}
+num.partitions=2
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+log.retention.hours=168
+""")
+    b = Broker(tmp_path / "unused", port)
+    b.launch = lambda: launch_with(b, ["server", "--config", str(props)])
+    b.start()
+    try:
+        create_topic(b.bootstrap, "props", 2)
+        acked = produce_confluent(b.bootstrap, "props", [(None, b"v%d" % i) for i in range(10)], "all")
+        assert len(acked) == 10
+        assert len(consume_all(b.bootstrap, "props", 2, 10)) == 10
+        assert (tmp_path / "kraft-logs" / "props-0").is_dir(), "log.dirs is used"
+        out = b.output()
+        assert "num.io.threads=8 is ignored" in out, out[-2000:]
+    finally:
+        b.stop()
+
+
+def launch_with(broker, args):
+    import os
+    import subprocess
+
+    from conftest import BIN
+    broker.log = open(broker.log_path, "ab")
+    broker.proc = subprocess.Popen([str(BIN), *args], stdout=broker.log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, SLUICE_LOG="info"))
+    return broker
+
+
+def test_a_listener_sluice_cannot_serve_stops_it_at_start(tmp_path):
+    import subprocess
+
+    from conftest import BIN
+
+    for listeners, named in [("SSL://127.0.0.1:19093", "SSL"),
+                             ("PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094", "SASL_SSL")]:
+        r = subprocess.run([str(BIN), "server", "--listen", listeners, "--data-dir", str(tmp_path / "d")],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode != 0 and named in r.stderr and "not served" in r.stderr, r.stderr
