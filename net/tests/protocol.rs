@@ -190,9 +190,18 @@ async fn every_api_at_every_advertised_version() {
             // as in Kafka.
             queries.push((-3, 9));
         }
+        if v >= 8 {
+            // Earliest local (KIP-405): the earliest, as nothing is tiered.
+            queries.push((-4, 0));
+        }
+        if v >= 9 {
+            // Latest tiered (KIP-1005): none.
+            queries.push((-5, -1));
+        }
         for (ts, want) in queries {
             let req = ListOffsetsRequest::default()
                 .with_replica_id((-1).into())
+                .with_timeout_ms(if v >= 10 { 5000 } else { 0 })
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(name("t-v7"))
                     .with_partitions(vec![ListOffsetsPartition::default()

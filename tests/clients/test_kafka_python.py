@@ -10,7 +10,7 @@ N = 100_000
 
 
 def producer(broker, **kw):
-    # Idempotence needs InitProducerId, which this broker does not serve yet (issue 5).
+    # Plain producers; the idempotent and transactional ones have their own tests.
     return KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False, linger_ms=5, **kw)
 
 
@@ -100,3 +100,13 @@ def test_default_idempotent_producer_just_works(broker):
     values = sorted(m.value for m in c)
     c.close()
     assert values == sorted(b"v%d" % i for i in range(10_000))
+
+
+def test_the_version_probe_sees_kafka_4(broker):
+    """kafka-python infers the broker's version from its ApiVersions answer (ListOffsets
+    v10 marks Kafka 4.0) and picks its requests by it."""
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        assert c._client.check_version() >= (4, 0)
+    finally:
+        c.close()

@@ -11,7 +11,7 @@ use crate::codes;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 10),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 4),
@@ -87,4 +87,42 @@ pub fn unsupported_version_response(correlation_id: i32) -> Bytes {
         b.put_i16(k.max_version);
     }
     b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/compatibility.md's table of served APIs is the broker's own answer: every
+    /// row's key, name and version range, no API missing and none extra.
+    #[test]
+    fn the_compatibility_table_is_what_apiversions_answers() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/compatibility.md"
+        ))
+        .unwrap();
+        let mut documented: Vec<(i16, String, i16, i16)> = doc
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.parse().ok()?;
+                let (min, max) = match cells.get(3)?.split_once('–') {
+                    Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                    None => {
+                        let v = cells[3].parse().ok()?;
+                        (v, v)
+                    }
+                };
+                Some((key, cells[2].to_string(), min, max))
+            })
+            .collect();
+        documented.sort();
+        let mut served: Vec<(i16, String, i16, i16)> = SUPPORTED
+            .iter()
+            .map(|&(key, min, max)| (key as i16, format!("{key:?}"), min, max))
+            .collect();
+        served.sort();
+        assert_eq!(documented, served);
+    }
 }

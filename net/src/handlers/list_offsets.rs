@@ -1,5 +1,8 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset
-//! whose timestamp is at least the one given.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, KIP-734), earliest
+//! local (-4, KIP-405: the earliest, as nothing is tiered), latest tiered (-5,
+//! KIP-1005: none, as nothing is tiered), or the first offset whose timestamp is at
+//! least the one given. v10's timeout (KIP-1075) bounds remote reads: Sluice answers
+//! from its local log at once.
 
 use std::sync::Arc;
 
@@ -15,6 +18,8 @@ use crate::codes;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub fn handle(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ResponseKind {
     // leader_epoch exists from v4; the encoder refuses it set on older versions.
@@ -62,7 +67,8 @@ fn lookup(log: &PartitionLog, timestamp: i64, committed: bool) -> Result<(i64, i
     match timestamp {
         LATEST if committed => Ok((-1, log.last_stable_offset())),
         LATEST => Ok((-1, log.high_watermark())),
-        EARLIEST => Ok((-1, log.log_start_offset())),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
+        LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => {
             let Some(batch) = log.batch_with_max_timestamp()? else {
                 return Ok((-1, -1));
