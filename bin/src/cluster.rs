@@ -222,8 +222,8 @@ async fn list_reassignments(client: &mut Client) -> Result<Vec<(String, i32)>> {
         .context("ListPartitionReassignments request")?;
     if resp.error_code != 0 {
         bail!(
-            "listing reassignments failed with error {}",
-            resp.error_code
+            "listing reassignments failed: {}",
+            sluice_net::codes::describe(resp.error_code)
         );
     }
     Ok(resp
@@ -269,9 +269,9 @@ async fn alter_reassignments(
         .context("AlterPartitionReassignments request")?;
     if resp.error_code != 0 {
         bail!(
-            "reassignment refused: error {} {:?}",
-            resp.error_code,
-            resp.error_message
+            "reassignment refused: {} {}",
+            sluice_net::codes::describe(resp.error_code),
+            resp.error_message.as_deref().unwrap_or("")
         );
     }
     let mut failed = Vec::new();
@@ -279,10 +279,10 @@ async fn alter_reassignments(
         for p in &t.partitions {
             if p.error_code != 0 {
                 failed.push(format!(
-                    "{}-{}: error {} {}",
+                    "{}-{}: {} {}",
                     t.name.as_str(),
                     p.partition_index,
-                    p.error_code,
+                    sluice_net::codes::describe(p.error_code),
                     p.error_message.as_deref().unwrap_or("")
                 ));
             }
@@ -341,8 +341,8 @@ async fn set_throttle(client: &mut Client, rate: Option<u64>) -> Result<()> {
         .context("IncrementalAlterConfigs request")?;
     if let Some(r) = resp.responses.iter().find(|r| r.error_code != 0) {
         bail!(
-            "setting the replication throttle failed: error {} {}",
-            r.error_code,
+            "setting the replication throttle failed: {} {}",
+            sluice_net::codes::describe(r.error_code),
             r.error_message.as_deref().unwrap_or("")
         );
     }

@@ -72,10 +72,10 @@ pub async fn run(args: Args) -> Result<()> {
             for pd in t.partitions {
                 if pd.error_code != 0 {
                     bail!(
-                        "fetch from {}-{} failed with Kafka error {}",
+                        "fetch from {}-{} failed: {}",
                         args.topic,
                         pd.partition_index,
-                        pd.error_code
+                        sluice_net::codes::describe(pd.error_code)
                     );
                 }
                 let Some(pos) = positions.iter_mut().find(|(p, _)| *p == pd.partition_index) else {

@@ -88,7 +88,11 @@ fn check(code: i16, what: &str) -> Result<()> {
         3 => "unknown topic or partition",
         _ => "",
     };
-    bail!("{what} failed: {why} (Kafka error {code})")
+    let name = sluice_net::codes::describe(code);
+    if why.is_empty() {
+        bail!("{what} failed: {name}")
+    }
+    bail!("{what} failed: {why} ({name})")
 }
 
 #[derive(Serialize)]

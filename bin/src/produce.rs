@@ -130,9 +130,9 @@ pub async fn flush(
         for p in &t.partition_responses {
             if p.error_code != 0 {
                 bail!(
-                    "produce to {topic}-{} failed with Kafka error {}",
+                    "produce to {topic}-{} failed: {}",
                     p.index,
-                    p.error_code
+                    sluice_net::codes::describe(p.error_code)
                 );
             }
         }

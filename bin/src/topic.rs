@@ -94,10 +94,11 @@ fn topic_name(s: &str) -> TopicName {
 
 fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<()> {
     if code != 0 {
-        let detail = message
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| format!("Kafka error code {code}"));
-        bail!("{what} failed: {detail} (error {code})");
+        let name = sluice_net::codes::describe(code);
+        match message.filter(|m| !m.is_empty()) {
+            Some(m) => bail!("{what} failed: {m} ({name})"),
+            None => bail!("{what} failed: {name}"),
+        }
     }
     Ok(())
 }

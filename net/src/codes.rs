@@ -138,3 +138,33 @@ pub fn coordinator_outcome<E>(
         Err(_) => COORDINATOR_NOT_AVAILABLE,
     }
 }
+
+/// A Kafka error code as Kafka's tools print it: its name and number, e.g.
+/// `NOT_LEADER_OR_FOLLOWER (6)`.
+pub fn describe(code: i16) -> String {
+    match kafka_protocol::error::ResponseError::try_from_code(code) {
+        None => "NONE (0)".to_string(),
+        Some(kafka_protocol::error::ResponseError::Unknown(_)) => format!("UNKNOWN ({code})"),
+        Some(e) => {
+            let mut name = String::new();
+            for (i, c) in e.to_string().chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            format!("{name} ({code})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn codes_are_described_by_kafkas_names() {
+        assert_eq!(super::describe(6), "NOT_LEADER_OR_FOLLOWER (6)");
+        assert_eq!(super::describe(56), "KAFKA_STORAGE_ERROR (56)");
+        assert_eq!(super::describe(40), "INVALID_CONFIG (40)");
+        assert_eq!(super::describe(9999), "UNKNOWN (9999)");
+    }
+}

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import BIN, Broker, free_port
-from helpers import wait_for
+from helpers import produce_confluent, wait_for
 
 SESSION_MS = 6000
 
@@ -302,3 +302,30 @@ def test_cluster_reassign_moves_every_replica_off_a_broker_while_a_producer_writ
             b.stop()
         for b in brokers:
             assert "panicked" not in b.output(), b.output()[-3000:]
+
+
+def test_topic_describe_through_any_broker_shows_each_partitions_leader(tmp_path):
+    """`sluice topic describe` asked through any of three brokers asks each partition's
+    leader for its log, and prints the leader the cluster's metadata names."""
+    brokers = start_cluster(tmp_path)
+    try:
+        deadline = time.time() + 30
+        while (s := status(brokers[0])) is None or len(s.get("brokers", [])) < 3:
+            assert time.time() < deadline, s
+            time.sleep(0.3)
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        admin.create_topics([NewTopic("spread", num_partitions=6, replication_factor=3)])["spread"].result(30)
+        acked = produce_confluent(brokers[0].bootstrap, "spread", [(None, b"v%d" % i) for i in range(600)], "all")
+        ends = {}
+        for p, o, _, _ in acked:
+            ends[p] = max(ends.get(p, -1), o + 1)
+        leaders = {p: partition_leader(brokers[0].bootstrap, "spread", p)[0] for p in range(6)}
+        assert len(set(leaders.values())) > 1, "leaders are spread over the brokers"
+        for b in brokers:
+            r = b.cli("topic", "describe", "spread")
+            rows = [line.split("\t") for line in r.stdout.splitlines()[2:8]]
+            got = {int(row[0]): (int(row[1]), int(row[3])) for row in rows}
+            assert got == {p: (leaders[p], ends.get(p, 0)) for p in range(6)}, (b.port, got, leaders)
+    finally:
+        for b in brokers:
+            b.stop()
