@@ -80,8 +80,9 @@ const TIERED: &str = "tiered storage is not served";
 const THROTTLES: &str = "replication throttles are not served";
 const LEVELS: &str = "Sluice compresses at each codec's default level";
 
-/// Every topic config of Kafka 4 (and `message.timestamp.difference.max.ms`, which
-/// 3.x tools still set), and how Sluice treats it. A name not here is refused.
+/// Every topic config of Kafka 4 (and `message.timestamp.difference.max.ms` and
+/// `message.downconversion.enable`, which 3.x tools still send), and how Sluice treats
+/// it. A name not here is refused.
 pub const TOPIC_CONFIGS: &[(&str, Support)] = &[
     ("cleanup.policy", Support::Enforced),
     ("compression.gzip.level", Support::DefaultOnly("-1", LEVELS)),
@@ -112,6 +113,10 @@ pub const TOPIC_CONFIGS: &[(&str, Support)] = &[
     ("message.timestamp.before.max.ms", Support::Enforced),
     ("message.timestamp.difference.max.ms", Support::Enforced),
     ("message.timestamp.type", Support::Enforced),
+    (
+        "message.downconversion.enable",
+        Support::DefaultOnly("true", "Sluice serves v2 record batches to every client"),
+    ),
     ("min.cleanable.dirty.ratio", Support::Enforced),
     ("min.compaction.lag.ms", Support::Enforced),
     ("min.insync.replicas", Support::Enforced),
@@ -148,6 +153,17 @@ pub const TOPIC_CONFIGS: &[(&str, Support)] = &[
         Support::DefaultOnly("false", "Sluice never elects a replica outside the ISR"),
     ),
 ];
+
+/// Whether a topic config is a list (comma-separated values), which
+/// IncrementalAlterConfigs may APPEND to and SUBTRACT from (KIP-339).
+pub fn is_list(name: &str) -> bool {
+    matches!(
+        name,
+        "cleanup.policy"
+            | "leader.replication.throttled.replicas"
+            | "follower.replication.throttled.replicas"
+    )
+}
 
 /// How Sluice treats topic config `name` (None: not a topic config).
 pub fn support(name: &str) -> Option<Support> {

@@ -1498,6 +1498,152 @@ async fn topic_configs_shape_what_is_stored() {
     node.stop();
 }
 
+/// A topic's configs as DescribeConfigs reports them.
+async fn topic_configs(c: &mut Client, topic: &str) -> BTreeMap<String, String> {
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.into()))
+            .with_configuration_keys(None)]);
+    let r = c.call(req, 4).await.unwrap();
+    r.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string()))
+        .collect()
+}
+
+/// IncrementalAlterConfigs at every advertised version: SET and DELETE, APPEND and
+/// SUBTRACT on a list config (KIP-339), refused on a config that is not a list; the
+/// topic's configs then read back through DescribeConfigs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    let alter = |ops: &[(&str, i8, Option<&str>)]| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("altered"))
+                .with_configs(
+                    ops.iter()
+                        .map(|(k, op, v)| {
+                            AlterableConfig::default()
+                                .with_name(StrBytes::from_string(k.to_string()))
+                                .with_config_operation(*op)
+                                .with_value(v.map(|v| StrBytes::from_string(v.into())))
+                        })
+                        .collect(),
+                ),
+        ])
+    };
+    for v in versions(ApiKey::IncrementalAlterConfigs) {
+        let _ = c
+            .call(
+                DeleteTopicsRequest::default().with_topic_names(vec![name("altered")]),
+                4,
+            )
+            .await;
+        let r = c.call(with_configs("altered", &[]), 7).await.unwrap();
+        assert_eq!(r.topics[0].error_code, 0);
+        let r = c
+            .call(
+                alter(&[
+                    ("retention.ms", 0, Some("60000")),
+                    ("cleanup.policy", 2, Some("compact")),
+                ]),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.responses[0].error_code, 0,
+            "v{v}: {:?}",
+            r.responses[0].error_message
+        );
+        let got = topic_configs(&mut c, "altered").await;
+        assert_eq!(got["retention.ms"], "60000");
+        assert_eq!(
+            got["cleanup.policy"], "delete,compact",
+            "v{v}: appended to the default"
+        );
+        let r = c
+            .call(
+                alter(&[
+                    ("cleanup.policy", 3, Some("delete")),
+                    ("retention.ms", 1, None),
+                ]),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].error_code, 0);
+        let got = topic_configs(&mut c, "altered").await;
+        assert_eq!(got["cleanup.policy"], "compact");
+        assert_eq!(
+            got["retention.ms"], "604800000",
+            "v{v}: back to the default"
+        );
+        // APPEND to a config that is not a list; SUBTRACT of the last policy.
+        for ops in [
+            &[("retention.ms", 2i8, Some("5"))][..],
+            &[("cleanup.policy", 3, Some("compact"))],
+        ] {
+            let r = c.call(alter(ops), v).await.unwrap();
+            assert_eq!(
+                r.responses[0].error_code, 40,
+                "v{v}: INVALID_CONFIG for {ops:?}"
+            );
+        }
+        assert_eq!(
+            topic_configs(&mut c, "altered").await["cleanup.policy"],
+            "compact",
+            "nothing changed"
+        );
+    }
+    // AlterConfigs (legacy) replaces the whole set: cleanup.policy, not named, goes
+    // back to its default.
+    for v in versions(ApiKey::AlterConfigs) {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let req =
+            AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("altered"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.bytes"))
+                    .with_value(Some(StrBytes::from_string(format!(
+                        "{}",
+                        1_000_000 + v as i64
+                    ))))])]);
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}");
+        let got = topic_configs(&mut c, "altered").await;
+        assert_eq!(got["retention.bytes"], format!("{}", 1_000_000 + v as i64));
+        assert_eq!(got["cleanup.policy"], "delete", "v{v}");
+        let bad =
+            AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("altered"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("remote.storage.enable"))
+                    .with_value(Some(StrBytes::from_static_str("true")))])]);
+        let r = c.call(bad, v).await.unwrap();
+        assert_eq!(r.responses[0].error_code, 40, "AlterConfigs v{v}");
+        assert!(r.responses[0]
+            .error_message
+            .as_ref()
+            .unwrap()
+            .contains("tiered storage"));
+    }
+    node.stop();
+}
+
 /// Retention drops whole sealed segments: by age of their newest record
 /// (`retention.ms`) and by size (`retention.bytes`); never the active segment, never a
 /// `cleanup.policy=compact` topic; reads below the new log start are out of range.

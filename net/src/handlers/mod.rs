@@ -101,6 +101,9 @@ pub fn handle(
         RequestKind::IncrementalAlterConfigs(r) => {
             Reply::Later(Box::pin(alter_configs::handle(broker.clone(), r)))
         }
+        RequestKind::AlterConfigs(r) => {
+            Reply::Later(Box::pin(alter_configs::replace(broker.clone(), r)))
+        }
         RequestKind::DeleteRecords(r) => delete_records::handle(broker, r),
         RequestKind::OffsetForLeaderEpoch(r) => {
             Reply::Now(offset_for_leader_epoch::handle(broker, r))
