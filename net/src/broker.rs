@@ -862,6 +862,7 @@ impl Broker {
         &self,
         name: &str,
         count: i32,
+        assigned: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let image = self.image();
@@ -880,8 +881,46 @@ impl Broker {
         let rf = image
             .partition(name, 0)
             .map_or(1, |p| p.replicas.len() as i16);
-        let start = self.env.random_below(1 << 16) as usize;
-        let replicas = place_replicas(&image.live_brokers(), current, count - current, rf, start)?;
+        let replicas = match assigned {
+            // Kafka's rules: one list per new partition, each of the topic's
+            // replication factor, distinct registered brokers.
+            Some(assigned) => {
+                let invalid = |replicas: &[i32], why: String| {
+                    MetadataError::InvalidAssignment(replicas.to_vec(), why)
+                };
+                if assigned.len() != (count - current) as usize {
+                    return Err(invalid(
+                        &[],
+                        format!(
+                            "{} assignments for {} new partitions",
+                            assigned.len(),
+                            count - current
+                        ),
+                    )
+                    .into());
+                }
+                for replicas in &assigned {
+                    let distinct: std::collections::BTreeSet<_> = replicas.iter().collect();
+                    if replicas.len() != rf as usize || distinct.len() != replicas.len() {
+                        return Err(invalid(
+                            replicas,
+                            format!("each new partition needs {rf} distinct brokers"),
+                        )
+                        .into());
+                    }
+                    if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+                        return Err(
+                            invalid(replicas, format!("broker {b} is not registered")).into()
+                        );
+                    }
+                }
+                assigned
+            }
+            None => {
+                let start = self.env.random_below(1 << 16) as usize;
+                place_replicas(&image.live_brokers(), current, count - current, rf, start)?
+            }
+        };
         if validate_only {
             return Ok(());
         }

@@ -262,6 +262,43 @@ async fn every_api_at_every_advertised_version() {
             r.results[0].error_code, 37,
             "shrinking or equal count is INVALID_PARTITIONS at v{v}"
         );
+        // Explicit replicas for the new partitions: broker 1 (the only one) for each;
+        // a wrong count of lists or an unknown broker is INVALID_REPLICA_ASSIGNMENT.
+        use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
+        let with = |count: i32, lists: Vec<Vec<i32>>| {
+            CreatePartitionsRequest::default()
+                .with_timeout_ms(1000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(name(&topic))
+                    .with_count(count)
+                    .with_assignments(Some(
+                        lists
+                            .into_iter()
+                            .map(|l| {
+                                CreatePartitionsAssignment::default()
+                                    .with_broker_ids(l.into_iter().map(BrokerId).collect())
+                            })
+                            .collect(),
+                    ))])
+        };
+        for bad in [
+            with(6, vec![vec![1]]),
+            with(5, vec![vec![7]]),
+            with(5, vec![vec![1, 1]]),
+        ] {
+            let r = c.call(bad, v).await.unwrap();
+            assert_eq!(
+                r.results[0].error_code, 39,
+                "v{v}: {:?}",
+                r.results[0].error_message
+            );
+        }
+        let r = c.call(with(6, vec![vec![1], vec![1]]), v).await.unwrap();
+        assert_eq!(
+            r.results[0].error_code, 0,
+            "v{v}: {:?}",
+            r.results[0].error_message
+        );
     }
     for v in versions(ApiKey::FindCoordinator) {
         let req = if v >= 4 {

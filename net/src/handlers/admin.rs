@@ -25,7 +25,9 @@ use crate::codes;
 fn failure(e: &BrokerError) -> (i16, Option<StrBytes>) {
     let code = match e {
         BrokerError::Topic(t) => codes::topic_error(t),
-        BrokerError::Metadata(MetadataError::UnknownBroker(_)) => codes::INVALID_REPLICA_ASSIGNMENT,
+        BrokerError::Metadata(
+            MetadataError::UnknownBroker(_) | MetadataError::InvalidAssignment(..),
+        ) => codes::INVALID_REPLICA_ASSIGNMENT,
         BrokerError::Controller(_) => codes::REQUEST_TIMED_OUT,
         _ => codes::KAFKA_STORAGE_ERROR,
     };
@@ -178,17 +180,18 @@ pub async fn create_partitions(broker: Arc<Broker>, req: CreatePartitionsRequest
     for t in req.topics {
         results.push({
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-                results.push(
-                    result
-                        .with_error_code(codes::INVALID_REPLICA_ASSIGNMENT)
-                        .with_error_message(Some(StrBytes::from_static_str(
-                            "explicit assignments of new partitions are not supported; they are placed over the live brokers",
-                        ))),
-                );
-                continue;
-            }
-            match broker.create_partitions(&t.name, t.count, req.validate_only).await {
+            // Explicit replicas for each new partition, in order; placed over the live
+            // brokers otherwise.
+            let assigned: Option<Vec<Vec<i32>>> =
+                t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+                    a.iter()
+                        .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+            match broker
+                .create_partitions(&t.name, t.count, assigned, req.validate_only)
+                .await
+            {
                 Ok(()) => result,
                 Err(e) => {
                     let (code, message) = failure(&e);
