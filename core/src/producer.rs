@@ -229,6 +229,20 @@ impl ProducerStates {
         &self.aborted
     }
 
+    /// Each producer this partition remembers (DescribeProducers): its id, epoch,
+    /// last sequence, and the first offset of its open transaction here (or -1).
+    pub fn active(&self) -> impl Iterator<Item = (i64, i16, i32, i64)> + '_ {
+        self.producers.iter().map(|(&id, e)| {
+            let last_seq = e.batches.back().map_or(-1, |b| b.last_seq);
+            (
+                id,
+                e.epoch,
+                last_seq,
+                self.open.get(&id).copied().unwrap_or(-1),
+            )
+        })
+    }
+
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }

@@ -57,6 +57,8 @@ pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// `authorized_operations` when the client did not ask for them.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;

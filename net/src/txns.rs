@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_core::env::Env;
-use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnMeta, TxnRecord};
+use sluice_core::txn::{Ended, TxnCoordinator, TxnEffect, TxnError, TxnMeta, TxnRecord, TxnState};
 use sluice_storage::{LogError, PartitionLog};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -63,6 +63,32 @@ impl Txns {
 
     fn now_ms(&self) -> i64 {
         self.env.clock.monotonic().as_millis() as i64
+    }
+
+    /// The transactional ids this broker coordinates, with their state and, for one
+    /// in progress, how long it has been open (ms).
+    pub fn list(&self) -> Vec<(String, TxnMeta, Option<i64>)> {
+        let now = self.now_ms();
+        let inner = self.lock();
+        inner
+            .sm
+            .iter()
+            .map(|(id, m)| (id.clone(), m.clone(), open_for(m, now)))
+            .collect()
+    }
+
+    /// What the coordinator of `id` knows of it.
+    pub fn describe(&self, id: &str) -> TxnLookup {
+        let now = self.now_ms();
+        let inner = self.lock();
+        let partition = partition_for(id, inner.logs.len().max(1));
+        if inner.logs.is_empty() || !inner.led.contains_key(&partition) {
+            return TxnLookup::NotCoordinator;
+        }
+        match inner.sm.get(id) {
+            Some(m) => TxnLookup::Found(m.clone(), open_for(m, now)),
+            None => TxnLookup::Unknown,
+        }
     }
 
     /// Follows the leadership of `__transaction_state` partitions, as the group
@@ -579,4 +605,22 @@ async fn write_remote_markers(
                 .map(move |p| ((t.name.to_string(), p.partition_index), p.error_code))
         })
         .collect())
+}
+
+/// A transactional id as its coordinator sees it.
+pub enum TxnLookup {
+    /// This broker does not coordinate the id's partition.
+    NotCoordinator,
+    Unknown,
+    /// Its metadata, and how long its transaction in progress has been open (ms).
+    Found(TxnMeta, Option<i64>),
+}
+
+/// How long a transaction in progress has been open (ms); None when none is.
+fn open_for(m: &TxnMeta, now_ms: i64) -> Option<i64> {
+    matches!(
+        m.state,
+        TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+    )
+    .then(|| (now_ms - m.started_ms()).max(0))
 }

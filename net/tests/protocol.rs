@@ -1130,6 +1130,108 @@ async fn idempotent_producers_are_deduplicated_across_restarts() {
 /// nothing past the last stable offset while a transaction is open; fencing of an
 /// old epoch; KIP-890's refusal of a partition not in the transaction; transactional
 /// offsets visible only once committed.
+/// DescribeProducers, ListTransactions and DescribeTransactions at every advertised
+/// version, while `txn` (producer `pid` at `epoch`) is open in `tt-0` from `start`.
+async fn introspect_open_transaction(c: &mut Client, txn: &str, pid: i64, epoch: i16, start: i64) {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    for v in versions(ApiKey::DescribeProducers) {
+        let req = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(name("tt"))
+            .with_partition_indexes(vec![0, 9])]);
+        let r = c.call(req, v).await.unwrap();
+        let parts = &r.topics[0].partitions;
+        assert_eq!(
+            parts[1].error_code, 3,
+            "DescribeProducers v{v}: no partition 9"
+        );
+        let me = parts[0]
+            .active_producers
+            .iter()
+            .find(|p| p.producer_id.0 == pid)
+            .expect("the producer is listed");
+        assert_eq!(
+            (
+                me.producer_epoch,
+                me.last_sequence,
+                me.current_txn_start_offset
+            ),
+            (i32::from(epoch), 4, start),
+            "DescribeProducers v{v}"
+        );
+    }
+    for v in versions(ApiKey::ListTransactions) {
+        let mut req = ListTransactionsRequest::default()
+            .with_state_filters(vec![s("Ongoing"), s("Nonsense")])
+            .with_duration_filter(-1);
+        if v >= 2 {
+            req = req.with_transactional_id_pattern(Some(s("tx-v.*")));
+        }
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.error_code, 0, "ListTransactions v{v}");
+        assert_eq!(r.unknown_state_filters, vec![s("Nonsense")]);
+        let listed: Vec<_> = r
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.to_string())
+            .collect();
+        assert_eq!(listed, vec![txn.to_string()], "ListTransactions v{v}");
+        if v >= 1 {
+            // Open for less than an hour: not listed under a one-hour duration filter.
+            let r = c
+                .call(
+                    ListTransactionsRequest::default().with_duration_filter(3_600_000),
+                    v,
+                )
+                .await
+                .unwrap();
+            assert!(r.transaction_states.is_empty(), "v{v}");
+        }
+        if v >= 2 {
+            let r = c
+                .call(
+                    ListTransactionsRequest::default()
+                        .with_duration_filter(-1)
+                        .with_transactional_id_pattern(Some(s("("))),
+                    v,
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.error_code, 128, "INVALID_REGULAR_EXPRESSION");
+        }
+    }
+    for v in versions(ApiKey::DescribeTransactions) {
+        let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![
+            TransactionalId(s(txn)),
+            TransactionalId(s("never-seen")),
+        ]);
+        let r = c.call(req, v).await.unwrap();
+        let t = &r.transaction_states[0];
+        assert_eq!(t.error_code, 0, "DescribeTransactions v{v}");
+        assert_eq!(
+            (
+                t.transaction_state.as_str(),
+                t.producer_id.0,
+                t.producer_epoch,
+                t.transaction_timeout_ms
+            ),
+            ("Ongoing", pid, epoch, 60_000)
+        );
+        assert!((now_ms() - 60_000..=now_ms()).contains(&t.transaction_start_time_ms));
+        assert_eq!(
+            t.topics.len(),
+            2,
+            "tt and __consumer_offsets: {:?}",
+            t.topics
+        );
+        // "never-seen" hashes to a partition of this single node's coordinator.
+        assert_eq!(
+            r.transaction_states[1].error_code, 105,
+            "TRANSACTIONAL_ID_NOT_FOUND"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_at_every_advertised_version() {
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -1265,6 +1367,8 @@ async fn transactions_at_every_advertised_version() {
             stable.topics[0].partitions[0].error_code, 88,
             "require_stable: UNSTABLE_OFFSET_COMMIT while a transactional commit is pending"
         );
+        // The open transaction as kafka-transactions sees it.
+        introspect_open_transaction(&mut c, &txn, pid, epoch, start).await;
         // Commit on even versions, abort on odd ones.
         let commit = v % 2 == 0;
         let r = c

@@ -779,6 +779,12 @@ impl PartitionLog {
         })
     }
 
+    /// The producers this partition remembers: (id, epoch, last sequence, first
+    /// offset of its open transaction or -1), for DescribeProducers.
+    pub fn active_producers(&self) -> Vec<(i64, i16, i32, i64)> {
+        self.lock().producers.active().collect()
+    }
+
     /// The last stable offset now.
     pub fn last_stable_offset(&self) -> i64 {
         let st = self.lock();

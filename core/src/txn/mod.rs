@@ -65,6 +65,11 @@ pub struct TxnMeta {
 }
 
 impl TxnMeta {
+    /// Monotonic time the open transaction began.
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
     fn value(&self, now_ms: i64) -> TxnValue {
         TxnValue {
             producer_id: self.producer_id,

@@ -101,6 +101,9 @@ pub fn handle(
         RequestKind::IncrementalAlterConfigs(r) => {
             Reply::Later(Box::pin(alter_configs::handle(broker.clone(), r)))
         }
+        RequestKind::DescribeProducers(r) => Reply::Now(txn::describe_producers(broker, r)),
+        RequestKind::ListTransactions(r) => Reply::Now(txn::list_transactions(broker, r)),
+        RequestKind::DescribeTransactions(r) => Reply::Now(txn::describe_transactions(broker, r)),
         RequestKind::AlterConfigs(r) => {
             Reply::Later(Box::pin(alter_configs::replace(broker.clone(), r)))
         }
