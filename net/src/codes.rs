@@ -58,6 +58,9 @@ pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// `authorized_operations` when the client did not ask for them.

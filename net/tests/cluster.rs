@@ -35,6 +35,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: i32) -> Cluster {
+        Cluster::start_with(n, |_| {}).await
+    }
+
+    async fn start_with(n: i32, tweak: impl Fn(&mut BrokerConfig)) -> Cluster {
         let voters: Vec<String> = (1..=n)
             .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
             .collect();
@@ -55,6 +59,10 @@ impl Cluster {
                     leader_imbalance_check_interval_seconds: 1,
                     ..BrokerConfig::default()
                 }
+            })
+            .map(|mut c| {
+                tweak(&mut c);
+                c
             })
             .collect();
         let started = futures::future::join_all(
@@ -611,4 +619,107 @@ async fn four_nodes_coordinate_groups_and_transactions_on_partial_internal_topic
         coordinators.len() > 1,
         "groups spread over brokers: {coordinators:?}"
     );
+}
+
+/// ElectLeaders (preferred): after a failover and the old leader's return to the ISR,
+/// the partition's first replica leads again on request; asked again, the election is
+/// not needed; an unclean election of a led partition is not needed either; an
+/// unknown partition is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let mut cluster = Cluster::start_with(3, |c| c.auto_leader_rebalance_enable = false).await;
+    cluster
+        .until(Duration::from_secs(20), "every broker registered", |c| {
+            c.live()
+                .all(|id| c.node(id).broker.image().live_brokers().len() == 3)
+        })
+        .await;
+    let mut c = cluster.client(1).await;
+    create_replicated(&mut c, "e").await;
+    let preferred = cluster
+        .node(1)
+        .broker
+        .image()
+        .partition("e", 0)
+        .unwrap()
+        .replicas[0];
+    cluster
+        .until(
+            Duration::from_secs(10),
+            "the preferred replica leading",
+            |c| c.node(1).broker.image().partition("e", 0).unwrap().leader == preferred,
+        )
+        .await;
+    cluster.stop(preferred);
+    let other = cluster.live().next().unwrap();
+    cluster
+        .until(Duration::from_secs(20), "another leader", |c| {
+            let p = c
+                .node(other)
+                .broker
+                .image()
+                .partition("e", 0)
+                .cloned()
+                .unwrap();
+            p.leader >= 0 && p.leader != preferred
+        })
+        .await;
+    cluster.restart(preferred).await;
+    cluster
+        .until(
+            Duration::from_secs(20),
+            "the preferred replica back in sync",
+            |c| {
+                c.node(other)
+                    .broker
+                    .image()
+                    .partition("e", 0)
+                    .unwrap()
+                    .isr
+                    .contains(&preferred)
+            },
+        )
+        .await;
+    let mut c = cluster.client(other).await;
+    let elect = |election_type: i8, partitions: Vec<i32>| {
+        ElectLeadersRequest::default()
+            .with_election_type(election_type)
+            .with_timeout_ms(5000)
+            .with_topic_partitions(Some(vec![TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_static_str("e")))
+                .with_partitions(partitions)]))
+    };
+    let codes = |r: ElectLeadersResponse| -> Vec<i16> {
+        r.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| p.error_code)
+            .collect()
+    };
+    let r = c.call(elect(0, vec![0, 7]), 2).await.unwrap();
+    assert_eq!(codes(r), vec![0, 3], "elected; partition 7 unknown");
+    cluster
+        .until(
+            Duration::from_secs(10),
+            "the preferred replica leading again",
+            |c| {
+                c.node(other)
+                    .broker
+                    .image()
+                    .partition("e", 0)
+                    .unwrap()
+                    .leader
+                    == preferred
+            },
+        )
+        .await;
+    for v in 0..=2 {
+        let r = c.call(elect(0, vec![0]), v).await.unwrap();
+        assert_eq!(codes(r), vec![84], "v{v}: ELECTION_NOT_NEEDED");
+    }
+    for v in 1..=2 {
+        let r = c.call(elect(1, vec![0]), v).await.unwrap();
+        assert_eq!(codes(r), vec![84], "v{v}: unclean, but led");
+    }
 }

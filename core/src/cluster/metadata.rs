@@ -300,7 +300,7 @@ impl MetadataImage {
             .collect()
     }
 
-    fn is_live(&self, node: i32) -> bool {
+    pub fn is_live(&self, node: i32) -> bool {
         self.brokers.get(&node).is_some_and(|b| !b.fenced)
     }
 

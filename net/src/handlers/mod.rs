@@ -14,6 +14,7 @@ mod alter_configs;
 mod api_versions;
 mod delete_records;
 mod describe;
+mod elect;
 mod fetch;
 mod find_coordinator;
 mod groups;
@@ -100,6 +101,9 @@ pub fn handle(
         RequestKind::ListPartitionReassignments(r) => Reply::Now(reassign::list(broker, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             Reply::Later(Box::pin(alter_configs::handle(broker.clone(), r)))
+        }
+        RequestKind::ElectLeaders(r) => {
+            Reply::Later(Box::pin(elect::handle(broker.clone(), r, version)))
         }
         RequestKind::DescribeProducers(r) => Reply::Now(txn::describe_producers(broker, r)),
         RequestKind::ListTransactions(r) => Reply::Now(txn::list_transactions(broker, r)),
