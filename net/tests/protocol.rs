@@ -1785,6 +1785,72 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
     node.stop();
 }
 
+/// DescribeTopicPartitions (KIP-966) at every advertised version: the topics by name,
+/// their partitions in order, paged by the partition limit with a cursor, an unknown
+/// topic named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_pages_through_topics_in_order() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    create(&mut c, "b-three", 3, 7).await;
+    create(&mut c, "a-two", 2, 7).await;
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        let ask = |cursor: Option<(&str, i32)>| {
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(
+                    ["b-three", "a-two", "nope"]
+                        .iter()
+                        .map(|t| TopicRequest::default().with_name(name(t)))
+                        .collect(),
+                )
+                .with_response_partition_limit(2)
+                .with_cursor(cursor.map(|(t, p)| {
+                    Cursor::default()
+                        .with_topic_name(name(t))
+                        .with_partition_index(p)
+                }))
+        };
+        let seen = |r: &DescribeTopicPartitionsResponse| -> Vec<(String, i32)> {
+            r.topics
+                .iter()
+                .flat_map(|t| {
+                    let n = t.name.as_ref().unwrap().to_string();
+                    t.partitions
+                        .iter()
+                        .map(move |p| (n.clone(), p.partition_index))
+                })
+                .collect()
+        };
+        let r = c.call(ask(None), v).await.unwrap();
+        assert_eq!(seen(&r), vec![("a-two".into(), 0), ("a-two".into(), 1)]);
+        assert_eq!(r.topics[0].partitions[0].leader_id.0, 1);
+        assert_eq!(r.topics[0].partitions[0].isr_nodes, vec![BrokerId(1)]);
+        let next = r.next_cursor.expect("more to come");
+        assert_eq!(
+            (next.topic_name.as_str(), next.partition_index),
+            ("b-three", 0)
+        );
+        let r = c.call(ask(Some(("b-three", 0))), v).await.unwrap();
+        assert_eq!(seen(&r), vec![("b-three".into(), 0), ("b-three".into(), 1)]);
+        let next = r.next_cursor.expect("more to come");
+        assert_eq!(
+            (next.topic_name.as_str(), next.partition_index),
+            ("b-three", 2)
+        );
+        let r = c.call(ask(Some(("b-three", 2))), v).await.unwrap();
+        assert_eq!(seen(&r), vec![("b-three".into(), 2)]);
+        assert_eq!(
+            r.topics.last().unwrap().error_code,
+            3,
+            "nope: UNKNOWN_TOPIC_OR_PARTITION"
+        );
+        assert!(r.next_cursor.is_none());
+    }
+    node.stop();
+}
+
 /// Retention drops whole sealed segments: by age of their newest record
 /// (`retention.ms`) and by size (`retention.bytes`); never the active segment, never a
 /// `cleanup.policy=compact` topic; reads below the new log start are out of range.

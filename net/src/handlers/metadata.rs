@@ -9,7 +9,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, MetadataRequest,
+    MetadataResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_core::cluster::metadata::{MetadataImage, TopicImage, NO_LEADER};
@@ -122,12 +123,6 @@ fn topic_entry(
                     .iter()
                     .enumerate()
                     .map(|(p, ps)| {
-                        let offline: Vec<i32> = ps
-                            .replicas
-                            .iter()
-                            .copied()
-                            .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
-                            .collect();
                         MetadataResponsePartition::default()
                             .with_error_code(if ps.leader == NO_LEADER {
                                 codes::LEADER_NOT_AVAILABLE
@@ -139,7 +134,7 @@ fn topic_entry(
                             .with_leader_epoch(ps.leader_epoch)
                             .with_replica_nodes(ids(&ps.replicas))
                             .with_isr_nodes(ids(&ps.isr))
-                            .with_offline_replicas(ids(&offline))
+                            .with_offline_replicas(offline_replicas(image, &ps.replicas))
                     })
                     .collect(),
             ),
@@ -153,4 +148,117 @@ fn topic_entry(
             entry.with_error_code(codes::KAFKA_STORAGE_ERROR)
         }
     }
+}
+
+/// The replicas of a partition whose broker is fenced or gone.
+fn offline_replicas(image: &MetadataImage, replicas: &[i32]) -> Vec<BrokerId> {
+    replicas
+        .iter()
+        .copied()
+        .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+        .map(BrokerId)
+        .collect()
+}
+
+/// DescribeTopicPartitions (KIP-966), what Kafka 4's admin client describes topics
+/// with: the topics asked (all when none is), by name, their partitions in order,
+/// paged at `response_partition_limit` partitions (at most 2000, Kafka's
+/// `max.request.partition.size.limit`) from the cursor on; `next_cursor` says where
+/// the next page starts. Sluice has no eligible leader replicas (KIP-966's ELR): those
+/// lists are empty.
+pub fn describe_topic_partitions(
+    broker: &Arc<Broker>,
+    req: DescribeTopicPartitionsRequest,
+) -> ResponseKind {
+    use kafka_protocol::messages::describe_topic_partitions_response::{
+        Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+    };
+    const MAX_PARTITIONS: i32 = 2000;
+    let image = broker.image();
+    let mut names: Vec<String> = if req.topics.is_empty() {
+        image.topics.keys().cloned().collect()
+    } else {
+        req.topics.iter().map(|t| t.name.to_string()).collect()
+    };
+    names.sort();
+    names.dedup();
+    let (from_topic, from_partition) = match &req.cursor {
+        Some(c) => (Some(c.topic_name.to_string()), c.partition_index.max(0)),
+        None => (None, 0),
+    };
+    let mut left = if req.response_partition_limit > 0 {
+        req.response_partition_limit.min(MAX_PARTITIONS)
+    } else {
+        MAX_PARTITIONS
+    };
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names {
+        if from_topic.as_ref().is_some_and(|f| name < *f) {
+            continue;
+        }
+        let first = if from_topic.as_deref() == Some(name.as_str()) {
+            from_partition
+        } else {
+            0
+        };
+        let entry = DescribeTopicPartitionsResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+            .with_topic_authorized_operations(codes::AUTHORIZED_OPERATIONS_OMITTED);
+        let Some(t) = image.topics.get(&name) else {
+            topics.push(entry.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION));
+            continue;
+        };
+        if left == 0 {
+            next_cursor = Some(
+                Cursor::default()
+                    .with_topic_name(TopicName(StrBytes::from_string(name)))
+                    .with_partition_index(first),
+            );
+            break;
+        }
+        let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+        let mut partitions = Vec::new();
+        for (p, ps) in t.partitions.iter().enumerate().skip(first as usize) {
+            if left == 0 {
+                next_cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(TopicName(StrBytes::from_string(name.clone())))
+                        .with_partition_index(p as i32),
+                );
+                break;
+            }
+            left -= 1;
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_error_code(if ps.leader == NO_LEADER {
+                        codes::LEADER_NOT_AVAILABLE
+                    } else {
+                        codes::NONE
+                    })
+                    .with_partition_index(p as i32)
+                    .with_leader_id(BrokerId(ps.leader))
+                    .with_leader_epoch(ps.leader_epoch)
+                    .with_replica_nodes(ids(&ps.replicas))
+                    .with_isr_nodes(ids(&ps.isr))
+                    .with_eligible_leader_replicas(Some(Vec::new()))
+                    .with_last_known_elr(Some(Vec::new()))
+                    .with_offline_replicas(offline_replicas(&image, &ps.replicas)),
+            );
+        }
+        topics.push(
+            entry
+                .with_topic_id(Uuid::from_bytes(t.id))
+                .with_is_internal(crate::internal::is_internal(&name))
+                .with_partitions(partitions),
+        );
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    ResponseKind::DescribeTopicPartitions(
+        DescribeTopicPartitionsResponse::default()
+            .with_topics(topics)
+            .with_next_cursor(next_cursor),
+    )
 }

@@ -61,6 +61,9 @@ pub fn handle(
     match request {
         RequestKind::ApiVersions(_) => Reply::Now(api_versions::handle()),
         RequestKind::Metadata(r) => metadata::handle(broker, r, version),
+        RequestKind::DescribeTopicPartitions(r) => {
+            Reply::Now(metadata::describe_topic_partitions(broker, r))
+        }
         RequestKind::Produce(r) => produce::handle(broker, r),
         RequestKind::Fetch(r) => fetch::handle(broker, r),
         RequestKind::ListOffsets(r) => Reply::Now(list_offsets::handle(broker, r, version)),
