@@ -241,6 +241,17 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the quorum leader looks for brokers to fence.
 const FENCE_CHECK: Duration = Duration::from_millis(250);
 
+/// The metadata quorum as one node sees it.
+pub struct QuorumView {
+    /// The leader's node id, -1 when none is known.
+    pub leader: i32,
+    pub term: i64,
+    /// The end of the metadata log this node applied.
+    pub high_watermark: i64,
+    /// Each voter: its id, its quorum address, its log end (-1 when unknown here).
+    pub voters: Vec<(i32, String, i64)>,
+}
+
 pub struct Controller {
     env: Env,
     node_id: i32,
@@ -340,6 +351,35 @@ impl Controller {
             if metrics.changed().await.is_err() {
                 return "the metadata quorum member shut down".into();
             }
+        }
+    }
+
+    /// The metadata quorum as this node sees it (DescribeQuorum): on the leader, every
+    /// voter's log end; elsewhere only this node's own.
+    pub fn quorum(&self) -> QuorumView {
+        let m = self.raft.metrics().borrow().clone();
+        let own_end = m.last_log_index.map_or(0, |i| i as i64 + 1);
+        let voters = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| {
+                let end = if *id as i32 == self.node_id {
+                    own_end
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(id).cloned().flatten())
+                        .map_or(-1, |log_id| log_id.index as i64 + 1)
+                };
+                (*id as i32, node.addr.clone(), end)
+            })
+            .collect();
+        QuorumView {
+            leader: m.current_leader.map_or(-1, |id| id as i32),
+            term: m.current_term as i64,
+            high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
+            voters,
         }
     }
 

@@ -723,3 +723,50 @@ async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
         assert_eq!(codes(r), vec![84], "v{v}: unclean, but led");
     }
 }
+
+/// DescribeQuorum at every advertised version: the quorum leader reports every voter's
+/// log end; another node reports the leader and its own; v2 names the voters' quorum
+/// addresses; any other topic is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_quorum_shows_the_metadata_quorum() {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let cluster = Cluster::start_registered(3).await;
+    let leader = cluster.node(1).broker.controller.leader().unwrap();
+    let follower = cluster.live().find(|id| *id != leader).unwrap();
+    let ask = |topic: &str| {
+        DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])])
+    };
+    for v in 0..=2 {
+        let mut c = cluster.client(leader).await;
+        let r = c.call(ask("__cluster_metadata"), v).await.unwrap();
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id.0), (0, leader), "v{v}");
+        assert!(p.leader_epoch >= 1 && p.high_watermark >= 1, "v{v}: {p:?}");
+        let mut voters: Vec<i32> = p.current_voters.iter().map(|s| s.replica_id.0).collect();
+        voters.sort();
+        assert_eq!(voters, vec![1, 2, 3]);
+        assert!(
+            p.current_voters.iter().all(|s| s.log_end_offset >= 1),
+            "v{v}: {p:?}"
+        );
+        assert!(p.observers.is_empty());
+        if v >= 2 {
+            assert_eq!(r.nodes.len(), 3);
+            assert!(r.nodes.iter().all(|n| n.listeners[0].port > 0));
+        }
+        let mut f = cluster.client(follower).await;
+        let r = f.call(ask("__cluster_metadata"), v).await.unwrap();
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.leader_id.0, leader, "v{v}: the follower knows the leader");
+        let own = p
+            .current_voters
+            .iter()
+            .find(|s| s.replica_id.0 == follower)
+            .unwrap();
+        assert!(own.log_end_offset >= 1);
+        let r = f.call(ask("other"), v).await.unwrap();
+        assert_eq!(r.topics[0].partitions[0].error_code, 3, "v{v}");
+    }
+}

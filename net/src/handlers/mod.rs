@@ -25,6 +25,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod quorum;
 mod reassign;
 mod txn;
 mod write_txn_markers;
@@ -108,6 +109,7 @@ pub fn handle(
         RequestKind::ElectLeaders(r) => {
             Reply::Later(Box::pin(elect::handle(broker.clone(), r, version)))
         }
+        RequestKind::DescribeQuorum(r) => Reply::Now(quorum::handle(broker, r, version)),
         RequestKind::DescribeProducers(r) => Reply::Now(txn::describe_producers(broker, r)),
         RequestKind::ListTransactions(r) => Reply::Now(txn::list_transactions(broker, r)),
         RequestKind::DescribeTransactions(r) => Reply::Now(txn::describe_transactions(broker, r)),
