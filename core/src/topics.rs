@@ -212,9 +212,8 @@ fn well_formed(name: &str, value: &str) -> bool {
         | "preallocate"
         | "remote.storage.enable"
         | "remote.log.copy.disable"
-        | "remote.log.delete.on.disable" => {
-            matches!(value, "true" | "false")
-        }
+        | "remote.log.delete.on.disable"
+        | "message.downconversion.enable" => matches!(value, "true" | "false"),
         "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => true,
         _ => value.parse::<i64>().is_ok(),
     }
