@@ -1,11 +1,12 @@
-//! `sluice consume`: prints `partition<TAB>offset<TAB>key<TAB>value` per record.
+//! `sluice consume`: prints one line per record, `partition<TAB>offset<TAB>key<TAB>value`
+//! unless `--format` says otherwise (kcat's `%p %o %k %v %T %h ...`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use kafka_protocol::messages::ApiKey;
-use sluice_net::client::{decode_batches, fetch_request};
+use sluice_net::client::{decode_batches, fetch_request, Consumed};
 
 use crate::Bootstrap;
 
@@ -13,8 +14,12 @@ use crate::Bootstrap;
 pub struct Args {
     pub topic: String,
     /// Start at the earliest offset (default: the latest).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_time")]
     pub from_beginning: bool,
+    /// Start at the first record with a timestamp at or after this one (milliseconds
+    /// since the epoch; ListOffsets by time).
+    #[arg(long, value_name = "MS", conflicts_with = "offset")]
+    pub from_time: Option<i64>,
     /// Only this partition.
     #[arg(long)]
     pub partition: Option<i32>,
@@ -27,6 +32,11 @@ pub struct Args {
     /// Stop when nothing arrives for this long.
     #[arg(long)]
     pub idle_timeout_ms: Option<u64>,
+    /// How to print each record, as kcat's -f: %t topic, %p partition, %o offset,
+    /// %k key, %v value, %T timestamp (ms), %h headers (k=v,...), %K key length, %S
+    /// value length, %% a percent sign; \t and \n escapes. A newline follows each.
+    #[arg(long, value_name = "TEMPLATE", default_value = "%p\\t%o\\t%k\\t%v")]
+    pub format: String,
     #[command(flatten)]
     pub bootstrap: Bootstrap,
 }
@@ -42,13 +52,23 @@ pub async fn run(args: Args) -> Result<()> {
         Some(p) => vec![p],
         None => (0..count).collect(),
     };
-    let start = crate::topic::offsets(
+    let mut start = crate::topic::offsets(
         &mut client,
         &args.topic,
         count,
         if args.from_beginning { -2 } else { -1 },
     )
     .await?;
+    if let Some(ms) = args.from_time {
+        // No record at or after that time: start at the end.
+        let by_time = crate::topic::offsets(&mut client, &args.topic, count, ms.max(0)).await?;
+        for (s, t) in start.iter_mut().zip(by_time) {
+            if t >= 0 {
+                *s = t;
+            }
+        }
+    }
+    let template = Template::parse(&args.format)?;
     let mut positions: Vec<(i32, i64)> = parts
         .iter()
         .map(|&p| (p, args.offset.unwrap_or(start[p as usize])))
@@ -82,19 +102,8 @@ pub async fn run(args: Args) -> Result<()> {
                     continue;
                 };
                 for r in decode_batches(pd.records.unwrap_or_default(), pos.1)? {
-                    let text = |b: &Option<bytes::Bytes>| {
-                        b.as_ref()
-                            .map(|b| String::from_utf8_lossy(b).into_owned())
-                            .unwrap_or_default()
-                    };
-                    writeln!(
-                        out,
-                        "{}\t{}\t{}\t{}",
-                        pd.partition_index,
-                        r.offset,
-                        text(&r.key),
-                        text(&r.value)
-                    )?;
+                    let line = template.render(&args.topic, pd.partition_index, &r);
+                    writeln!(out, "{line}")?;
                     pos.1 = r.offset + 1;
                     printed += 1;
                     got = true;
@@ -114,5 +123,141 @@ pub async fn run(args: Args) -> Result<()> {
         {
             return Ok(());
         }
+    }
+}
+
+/// A `--format` template: literal text and record fields.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Topic,
+    Partition,
+    Offset,
+    Key,
+    Value,
+    Timestamp,
+    Headers,
+    KeyLength,
+    ValueLength,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Template(Vec<Piece>);
+
+impl Template {
+    fn parse(format: &str) -> Result<Template> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            let field = match c {
+                '%' => match chars.next() {
+                    Some('t') => Piece::Topic,
+                    Some('p') => Piece::Partition,
+                    Some('o') => Piece::Offset,
+                    Some('k') => Piece::Key,
+                    Some('v') => Piece::Value,
+                    Some('T') => Piece::Timestamp,
+                    Some('h') => Piece::Headers,
+                    Some('K') => Piece::KeyLength,
+                    Some('S') => Piece::ValueLength,
+                    Some('%') => {
+                        text.push('%');
+                        continue;
+                    }
+                    other => bail!(
+                        "--format: unknown field %{} (fields: %t %p %o %k %v %T %h %K %S %%)",
+                        other.map(String::from).unwrap_or_default()
+                    ),
+                },
+                '\\' => {
+                    match chars.next() {
+                        Some('t') => text.push('\t'),
+                        Some('n') => text.push('\n'),
+                        Some(other) => text.push(other),
+                        None => text.push('\\'),
+                    }
+                    continue;
+                }
+                c => {
+                    text.push(c);
+                    continue;
+                }
+            };
+            if !text.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(field);
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Template(pieces))
+    }
+
+    fn render(&self, topic: &str, partition: i32, r: &Consumed) -> String {
+        let text = |b: &Option<bytes::Bytes>| {
+            b.as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(-1, |b| b.len() as i64);
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Topic => out.push_str(topic),
+                Piece::Partition => out.push_str(&partition.to_string()),
+                Piece::Offset => out.push_str(&r.offset.to_string()),
+                Piece::Key => out.push_str(&text(&r.key)),
+                Piece::Value => out.push_str(&text(&r.value)),
+                Piece::Timestamp => out.push_str(&r.timestamp.to_string()),
+                Piece::Headers => {
+                    let headers: Vec<String> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", text(v)))
+                        .collect();
+                    out.push_str(&headers.join(","));
+                }
+                Piece::KeyLength => out.push_str(&len(&r.key).to_string()),
+                Piece::ValueLength => out.push_str(&len(&r.value).to_string()),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_render_like_kcat() {
+        let r = Consumed {
+            offset: 7,
+            timestamp: 1_700_000_000_000,
+            key: Some(bytes::Bytes::from_static(b"k")),
+            value: None,
+            headers: vec![
+                ("a".into(), Some(bytes::Bytes::from_static(b"1"))),
+                ("b".into(), None),
+            ],
+        };
+        let t = Template::parse("%t/%p@%o %k=%v [%h] %K %S %T 100%%\\t.").unwrap();
+        assert_eq!(
+            t.render("orders", 2, &r),
+            "orders/2@7 k= [a=1,b=] 1 -1 1700000000000 100%\t."
+        );
+        assert_eq!(
+            Template::parse("%p\\t%o\\t%k\\t%v")
+                .unwrap()
+                .render("x", 0, &r),
+            "0\t7\tk\t"
+        );
+        assert!(Template::parse("%z")
+            .unwrap_err()
+            .to_string()
+            .contains("%z"));
     }
 }

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::records::Compression;
-use sluice_net::client::{encode_batch, partition_for_key, produce_request, Client, Message};
+use sluice_net::client::{
+    encode_batch_with_headers, partition_for_key, produce_request, Client, Message,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::Bootstrap;
@@ -30,6 +32,9 @@ pub struct Args {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// A header every record carries, KEY=VALUE (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    pub headers: Vec<String>,
     #[command(flatten)]
     pub bootstrap: Bootstrap,
 }
@@ -57,6 +62,16 @@ pub fn parse_compression(c: &str) -> Result<Compression> {
 pub async fn run(args: Args) -> Result<()> {
     let acks = parse_acks(&args.acks)?;
     let compression = parse_compression(&args.compression)?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--header '{kv}' is not KEY=VALUE"))?;
+            Ok((k.to_string(), Some(Bytes::from(v.to_string()))))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut client = args.bootstrap.connect().await?;
     let partitions = crate::topic::partitions(&mut client, &args.topic).await?;
     if let Some(p) = args.partition {
@@ -94,10 +109,26 @@ pub async fn run(args: Args) -> Result<()> {
         count += 1;
         if count % args.batch_size == 0 {
             next_keyless = (next_keyless + 1) % partitions;
-            sent += flush(&mut client, &args.topic, acks, compression, &mut pending).await?;
+            sent += flush(
+                &mut client,
+                &args.topic,
+                acks,
+                compression,
+                &headers,
+                &mut pending,
+            )
+            .await?;
         }
     }
-    sent += flush(&mut client, &args.topic, acks, compression, &mut pending).await?;
+    sent += flush(
+        &mut client,
+        &args.topic,
+        acks,
+        compression,
+        &headers,
+        &mut pending,
+    )
+    .await?;
     eprintln!("produced {sent} record(s) to {}", args.topic);
     Ok(())
 }
@@ -108,6 +139,7 @@ pub async fn flush(
     topic: &str,
     acks: i16,
     compression: Compression,
+    headers: &[(String, Option<Bytes>)],
     pending: &mut BTreeMap<i32, Vec<Message>>,
 ) -> Result<usize> {
     if pending.is_empty() {
@@ -117,7 +149,7 @@ pub async fn flush(
     let mut batches = Vec::new();
     for (p, msgs) in std::mem::take(pending) {
         n += msgs.len();
-        batches.push((p, encode_batch(&msgs, compression)?));
+        batches.push((p, encode_batch_with_headers(&msgs, headers, compression)?));
     }
     let req = produce_request(topic, acks, 30_000, batches);
     let v = client.version(ApiKey::Produce, 10)?;

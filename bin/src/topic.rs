@@ -1,8 +1,9 @@
-//! `sluice topic create|list|describe|delete|alter-config|trim`.
+//! `sluice topic create|list|describe|delete|alter-config|add-partitions|trim`.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -16,13 +17,15 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeLogDirsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    TopicName,
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeLogDirsRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use serde::Serialize;
 use sluice_net::client::Client;
 
+use crate::group::Format;
 use crate::Bootstrap;
 
 /// Kafka's ConfigResource type for a topic.
@@ -46,12 +49,26 @@ pub enum Command {
     },
     /// List topics.
     List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
     /// Show a topic's partitions, offsets and configs.
     Describe {
         name: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Add partitions to a topic (CreatePartitions); existing keys may then map to
+    /// other partitions.
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        count: i32,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
@@ -146,7 +163,7 @@ pub async fn run(command: Command) -> Result<()> {
                 );
             }
         }
-        Command::List { bootstrap } => {
+        Command::List { format, bootstrap } => {
             let mut client = bootstrap.connect().await?;
             let v = client.version(ApiKey::Metadata, 12)?;
             let resp = client
@@ -158,13 +175,48 @@ pub async fn run(command: Command) -> Result<()> {
                 .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
                 .collect();
             names.sort();
-            for n in names {
-                println!("{n}");
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&names)?),
+                Format::Text => {
+                    for n in names {
+                        println!("{n}");
+                    }
+                }
             }
         }
-        Command::Describe { name, bootstrap } => {
+        Command::Describe {
+            name,
+            format,
+            bootstrap,
+        } => {
             let mut client = bootstrap.connect().await?;
-            describe(&mut client, &name).await?;
+            let d = describe(&mut client, &name).await?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                Format::Text => print_description(&d),
+            }
+        }
+        Command::AddPartitions {
+            name,
+            count,
+            bootstrap,
+        } => {
+            let mut client = bootstrap.connect().await?;
+            let v = client.version(ApiKey::CreatePartitions, 3)?;
+            let req = CreatePartitionsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_count(count)]);
+            let resp = client.call(req, v).await?;
+            for r in &resp.results {
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("adding partitions to '{name}'"),
+                )?;
+            }
+            println!("topic {name} now has {count} partition(s)");
         }
         Command::Delete { name, bootstrap } => {
             let mut client = bootstrap.connect().await?;
@@ -426,10 +478,58 @@ pub async fn offsets(
     Ok(out)
 }
 
-async fn describe(client: &mut Client, name: &str) -> Result<()> {
-    let (leaders, addrs) = leaders(client, name).await?;
-    println!("topic {name}: {} partition(s)", leaders.len());
+/// A topic as `topic describe` shows it.
+#[derive(Serialize)]
+struct Description {
+    topic: String,
+    partitions: Vec<PartitionRow>,
+    configs: Vec<ConfigRow>,
+}
+
+#[derive(Serialize)]
+struct PartitionRow {
+    partition: i32,
+    leader: i32,
+    log_start: i64,
+    high_watermark: i64,
+    /// Offsets, not records: a compacted log has fewer records than offsets.
+    offsets: i64,
+    size_bytes: i64,
+    /// Only compacted topics have one.
+    dirty_ratio: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ConfigRow {
+    name: String,
+    value: String,
+    set_on_topic: bool,
+}
+
+fn print_description(d: &Description) {
+    println!("topic {}: {} partition(s)", d.topic, d.partitions.len());
     println!("partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes\tdirty-ratio");
+    for p in &d.partitions {
+        let dirty = p.dirty_ratio.map_or("-".to_string(), |r| format!("{r:.2}"));
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{dirty}",
+            p.partition, p.leader, p.log_start, p.high_watermark, p.offsets, p.size_bytes
+        );
+    }
+    println!("configs:");
+    for c in &d.configs {
+        let source = if c.set_on_topic {
+            " (set on topic)"
+        } else {
+            ""
+        };
+        println!("  {}={}{source}", c.name, c.value);
+    }
+}
+
+async fn describe(client: &mut Client, name: &str) -> Result<Description> {
+    let (leaders, addrs) = leaders(client, name).await?;
+    let mut partitions = Vec::with_capacity(leaders.len());
     // Each partition as its leader has it (in a cluster, another broker's): one
     // connection per leader.
     let mut connections: BTreeMap<i32, Client> = BTreeMap::new();
@@ -443,11 +543,15 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
         let start = partition_offset(leader, name, p, -2).await?;
         let end = partition_offset(leader, name, p, -1).await?;
         let (size, dirty) = log_size(leader, name, p).await?;
-        // Offsets, not records: a compacted log has fewer records than offsets.
-        let offsets = end - start;
-        // Only compacted topics have a dirty ratio.
-        let dirty = dirty.map_or("-".to_string(), |r| format!("{r:.2}"));
-        println!("{p}\t{leader_id}\t{start}\t{end}\t{offsets}\t{size}\t{dirty}");
+        partitions.push(PartitionRow {
+            partition: p,
+            leader: leader_id,
+            log_start: start,
+            high_watermark: end,
+            offsets: end - start,
+            size_bytes: size,
+            dirty_ratio: dirty,
+        });
     }
     let v = client.version(ApiKey::DescribeConfigs, 4)?;
     let req =
@@ -456,21 +560,20 @@ async fn describe(client: &mut Client, name: &str) -> Result<()> {
             .with_resource_name(StrBytes::from_string(name.to_string()))
             .with_configuration_keys(None)]);
     let resp = client.call(req, v).await?;
-    println!("configs:");
+    let mut configs = Vec::new();
     for r in &resp.results {
         check(r.error_code, r.error_message.as_ref(), "describing configs")?;
         for c in &r.configs {
-            let source = if c.config_source == 1 {
-                " (set on topic)"
-            } else {
-                ""
-            };
-            println!(
-                "  {}={}{source}",
-                c.name.as_str(),
-                c.value.as_ref().map(|v| v.as_str()).unwrap_or("")
-            );
+            configs.push(ConfigRow {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                set_on_topic: c.config_source == 1,
+            });
         }
     }
-    Ok(())
+    Ok(Description {
+        topic: name.to_string(),
+        partitions,
+        configs,
+    })
 }

@@ -258,6 +258,15 @@ pub fn encode_batch(messages: &[Message], compression: Compression) -> Result<By
     encode_producer_batch(messages, compression, None)
 }
 
+/// Encodes messages as one v2 record batch, every record carrying `headers`.
+pub fn encode_batch_with_headers(
+    messages: &[Message],
+    headers: &[(String, Option<Bytes>)],
+    compression: Compression,
+) -> Result<Bytes, ClientError> {
+    encode_records(messages, headers, compression, None, false)
+}
+
 /// An idempotent producer's place in a partition: producer id, epoch, and the
 /// sequence number of the batch's first record (-1: none, as for the offsets a
 /// transaction commits).
@@ -275,7 +284,7 @@ pub fn encode_producer_batch(
     compression: Compression,
     producer: Option<Sequence>,
 ) -> Result<Bytes, ClientError> {
-    encode_batch_as(messages, compression, producer, false)
+    encode_records(messages, &[], compression, producer, false)
 }
 
 /// Encodes messages as one v2 batch of a producer's transaction.
@@ -284,11 +293,12 @@ pub fn encode_transactional_batch(
     compression: Compression,
     producer: Sequence,
 ) -> Result<Bytes, ClientError> {
-    encode_batch_as(messages, compression, Some(producer), true)
+    encode_records(messages, &[], compression, Some(producer), true)
 }
 
-fn encode_batch_as(
+fn encode_records(
     messages: &[Message],
+    headers: &[(String, Option<Bytes>)],
     compression: Compression,
     producer: Option<Sequence>,
     transactional: bool,
@@ -312,7 +322,10 @@ fn encode_batch_as(
             timestamp: m.timestamp,
             key: m.key.clone(),
             value: m.value.clone(),
-            headers: IndexMap::new(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
+                .collect::<IndexMap<_, _>>(),
         })
         .collect();
     let mut buf = BytesMut::new();
@@ -338,6 +351,8 @@ pub struct Consumed {
     pub timestamp: i64,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
+    /// The record's headers, in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
 }
 
 impl From<Record> for Consumed {
@@ -347,6 +362,11 @@ impl From<Record> for Consumed {
             timestamp: r.timestamp,
             key: r.key,
             value: r.value,
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }
     }
 }

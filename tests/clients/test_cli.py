@@ -101,3 +101,32 @@ def test_a_listener_sluice_cannot_serve_stops_it_at_start(tmp_path):
         r = subprocess.run([str(BIN), "server", "--listen", listeners, "--data-dir", str(tmp_path / "d")],
                            capture_output=True, text=True, timeout=20)
         assert r.returncode != 0 and named in r.stderr and "not served" in r.stderr, r.stderr
+
+
+def test_cli_formats_headers_times_and_added_partitions(broker):
+    import json
+    import time
+
+    broker.cli("topic", "create", "fmt", "--partitions", "1")
+    broker.cli("produce", "fmt", "--header", "origin=cli", "--header", "v=2", stdin="a:1\nb:2\n")
+    middle = int(time.time() * 1000)
+    time.sleep(0.05)
+    broker.cli("produce", "fmt", stdin="c:3\n")
+    out = broker.cli("consume", "fmt", "--from-beginning", "--max-messages", "3",
+                     "--format", "%t|%p|%o|%k|%v|%h|%K|%S").stdout.splitlines()
+    assert out == ["fmt|0|0|a|1|origin=cli,v=2|1|1", "fmt|0|1|b|2|origin=cli,v=2|1|1", "fmt|0|2|c|3||1|1"], out
+    # --from-time: the first record at or after the time.
+    out = broker.cli("consume", "fmt", "--from-time", str(middle), "--max-messages", "1",
+                     "--format", "%o %k %T").stdout.split()
+    assert out[:2] == ["2", "c"] and int(out[2]) >= middle, out
+    bad = broker.cli("consume", "fmt", "--format", "%z", "--max-messages", "1", check=False)
+    assert bad.returncode != 0 and "%z" in bad.stderr
+
+    assert "now has 3 partition(s)" in broker.cli("topic", "add-partitions", "fmt", "--count", "3").stdout
+    described = json.loads(broker.cli("topic", "describe", "fmt", "--format", "json").stdout)
+    assert [p["partition"] for p in described["partitions"]] == [0, 1, 2]
+    assert described["partitions"][0]["high_watermark"] == 3
+    assert any(c["name"] == "cleanup.policy" and c["value"] == "delete" for c in described["configs"])
+    assert "fmt" in json.loads(broker.cli("topic", "list", "--format", "json").stdout)
+    bad = broker.cli("topic", "add-partitions", "fmt", "--count", "2", check=False)
+    assert bad.returncode != 0 and "INVALID_PARTITIONS" in bad.stderr
