@@ -102,6 +102,9 @@ pub struct Broker {
     /// follower, for replicas being added.
     throttles: Mutex<[Throttle; 2]>,
     stopped: watch::Receiver<bool>,
+    /// The metadata log index this broker's view has reached (applied by
+    /// `follow_metadata`).
+    followed: watch::Sender<u64>,
     /// This broker, for tasks it spawns.
     this: std::sync::OnceLock<std::sync::Weak<Broker>>,
 }
@@ -158,6 +161,7 @@ impl Broker {
         let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
         let txns = Txns::new(env.clone(), config.transaction_max_timeout_ms);
         let image = controller.image();
+        let index = controller.subscribe().borrow().index;
         let broker = Arc::new(Broker {
             env,
             config,
@@ -174,6 +178,7 @@ impl Broker {
             cleaning: Mutex::new(BTreeSet::new()),
             throttles: Mutex::new(Default::default()),
             stopped,
+            followed: watch::channel(index).0,
             this: std::sync::OnceLock::new(),
         });
         let _ = broker.this.set(Arc::downgrade(&broker));
@@ -724,6 +729,7 @@ impl Broker {
                 replicas,
             })
             .await??;
+        self.follow_up().await;
         info!(
             topic = name,
             partitions,
@@ -853,6 +859,7 @@ impl Broker {
                 name: name.to_string(),
             })
             .await??;
+        self.follow_up().await;
         info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -930,6 +937,7 @@ impl Broker {
                 replicas,
             })
             .await??;
+        self.follow_up().await;
         Ok(())
     }
 
@@ -948,6 +956,28 @@ impl Broker {
             })
             .await??;
         Ok(())
+    }
+
+    /// Notes that this broker's view now reflects the metadata log up to `index`.
+    pub fn followed(&self, index: u64) {
+        self.followed.send_if_modified(|at| {
+            let newer = index > *at;
+            *at = (*at).max(index);
+            newer
+        });
+    }
+
+    /// Waits until this broker's view holds everything its controller has applied,
+    /// so an admin change it answers is visible through it at once (a topic created
+    /// here can be produced to here).
+    async fn follow_up(&self) {
+        let target = self.controller.subscribe().borrow().index;
+        let mut rx = self.followed.subscribe();
+        while *rx.borrow_and_update() < target {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Changes dynamic configs; with `validate_only`, only checks the change would apply.
@@ -971,6 +1001,7 @@ impl Broker {
             return Ok(());
         }
         self.controller.write(command).await??;
+        self.follow_up().await;
         Ok(())
     }
 }

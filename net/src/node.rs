@@ -201,10 +201,14 @@ async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
             },
         }
         sluice_core::buggify_sleep!(broker.env, 200);
-        let image = rx.borrow_and_update().image.clone();
+        let (image, index) = {
+            let applied = rx.borrow_and_update();
+            (applied.image.clone(), applied.index)
+        };
         if let Err(e) = broker.apply_image(image) {
             warn!(error = %e, "applying metadata");
         }
+        broker.followed(index);
     }
 }
 
