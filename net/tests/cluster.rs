@@ -26,7 +26,13 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// One cluster at a time: the voters' ports are picked free before the nodes bind
+/// them, and two clusters starting at once could pick the same one.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Cluster {
+    /// Held for the life of the cluster.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
     /// Kept for the life of the cluster.
     _dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Option<Node>>,
@@ -39,6 +45,7 @@ impl Cluster {
     }
 
     async fn start_with(n: i32, tweak: impl Fn(&mut BrokerConfig)) -> Cluster {
+        let turn = ONE_AT_A_TIME.lock().await;
         let voters: Vec<String> = (1..=n)
             .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
             .collect();
@@ -73,6 +80,7 @@ impl Cluster {
         .await;
         let nodes = started.into_iter().map(|n| Some(n.unwrap())).collect();
         Cluster {
+            _turn: turn,
             _dirs: dirs,
             nodes,
             configs,
