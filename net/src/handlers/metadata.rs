@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     MetadataResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_core::cluster::metadata::{MetadataImage, TopicImage, NO_LEADER};
+use sluice_core::cluster::metadata::{MetadataImage, PartitionState, TopicImage, NO_LEADER};
 use sluice_core::topics::TopicError;
 use uuid::Uuid;
 
@@ -113,7 +113,6 @@ fn topic_entry(
         } else {
             codes::AUTHORIZED_OPERATIONS_OMITTED
         });
-    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     match found {
         Ok(t) => entry
             .with_topic_id(Uuid::from_bytes(t.id))
@@ -123,18 +122,15 @@ fn topic_entry(
                     .iter()
                     .enumerate()
                     .map(|(p, ps)| {
+                        let v = PartitionView::of(image, ps);
                         MetadataResponsePartition::default()
-                            .with_error_code(if ps.leader == NO_LEADER {
-                                codes::LEADER_NOT_AVAILABLE
-                            } else {
-                                codes::NONE
-                            })
+                            .with_error_code(v.error_code)
                             .with_partition_index(p as i32)
                             .with_leader_id(BrokerId(ps.leader))
                             .with_leader_epoch(ps.leader_epoch)
-                            .with_replica_nodes(ids(&ps.replicas))
-                            .with_isr_nodes(ids(&ps.isr))
-                            .with_offline_replicas(offline_replicas(image, &ps.replicas))
+                            .with_replica_nodes(v.replicas)
+                            .with_isr_nodes(v.isr)
+                            .with_offline_replicas(v.offline)
                     })
                     .collect(),
             ),
@@ -150,14 +146,36 @@ fn topic_entry(
     }
 }
 
-/// The replicas of a partition whose broker is fenced or gone.
-fn offline_replicas(image: &MetadataImage, replicas: &[i32]) -> Vec<BrokerId> {
-    replicas
-        .iter()
-        .copied()
-        .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
-        .map(BrokerId)
-        .collect()
+/// A partition as Metadata and DescribeTopicPartitions describe it.
+struct PartitionView {
+    /// LEADER_NOT_AVAILABLE while it has no leader.
+    error_code: i16,
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+    /// The replicas whose broker is fenced or gone.
+    offline: Vec<BrokerId>,
+}
+
+impl PartitionView {
+    fn of(image: &MetadataImage, ps: &PartitionState) -> PartitionView {
+        let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+        PartitionView {
+            error_code: if ps.leader == NO_LEADER {
+                codes::LEADER_NOT_AVAILABLE
+            } else {
+                codes::NONE
+            },
+            replicas: ids(&ps.replicas),
+            isr: ids(&ps.isr),
+            offline: ps
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| image.brokers.get(r).is_none_or(|b| b.fenced))
+                .map(BrokerId)
+                .collect(),
+        }
+    }
 }
 
 /// DescribeTopicPartitions (KIP-966), what Kafka 4's admin client describes topics
@@ -217,7 +235,6 @@ pub fn describe_topic_partitions(
             );
             break;
         }
-        let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
         let mut partitions = Vec::new();
         for (p, ps) in t.partitions.iter().enumerate().skip(first as usize) {
             if left == 0 {
@@ -229,21 +246,18 @@ pub fn describe_topic_partitions(
                 break;
             }
             left -= 1;
+            let v = PartitionView::of(&image, ps);
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_error_code(if ps.leader == NO_LEADER {
-                        codes::LEADER_NOT_AVAILABLE
-                    } else {
-                        codes::NONE
-                    })
+                    .with_error_code(v.error_code)
                     .with_partition_index(p as i32)
                     .with_leader_id(BrokerId(ps.leader))
                     .with_leader_epoch(ps.leader_epoch)
-                    .with_replica_nodes(ids(&ps.replicas))
-                    .with_isr_nodes(ids(&ps.isr))
+                    .with_replica_nodes(v.replicas)
+                    .with_isr_nodes(v.isr)
                     .with_eligible_leader_replicas(Some(Vec::new()))
                     .with_last_known_elr(Some(Vec::new()))
-                    .with_offline_replicas(offline_replicas(&image, &ps.replicas)),
+                    .with_offline_replicas(v.offline),
             );
         }
         topics.push(
