@@ -173,3 +173,23 @@ def test_topic_configs_are_enforced(broker):
         fut["unclean"].result(30)
     assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
     assert "unclean.leader.election.enable" in e.value.args[0].str()
+
+
+def test_admin_describe_topics_elect_leaders_and_append_configs(broker):
+    """librdkafka's admin calls for Kafka 4's surface: describe_topics, elect_leaders
+    (a partition its preferred replica leads: not needed), incremental_alter_configs
+    with APPEND on a list config (KIP-339)."""
+    from confluent_kafka import ElectionType, KafkaError, TopicCollection
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+    create_topic(broker.bootstrap, "adm4", 3)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    d = admin.describe_topics(TopicCollection(["adm4"]))["adm4"].result(10)
+    assert [(p.id, p.leader.id) for p in d.partitions] == [(0, 1), (1, 1), (2, 1)]
+    elected = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("adm4", 0)]).result(10)
+    assert [e.code() for e in elected.values()] == [KafkaError.ELECTION_NOT_NEEDED]
+    resource = ConfigResource("topic", "adm4", incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND)])
+    for f in admin.incremental_alter_configs([resource]).values():
+        f.result(10)
+    configs = admin.describe_configs([ConfigResource("topic", "adm4")])
+    assert next(iter(configs.values())).result(10)["cleanup.policy"].value == "delete,compact"
