@@ -1785,6 +1785,27 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
     node.stop();
 }
 
+/// ConsumerGroupHeartbeat (KIP-848) at every advertised version: the consumer group
+/// protocol is not served yet, and every heartbeat says so (UNSUPPORTED_VERSION with a
+/// message), so a `group.protocol=consumer` client fails loudly instead of waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_group_protocol_is_refused_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    for v in versions(ApiKey::ConsumerGroupHeartbeat) {
+        let req = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![name("t")]));
+        let r = c.call(req, v).await.unwrap();
+        assert_eq!(r.error_code, 35, "v{v}");
+        assert!(r.error_message.unwrap().contains("group.protocol=classic"));
+    }
+    node.stop();
+}
+
 /// DescribeTopicPartitions (KIP-966) at every advertised version: the topics by name,
 /// their partitions in order, paged by the partition limit with a cursor, an unknown
 /// topic named.

@@ -10,10 +10,10 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ResponseKind,
-    SyncGroupRequest, SyncGroupResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, ResponseKind, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_core::group::{GroupError, JoinRequest, Joined, SyncRequest};
@@ -322,4 +322,21 @@ pub fn delete(broker: &Arc<Broker>, r: DeleteGroupsRequest) -> Reply {
         }
         ResponseKind::DeleteGroups(DeleteGroupsResponse::default().with_results(results))
     }))
+}
+
+/// ConsumerGroupHeartbeat (KIP-848): the consumer group protocol is not served yet. A
+/// client set to `group.protocol=consumer` is told so in every answer
+/// (UNSUPPORTED_VERSION, as a Kafka broker with the protocol disabled answers), rather
+/// than waiting for an assignment that never comes.
+pub fn consumer_group_heartbeat(r: ConsumerGroupHeartbeatRequest) -> ResponseKind {
+    ResponseKind::ConsumerGroupHeartbeat(
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(codes::UNSUPPORTED_VERSION)
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "group '{}': the consumer group protocol (KIP-848, group.protocol=consumer) is not served yet; use group.protocol=classic",
+                r.group_id.as_str()
+            ))))
+            .with_member_epoch(-1)
+            .with_heartbeat_interval_ms(5000),
+    )
 }
