@@ -640,7 +640,10 @@ impl PartitionLog {
     pub fn advance_log_start(&self, offset: i64) -> Result<bool, LogError> {
         // A full disk may have no room for the checkpoint: then the segments wholly
         // below the new start go first (recovery derives the same start from the
-        // segments left) and the checkpoint is written into the room they leave.
+        // segments left) and the checkpoint is written into the room they leave. Only
+        // for a full disk: after a failed fsync nothing written may be trusted again
+        // (a retry that "succeeds" let the start go back after a crash in the
+        // simulator, soak seed 21000111).
         for room_made in [false, true] {
             let mut st = self.lock();
             if let Some(why) = &st.failed {
@@ -657,12 +660,14 @@ impl PartitionLog {
                     end: hw,
                 });
             }
-            match write_log_start(self.env.disk.as_ref(), &self.dir, offset) {
+            match try_write_log_start(self.env.disk.as_ref(), &self.dir, offset) {
                 Ok(()) => {
                     st.log_start = offset;
                     break;
                 }
-                Err(e) if room_made => return Err(e),
+                Err(e) if room_made || e.kind() != std::io::ErrorKind::StorageFull => {
+                    return Err(storage("write log start offset", e));
+                }
                 Err(e) => {
                     drop(st);
                     warn!(dir = %self.dir.display(), error = %e, "no room for the log start checkpoint; deleting the segments below it first");
@@ -1255,8 +1260,15 @@ fn write_log_start(
     dir: &Path,
     offset: i64,
 ) -> Result<(), LogError> {
+    try_write_log_start(disk, dir, offset).map_err(|e| storage("write log start offset", e))
+}
+
+fn try_write_log_start(
+    disk: &dyn sluice_core::env::Disk,
+    dir: &Path,
+    offset: i64,
+) -> std::io::Result<()> {
     checkpoint::write_atomic(disk, &dir.join(LOG_START), offset.to_string().as_bytes())
-        .map_err(|e| storage("write log start offset", e))
 }
 /// The leader epoch cache, one `epoch first-offset` line per epoch.
 const EPOCHS: &str = "leader-epoch-checkpoint";
