@@ -91,11 +91,12 @@ fn issue_15_seeds_are_clean_under_the_model_that_found_them() {
     }
 }
 
-/// Swarm seeds the 10,000-seed soaks failed on, kept as regression scenarios
-/// (docs/simulation.md, bugs 26, 27 and 29): torn transactions from a second marker
-/// writer (single 7000577, 7001317), a misread leader epoch in recovery (single
-/// 7002036), a truncation cut short by a misread batch header (cluster 8002830,
-/// 8003752).
+/// Swarm seeds the soaks failed on, kept as regression scenarios (docs/simulation.md,
+/// bugs 26, 27, 29 and 31): torn transactions from a second marker writer (single
+/// 7000577, 7001317), a misread leader epoch in recovery (single 7002036), a
+/// truncation cut short by a misread batch header (cluster 8002830, 8003752), a log
+/// start that went back after DeleteRecords retried a failed checkpoint fsync (single
+/// 21000111, 21000181).
 #[test]
 fn soak_seeds_stay_clean() {
     for (seed, runner) in [
@@ -104,6 +105,8 @@ fn soak_seeds_stay_clean() {
         ("7002036", None),
         ("8002830", Some("--cluster")),
         ("8003752", Some("--cluster")),
+        ("21000111", None),
+        ("21000181", None),
     ] {
         let mut args = vec!["replay", seed, "--swarm"];
         args.extend(runner);
