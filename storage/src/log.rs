@@ -979,7 +979,18 @@ impl PartitionLog {
             upto
         };
         match upto {
-            Some(offset) => self.delete_segments_before(offset),
+            Some(offset) => {
+                // The new start is made durable before the segments leave the log's
+                // view: a failed directory sync and a crash may bring segments back,
+                // but never a start readers already saw moved past (bug 31's lesson).
+                let (hw, before) = {
+                    let st = self.lock();
+                    (st.published(), st.segments.len())
+                };
+                self.advance_log_start(offset.min(hw))?;
+                self.delete_segments_before(offset)?;
+                Ok(before.saturating_sub(self.lock().segments.len()))
+            }
             None => Ok(0),
         }
     }
