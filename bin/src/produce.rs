@@ -74,6 +74,13 @@ pub async fn run(args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let mut client = args.bootstrap.connect().await?;
     let partitions = crate::topic::partitions(&mut client, &args.topic).await?;
+    let mut out = Sink {
+        client,
+        topic: &args.topic,
+        acks,
+        compression,
+        headers,
+    };
     if let Some(p) = args.partition {
         if p < 0 || p >= partitions {
             bail!(
@@ -109,65 +116,61 @@ pub async fn run(args: Args) -> Result<()> {
         count += 1;
         if count % args.batch_size == 0 {
             next_keyless = (next_keyless + 1) % partitions;
-            sent += flush(
-                &mut client,
-                &args.topic,
-                acks,
-                compression,
-                &headers,
-                &mut pending,
-            )
-            .await?;
+            sent += out.flush(&mut pending).await?;
         }
     }
-    sent += flush(
-        &mut client,
-        &args.topic,
-        acks,
-        compression,
-        &headers,
-        &mut pending,
-    )
-    .await?;
+    sent += out.flush(&mut pending).await?;
     eprintln!("produced {sent} record(s) to {}", args.topic);
     Ok(())
 }
 
-/// Sends the pending records as one Produce request and checks every partition.
-pub async fn flush(
-    client: &mut Client,
-    topic: &str,
+/// Where pending records go, and how.
+struct Sink<'a> {
+    client: Client,
+    topic: &'a str,
     acks: i16,
     compression: Compression,
-    headers: &[(String, Option<Bytes>)],
-    pending: &mut BTreeMap<i32, Vec<Message>>,
-) -> Result<usize> {
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    let mut n = 0;
-    let mut batches = Vec::new();
-    for (p, msgs) in std::mem::take(pending) {
-        n += msgs.len();
-        batches.push((p, encode_batch_with_headers(&msgs, headers, compression)?));
-    }
-    let req = produce_request(topic, acks, 30_000, batches);
-    let v = client.version(ApiKey::Produce, 10)?;
-    if acks == 0 {
-        client.send(&req, v).await?;
-        return Ok(n);
-    }
-    let resp = client.call(req, v).await?;
-    for t in &resp.responses {
-        for p in &t.partition_responses {
-            if p.error_code != 0 {
-                bail!(
-                    "produce to {topic}-{} failed: {}",
-                    p.index,
-                    sluice_net::codes::describe(p.error_code)
-                );
+    headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl Sink<'_> {
+    /// Sends the pending records as one Produce request and checks every partition.
+    async fn flush(&mut self, pending: &mut BTreeMap<i32, Vec<Message>>) -> Result<usize> {
+        let Sink {
+            client,
+            topic,
+            acks,
+            compression,
+            headers,
+        } = self;
+        let (topic, acks, compression) = (*topic, *acks, *compression);
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        let mut batches = Vec::new();
+        for (p, msgs) in std::mem::take(pending) {
+            n += msgs.len();
+            batches.push((p, encode_batch_with_headers(&msgs, headers, compression)?));
+        }
+        let req = produce_request(topic, acks, 30_000, batches);
+        let v = client.version(ApiKey::Produce, 10)?;
+        if acks == 0 {
+            client.send(&req, v).await?;
+            return Ok(n);
+        }
+        let resp = client.call(req, v).await?;
+        for t in &resp.responses {
+            for p in &t.partition_responses {
+                if p.error_code != 0 {
+                    bail!(
+                        "produce to {topic}-{} failed: {}",
+                        p.index,
+                        sluice_net::codes::describe(p.error_code)
+                    );
+                }
             }
         }
+        Ok(n)
     }
-    Ok(n)
 }
