@@ -234,6 +234,9 @@ pub const KNOWN: &[&str] = &[
     "group.max.session.timeout.ms",
     "group.initial.rebalance.delay.ms",
     "group.max.size",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.max.size",
     "offset.metadata.max.bytes",
     "log.cleaner.backoff.ms",
     "log.cleaner.dedupe.buffer.size",
@@ -406,6 +409,13 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
                     c.group_initial_rebalance_delay_ms = num(key, v)?
                 }
                 "group.max.size" => c.group_max_size = positive(key, v)?,
+                "group.consumer.session.timeout.ms" => {
+                    c.group_consumer_session_timeout_ms = positive(key, v)?
+                }
+                "group.consumer.heartbeat.interval.ms" => {
+                    c.group_consumer_heartbeat_interval_ms = positive(key, v)?
+                }
+                "group.consumer.max.size" => c.group_consumer_max_size = positive(key, v)?,
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
                 "log.cleaner.enable" => {

@@ -51,6 +51,12 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: i32,
     /// group.max.size
     pub group_max_size: i32,
+    /// group.consumer.session.timeout.ms (KIP-848 groups)
+    pub group_consumer_session_timeout_ms: i32,
+    /// group.consumer.heartbeat.interval.ms (KIP-848 groups)
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// group.consumer.max.size (KIP-848 groups)
+    pub group_consumer_max_size: i32,
     /// offset.metadata.max.bytes
     pub offset_metadata_max_bytes: i32,
     /// offsets.retention.minutes
@@ -125,6 +131,9 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_max_size: i32::MAX,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_max_size: i32::MAX,
             offset_metadata_max_bytes: 4096,
             offsets_retention_minutes: 10_080,
             log_cleaner_backoff_ms: 15_000,
@@ -161,6 +170,11 @@ impl BrokerConfig {
             group_size_max: usize::try_from(self.group_max_size).unwrap_or(0),
             offset_metadata_max_bytes: usize::try_from(self.offset_metadata_max_bytes).unwrap_or(0),
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+            consumer: crate::group::ConsumerLimits {
+                session_timeout_ms: self.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
+                max_size: usize::try_from(self.group_consumer_max_size).unwrap_or(0),
+            },
         }
     }
 
@@ -195,6 +209,18 @@ impl BrokerConfig {
                 self.group_max_session_timeout_ms.to_string(),
             ),
             ("group.max.size", self.group_max_size.to_string()),
+            (
+                "group.consumer.session.timeout.ms",
+                self.group_consumer_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                self.group_consumer_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "group.consumer.max.size",
+                self.group_consumer_max_size.to_string(),
+            ),
             (
                 "group.min.session.timeout.ms",
                 self.group_min_session_timeout_ms.to_string(),

@@ -164,10 +164,13 @@ pub enum Bug {
     /// The cleaner copies batch fields the CRC does not cover (base offset, leader
     /// epoch) as it read them once.
     CleanerTrustsHeaders,
+    /// KIP-848 reconciliation gives a member the partitions of its target that another
+    /// member still owns, without waiting for their release.
+    PartitionOwnedTwice,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 32] = [
+    pub const ALL: [Bug; 33] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -200,6 +203,7 @@ impl Bug {
         Bug::RetentionPastHw,
         Bug::SwapBeforeSync,
         Bug::CleanerTrustsHeaders,
+        Bug::PartitionOwnedTwice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -236,6 +240,7 @@ impl Bug {
             Bug::RetentionPastHw => "retention-past-hw",
             Bug::SwapBeforeSync => "swap-before-sync",
             Bug::CleanerTrustsHeaders => "cleaner-trusts-headers",
+            Bug::PartitionOwnedTwice => "partition-owned-twice",
         }
     }
 

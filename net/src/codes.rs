@@ -62,6 +62,10 @@ pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+pub const STALE_MEMBER_EPOCH: i16 = 113;
 
 /// `authorized_operations` when the client did not ask for them.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -110,6 +114,12 @@ pub fn group_error(e: GroupError) -> i16 {
         GroupError::NonEmptyGroup => NON_EMPTY_GROUP,
         GroupError::OffsetMetadataTooLarge => OFFSET_METADATA_TOO_LARGE,
         GroupError::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
+        GroupError::FencedMemberEpoch => FENCED_MEMBER_EPOCH,
+        GroupError::StaleMemberEpoch => STALE_MEMBER_EPOCH,
+        GroupError::UnreleasedInstanceId => UNRELEASED_INSTANCE_ID,
+        GroupError::UnsupportedAssignor => UNSUPPORTED_ASSIGNOR,
+        GroupError::InvalidRequest => INVALID_REQUEST,
+        GroupError::InvalidRegularExpression => INVALID_REGULAR_EXPRESSION,
     }
 }
 

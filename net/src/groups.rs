@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kafka_protocol::records::Compression;
 use sluice_core::env::Env;
 use sluice_core::group::{
-    Effect, Group, GroupCoordinator, GroupError, GroupRecord, GroupState, JoinRequest, Joined,
-    OffsetCommit, OffsetValue, StagedOffset, SyncRequest, Synced, Ticket,
+    Effect, Group, GroupCoordinator, GroupError, GroupRecord, Heartbeat, HeartbeatRequest,
+    JoinRequest, Joined, OffsetCommit, OffsetValue, StagedOffset, SyncRequest, Synced, Ticket,
+    TopicImage,
 };
 use sluice_core::sim::{planted, Bug};
 use sluice_storage::batch::marker_key_commits;
@@ -98,6 +99,7 @@ impl<T> Parked<T> {
 }
 
 pub type JoinAnswer = Parked<Result<Joined, (GroupError, String)>>;
+pub type ConsumerHeartbeatAnswer = Parked<Result<Heartbeat, (GroupError, String)>>;
 pub type SyncAnswer = Parked<Result<Synced, GroupError>>;
 
 enum Waiter {
@@ -311,6 +313,18 @@ impl Groups {
         group: &str,
         f: impl FnOnce(&mut Inner, i64) -> R,
     ) -> Result<(R, DurablePoint), Unavailable> {
+        self.run_noting(broker, group, f)
+            .map(|(r, upto, _)| (r, upto))
+    }
+
+    /// As [`Groups::run`], also telling whether a record of the group could not be
+    /// written (then what `f` decided is not to be promised to anyone).
+    fn run_noting<R>(
+        &self,
+        broker: &Broker,
+        group: &str,
+        f: impl FnOnce(&mut Inner, i64) -> R,
+    ) -> Result<(R, DurablePoint, bool), Unavailable> {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
@@ -321,12 +335,14 @@ impl Groups {
             )));
         }
         let r = f(&mut inner, now);
-        self.carry_out(&mut inner);
+        let unstored = self.carry_out(&mut inner).contains(group);
         let upto = durable_point(&inner.logs, group);
-        Ok((r, upto))
+        Ok((r, upto, unstored))
     }
 
-    fn carry_out(&self, inner: &mut Inner) {
+    /// Carries out the coordinator's effects; returns the groups a record of which
+    /// could not be written.
+    fn carry_out(&self, inner: &mut Inner) -> BTreeSet<String> {
         let mut answers = Vec::new();
         let mut unstored: BTreeSet<String> = BTreeSet::new();
         loop {
@@ -379,6 +395,7 @@ impl Groups {
                     .is_ok(),
             };
         }
+        unstored
     }
 
     fn park(&self, inner: &mut Inner, group: &str, waiter: Waiter) -> Ticket {
@@ -429,6 +446,44 @@ impl Groups {
             inner.sm.sync(now, ticket, req);
         })?;
         Ok(rx)
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848); the answer leaves once the group's records
+    /// are durable.
+    pub fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        req: HeartbeatRequest,
+    ) -> Result<ConsumerHeartbeatAnswer, Unavailable> {
+        let image: TopicImage = broker
+            .topics()
+            .into_iter()
+            .map(|(name, t)| (name, (t.id, t.partitions)))
+            .collect();
+        let fresh = self.fresh_uuid();
+        let group = req.group_id.clone();
+        let (result, durable_upto, unstored) = self.run_noting(broker, &group, |inner, now| {
+            inner.sm.consumer_heartbeat(now, req, &image, fresh)
+        })?;
+        Ok(Parked {
+            result,
+            durable_upto,
+            unstored,
+        })
+    }
+
+    /// A member id as KIP-848 coordinators make them: a random UUID.
+    fn fresh_uuid(&self) -> String {
+        let (a, b) = (self.env.rng.next_u64(), self.env.rng.next_u64());
+        let hex = format!("{a:016x}{b:016x}");
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
     }
 
     pub fn heartbeat(
@@ -571,8 +626,8 @@ impl Groups {
         self.lock().sm.group(group).cloned()
     }
 
-    /// Every group: id, protocol type, state.
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// Every group: id, protocol type, state, group type (`classic` or `consumer`).
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         self.lock()
             .sm
             .groups()
@@ -580,7 +635,12 @@ impl Groups {
                 (
                     id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
+                    g.state_name(),
+                    if g.is_consumer_protocol() {
+                        "consumer"
+                    } else {
+                        "classic"
+                    },
                 )
             })
             .collect()
@@ -623,7 +683,7 @@ impl Groups {
         let mut inner = self.lock();
         inner.sm.tick(now);
         inner.sm.expire_offsets(self.env.clock.wall_ms());
-        self.carry_out(&mut inner);
+        let _ = self.carry_out(&mut inner);
     }
 
     /// Appends records of one group to its partition as one batch; returns where
@@ -681,5 +741,6 @@ fn apply_loaded(sm: &mut GroupCoordinator, now: i64, record: GroupRecord, positi
             value,
         } => sm.apply_offset(&group, &topic, partition, value, position),
         GroupRecord::Metadata { group, value } => sm.load_metadata(now, &group, value),
+        GroupRecord::Consumer { group, record } => sm.load_consumer(now, &group, record),
     }
 }

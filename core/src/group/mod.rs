@@ -11,6 +11,8 @@
 //! ([`GroupCoordinator::apply_offset`]), and in log order, so nothing a crash could
 //! take back is ever served.
 
+pub mod assignors;
+pub mod consumer;
 pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +22,8 @@ use thiserror::Error;
 
 use crate::sim::{planted, Bug};
 
-pub use records::{GroupMetadata, GroupRecord, MemberMetadata, OffsetValue};
+pub use consumer::{ConsumerGroup, ConsumerLimits, Heartbeat, HeartbeatRequest, TopicImage};
+pub use records::{ConsumerRecord, GroupMetadata, GroupRecord, MemberMetadata, OffsetValue};
 
 /// Names a waiting JoinGroup or SyncGroup request; the caller picks them.
 pub type Ticket = u64;
@@ -53,6 +56,18 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("the group's members are subscribed to the topic")]
     GroupSubscribedToTopic,
+    #[error("the member epoch is fenced: the member must rejoin")]
+    FencedMemberEpoch,
+    #[error("the member epoch is not the member's current one")]
+    StaleMemberEpoch,
+    #[error("the static member's instance id is still in use")]
+    UnreleasedInstanceId,
+    #[error("the server assignor is not supported")]
+    UnsupportedAssignor,
+    #[error("the request is invalid")]
+    InvalidRequest,
+    #[error("the regular expression is not valid")]
+    InvalidRegularExpression,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,6 +105,8 @@ pub struct GroupLimits {
     pub offset_metadata_max_bytes: usize,
     /// offsets.retention.minutes, in milliseconds
     pub offsets_retention_ms: i64,
+    /// The settings of KIP-848 consumer groups.
+    pub consumer: ConsumerLimits,
 }
 
 impl Default for GroupLimits {
@@ -101,6 +118,7 @@ impl Default for GroupLimits {
             group_size_max: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
             offsets_retention_ms: 7 * 24 * 3_600_000,
+            consumer: ConsumerLimits::default(),
         }
     }
 }
@@ -168,9 +186,29 @@ pub struct Group {
     /// The earliest a rebalance from Empty completes (initial rebalance delay).
     delay_until_ms: i64,
     rebalance_started_ms: i64,
+    /// Set when the group speaks KIP-848's consumer protocol: then the classic
+    /// membership above stays empty.
+    pub consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
+    /// Whether any member, of either protocol, is in the group.
+    pub fn has_members(&self) -> bool {
+        !self.members.is_empty()
+            || self
+                .consumer
+                .as_ref()
+                .is_some_and(|c| !c.members.is_empty())
+    }
+
+    /// The state Kafka reports (the consumer protocol's own names for its groups).
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) => c.state_name(),
+            None => self.state.name(),
+        }
+    }
+
     fn new() -> Group {
         Group {
             state: GroupState::Empty,
@@ -187,6 +225,7 @@ impl Group {
             empty_since_ms: None,
             delay_until_ms: 0,
             rebalance_started_ms: 0,
+            consumer: None,
         }
     }
 
@@ -471,6 +510,29 @@ impl GroupCoordinator {
             .groups
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
+        if let Some(cg) = &group.consumer {
+            if !cg.members.is_empty() {
+                // Classic members in a consumer group (KIP-848's online migration)
+                // are not served.
+                return reply_err(
+                    &mut self.effects,
+                    GroupError::InconsistentGroupProtocol,
+                    &req.member_id,
+                );
+            }
+            // An empty consumer group becomes a classic one; its offsets stay.
+            group.consumer = None;
+            group.protocol_type = None;
+            for record in [
+                ConsumerRecord::GroupEpoch(None),
+                ConsumerRecord::TargetEpoch(None),
+            ] {
+                self.effects.push(Effect::Persist(GroupRecord::Consumer {
+                    group: req.group_id.clone(),
+                    record,
+                }));
+            }
+        }
         if !group.supports(&req.protocol_type, &req.protocols) {
             return reply_err(
                 &mut self.effects,
@@ -963,6 +1025,7 @@ impl GroupCoordinator {
     /// Expires sessions and pending members and ends rebalance phases that ran out of
     /// time. Call it periodically.
     pub fn tick(&mut self, now_ms: i64) {
+        self.consumer_tick(now_ms);
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for gid in ids {
             let group = self.groups.get_mut(&gid).expect("listed");
@@ -1027,8 +1090,13 @@ impl GroupCoordinator {
                 .or_insert_with(Group::new),
             None => return Err(GroupError::IllegalGeneration),
         };
-        let simple = generation < 0 && group.state == GroupState::Empty;
-        if !simple && !planted(Bug::StaleCommitAccepted) {
+        if group.consumer.is_some() {
+            if !planted(Bug::StaleCommitAccepted) {
+                group.check_consumer_commit(member_id, generation)?;
+            }
+        } else if !(generation < 0 && group.state == GroupState::Empty)
+            && !planted(Bug::StaleCommitAccepted)
+        {
             group.check_member(member_id, instance_id)?;
             if generation != group.generation {
                 return Err(GroupError::IllegalGeneration);
@@ -1162,6 +1230,7 @@ impl GroupCoordinator {
             .entry(gid.to_string())
             .or_insert_with(Group::new);
         group.persisted = Some(meta.clone());
+        group.consumer = None;
         group.generation = meta.generation;
         group.protocol_type = (!meta.protocol_type.is_empty()).then_some(meta.protocol_type);
         group.protocol = meta.protocol.clone();
@@ -1214,7 +1283,7 @@ impl GroupCoordinator {
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for gid in ids {
             let group = self.groups.get_mut(&gid).expect("listed");
-            if group.state != GroupState::Empty {
+            if group.state != GroupState::Empty || group.has_members() {
                 group.empty_since_ms = None;
                 continue;
             }
@@ -1246,7 +1315,13 @@ impl GroupCoordinator {
                     value: None,
                 }));
             }
-            if group.offsets.is_empty() && group.members.is_empty() {
+            if group.offsets.is_empty() && !group.has_members() {
+                if group.consumer.is_some() {
+                    self.effects.push(Effect::Persist(GroupRecord::Consumer {
+                        group: gid.clone(),
+                        record: ConsumerRecord::GroupEpoch(None),
+                    }));
+                }
                 self.groups.remove(&gid);
                 self.effects.push(Effect::Persist(GroupRecord::Metadata {
                     group: gid.clone(),
@@ -1259,10 +1334,21 @@ impl GroupCoordinator {
     /// DeleteGroups: only a group without members; its offsets go with it.
     pub fn delete_group(&mut self, gid: &str) -> Result<(), GroupError> {
         let group = self.groups.get(gid).ok_or(GroupError::GroupIdNotFound)?;
-        if !group.members.is_empty() || group.state != GroupState::Empty {
+        if group.has_members() || group.state != GroupState::Empty {
             return Err(GroupError::NonEmptyGroup);
         }
         let group = self.groups.remove(gid).expect("present");
+        if group.consumer.is_some() {
+            for record in [
+                ConsumerRecord::TargetEpoch(None),
+                ConsumerRecord::GroupEpoch(None),
+            ] {
+                self.effects.push(Effect::Persist(GroupRecord::Consumer {
+                    group: gid.to_string(),
+                    record,
+                }));
+            }
+        }
         for (topic, partition) in group.offsets.into_keys() {
             self.effects.push(Effect::Persist(GroupRecord::Offset {
                 group: gid.to_string(),
@@ -1290,12 +1376,13 @@ impl GroupCoordinator {
             .groups
             .get_mut(gid)
             .ok_or(GroupError::GroupIdNotFound)?;
-        if group.state != GroupState::Empty && group.protocol_type.as_deref() != Some("consumer") {
+        let active = group.has_members();
+        if active && group.protocol_type.as_deref() != Some("consumer") {
             return Err(GroupError::NonEmptyGroup);
         }
         let mut results = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
-            if group.state != GroupState::Empty && subscribed.contains(topic) {
+            if active && subscribed.contains(topic) {
                 results.push(Err(GroupError::GroupSubscribedToTopic));
                 continue;
             }

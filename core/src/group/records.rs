@@ -1,6 +1,14 @@
 //! The records of `__consumer_offsets`, in Kafka's own key and value schemas (offset
 //! commit key v1 / value v3, group metadata key v2 / value v3), so the topic reads the
 //! same as a Kafka broker's. A record with no value is a tombstone.
+//!
+//! KIP-848 consumer groups use Kafka's record types 3 and 5–8 (group epoch, member
+//! subscription, target assignment epoch, target assignment of a member, current
+//! assignment of a member), with their values in Kafka's flexible (compact) encoding.
+//! Kafka's type 4 (subscribed topics' metadata) is not written: the coordinator
+//! recomputes it after a load and bumps the group epoch once.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -17,6 +25,60 @@ pub enum GroupRecord {
         group: String,
         value: Option<GroupMetadata>,
     },
+    /// A record of a KIP-848 consumer group.
+    Consumer {
+        group: String,
+        record: ConsumerRecord,
+    },
+}
+
+/// A topic id with partitions: what KIP-848 assignments are made of.
+pub type Assignment = BTreeMap<[u8; 16], BTreeSet<i32>>;
+
+/// The records of a KIP-848 consumer group (`None` is a tombstone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerRecord {
+    /// Key type 3: the group epoch.
+    GroupEpoch(Option<i32>),
+    /// Key type 5: a member's subscription and client facts.
+    Member {
+        member_id: String,
+        value: Option<MemberSubscription>,
+    },
+    /// Key type 6: the epoch of the target assignment.
+    TargetEpoch(Option<i32>),
+    /// Key type 7: a member's target assignment.
+    Target {
+        member_id: String,
+        value: Option<Assignment>,
+    },
+    /// Key type 8: a member's current epoch and assignment.
+    Current {
+        member_id: String,
+        value: Option<CurrentAssignment>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberSubscription {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub topic_names: Vec<String>,
+    pub topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CurrentAssignment {
+    pub epoch: i32,
+    pub previous_epoch: i32,
+    /// Kafka's MemberState byte: 0 stable, 1 unrevoked, 2 unreleased partitions.
+    pub state: i8,
+    pub assigned: Assignment,
+    pub pending_revocation: Assignment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +118,9 @@ const GROUP_VALUE_VERSION: i16 = 3;
 impl GroupRecord {
     pub fn group(&self) -> &str {
         match self {
-            GroupRecord::Offset { group, .. } | GroupRecord::Metadata { group, .. } => group,
+            GroupRecord::Offset { group, .. }
+            | GroupRecord::Metadata { group, .. }
+            | GroupRecord::Consumer { group, .. } => group,
         }
     }
 
@@ -111,6 +175,7 @@ impl GroupRecord {
                 });
                 (key.freeze(), value)
             }
+            GroupRecord::Consumer { group, record } => encode_consumer(group, record),
         }
     }
 
@@ -185,9 +250,234 @@ impl GroupRecord {
                 };
                 Ok(GroupRecord::Metadata { group, value })
             }
+            3 | 5..=8 => decode_consumer(version, k, value),
             v => Err(format!("unknown __consumer_offsets key version {v}")),
         }
     }
+}
+
+fn encode_consumer(group: &str, record: &ConsumerRecord) -> (Bytes, Option<Bytes>) {
+    let mut key = BytesMut::new();
+    let mut value = BytesMut::new();
+    value.put_i16(0); // every value schema is at version 0
+    let present = match record {
+        ConsumerRecord::GroupEpoch(epoch) | ConsumerRecord::TargetEpoch(epoch) => {
+            let kind = if matches!(record, ConsumerRecord::GroupEpoch(_)) {
+                3
+            } else {
+                6
+            };
+            key.put_i16(kind);
+            put_str(&mut key, group);
+            epoch.map(|e| value.put_i32(e)).is_some()
+        }
+        ConsumerRecord::Member {
+            member_id,
+            value: v,
+        } => {
+            key.put_i16(5);
+            put_str(&mut key, group);
+            put_str(&mut key, member_id);
+            v.as_ref()
+                .map(|m| {
+                    put_compact_str(&mut value, m.instance_id.as_deref());
+                    put_compact_str(&mut value, m.rack_id.as_deref());
+                    put_compact_str(&mut value, Some(&m.client_id));
+                    put_compact_str(&mut value, Some(&m.client_host));
+                    put_uvarint(&mut value, m.topic_names.len() as u64 + 1);
+                    for t in &m.topic_names {
+                        put_compact_str(&mut value, Some(t));
+                    }
+                    put_compact_str(&mut value, m.topic_regex.as_deref());
+                    value.put_i32(m.rebalance_timeout_ms);
+                    put_compact_str(&mut value, m.server_assignor.as_deref());
+                })
+                .is_some()
+        }
+        ConsumerRecord::Target {
+            member_id,
+            value: v,
+        } => {
+            key.put_i16(7);
+            put_str(&mut key, group);
+            put_str(&mut key, member_id);
+            v.as_ref().map(|a| put_assignment(&mut value, a)).is_some()
+        }
+        ConsumerRecord::Current {
+            member_id,
+            value: v,
+        } => {
+            key.put_i16(8);
+            put_str(&mut key, group);
+            put_str(&mut key, member_id);
+            v.as_ref()
+                .map(|c| {
+                    value.put_i32(c.epoch);
+                    value.put_i32(c.previous_epoch);
+                    value.put_i8(c.state);
+                    put_assignment(&mut value, &c.assigned);
+                    put_assignment(&mut value, &c.pending_revocation);
+                })
+                .is_some()
+        }
+    };
+    value.put_u8(0); // no tagged fields
+    (key.freeze(), present.then(|| value.freeze()))
+}
+
+fn decode_consumer(kind: i16, mut k: &[u8], value: Option<&[u8]>) -> Result<GroupRecord, String> {
+    let group = get_str(&mut k)?;
+    let member_id = if kind >= 5 && kind != 6 {
+        get_str(&mut k)?
+    } else {
+        String::new()
+    };
+    let mut v = match value {
+        Some(mut v) => {
+            let version = get_i16(&mut v)?;
+            if version != 0 {
+                return Err(format!(
+                    "consumer group record type {kind} value version {version}"
+                ));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let record = match (kind, v.as_mut()) {
+        (3, v) => ConsumerRecord::GroupEpoch(v.map(get_i32).transpose()?),
+        (6, v) => ConsumerRecord::TargetEpoch(v.map(get_i32).transpose()?),
+        (5, v) => ConsumerRecord::Member {
+            member_id,
+            value: v
+                .map(|v| -> Result<MemberSubscription, String> {
+                    let instance_id = get_compact_str(v)?;
+                    let rack_id = get_compact_str(v)?;
+                    let client_id = get_compact_str(v)?.unwrap_or_default();
+                    let client_host = get_compact_str(v)?.unwrap_or_default();
+                    let n = get_len(v)?;
+                    let mut topic_names = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        topic_names.push(get_compact_str(v)?.unwrap_or_default());
+                    }
+                    Ok(MemberSubscription {
+                        instance_id,
+                        rack_id,
+                        client_id,
+                        client_host,
+                        topic_names,
+                        topic_regex: get_compact_str(v)?,
+                        rebalance_timeout_ms: get_i32(v)?,
+                        server_assignor: get_compact_str(v)?,
+                    })
+                })
+                .transpose()?,
+        },
+        (7, v) => ConsumerRecord::Target {
+            member_id,
+            value: v.map(get_assignment).transpose()?,
+        },
+        (_, v) => ConsumerRecord::Current {
+            member_id,
+            value: v
+                .map(|v| -> Result<CurrentAssignment, String> {
+                    Ok(CurrentAssignment {
+                        epoch: get_i32(v)?,
+                        previous_epoch: get_i32(v)?,
+                        state: {
+                            need(v, 1)?;
+                            v.get_i8()
+                        },
+                        assigned: get_assignment(v)?,
+                        pending_revocation: get_assignment(v)?,
+                    })
+                })
+                .transpose()?,
+        },
+    };
+    Ok(GroupRecord::Consumer { group, record })
+}
+
+fn put_uvarint(b: &mut BytesMut, mut n: u64) {
+    while n >= 0x80 {
+        b.put_u8((n as u8) | 0x80);
+        n >>= 7;
+    }
+    b.put_u8(n as u8);
+}
+
+fn get_uvarint(b: &mut &[u8]) -> Result<u64, String> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        need(b, 1)?;
+        let byte = b.get_u8();
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(n);
+        }
+    }
+    Err("varint too long".into())
+}
+
+/// A compact array's or string's length (stored plus one; zero is null).
+fn get_len(b: &mut &[u8]) -> Result<usize, String> {
+    let n = get_uvarint(b)?;
+    let n = usize::try_from(n.saturating_sub(1)).map_err(|_| "length too large".to_string())?;
+    // Every element takes at least a byte: a longer count is corrupt.
+    if n > b.len() {
+        return Err(format!("length {n} past the record's end"));
+    }
+    Ok(n)
+}
+
+fn put_compact_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            put_uvarint(b, s.len() as u64 + 1);
+            b.put_slice(s.as_bytes());
+        }
+        None => put_uvarint(b, 0),
+    }
+}
+
+fn get_compact_str(b: &mut &[u8]) -> Result<Option<String>, String> {
+    let n = get_uvarint(b)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let len = usize::try_from(n - 1).map_err(|_| "length too large".to_string())?;
+    need(b, len)?;
+    let s = String::from_utf8(b[..len].to_vec()).map_err(|_| "string is not UTF-8".to_string())?;
+    b.advance(len);
+    Ok(Some(s))
+}
+
+fn put_assignment(b: &mut BytesMut, a: &Assignment) {
+    put_uvarint(b, a.len() as u64 + 1);
+    for (topic, partitions) in a {
+        b.put_slice(topic);
+        put_uvarint(b, partitions.len() as u64 + 1);
+        for p in partitions {
+            b.put_i32(*p);
+        }
+        b.put_u8(0);
+    }
+}
+
+fn get_assignment(b: &mut &[u8]) -> Result<Assignment, String> {
+    let mut out = Assignment::new();
+    for _ in 0..get_len(b)? {
+        need(b, 16)?;
+        let mut topic = [0u8; 16];
+        b.copy_to_slice(&mut topic);
+        let mut partitions = BTreeSet::new();
+        for _ in 0..get_len(b)? {
+            partitions.insert(get_i32(b)?);
+        }
+        get_uvarint(b)?; // tagged fields of the topic: none written
+        out.insert(topic, partitions);
+    }
+    Ok(out)
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -304,6 +594,50 @@ mod tests {
             GroupRecord::Metadata {
                 group: "g".into(),
                 value: None,
+            },
+            GroupRecord::Consumer {
+                group: "g".into(),
+                record: ConsumerRecord::GroupEpoch(Some(4)),
+            },
+            GroupRecord::Consumer {
+                group: "g".into(),
+                record: ConsumerRecord::TargetEpoch(None),
+            },
+            GroupRecord::Consumer {
+                group: "g".into(),
+                record: ConsumerRecord::Member {
+                    member_id: "m".into(),
+                    value: Some(MemberSubscription {
+                        instance_id: Some("i".into()),
+                        rack_id: None,
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        topic_names: vec!["a".into(), "b".into()],
+                        topic_regex: Some("t.*".into()),
+                        rebalance_timeout_ms: 300_000,
+                        server_assignor: Some("range".into()),
+                    }),
+                },
+            },
+            GroupRecord::Consumer {
+                group: "g".into(),
+                record: ConsumerRecord::Current {
+                    member_id: "m".into(),
+                    value: Some(CurrentAssignment {
+                        epoch: 5,
+                        previous_epoch: 4,
+                        state: 1,
+                        assigned: Assignment::from([([7; 16], BTreeSet::from([0, 2]))]),
+                        pending_revocation: Assignment::from([([8; 16], BTreeSet::from([1]))]),
+                    }),
+                },
+            },
+            GroupRecord::Consumer {
+                group: "g".into(),
+                record: ConsumerRecord::Target {
+                    member_id: "m".into(),
+                    value: Some(Assignment::new()),
+                },
             },
         ];
         for r in records {

@@ -1,5 +1,6 @@
-//! The classic group protocol: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, and the
-//! admin APIs DescribeGroups, ListGroups, DeleteGroups. Decisions are the
+//! The classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), KIP-848's
+//! consumer protocol (ConsumerGroupHeartbeat, ConsumerGroupDescribe), and the admin
+//! APIs DescribeGroups, ListGroups, DeleteGroups. Decisions are the
 //! coordinator's (`sluice_core::group`); this module only maps the wire to it.
 
 use std::sync::Arc;
@@ -10,13 +11,22 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
+    consumer_group_describe_response, consumer_group_heartbeat_request,
+    consumer_group_heartbeat_response, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    TopicName,
+};
+use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest,
     HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
     ListGroupsRequest, ListGroupsResponse, ResponseKind, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_core::group::{GroupError, JoinRequest, Joined, SyncRequest};
+use sluice_core::group::consumer::Assignment;
+use sluice_core::group::{
+    GroupError, HeartbeatRequest as ConsumerHeartbeat, JoinRequest, Joined, SyncRequest,
+};
+use uuid::Uuid;
 
 use super::{Client, Reply};
 use crate::broker::Broker;
@@ -231,6 +241,12 @@ pub fn describe(broker: &Arc<Broker>, r: DescribeGroupsRequest, version: i16) ->
                 // Kafka describes an unknown group as Dead, without an error.
                 return entry.with_group_state(s("Dead"));
             };
+            if g.is_consumer_protocol() {
+                // Kafka 4: DescribeGroups describes classic groups only.
+                return entry
+                    .with_group_state(s("Dead"))
+                    .with_error_code(codes::GROUP_ID_NOT_FOUND);
+            }
             let protocol = g.protocol.clone().unwrap_or_default();
             let members = g
                 .members
@@ -277,21 +293,20 @@ pub fn list(broker: &Arc<Broker>, r: ListGroupsRequest) -> ResponseKind {
                 .iter()
                 .any(|f| f.eq_ignore_ascii_case(state))
     };
-    let classic = r.types_filter.is_empty()
-        || r.types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"));
+    let typed = |kind: &str| {
+        r.types_filter.is_empty() || r.types_filter.iter().any(|t| t.eq_ignore_ascii_case(kind))
+    };
     let groups = broker
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| classic && wanted(state.name()))
-        .map(|(id, ptype, state)| {
+        .filter(|(_, _, state, kind)| typed(kind) && wanted(state))
+        .map(|(id, ptype, state, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(s(&id)))
                 .with_protocol_type(s(&ptype))
-                .with_group_state(s(state.name()))
-                .with_group_type(s("classic"))
+                .with_group_state(s(state))
+                .with_group_type(s(kind))
         })
         .collect();
     ResponseKind::ListGroups(ListGroupsResponse::default().with_groups(groups))
@@ -324,19 +339,153 @@ pub fn delete(broker: &Arc<Broker>, r: DeleteGroupsRequest) -> Reply {
     }))
 }
 
-/// ConsumerGroupHeartbeat (KIP-848): the consumer group protocol is not served yet. A
-/// client set to `group.protocol=consumer` is told so in every answer
-/// (UNSUPPORTED_VERSION, as a Kafka broker with the protocol disabled answers), rather
-/// than waiting for an assignment that never comes.
-pub fn consumer_group_heartbeat(r: ConsumerGroupHeartbeatRequest) -> ResponseKind {
-    ResponseKind::ConsumerGroupHeartbeat(
-        ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(codes::UNSUPPORTED_VERSION)
-            .with_error_message(Some(StrBytes::from_string(format!(
-                "group '{}': the consumer group protocol (KIP-848, group.protocol=consumer) is not served yet; use group.protocol=classic",
-                r.group_id.as_str()
-            ))))
-            .with_member_epoch(-1)
-            .with_heartbeat_interval_ms(5000),
+/// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile, leave. Answered once
+/// the group's records are durable.
+pub fn consumer_group_heartbeat(
+    broker: &Arc<Broker>,
+    client: &Client,
+    r: ConsumerGroupHeartbeatRequest,
+) -> Reply {
+    let assignment = |tps: &[consumer_group_heartbeat_request::TopicPartitions]| -> Assignment {
+        let mut a = Assignment::new();
+        for tp in tps {
+            a.entry(*tp.topic_id.as_bytes())
+                .or_default()
+                .extend(tp.partitions.iter().copied());
+        }
+        a
+    };
+    let req = ConsumerHeartbeat {
+        group_id: r.group_id.to_string(),
+        member_id: r.member_id.to_string(),
+        member_epoch: r.member_epoch,
+        instance_id: r.instance_id.as_ref().map(|i| i.to_string()),
+        rack_id: r.rack_id.as_ref().map(|i| i.to_string()),
+        rebalance_timeout_ms: r.rebalance_timeout_ms,
+        subscribed_topic_names: r
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.to_string()).collect()),
+        subscribed_topic_regex: r.subscribed_topic_regex.as_ref().map(|x| x.to_string()),
+        server_assignor: r.server_assignor.as_ref().map(|x| x.to_string()),
+        owned: r.topic_partitions.as_deref().map(assignment),
+        client_id: client.id.clone(),
+        client_host: client.host.clone(),
+    };
+    let failed = |code: i16, message: String| {
+        ResponseKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(s(&message)))
+                .with_member_epoch(-1),
+        )
+    };
+    let parked = match broker.groups.consumer_heartbeat(broker, req) {
+        Ok(p) => p,
+        Err(e) => return Reply::Now(failed(codes::COORDINATOR_NOT_AVAILABLE, e.0)),
+    };
+    Reply::Later(Box::pin(async move {
+        let answer = match parked.release().await {
+            Ok(a) => a,
+            Err(e) => return failed(codes::COORDINATOR_NOT_AVAILABLE, e.0),
+        };
+        match answer {
+            Err((e, message)) => failed(codes::group_error(e), message),
+            Ok(hb) => ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_member_id(Some(s(&hb.member_id)))
+                    .with_member_epoch(hb.member_epoch)
+                    .with_heartbeat_interval_ms(hb.heartbeat_interval_ms)
+                    .with_assignment(hb.assignment.map(|a| {
+                        consumer_group_heartbeat_response::Assignment::default()
+                            .with_topic_partitions(
+                                a.into_iter()
+                                    .map(|(t, ps)| {
+                                        consumer_group_heartbeat_response::TopicPartitions::default(
+                                        )
+                                        .with_topic_id(Uuid::from_bytes(t))
+                                        .with_partitions(ps.into_iter().collect())
+                                    })
+                                    .collect(),
+                            )
+                    })),
+            ),
+        }
+    }))
+}
+
+/// ConsumerGroupDescribe (KIP-848): a consumer group's epochs, assignor and members
+/// with their current and target assignments.
+pub fn consumer_group_describe(
+    broker: &Arc<Broker>,
+    r: ConsumerGroupDescribeRequest,
+) -> ResponseKind {
+    let described = |a: &Assignment| {
+        consumer_group_describe_response::Assignment::default().with_topic_partitions(
+            a.iter()
+                .map(|(t, ps)| {
+                    consumer_group_describe_response::TopicPartitions::default()
+                        .with_topic_id(Uuid::from_bytes(*t))
+                        .with_topic_name(TopicName(s(&broker.topic_by_id(*t).unwrap_or_default())))
+                        .with_partitions(ps.iter().copied().collect())
+                })
+                .collect(),
+        )
+    };
+    let groups = r
+        .group_ids
+        .iter()
+        .map(|gid| {
+            let entry = consumer_group_describe_response::DescribedGroup::default()
+                .with_group_id(gid.clone())
+                .with_authorized_operations(if r.include_authorized_operations {
+                    0
+                } else {
+                    codes::AUTHORIZED_OPERATIONS_OMITTED
+                });
+            let Some(cg) = broker.groups.describe(gid).and_then(|g| g.consumer) else {
+                let why = if broker.groups.describe(gid).is_some() {
+                    format!("Group {} is not a consumer group.", gid.as_str())
+                } else {
+                    format!("Group {} not found.", gid.as_str())
+                };
+                return entry
+                    .with_error_code(codes::GROUP_ID_NOT_FOUND)
+                    .with_error_message(Some(s(&why)));
+            };
+            let empty = Assignment::new();
+            let members = cg
+                .members
+                .values()
+                .map(|m| {
+                    let sub = &m.subscription;
+                    consumer_group_describe_response::Member::default()
+                        .with_member_id(s(&m.member_id))
+                        .with_instance_id(sub.instance_id.as_deref().map(s))
+                        .with_rack_id(sub.rack_id.as_deref().map(s))
+                        .with_member_epoch(m.epoch)
+                        .with_client_id(s(&sub.client_id))
+                        .with_client_host(s(&sub.client_host))
+                        .with_subscribed_topic_names(
+                            sub.topic_names.iter().map(|t| TopicName(s(t))).collect(),
+                        )
+                        .with_subscribed_topic_regex(sub.topic_regex.as_deref().map(s))
+                        .with_assignment(described(&m.assigned))
+                        .with_target_assignment(described(
+                            cg.target.get(&m.member_id).unwrap_or(&empty),
+                        ))
+                        .with_member_type(1)
+                })
+                .collect();
+            entry
+                .with_group_state(s(cg.state_name()))
+                .with_group_epoch(cg.epoch)
+                .with_assignment_epoch(cg.assignment_epoch)
+                .with_assignor_name(s(cg.assignor()))
+                .with_members(members)
+        })
+        .collect();
+    ResponseKind::ConsumerGroupDescribe(
+        ConsumerGroupDescribeResponse::default().with_groups(groups),
     )
 }

@@ -110,7 +110,12 @@ pub fn handle(
             Reply::Later(Box::pin(elect::handle(broker.clone(), r, version)))
         }
         RequestKind::DescribeQuorum(r) => Reply::Now(quorum::handle(broker, r, version)),
-        RequestKind::ConsumerGroupHeartbeat(r) => Reply::Now(groups::consumer_group_heartbeat(r)),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            groups::consumer_group_heartbeat(broker, client, r)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            Reply::Now(groups::consumer_group_describe(broker, r))
+        }
         RequestKind::DescribeProducers(r) => Reply::Now(txn::describe_producers(broker, r)),
         RequestKind::ListTransactions(r) => Reply::Now(txn::list_transactions(broker, r)),
         RequestKind::DescribeTransactions(r) => Reply::Now(txn::describe_transactions(broker, r)),

@@ -1,0 +1,1002 @@
+//! KIP-848's consumer group protocol, beside the classic one: members heartbeat
+//! (ConsumerGroupHeartbeat) with their subscription and the partitions they own; the
+//! coordinator keeps a group epoch, computes a target assignment with a server-side
+//! assignor whenever the epoch moves past the target's, and reconciles each member
+//! towards it one heartbeat at a time:
+//!
+//! - a member first gives up (revokes) what the target takes from it, staying at its
+//!   epoch until it heartbeats without those partitions (UNREVOKED_PARTITIONS);
+//! - then it moves to the target epoch and is given the target's partitions that no
+//!   other member still owns (UNRELEASED_PARTITIONS until the rest are released).
+//!
+//! So a partition is never owned by two members at once (asserted in
+//! [`ConsumerGroup::set_current`]), and a member's epoch only moves forward. Members
+//! are fenced by session timeout (`group.consumer.session.timeout.ms`), by failing to
+//! revoke within their rebalance timeout, or by an epoch the coordinator does not
+//! know. Everything is persisted as Kafka's consumer-group records; a coordinator that
+//! loads them carries on with the same epochs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regex::Regex;
+
+use super::assignors::{self, MemberSpec, ASSIGNORS};
+use super::records::{ConsumerRecord, CurrentAssignment, MemberSubscription};
+use super::{Effect, Group, GroupCoordinator, GroupError, GroupRecord};
+use crate::sim::{planted, Bug};
+
+pub use super::records::Assignment;
+
+pub type TopicId = [u8; 16];
+
+/// The topics as the metadata image has them: name → (id, partition count).
+pub type TopicImage = BTreeMap<String, (TopicId, i32)>;
+
+/// Member epoch of a member leaving for good (KIP-848).
+pub const LEAVE_EPOCH: i32 = -1;
+/// Member epoch of a static member leaving for now: it keeps its place for its
+/// session timeout.
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+
+/// Broker-side settings of consumer groups, named as Kafka's.
+#[derive(Debug, Clone)]
+pub struct ConsumerLimits {
+    /// group.consumer.session.timeout.ms
+    pub session_timeout_ms: i32,
+    /// group.consumer.heartbeat.interval.ms
+    pub heartbeat_interval_ms: i32,
+    /// group.consumer.max.size
+    pub max_size: usize,
+}
+
+impl Default for ConsumerLimits {
+    fn default() -> Self {
+        ConsumerLimits {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+            max_size: i32::MAX as usize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Stable,
+    UnrevokedPartitions,
+    UnreleasedPartitions,
+}
+
+impl MemberState {
+    fn byte(self) -> i8 {
+        match self {
+            MemberState::Stable => 0,
+            MemberState::UnrevokedPartitions => 1,
+            MemberState::UnreleasedPartitions => 2,
+        }
+    }
+
+    fn from_byte(b: i8) -> MemberState {
+        match b {
+            1 => MemberState::UnrevokedPartitions,
+            2 => MemberState::UnreleasedPartitions,
+            _ => MemberState::Stable,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMember {
+    pub member_id: String,
+    pub subscription: MemberSubscription,
+    pub epoch: i32,
+    pub previous_epoch: i32,
+    pub state: MemberState,
+    pub assigned: Assignment,
+    pub pending_revocation: Assignment,
+    last_seen_ms: i64,
+    /// When a member in UNREVOKED_PARTITIONS is fenced if still there.
+    revoke_deadline_ms: Option<i64>,
+}
+
+impl ConsumerMember {
+    fn new(member_id: String, now_ms: i64) -> ConsumerMember {
+        ConsumerMember {
+            member_id,
+            subscription: MemberSubscription {
+                rebalance_timeout_ms: -1,
+                ..MemberSubscription::default()
+            },
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+            last_seen_ms: now_ms,
+            revoke_deadline_ms: None,
+        }
+    }
+
+    fn current(&self) -> CurrentAssignment {
+        CurrentAssignment {
+            epoch: self.epoch,
+            previous_epoch: self.previous_epoch,
+            state: self.state.byte(),
+            assigned: self.assigned.clone(),
+            pending_revocation: self.pending_revocation.clone(),
+        }
+    }
+}
+
+/// The consumer-protocol part of a group.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerGroup {
+    /// Bumped by every change of membership, subscriptions or subscribed topics.
+    pub epoch: i32,
+    /// The epoch the target assignment was computed at.
+    pub assignment_epoch: i32,
+    pub members: BTreeMap<String, ConsumerMember>,
+    /// Each member's target assignment.
+    pub target: BTreeMap<String, Assignment>,
+    /// group.instance.id → member id.
+    static_members: BTreeMap<String, String>,
+    /// The subscribed topics as last computed (`None` after a load).
+    subscribed: Option<TopicImage>,
+    /// Partition → the member owning it (assigned or pending revocation) and its epoch.
+    owners: BTreeMap<(TopicId, i32), (String, i32)>,
+}
+
+impl ConsumerGroup {
+    /// Kafka's group states: Empty, Assigning (target behind the group epoch),
+    /// Reconciling (a member not at the target yet), Stable.
+    pub fn state_name(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.assignment_epoch != self.epoch {
+            "Assigning"
+        } else if self
+            .members
+            .values()
+            .any(|m| m.epoch != self.assignment_epoch || m.state != MemberState::Stable)
+        {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    /// The assignor the members prefer most (ties to the earlier name), else the default.
+    pub fn assignor(&self) -> &'static str {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(a) = &m.subscription.server_assignor {
+                *votes.entry(a.as_str()).or_default() += 1;
+            }
+        }
+        ASSIGNORS
+            .iter()
+            .copied()
+            .max_by_key(|a| (votes.get(a).copied().unwrap_or(0), std::cmp::Reverse(*a)))
+            .filter(|a| votes.contains_key(a))
+            .unwrap_or(ASSIGNORS[0])
+    }
+
+    /// Replaces a member's current assignment, keeping the owners map true. The
+    /// protocol's core promise is checked here: no partition gains a second owner.
+    fn set_current(&mut self, member: ConsumerMember) {
+        self.put_member(member, true)
+    }
+
+    /// As [`ConsumerGroup::set_current`]; `check` is off when loading, where the
+    /// records come from disk and must not crash the broker.
+    fn put_member(&mut self, member: ConsumerMember, check: bool) {
+        let id = member.member_id.clone();
+        self.owners.retain(|_, (owner, _)| *owner != id);
+        for (t, ps) in member.assigned.iter().chain(&member.pending_revocation) {
+            for p in ps {
+                let previous = self.owners.insert((*t, *p), (id.clone(), member.epoch));
+                assert!(
+                    previous.is_none() || !check || planted(Bug::PartitionOwnedTwice),
+                    "KIP-848: partition {p} of a topic given to member {id} while member {} owns it",
+                    previous.map(|(o, _)| o).unwrap_or_default()
+                );
+            }
+        }
+        if let Some(instance) = &member.subscription.instance_id {
+            self.static_members.insert(instance.clone(), id.clone());
+        }
+        self.members.insert(id, member);
+    }
+
+    fn remove(&mut self, member_id: &str) -> Option<ConsumerMember> {
+        let m = self.members.remove(member_id)?;
+        self.owners.retain(|_, (owner, _)| owner != member_id);
+        self.target.remove(member_id);
+        if let Some(instance) = &m.subscription.instance_id {
+            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(instance);
+            }
+        }
+        Some(m)
+    }
+
+    /// The topics `sub` subscribes to, by name or by its regex (matched against whole
+    /// names, internal topics left out, as Kafka does).
+    fn topics_of(sub: &MemberSubscription, image: &TopicImage) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = sub
+            .topic_names
+            .iter()
+            .filter(|t| image.contains_key(*t))
+            .cloned()
+            .collect();
+        if let Some(re) = sub.topic_regex.as_deref().and_then(compile_regex) {
+            out.extend(
+                image
+                    .keys()
+                    .filter(|t| !t.starts_with("__") && re.is_match(t))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    fn subscribed_topics(&self, image: &TopicImage) -> TopicImage {
+        let mut names = BTreeSet::new();
+        for m in self.members.values() {
+            names.extend(Self::topics_of(&m.subscription, image));
+        }
+        names
+            .into_iter()
+            .map(|n| {
+                let v = image[&n];
+                (n, v)
+            })
+            .collect()
+    }
+
+    /// Recomputes every member's target assignment at the group epoch.
+    fn compute_target(&mut self, image: &TopicImage) -> Vec<ConsumerRecord> {
+        let topics: BTreeMap<TopicId, i32> = self
+            .subscribed
+            .iter()
+            .flat_map(|s| s.values().copied())
+            .collect();
+        let specs: BTreeMap<String, MemberSpec> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let subscribed = Self::topics_of(&m.subscription, image)
+                    .iter()
+                    .map(|n| image[n].0)
+                    .collect();
+                let previous = self.target.get(id).cloned().unwrap_or_default();
+                (
+                    id.clone(),
+                    MemberSpec {
+                        subscribed,
+                        previous,
+                    },
+                )
+            })
+            .collect();
+        let new = assignors::assign(self.assignor(), &specs, &topics);
+        let mut records = Vec::new();
+        for (id, a) in new {
+            if self.target.get(&id) != Some(&a) {
+                records.push(ConsumerRecord::Target {
+                    member_id: id.clone(),
+                    value: Some(a.clone()),
+                });
+                self.target.insert(id, a);
+            }
+        }
+        self.assignment_epoch = self.epoch;
+        records.push(ConsumerRecord::TargetEpoch(Some(self.epoch)));
+        records
+    }
+
+    /// KIP-848's reconciliation of one member towards the target (Kafka's
+    /// CurrentAssignmentBuilder): revoke first, then assign what is free.
+    fn reconcile(&self, member: &ConsumerMember, owned: Option<&Assignment>) -> ConsumerMember {
+        let target_epoch = self.assignment_epoch;
+        let empty = Assignment::new();
+        let target = self.target.get(&member.member_id).unwrap_or(&empty);
+        let still_owns = |revoking: &Assignment| match owned {
+            None => true,
+            Some(owned) => owned
+                .iter()
+                .any(|(t, ps)| revoking.get(t).is_some_and(|r| !r.is_disjoint(ps))),
+        };
+        let (epoch, assigned) = match member.state {
+            MemberState::Stable if member.epoch == target_epoch => return member.clone(),
+            MemberState::Stable | MemberState::UnreleasedPartitions => {
+                (member.epoch, &member.assigned)
+            }
+            MemberState::UnrevokedPartitions => {
+                if still_owns(&member.pending_revocation) {
+                    return member.clone();
+                }
+                (member.epoch + 1, &member.assigned)
+            }
+        };
+        let mut keep = Assignment::new();
+        let mut revoke = Assignment::new();
+        let mut add = Assignment::new();
+        let mut unreleased = false;
+        let topics: BTreeSet<&TopicId> = target.keys().chain(assigned.keys()).collect();
+        for t in topics {
+            let want = target.get(t).cloned().unwrap_or_default();
+            let have = assigned.get(t).cloned().unwrap_or_default();
+            let k: BTreeSet<i32> = have.intersection(&want).copied().collect();
+            let r: BTreeSet<i32> = have.difference(&k).copied().collect();
+            let mut a = BTreeSet::new();
+            for p in want.difference(&k) {
+                let owner = self.owners.get(&(*t, *p));
+                let free = owner.is_none_or(|(o, _)| *o == member.member_id);
+                if free || planted(Bug::PartitionOwnedTwice) {
+                    a.insert(*p);
+                } else {
+                    unreleased = true;
+                }
+            }
+            for (set, into) in [(k, &mut keep), (r, &mut revoke), (a, &mut add)] {
+                if !set.is_empty() {
+                    into.insert(*t, set);
+                }
+            }
+        }
+        let mut next = member.clone();
+        next.pending_revocation = Assignment::new();
+        if !revoke.is_empty() && still_owns(&revoke) {
+            next.state = MemberState::UnrevokedPartitions;
+            set_epoch(&mut next, epoch);
+            next.assigned = keep;
+            next.pending_revocation = revoke;
+            return next;
+        }
+        for (t, ps) in add {
+            keep.entry(t).or_default().extend(ps);
+        }
+        next.state = if unreleased {
+            MemberState::UnreleasedPartitions
+        } else {
+            MemberState::Stable
+        };
+        set_epoch(&mut next, target_epoch);
+        next.assigned = keep;
+        next
+    }
+}
+
+fn set_epoch(m: &mut ConsumerMember, epoch: i32) {
+    if m.epoch != epoch {
+        m.previous_epoch = m.epoch;
+        m.epoch = epoch;
+    }
+}
+
+/// A subscription regex as KIP-848 takes it (RE2/J syntax, which Rust's `regex` crate
+/// shares), anchored to match whole topic names.
+pub fn compile_regex(re: &str) -> Option<Regex> {
+    Regex::new(&format!("^(?:{re})$")).ok()
+}
+
+/// Whether `owned` (what the member says it owns) is within `assigned`.
+fn is_subset(owned: Option<&Assignment>, assigned: &Assignment) -> bool {
+    owned.is_some_and(|owned| {
+        owned
+            .iter()
+            .all(|(t, ps)| ps.is_empty() || assigned.get(t).is_some_and(|a| ps.is_subset(a)))
+    })
+}
+
+/// A ConsumerGroupHeartbeat request.
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns (`None`: not said in this heartbeat).
+    pub owned: Option<Assignment>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// A successful ConsumerGroupHeartbeat answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's assignment, when it changed or the request was a full one.
+    pub assignment: Option<Assignment>,
+}
+
+type Refusal = (GroupError, String);
+
+fn refuse<T>(e: GroupError, why: impl Into<String>) -> Result<T, Refusal> {
+    Err((e, why.into()))
+}
+
+fn validate(req: &HeartbeatRequest) -> Result<(), Refusal> {
+    let invalid = |why: &str| refuse(GroupError::InvalidRequest, why);
+    if req.group_id.is_empty() {
+        return invalid("GroupId can't be empty.");
+    }
+    if req.instance_id.as_deref() == Some("") {
+        return invalid("InstanceId can't be empty.");
+    }
+    if req.rack_id.as_deref() == Some("") {
+        return invalid("RackId can't be empty.");
+    }
+    match req.member_epoch {
+        e if e > 0 || e == LEAVE_EPOCH => {
+            if req.member_id.is_empty() {
+                return invalid("MemberId can't be empty.");
+            }
+        }
+        0 => {
+            if req.rebalance_timeout_ms == -1 {
+                return invalid("RebalanceTimeoutMs must be provided in first request.");
+            }
+            if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
+                return invalid("TopicPartitions must be empty when (re-)joining.");
+            }
+            let names = req.subscribed_topic_names.as_ref();
+            let regex = req
+                .subscribed_topic_regex
+                .as_deref()
+                .filter(|r| !r.is_empty());
+            if names.is_none_or(Vec::is_empty) && regex.is_none() {
+                return invalid(
+                    "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                );
+            }
+        }
+        STATIC_LEAVE_EPOCH => {
+            if req.member_id.is_empty() {
+                return invalid("MemberId can't be empty.");
+            }
+            if req.instance_id.is_none() {
+                return invalid("InstanceId can't be null.");
+            }
+        }
+        _ => return invalid("MemberEpoch is invalid."),
+    }
+    if let Some(a) = &req.server_assignor {
+        if !ASSIGNORS.contains(&a.as_str()) {
+            return refuse(
+                GroupError::UnsupportedAssignor,
+                format!(
+                    "ServerAssignor {a} is not supported. Supported assignors: {}.",
+                    ASSIGNORS.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(re) = req
+        .subscribed_topic_regex
+        .as_deref()
+        .filter(|r| !r.is_empty())
+    {
+        if compile_regex(re).is_none() {
+            return refuse(
+                GroupError::InvalidRegularExpression,
+                format!("SubscribedTopicRegex '{re}' is not a valid regular expression."),
+            );
+        }
+    }
+    Ok(())
+}
+
+impl GroupCoordinator {
+    /// ConsumerGroupHeartbeat (KIP-848): joins, heartbeats, reconciles and leaves.
+    /// `fresh_member_id` names a joining member that brought no id (version 0).
+    pub fn consumer_heartbeat(
+        &mut self,
+        now_ms: i64,
+        req: HeartbeatRequest,
+        image: &TopicImage,
+        fresh_member_id: String,
+    ) -> Result<Heartbeat, Refusal> {
+        validate(&req)?;
+        let gid = req.group_id.clone();
+        if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
+            return self.consumer_leave(&gid, &req);
+        }
+        let joining = req.member_epoch == 0;
+        let limits = self.limits.consumer.clone();
+        let group = match self.groups.get_mut(&gid) {
+            Some(g) => g,
+            None if joining => self.groups.entry(gid.clone()).or_insert_with(Group::new),
+            None => {
+                return refuse(
+                    GroupError::GroupIdNotFound,
+                    format!("Group {gid} not found."),
+                )
+            }
+        };
+        if group.consumer.is_none() {
+            if !group.members.is_empty() {
+                return refuse(
+                    GroupError::GroupIdNotFound,
+                    format!(
+                        "Group {gid} is a classic group with members: it cannot take consumer-protocol members"
+                    ),
+                );
+            }
+            if !joining {
+                return refuse(
+                    GroupError::GroupIdNotFound,
+                    format!("Group {gid} not found."),
+                );
+            }
+            // An empty classic group becomes a consumer group; its offsets stay.
+            group.become_consumer();
+        }
+        let cg = group.consumer.as_mut().expect("made a consumer group");
+        let member_id = if req.member_id.is_empty() {
+            fresh_member_id
+        } else {
+            req.member_id.clone()
+        };
+        if cg.members.len() >= limits.max_size && !cg.members.contains_key(&member_id) {
+            return refuse(
+                GroupError::GroupMaxSizeReached,
+                format!(
+                    "The consumer group has reached its maximum capacity of {} members.",
+                    limits.max_size
+                ),
+            );
+        }
+        let mut records = Vec::new();
+        let member = match &req.instance_id {
+            Some(instance) => {
+                let existing = cg
+                    .static_members
+                    .get(instance)
+                    .and_then(|id| cg.members.get(id))
+                    .cloned();
+                match (joining, existing) {
+                    (true, None) => cg
+                        .members
+                        .get(&member_id)
+                        .cloned()
+                        .unwrap_or_else(|| ConsumerMember::new(member_id.clone(), now_ms)),
+                    (true, Some(old)) => {
+                        if old.epoch != STATIC_LEAVE_EPOCH {
+                            return refuse(
+                                GroupError::UnreleasedInstanceId,
+                                format!(
+                                    "Static member {} with instance id {instance} is still in the group: it must leave first.",
+                                    old.member_id
+                                ),
+                            );
+                        }
+                        // KIP-848 static membership: the new member takes over the
+                        // old one's target assignment; it starts from epoch 0.
+                        let target = cg.target.get(&old.member_id).cloned();
+                        records.extend(remove_records(&old.member_id));
+                        cg.remove(&old.member_id);
+                        let mut m = ConsumerMember::new(member_id.clone(), now_ms);
+                        m.subscription = old.subscription.clone();
+                        if let Some(t) = target {
+                            records.push(ConsumerRecord::Target {
+                                member_id: member_id.clone(),
+                                value: Some(t.clone()),
+                            });
+                            cg.target.insert(member_id.clone(), t);
+                        }
+                        m
+                    }
+                    (false, None) => {
+                        return refuse(
+                            GroupError::UnknownMemberId,
+                            format!("Instance id {instance} is unknown."),
+                        )
+                    }
+                    (false, Some(old)) => {
+                        if old.member_id != member_id {
+                            return refuse(
+                                GroupError::FencedInstanceId,
+                                format!(
+                                    "Static member {member_id} with instance id {instance} was fenced by member {}.",
+                                    old.member_id
+                                ),
+                            );
+                        }
+                        check_epoch(&old, req.member_epoch, req.owned.as_ref())?;
+                        old
+                    }
+                }
+            }
+            None => match cg.members.get(&member_id) {
+                Some(m) => {
+                    check_epoch(m, req.member_epoch, req.owned.as_ref())?;
+                    m.clone()
+                }
+                None if joining => ConsumerMember::new(member_id.clone(), now_ms),
+                None => {
+                    return refuse(
+                        GroupError::UnknownMemberId,
+                        format!("Member {member_id} is not a member of group {gid}."),
+                    )
+                }
+            },
+        };
+
+        // 1. The member's subscription; a change of it bumps the group epoch.
+        let mut updated = member.clone();
+        let sub = &mut updated.subscription;
+        if let Some(i) = &req.instance_id {
+            sub.instance_id = Some(i.clone());
+        }
+        if let Some(r) = &req.rack_id {
+            sub.rack_id = Some(r.clone());
+        }
+        if req.rebalance_timeout_ms != -1 {
+            sub.rebalance_timeout_ms = req.rebalance_timeout_ms;
+        }
+        if let Some(a) = &req.server_assignor {
+            sub.server_assignor = Some(a.clone());
+        }
+        if let Some(names) = &req.subscribed_topic_names {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            sub.topic_names = names;
+        }
+        if let Some(re) = &req.subscribed_topic_regex {
+            sub.topic_regex = (!re.is_empty()).then(|| re.clone());
+        }
+        sub.client_id = req.client_id.clone();
+        sub.client_host = req.client_host.clone();
+        let mut bump = false;
+        if updated.subscription != member.subscription || !cg.members.contains_key(&member_id) {
+            records.push(ConsumerRecord::Member {
+                member_id: member_id.clone(),
+                value: Some(updated.subscription.clone()),
+            });
+            bump = updated.subscription.topic_names != member.subscription.topic_names
+                || updated.subscription.topic_regex != member.subscription.topic_regex
+                || !cg.members.contains_key(&member_id);
+        }
+        updated.last_seen_ms = now_ms;
+        cg.set_current(updated.clone());
+
+        // 2. The subscribed topics (new topics, new partitions, a regex's new matches).
+        let subscribed = cg.subscribed_topics(image);
+        if cg.subscribed.as_ref() != Some(&subscribed) {
+            cg.subscribed = Some(subscribed);
+            bump = true;
+        }
+        if bump {
+            cg.epoch += 1;
+            records.push(ConsumerRecord::GroupEpoch(Some(cg.epoch)));
+        }
+        if cg.epoch > cg.assignment_epoch {
+            records.extend(cg.compute_target(image));
+        }
+
+        // 3. Reconciliation towards the target.
+        let reconciled = cg.reconcile(&updated, req.owned.as_ref());
+        if reconciled != updated {
+            let mut next = reconciled;
+            next.revoke_deadline_ms = match next.state {
+                MemberState::UnrevokedPartitions
+                    if updated.state != next.state || updated.epoch != next.epoch =>
+                {
+                    Some(now_ms + i64::from(next.subscription.rebalance_timeout_ms.max(0)))
+                }
+                MemberState::UnrevokedPartitions => updated.revoke_deadline_ms,
+                _ => None,
+            };
+            records.push(ConsumerRecord::Current {
+                member_id: member_id.clone(),
+                value: Some(next.current()),
+            });
+            cg.set_current(next.clone());
+            updated = next;
+        } else if member.epoch == 0 && updated.epoch == 0 {
+            records.push(ConsumerRecord::Current {
+                member_id: member_id.clone(),
+                value: Some(updated.current()),
+            });
+        }
+
+        let full = joining
+            || (req.rebalance_timeout_ms != -1
+                && req.subscribed_topic_names.is_some()
+                && req.owned.is_some());
+        let assignment =
+            (full || updated.assigned != member.assigned).then(|| updated.assigned.clone());
+        for record in records {
+            self.effects.push(Effect::Persist(GroupRecord::Consumer {
+                group: gid.clone(),
+                record,
+            }));
+        }
+        Ok(Heartbeat {
+            member_id,
+            member_epoch: updated.epoch,
+            heartbeat_interval_ms: limits.heartbeat_interval_ms,
+            assignment,
+        })
+    }
+
+    fn consumer_leave(&mut self, gid: &str, req: &HeartbeatRequest) -> Result<Heartbeat, Refusal> {
+        let interval = self.limits.consumer.heartbeat_interval_ms;
+        let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) else {
+            return refuse(
+                GroupError::GroupIdNotFound,
+                format!("Group {gid} not found."),
+            );
+        };
+        let member_id = match &req.instance_id {
+            None => {
+                if !cg.members.contains_key(&req.member_id) {
+                    return refuse(
+                        GroupError::UnknownMemberId,
+                        format!("Member {} is not a member of group {gid}.", req.member_id),
+                    );
+                }
+                req.member_id.clone()
+            }
+            Some(instance) => {
+                let Some(current) = cg.static_members.get(instance).cloned() else {
+                    return refuse(
+                        GroupError::UnknownMemberId,
+                        format!("Instance id {instance} is unknown."),
+                    );
+                };
+                if current != req.member_id {
+                    return refuse(
+                        GroupError::FencedInstanceId,
+                        format!("Instance id {instance} belongs to member {current}."),
+                    );
+                }
+                if req.member_epoch == STATIC_LEAVE_EPOCH {
+                    // Leaves for now: keeps its target for its session timeout, owns
+                    // nothing meanwhile.
+                    let mut m = cg.members[&current].clone();
+                    m.epoch = STATIC_LEAVE_EPOCH;
+                    m.pending_revocation = Assignment::new();
+                    m.assigned = Assignment::new();
+                    m.state = MemberState::Stable;
+                    let record = ConsumerRecord::Current {
+                        member_id: current.clone(),
+                        value: Some(m.current()),
+                    };
+                    cg.set_current(m);
+                    self.effects.push(Effect::Persist(GroupRecord::Consumer {
+                        group: gid.to_string(),
+                        record,
+                    }));
+                    return Ok(Heartbeat {
+                        member_id: current,
+                        member_epoch: STATIC_LEAVE_EPOCH,
+                        heartbeat_interval_ms: interval,
+                        assignment: None,
+                    });
+                }
+                current
+            }
+        };
+        self.fence_consumer(gid, &member_id);
+        Ok(Heartbeat {
+            member_id,
+            member_epoch: req.member_epoch,
+            heartbeat_interval_ms: interval,
+            assignment: None,
+        })
+    }
+
+    /// Takes a member out of a consumer group (left, expired or fenced); the group
+    /// epoch moves so the others get its partitions.
+    pub(super) fn fence_consumer(&mut self, gid: &str, member_id: &str) {
+        let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) else {
+            return;
+        };
+        if cg.remove(member_id).is_none() {
+            return;
+        }
+        let mut records = remove_records(member_id);
+        cg.epoch += 1;
+        records.push(ConsumerRecord::GroupEpoch(Some(cg.epoch)));
+        for record in records {
+            self.effects.push(Effect::Persist(GroupRecord::Consumer {
+                group: gid.to_string(),
+                record,
+            }));
+        }
+    }
+
+    /// Fences consumer-group members whose session expired or that did not revoke
+    /// within their rebalance timeout.
+    pub(super) fn consumer_tick(&mut self, now_ms: i64) {
+        let session = i64::from(self.limits.consumer.session_timeout_ms);
+        let mut fenced = Vec::new();
+        for (gid, g) in &self.groups {
+            let Some(cg) = &g.consumer else { continue };
+            for m in cg.members.values() {
+                let expired = now_ms >= m.last_seen_ms + session;
+                let stuck = m.revoke_deadline_ms.is_some_and(|d| now_ms >= d);
+                if expired || stuck {
+                    fenced.push((gid.clone(), m.member_id.clone()));
+                }
+            }
+        }
+        for (gid, member_id) in fenced {
+            self.fence_consumer(&gid, &member_id);
+        }
+    }
+
+    /// Applies a consumer-group record read back from `__consumer_offsets`.
+    pub fn load_consumer(&mut self, now_ms: i64, gid: &str, record: ConsumerRecord) {
+        let group = self
+            .groups
+            .entry(gid.to_string())
+            .or_insert_with(Group::new);
+        if group.consumer.is_none() {
+            if matches!(record, ConsumerRecord::GroupEpoch(None)) {
+                return;
+            }
+            group.become_consumer();
+        }
+        let cg = group.consumer.as_mut().expect("made a consumer group");
+        cg.subscribed = None;
+        match record {
+            ConsumerRecord::GroupEpoch(Some(e)) => cg.epoch = e,
+            ConsumerRecord::GroupEpoch(None) => {
+                group.consumer = None;
+                if group.offsets.is_empty() {
+                    self.groups.remove(gid);
+                }
+            }
+            ConsumerRecord::TargetEpoch(e) => cg.assignment_epoch = e.unwrap_or(0),
+            ConsumerRecord::Target { member_id, value } => match value {
+                Some(a) => {
+                    cg.target.insert(member_id, a);
+                }
+                None => {
+                    cg.target.remove(&member_id);
+                }
+            },
+            ConsumerRecord::Member { member_id, value } => match value {
+                Some(sub) => {
+                    let mut m = cg
+                        .members
+                        .get(&member_id)
+                        .cloned()
+                        .unwrap_or_else(|| ConsumerMember::new(member_id.clone(), now_ms));
+                    m.subscription = sub;
+                    m.last_seen_ms = now_ms;
+                    cg.put_member(m, false);
+                }
+                None => {
+                    cg.remove(&member_id);
+                }
+            },
+            ConsumerRecord::Current { member_id, value } => {
+                let mut m = cg
+                    .members
+                    .get(&member_id)
+                    .cloned()
+                    .unwrap_or_else(|| ConsumerMember::new(member_id.clone(), now_ms));
+                match value {
+                    Some(c) => {
+                        m.epoch = c.epoch;
+                        m.previous_epoch = c.previous_epoch;
+                        m.state = MemberState::from_byte(c.state);
+                        m.assigned = c.assigned;
+                        m.pending_revocation = c.pending_revocation;
+                        m.last_seen_ms = now_ms;
+                        m.revoke_deadline_ms =
+                            (m.state == MemberState::UnrevokedPartitions).then(|| {
+                                now_ms + i64::from(m.subscription.rebalance_timeout_ms.max(0))
+                            });
+                        cg.put_member(m, false);
+                    }
+                    None => {
+                        m.assigned.clear();
+                        m.pending_revocation.clear();
+                        if cg.members.contains_key(&member_id) {
+                            cg.put_member(m, false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tombstones that take a member out of the log, in Kafka's order.
+fn remove_records(member_id: &str) -> Vec<ConsumerRecord> {
+    vec![
+        ConsumerRecord::Current {
+            member_id: member_id.to_string(),
+            value: None,
+        },
+        ConsumerRecord::Target {
+            member_id: member_id.to_string(),
+            value: None,
+        },
+        ConsumerRecord::Member {
+            member_id: member_id.to_string(),
+            value: None,
+        },
+    ]
+}
+
+/// KIP-848: an epoch ahead of the coordinator's, or behind it other than the previous
+/// epoch with a subset of the assignment (the answer that moved it was lost), fences.
+fn check_epoch(
+    m: &ConsumerMember,
+    received: i32,
+    owned: Option<&Assignment>,
+) -> Result<(), Refusal> {
+    if received > m.epoch {
+        return refuse(
+            GroupError::FencedMemberEpoch,
+            format!(
+                "The consumer group member has a greater member epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.",
+                m.epoch
+            ),
+        );
+    }
+    if received < m.epoch && (received != m.previous_epoch || !is_subset(owned, &m.assigned)) {
+        return refuse(
+            GroupError::FencedMemberEpoch,
+            format!(
+                "The consumer group member has a smaller member epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.",
+                m.epoch
+            ),
+        );
+    }
+    Ok(())
+}
+
+impl Group {
+    pub fn is_consumer_protocol(&self) -> bool {
+        self.consumer.is_some()
+    }
+
+    /// Turns an empty classic group into a consumer group (KIP-848), offsets kept.
+    fn become_consumer(&mut self) {
+        self.consumer = Some(ConsumerGroup::default());
+        self.protocol_type = Some("consumer".to_string());
+        self.protocol = None;
+        self.leader = None;
+    }
+
+    /// The offset-commit check of a consumer group (KIP-848): a commit from outside
+    /// the group (epoch -1) only while it is empty; a member's with its current
+    /// epoch only.
+    pub(super) fn check_consumer_commit(
+        &self,
+        member_id: &str,
+        epoch: i32,
+    ) -> Result<(), GroupError> {
+        let cg = self.consumer.as_ref().expect("a consumer group");
+        if epoch < 0 && cg.members.is_empty() {
+            return Ok(());
+        }
+        let m = cg
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        if epoch != m.epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "consumer_tests.rs"]
+mod tests;
