@@ -1785,23 +1785,196 @@ async fn incremental_alter_configs_sets_deletes_appends_and_subtracts() {
     node.stop();
 }
 
-/// ConsumerGroupHeartbeat (KIP-848) at every advertised version: the consumer group
-/// protocol is not served yet, and every heartbeat says so (UNSUPPORTED_VERSION with a
-/// message), so a `group.protocol=consumer` client fails loudly instead of waiting.
+/// KIP-848's consumer group protocol at every advertised version of
+/// ConsumerGroupHeartbeat and ConsumerGroupDescribe: a join gets every partition by
+/// topic id at epoch 1; commits need the member epoch (OffsetCommit v9); the group
+/// is described and listed as a consumer group; a leave empties it; bad requests get
+/// Kafka's codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_consumer_group_protocol_is_refused_loudly() {
+async fn consumer_group_apis_at_every_advertised_version() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir, |_| {}).await;
     let mut c = connect(&node).await;
-    for v in versions(ApiKey::ConsumerGroupHeartbeat) {
-        let req = ConsumerGroupHeartbeatRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+    assert_eq!(create(&mut c, "kt", 2, 7).await.topics[0].error_code, 0);
+    find_coordinators(&mut c).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let join = |group: &str, member: &str| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
             .with_member_epoch(0)
             .with_rebalance_timeout_ms(30_000)
-            .with_subscribed_topic_names(Some(vec![name("t")]));
-        let r = c.call(req, v).await.unwrap();
-        assert_eq!(r.error_code, 35, "v{v}");
-        assert!(r.error_message.unwrap().contains("group.protocol=classic"));
+            .with_subscribed_topic_names(Some(vec![name("kt")]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let commit = |group: &str, member: &str, epoch: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_member_id(s(member))
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("kt"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(3)])])
+    };
+    for v in versions(ApiKey::ConsumerGroupHeartbeat) {
+        let group = format!("kg-v{v}");
+        // v0: the coordinator names the member; v1 (KIP-1082): the client does.
+        let given = if v >= 1 { "member-one" } else { "" };
+        let r = c.call(join(&group, given), v).await.unwrap();
+        assert_eq!(r.error_code, 0, "v{v}: {:?}", r.error_message);
+        let member = r.member_id.unwrap().to_string();
+        assert!(
+            !member.is_empty() && (v == 0 || member == given),
+            "v{v}: {member}"
+        );
+        assert_eq!(r.member_epoch, 1, "v{v}");
+        assert_eq!(r.heartbeat_interval_ms, 5_000);
+        let a = r.assignment.unwrap();
+        assert_eq!(a.topic_partitions.len(), 1);
+        assert_eq!(a.topic_partitions[0].partitions, vec![0, 1]);
+        let topic_id = a.topic_partitions[0].topic_id;
+        // A plain heartbeat: same epoch, no assignment (nothing changed).
+        let r = c
+            .call(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_member_id(s(&member))
+                    .with_member_epoch(1)
+                    .with_rebalance_timeout_ms(-1),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.member_epoch), (0, 1), "v{v}");
+        assert!(r.assignment.is_none(), "v{v}");
+        // Commits carry the member epoch; a stale one is refused.
+        let ok = c.call(commit(&group, &member, 1), 9).await.unwrap();
+        assert_eq!(ok.topics[0].partitions[0].error_code, 0, "v{v}");
+        let stale = c.call(commit(&group, &member, 0), 9).await.unwrap();
+        assert_eq!(
+            stale.topics[0].partitions[0].error_code, 113,
+            "STALE_MEMBER_EPOCH"
+        );
+        let zombie = c.call(commit(&group, "zombie", 1), 9).await.unwrap();
+        assert_eq!(
+            zombie.topics[0].partitions[0].error_code, 25,
+            "UNKNOWN_MEMBER_ID"
+        );
+        // An epoch from the future fences.
+        let r = c
+            .call(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_member_id(s(&member))
+                    .with_member_epoch(9)
+                    .with_rebalance_timeout_ms(-1),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 110, "FENCED_MEMBER_EPOCH");
+        for dv in versions(ApiKey::ConsumerGroupDescribe) {
+            let d = c
+                .call(
+                    ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![GroupId(s(&group)), GroupId(s("nope"))]),
+                    dv,
+                )
+                .await
+                .unwrap();
+            let g = &d.groups[0];
+            assert_eq!(g.error_code, 0);
+            assert_eq!(g.group_state.as_str(), "Stable");
+            assert_eq!((g.group_epoch, g.assignment_epoch), (1, 1));
+            assert_eq!(g.assignor_name.as_str(), "uniform");
+            let m = &g.members[0];
+            assert_eq!(m.member_id.as_str(), member);
+            assert_eq!(m.member_epoch, 1);
+            assert_eq!(m.assignment.topic_partitions[0].topic_id, topic_id);
+            assert_eq!(m.assignment.topic_partitions[0].topic_name.as_str(), "kt");
+            assert_eq!(m.target_assignment, m.assignment);
+            assert_eq!(d.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+        }
+        let listed = c
+            .call(
+                ListGroupsRequest::default().with_types_filter(vec![s("consumer")]),
+                5,
+            )
+            .await
+            .unwrap();
+        assert!(listed
+            .groups
+            .iter()
+            .any(|l| l.group_id.as_str() == group && l.group_type.as_str() == "consumer"));
+        // DescribeGroups describes classic groups only.
+        let classic = c
+            .call(
+                DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]),
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(classic.groups[0].error_code, 69);
+        // Leave (epoch -1): answered with -1; the group is empty.
+        let r = c
+            .call(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_member_id(s(&member))
+                    .with_member_epoch(-1)
+                    .with_rebalance_timeout_ms(-1),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.member_epoch), (0, -1), "v{v}");
+        let d = c
+            .call(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(&group))]),
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+        // Bad requests: Kafka's codes, with a message.
+        if v >= 1 {
+            // Regex subscriptions came with v1.
+            let mut bad = join(&group, "m2").with_subscribed_topic_regex(Some(s("(")));
+            bad.subscribed_topic_names = None;
+            let r = c.call(bad, v).await.unwrap();
+            assert_eq!(r.error_code, 128, "INVALID_REGULAR_EXPRESSION");
+            assert!(r.error_message.is_some());
+        }
+        let r = c
+            .call(
+                join(&group, "m2").with_server_assignor(Some(s("sticky"))),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 112, "UNSUPPORTED_ASSIGNOR");
+        let r = c
+            .call(join(&group, "m2").with_rebalance_timeout_ms(-1), v)
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+        let r = c
+            .call(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s("unknown-group")))
+                    .with_member_id(s("m"))
+                    .with_member_epoch(3)
+                    .with_rebalance_timeout_ms(-1),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
     }
     node.stop();
 }

@@ -283,29 +283,3 @@ def test_group_cli_lists_describes_resets_and_deletes(broker):
     broker.cli("group", "delete", "cli-group")
     listed = json.loads(broker.cli("group", "list", "--format", "json").stdout)
     assert all(g["group"] != "cli-group" for g in listed)
-
-
-def test_the_consumer_group_protocol_fails_loudly(broker):
-    """KIP-848's `group.protocol=consumer` is not served yet: librdkafka reports a fatal
-    error naming ConsumerGroupHeartbeat within seconds, instead of waiting silently."""
-    import time
-
-    from confluent_kafka import Consumer, KafkaException
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "kip848", "group.protocol": "consumer",
-                  "auto.offset.reset": "earliest"})
-    c.subscribe(["kip848"])
-    failure = None
-    deadline = time.time() + 20
-    try:
-        while failure is None and time.time() < deadline:
-            try:
-                m = c.poll(0.5)
-            except KafkaException as e:
-                failure = e.args[0]
-                break
-            if m is not None and m.error():
-                failure = m.error()
-    finally:
-        c.close()
-    assert failure is not None, "no error within 20 s"
-    assert "ConsumerGroupHeartbeat" in failure.str(), failure.str()

@@ -585,6 +585,11 @@ impl GroupCoordinator {
                         cg.remove(&old.member_id);
                         let mut m = ConsumerMember::new(member_id.clone(), now_ms);
                         m.subscription = old.subscription.clone();
+                        records.push(ConsumerRecord::Member {
+                            member_id: member_id.clone(),
+                            value: Some(m.subscription.clone()),
+                        });
+                        cg.set_current(m.clone());
                         if let Some(t) = target {
                             records.push(ConsumerRecord::Target {
                                 member_id: member_id.clone(),

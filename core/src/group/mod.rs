@@ -1090,13 +1090,12 @@ impl GroupCoordinator {
                 .or_insert_with(Group::new),
             None => return Err(GroupError::IllegalGeneration),
         };
-        if group.consumer.is_some() {
-            if !planted(Bug::StaleCommitAccepted) {
-                group.check_consumer_commit(member_id, generation)?;
-            }
-        } else if !(generation < 0 && group.state == GroupState::Empty)
-            && !planted(Bug::StaleCommitAccepted)
-        {
+        let simple = generation < 0 && group.state == GroupState::Empty;
+        if planted(Bug::StaleCommitAccepted) {
+            // Zombies commit: no check at all.
+        } else if group.consumer.is_some() {
+            group.check_consumer_commit(member_id, generation)?;
+        } else if !simple {
             group.check_member(member_id, instance_id)?;
             if generation != group.generation {
                 return Err(GroupError::IllegalGeneration);
