@@ -167,10 +167,13 @@ pub enum Bug {
     /// KIP-848 reconciliation gives a member the partitions of its target that another
     /// member still owns, without waiting for their release.
     PartitionOwnedTwice,
+    /// The `uniform` assignor leaves each topic's last partition to nobody (an
+    /// off-by-one).
+    AssignorSkipsPartition,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 33] = [
+    pub const ALL: [Bug; 34] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -204,6 +207,7 @@ impl Bug {
         Bug::SwapBeforeSync,
         Bug::CleanerTrustsHeaders,
         Bug::PartitionOwnedTwice,
+        Bug::AssignorSkipsPartition,
     ];
 
     pub fn name(self) -> &'static str {
@@ -241,6 +245,7 @@ impl Bug {
             Bug::SwapBeforeSync => "swap-before-sync",
             Bug::CleanerTrustsHeaders => "cleaner-trusts-headers",
             Bug::PartitionOwnedTwice => "partition-owned-twice",
+            Bug::AssignorSkipsPartition => "assignor-skips-partition",
         }
     }
 

@@ -134,6 +134,11 @@ pub struct Op {
     /// How far a clock jump moved the broker's wall clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_ms: Option<i64>,
+    /// A KIP-848 member's assignment: until when (history time) its ownership holds
+    /// whatever happens, the time its heartbeat was sent plus the session timeout (the
+    /// coordinator cannot fence it sooner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 impl Op {
@@ -169,6 +174,7 @@ impl Op {
             log_start: None,
             delete_retention_ms: None,
             clock_ms: None,
+            lease_ms: None,
         }
     }
 }

@@ -170,6 +170,27 @@ impl Groups {
                     let Some(log) = &logs[p] else { continue };
                     match load_partition(&mut inner.sm, p, log, count, now) {
                         Ok(loaded) => {
+                            #[cfg(madsim)]
+                            for (gid, g) in inner.sm.groups() {
+                                let Some(cg) = g.consumer.as_ref().filter(|_| here(gid)) else {
+                                    continue;
+                                };
+                                let members: Vec<String> = cg
+                                    .members
+                                    .values()
+                                    .map(|m| {
+                                        let owned: Vec<i32> =
+                                            m.assigned.values().flatten().copied().collect();
+                                        format!("{}@{}{owned:?}", m.member_id, m.epoch)
+                                    })
+                                    .collect();
+                                sluice_core::sim::record_event(format!(
+                                    "group {gid}: loaded at epoch {} (target {}): {}",
+                                    cg.epoch,
+                                    cg.assignment_epoch,
+                                    members.join(" ")
+                                ));
+                            }
                             info!(
                                 partition = p,
                                 epoch = e,
@@ -317,6 +338,40 @@ impl Groups {
             .map(|(r, upto, _)| (r, upto))
     }
 
+    /// As [`Groups::run_noting`] for a change to a KIP-848 group: if a record of it
+    /// cannot be written, the group is put back as it was, so nothing the log does not
+    /// hold is ever served (a later heartbeat must not be told an epoch that a restart
+    /// would take back).
+    fn run_consumer<R>(
+        &self,
+        broker: &Broker,
+        group: &str,
+        f: impl FnOnce(&mut Inner, i64) -> R,
+    ) -> Result<(R, DurablePoint, bool), Unavailable> {
+        self.ensure_topic(broker)?;
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        Self::check_led(&inner, group)?;
+        let before = inner.sm.consumer_snapshot(group);
+        let r = f(&mut inner, now);
+        let unstored = self.carry_out(&mut inner).contains(group);
+        if unstored {
+            inner.sm.restore_consumer(group, before);
+        }
+        let upto = durable_point(&inner.logs, group);
+        Ok((r, upto, unstored))
+    }
+
+    fn check_led(inner: &Inner, group: &str) -> Result<(), Unavailable> {
+        let p = partition_for(group, inner.logs.len());
+        if !inner.led.contains_key(&p) {
+            return Err(Unavailable(format!(
+                "not the coordinator of group '{group}' ({OFFSETS_TOPIC}-{p} is led elsewhere)"
+            )));
+        }
+        Ok(())
+    }
+
     /// As [`Groups::run`], also telling whether a record of the group could not be
     /// written (then what `f` decided is not to be promised to anyone).
     fn run_noting<R>(
@@ -328,12 +383,7 @@ impl Groups {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
-        let p = partition_for(group, inner.logs.len());
-        if !inner.led.contains_key(&p) {
-            return Err(Unavailable(format!(
-                "not the coordinator of group '{group}' ({OFFSETS_TOPIC}-{p} is led elsewhere)"
-            )));
-        }
+        Self::check_led(&inner, group)?;
         let r = f(&mut inner, now);
         let unstored = self.carry_out(&mut inner).contains(group);
         let upto = durable_point(&inner.logs, group);
@@ -350,14 +400,18 @@ impl Groups {
             if effects.is_empty() {
                 break;
             }
+            // The records of one round go to their group's partition as one batch per
+            // group: a change of several records (a KIP-848 member fenced: its
+            // assignment, target and subscription gone, the epoch bumped) is written
+            // whole or not at all.
+            let mut batches: Vec<(String, Vec<GroupRecord>)> = Vec::new();
             for effect in effects {
                 match effect {
                     Effect::Persist(record) => {
-                        if let Err(e) = self.append(&inner.logs, &[&record]) {
-                            warn!(group = record.group(), error = %e, "group record not written");
-                            if unstored.insert(record.group().to_string()) {
-                                inner.sm.storage_failed(self.now_ms(), record.group());
-                            }
+                        let group = record.group().to_string();
+                        match batches.iter_mut().find(|(g, _)| *g == group) {
+                            Some((_, records)) => records.push(record),
+                            None => batches.push((group, vec![record])),
                         }
                     }
                     Effect::Join { ticket, result } => {
@@ -370,6 +424,17 @@ impl Groups {
                             answers.push((group, Err((tx, result))));
                         }
                     }
+                }
+            }
+            for (group, records) in batches {
+                if unstored.contains(&group) {
+                    continue;
+                }
+                let refs: Vec<&GroupRecord> = records.iter().collect();
+                if let Err(e) = self.append(&inner.logs, &refs) {
+                    warn!(group = %group, error = %e, "group records not written");
+                    unstored.insert(group.clone());
+                    inner.sm.storage_failed(self.now_ms(), &group);
                 }
             }
         }
@@ -462,9 +527,28 @@ impl Groups {
             .collect();
         let fresh = self.fresh_uuid();
         let group = req.group_id.clone();
-        let (result, durable_upto, unstored) = self.run_noting(broker, &group, |inner, now| {
-            inner.sm.consumer_heartbeat(now, req, &image, fresh)
-        })?;
+        let (result, durable_upto, unstored) =
+            self.run_consumer(broker, &group, |inner, now| {
+                #[cfg(madsim)]
+                let (member, epoch) = (req.member_id.clone(), req.member_epoch);
+                let r = inner.sm.consumer_heartbeat(now, req, &image, fresh);
+                #[cfg(madsim)]
+                match &r {
+                    Ok(hb) => sluice_core::sim::record_event(format!(
+                        "group {group}: {member} at {epoch} -> epoch {} assignment {:?}",
+                        hb.member_epoch,
+                        hb.assignment.as_ref().map(|a| a
+                            .values()
+                            .flatten()
+                            .copied()
+                            .collect::<Vec<i32>>())
+                    )),
+                    Err((e, _)) => sluice_core::sim::record_event(format!(
+                        "group {group}: {member} at {epoch}: {e:?}"
+                    )),
+                }
+                r
+            })?;
         Ok(Parked {
             result,
             durable_upto,
@@ -681,6 +765,15 @@ impl Groups {
     pub fn tick(&self) {
         let now = self.now_ms();
         let mut inner = self.lock();
+        // KIP-848 members out of time are fenced one at a time, each undone if its
+        // records cannot be written (it is tried again on the next tick).
+        for (group, member) in inner.sm.expired_consumers(now) {
+            let before = inner.sm.consumer_snapshot(&group);
+            inner.sm.fence_consumer(&group, &member);
+            if self.carry_out(&mut inner).contains(&group) {
+                inner.sm.restore_consumer(&group, before);
+            }
+        }
         inner.sm.tick(now);
         inner.sm.expire_offsets(self.env.clock.wall_ms());
         let _ = self.carry_out(&mut inner);

@@ -17,6 +17,8 @@ pub mod ctp;
 #[cfg(madsim)]
 pub mod group;
 #[cfg(madsim)]
+pub mod kip848;
+#[cfg(madsim)]
 pub mod kv;
 #[cfg(madsim)]
 pub mod links;

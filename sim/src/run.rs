@@ -88,7 +88,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    const ALL: [Fault; 11] = [
+    pub(crate) const ALL: [Fault; 11] = [
         Fault::Crash,
         Fault::Kill,
         Fault::Pause,
@@ -299,6 +299,11 @@ impl Recorder {
             let t = at.saturating_duration_since(self.start).as_millis();
             trace.push_str(&format!("{t:>8} ms  {line}\n"));
         }
+    }
+
+    /// History time now, as ops are stamped.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
     }
 
     pub(crate) fn record(&self, mut op: Op) {
@@ -560,7 +565,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     )
 }
 
-fn ip(last: u8) -> IpAddr {
+pub(crate) fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
 }
 
@@ -572,7 +577,7 @@ fn fnv64(bytes: &[u8]) -> u64 {
 
 /// The broker node: the same `Node::start` as `sluice server`, on the simulated disk,
 /// network and clock. Restarts run it again on the same disk.
-fn start_broker(
+pub(crate) fn start_broker(
     handle: &Handle,
     rec: &Recorder,
     disk: &SimDisk,
@@ -606,6 +611,9 @@ fn start_broker(
                     // Short sessions, so members expire and rebalance within a run.
                     group_min_session_timeout_ms: 1_000,
                     group_initial_rebalance_delay_ms: 200,
+                    // KIP-848 members likewise (the consumer-group runner).
+                    group_consumer_session_timeout_ms: crate::kip848::SESSION_MS,
+                    group_consumer_heartbeat_interval_ms: 300,
                     // Compact __consumer_offsets and __transaction_state often, under
                     // the faults.
                     offsets_topic_num_partitions: 4,
@@ -686,7 +694,7 @@ pub(crate) async fn connect(id: &str) -> Result<Client, String> {
     }
 }
 
-async fn create_topic(topic: &'static str, partitions: i32) -> Result<(), String> {
+pub(crate) async fn create_topic(topic: &'static str, partitions: i32) -> Result<(), String> {
     let mut c = connect("setup").await?;
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(1000)
@@ -753,7 +761,7 @@ async fn send_once(
 /// Sends single-record batches to random partitions. An idempotent producer (acks
 /// all) resends a batch whose outcome it does not know, with the same sequence, as
 /// real clients do: the broker must store it once.
-async fn producer(
+pub(crate) async fn producer(
     rec: Recorder,
     process: u64,
     acks: i16,
@@ -982,7 +990,7 @@ pub(crate) async fn consume(
 
 /// Reads every partition from 0 to its high watermark; `Some(reason)` if the healed
 /// broker could not serve that within the liveness deadline.
-async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
+pub(crate) async fn final_read(rec: Recorder, partitions: i32) -> Option<String> {
     let poller = BrokerPoller {
         id: "reader".into(),
         client: None,
@@ -1058,7 +1066,7 @@ pub(crate) fn record_clock_jump(rec: &Recorder, jump_ms: i64) {
     rec.record(op);
 }
 
-async fn nemesis(
+pub(crate) async fn nemesis(
     rec: Recorder,
     scenario: Scenario,
     broker: NodeId,

@@ -66,6 +66,46 @@ fn single_node_seeds_find_no_anomaly() {
 }
 
 #[test]
+fn kip848_group_seeds_find_no_anomaly() {
+    // The consumer-group runner: KIP-848 members crash, pause into zombies and are
+    // fenced while the broker is crashed, killed, paused and cut off.
+    seeds_find_no_anomaly(&["--groups"], 60, 0, 0);
+    seeds_find_no_anomaly(&["--groups", "--swarm"], 140, 10, 3_000_000);
+}
+
+/// The KIP-848 planted bugs, each with the checker that must catch it within the
+/// seeds given, in the consumer-group runner.
+#[test]
+fn kip848_planted_bugs_are_caught() {
+    for (bug, anomaly, bound) in [
+        ("partition-owned-twice", "double-ownership", 5),
+        ("assignor-skips-partition", "unowned-partition", 5),
+        ("stale-commit-accepted", "nonmonotonic-commit", 20),
+    ] {
+        let bound_s = bound.to_string();
+        let (_, text) = sim(&[
+            "run", "--start", "1", "--seeds", &bound_s, "--bug", bug, "--groups",
+        ]);
+        let caught: Vec<&str> = seed_lines(&text)
+            .into_iter()
+            .filter(|l| {
+                l.split(" | ")
+                    .find_map(|f| f.strip_prefix("anomalies "))
+                    .is_some_and(|k| k.split(' ').any(|k| k.starts_with(&format!("{anomaly}:"))))
+            })
+            .collect();
+        println!(
+            "{bug}: caught by {anomaly} in {} of {bound} seeds",
+            caught.len()
+        );
+        assert!(
+            !caught.is_empty(),
+            "{bug} was not caught as {anomaly} within {bound} seeds:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn cluster_seeds_find_no_anomaly() {
     seeds_find_no_anomaly(&["--cluster"], 30, 0, 0);
     seeds_find_no_anomaly(&["--cluster", "--swarm"], 95, 5, 2_000_000);
@@ -158,13 +198,23 @@ fn one_cluster_seed_run_twice_gives_the_same_history_and_trace() {
 fn one_seed_run_twice_gives_the_same_history_and_trace() {
     let dir = std::env::temp_dir().join(format!("sluice-determinism-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for seed in ["7", "42", "1234"] {
+    for (seed, mode) in [
+        ("7", None),
+        ("42", None),
+        ("1234", None),
+        ("99", Some("--groups")),
+    ] {
         let (a, b) = (
             dir.join(format!("{seed}-a.jsonl")),
             dir.join(format!("{seed}-b.jsonl")),
         );
-        let (_, first) = sim(&["replay", seed, "--history", a.to_str().unwrap()]);
-        let (_, second) = sim(&["replay", seed, "--history", b.to_str().unwrap()]);
+        let replay = |path: &std::path::Path| {
+            let mut args = vec!["replay", seed, "--history", path.to_str().unwrap()];
+            args.extend(mode);
+            sim(&args)
+        };
+        let (_, first) = replay(&a);
+        let (_, second) = replay(&b);
         let (ha, hb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         assert!(
             ha.len() > 10_000,

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::consumer::{Assignment, TopicId};
+use crate::sim::{planted, Bug};
 
 /// Assignor names, the first being the default (`group.consumer.assignors`).
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
@@ -48,7 +49,14 @@ pub fn uniform(
     let partitions: Vec<(TopicId, i32)> = topics
         .iter()
         .filter(|(t, _)| members.values().any(|m| m.subscribed.contains(*t)))
-        .flat_map(|(t, n)| (0..*n).map(move |p| (*t, p)))
+        .flat_map(|(t, n)| {
+            let n = if planted(Bug::AssignorSkipsPartition) {
+                *n - 1
+            } else {
+                *n
+            };
+            (0..n).map(move |p| (*t, p))
+        })
         .collect();
     let cap = partitions.len().div_ceil(members.len());
     let mut owner: BTreeMap<(TopicId, i32), String> = BTreeMap::new();

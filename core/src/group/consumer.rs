@@ -803,7 +803,7 @@ impl GroupCoordinator {
 
     /// Takes a member out of a consumer group (left, expired or fenced); the group
     /// epoch moves so the others get its partitions.
-    pub(super) fn fence_consumer(&mut self, gid: &str, member_id: &str) {
+    pub fn fence_consumer(&mut self, gid: &str, member_id: &str) {
         let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) else {
             return;
         };
@@ -821,9 +821,9 @@ impl GroupCoordinator {
         }
     }
 
-    /// Fences consumer-group members whose session expired or that did not revoke
-    /// within their rebalance timeout.
-    pub(super) fn consumer_tick(&mut self, now_ms: i64) {
+    /// Consumer-group members whose session expired or that did not revoke within
+    /// their rebalance timeout: (group, member), for [`GroupCoordinator::fence_consumer`].
+    pub fn expired_consumers(&self, now_ms: i64) -> Vec<(String, String)> {
         let session = i64::from(self.limits.consumer.session_timeout_ms);
         let mut fenced = Vec::new();
         for (gid, g) in &self.groups {
@@ -836,8 +836,36 @@ impl GroupCoordinator {
                 }
             }
         }
-        for (gid, member_id) in fenced {
-            self.fence_consumer(&gid, &member_id);
+        fenced
+    }
+
+    /// What a consumer group is now, to put back with
+    /// [`GroupCoordinator::restore_consumer`] if the records of a change to it cannot
+    /// be written: the coordinator must never serve state its log does not hold.
+    pub fn consumer_snapshot(&self, gid: &str) -> ConsumerSnapshot {
+        ConsumerSnapshot(
+            self.groups
+                .get(gid)
+                .map(|g| (g.consumer.clone(), g.protocol_type.clone())),
+        )
+    }
+
+    pub fn restore_consumer(&mut self, gid: &str, snapshot: ConsumerSnapshot) {
+        match snapshot.0 {
+            Some((consumer, protocol_type)) => {
+                if let Some(g) = self.groups.get_mut(gid) {
+                    g.consumer = consumer;
+                    g.protocol_type = protocol_type;
+                }
+            }
+            None => {
+                if self.groups.get(gid).is_some_and(|g| g.offsets.is_empty()) {
+                    self.groups.remove(gid);
+                } else if let Some(g) = self.groups.get_mut(gid) {
+                    g.consumer = None;
+                    g.protocol_type = None;
+                }
+            }
         }
     }
 
@@ -919,6 +947,10 @@ impl GroupCoordinator {
         }
     }
 }
+
+/// A consumer group as it was (`None`: it did not exist).
+#[derive(Debug, Clone)]
+pub struct ConsumerSnapshot(Option<(Option<ConsumerGroup>, Option<String>)>);
 
 /// The tombstones that take a member out of the log, in Kafka's order.
 fn remove_records(member_id: &str) -> Vec<ConsumerRecord> {

@@ -46,6 +46,13 @@ fn beat(member: &str, epoch: i32, owned: &Assignment) -> HeartbeatRequest {
     }
 }
 
+/// Fences the members whose time ran out, as the broker's timer does.
+fn expire(c: &mut GroupCoordinator, now: i64) {
+    for (g, m) in c.expired_consumers(now) {
+        c.fence_consumer(&g, &m);
+    }
+}
+
 fn parts(a: &Assignment) -> usize {
     a.values().map(BTreeSet::len).sum()
 }
@@ -185,7 +192,7 @@ fn an_expired_session_fences_the_member_and_frees_its_partitions() {
     let session = i64::from(GroupLimits::default().consumer.session_timeout_ms);
     let (e, owned) = members["a"].clone();
     ok(&mut c, session - 1, beat("a", e, &owned), &img);
-    c.tick(session);
+    expire(&mut c, session);
     assert_eq!(
         err(
             &mut c,
@@ -213,7 +220,7 @@ fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_fenced() {
         ok(&mut c, now, beat("a", 1, &owned), &img);
         ok(&mut c, now, beat("b", 2, &Assignment::new()), &img);
     }
-    c.tick(60_001);
+    expire(&mut c, 60_001);
     assert_eq!(
         err(&mut c, 60_002, beat("a", 1, &owned), &img),
         GroupError::UnknownMemberId
@@ -450,4 +457,31 @@ fn giving_a_partition_to_a_second_owner_trips_the_invariant() {
     let mut b = ConsumerMember::new("b".into(), 0);
     b.assigned = Assignment::from([(T, BTreeSet::from([0]))]);
     g.set_current(b);
+}
+
+#[test]
+fn a_snapshot_puts_back_a_change_whose_records_were_not_written() {
+    let img = image(&[("t", T, 2)]);
+    let mut c = coordinator();
+    let a = ok(&mut c, 0, join("a", &["t"]), &img);
+    let before = c.consumer_snapshot("g");
+    ok(&mut c, 1, join("b", &["t"]), &img);
+    c.restore_consumer("g", before);
+    let g = c.group("g").unwrap().consumer.as_ref().unwrap();
+    assert_eq!((g.epoch, g.members.len()), (1, 1));
+    // a goes on at its epoch as if b had never come.
+    let hb = ok(
+        &mut c,
+        2,
+        beat("a", a.member_epoch, &a.assignment.unwrap()),
+        &img,
+    );
+    assert_eq!(hb.member_epoch, 1);
+    // A group that did not exist before is gone again.
+    let none = c.consumer_snapshot("h");
+    let mut req = join("x", &["t"]);
+    req.group_id = "h".into();
+    ok(&mut c, 3, req, &img);
+    c.restore_consumer("h", none);
+    assert!(c.group("h").is_none());
 }

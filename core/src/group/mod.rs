@@ -1024,8 +1024,10 @@ impl GroupCoordinator {
 
     /// Expires sessions and pending members and ends rebalance phases that ran out of
     /// time. Call it periodically.
+    /// (KIP-848 members are fenced by the caller, one group at a time, with
+    /// [`GroupCoordinator::expired_consumers`]: each fencing's records must be written
+    /// before it stands.)
     pub fn tick(&mut self, now_ms: i64) {
-        self.consumer_tick(now_ms);
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for gid in ids {
             let group = self.groups.get_mut(&gid).expect("listed");

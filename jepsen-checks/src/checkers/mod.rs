@@ -5,6 +5,7 @@ use crate::history::Op;
 
 mod aborted_read;
 mod compaction;
+mod double_ownership;
 mod duplicate;
 mod exactly_once;
 mod inconsistent_offsets;
@@ -21,6 +22,7 @@ mod skipped_by_commit;
 mod split_ownership;
 mod torn_transaction;
 mod unexpected;
+mod unowned;
 mod unseen;
 
 /// One anomaly and the operations that prove it.
@@ -95,7 +97,7 @@ type Checker = fn(&[Op]) -> Vec<Anomaly>;
 /// Every checker, root causes first: a lost or overwritten write explains the
 /// ordering, group and exactly-once anomalies that follow from it, so a report lists
 /// it before them.
-const CHECKERS: [(&str, Checker); 21] = [
+const CHECKERS: [(&str, Checker); 23] = [
     (lost_write::NAME, lost_write::check),
     (log_start::NAME, log_start::check),
     (compaction::NAME, compaction::check),
@@ -117,6 +119,8 @@ const CHECKERS: [(&str, Checker); 21] = [
     (torn_transaction::NAME, torn_transaction::check),
     (exactly_once::NAME, exactly_once::check),
     (split_ownership::NAME, split_ownership::check),
+    (double_ownership::NAME, double_ownership::check),
+    (unowned::NAME, unowned::check),
     (
         nonmonotonic_generation::NAME,
         nonmonotonic_generation::check,

@@ -1,6 +1,7 @@
 //! nonmonotonic-generation: a group member saw its group's generation go back, or saw
 //! one generation number with two different assignments (a generation reused for a
-//! new membership). Generations fence stale members only if they only increase.
+//! new membership). Generations fence stale members only if they only increase. For
+//! KIP-848 members (assignments with a lease) the generation is the member epoch.
 //! Source: Kafka's group coordinator (generation ids, ILLEGAL_GENERATION).
 
 use std::collections::BTreeMap;
@@ -22,7 +23,9 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
         if let Some(&(prev, prev_parts, prev_op)) = last.get(&o.process) {
             let why = if gen < prev {
                 Some(format!("generation went from {prev} to {gen}"))
-            } else if gen == prev && prev_parts != o.partitions.as_slice() {
+            } else if gen == prev && prev_parts != o.partitions.as_slice() && o.lease_ms.is_none() {
+                // (A KIP-848 member's set changes within an epoch: it revokes at its
+                // old epoch, and takes released partitions at its new one.)
                 Some(format!(
                     "generation {gen} came with {prev_parts:?} and then with {:?}",
                     o.partitions
