@@ -13,6 +13,9 @@ use crate::history::{Kind, Op, F};
 
 pub const NAME: &str = "unowned-partition";
 
+/// Per partition, the members owning it with the op that says so.
+type Owners<'a> = BTreeMap<i32, Vec<(&'a str, u64)>>;
+
 pub fn check(ops: &[Op]) -> Vec<Anomaly> {
     let finals = ops
         .iter()
@@ -20,7 +23,7 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
     // group -> (the partitions to own, the op naming them)
     let mut expected: BTreeMap<&str, (&[i32], u64)> = BTreeMap::new();
     // group -> partition -> owners (member, op)
-    let mut owners: BTreeMap<&str, BTreeMap<i32, Vec<(&str, u64)>>> = BTreeMap::new();
+    let mut owners: BTreeMap<&str, Owners> = BTreeMap::new();
     for o in finals {
         let Some(group) = o.group.as_deref() else {
             continue;
