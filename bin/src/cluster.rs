@@ -1,7 +1,9 @@
 //! `sluice cluster status`: the brokers, the controller quorum leader, and the
 //! partitions that are under-replicated (ISR smaller than the replicas) or offline
 //! (no leader). `sluice cluster reassign`: moves replicas off a broker being removed,
-//! onto added brokers, or as told, with throttled catch-up.
+//! onto added brokers, or as told, with throttled catch-up. `sluice cluster info`: the
+//! cluster id, controller and brokers (DescribeCluster). `sluice cluster config
+//! get|set`: broker configs (DescribeConfigs, IncrementalAlterConfigs).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +31,43 @@ use crate::group::Format;
 use crate::Bootstrap;
 
 #[derive(clap::Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print a broker's configs (every one, or those named) with their source.
+    Get {
+        /// Config names; none for all.
+        names: Vec<String>,
+        /// The broker to ask (default: the one bootstrapped to).
+        #[arg(long)]
+        broker: Option<i32>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Set dynamic broker configs for the whole cluster (KEY=VALUE), or remove them
+    /// (KEY= with no value) so the default applies again.
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
 pub enum Command {
+    /// Show the cluster id, the controller and the brokers.
+    Info {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Read or change broker configs.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Show brokers, the controller and partition health.
     Status {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -74,6 +112,19 @@ pub enum Command {
 
 pub async fn run(command: Command) -> Result<()> {
     match command {
+        Command::Info { format, bootstrap } => info(format, bootstrap).await,
+        Command::Config {
+            command:
+                ConfigCommand::Get {
+                    names,
+                    broker,
+                    format,
+                    bootstrap,
+                },
+        } => config_get(names, broker, format, bootstrap).await,
+        Command::Config {
+            command: ConfigCommand::Set { pairs, bootstrap },
+        } => config_set(pairs, bootstrap).await,
         Command::Status { format, bootstrap } => status(format, bootstrap).await,
         Command::Reassign {
             remove_broker,
@@ -315,6 +366,201 @@ async fn cancel_all(client: &mut Client, ongoing: Vec<(String, i32)>) -> Result<
         println!("cancelled the reassignment of {n} partition(s)");
     }
     set_throttle(client, None).await
+}
+
+async fn info(format: Format, bootstrap: Bootstrap) -> Result<()> {
+    use kafka_protocol::messages::DescribeClusterRequest;
+    let mut client = bootstrap.connect().await?;
+    let v = client.version(ApiKey::DescribeCluster, 1)?;
+    let r = client
+        .call(DescribeClusterRequest::default(), v)
+        .await
+        .context("DescribeCluster request")?;
+    if r.error_code != 0 {
+        bail!(
+            "describing the cluster failed: {}",
+            sluice_net::codes::describe(r.error_code)
+        );
+    }
+    let brokers: Vec<_> = r
+        .brokers
+        .iter()
+        .map(|b| {
+            json!({
+                "node_id": b.broker_id.0,
+                "host": b.host.to_string(),
+                "port": b.port,
+                "rack": b.rack.as_ref().map(|r| r.to_string()),
+            })
+        })
+        .collect();
+    let view = json!({
+        "cluster_id": r.cluster_id.to_string(),
+        "controller": r.controller_id.0,
+        "brokers": brokers,
+    });
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Text => {
+            println!("cluster {}", r.cluster_id.as_str());
+            println!("controller {}", r.controller_id.0);
+            println!("id\thost\tport\track");
+            for b in &r.brokers {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    b.broker_id.0,
+                    b.host.as_str(),
+                    b.port,
+                    b.rack.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn config_get(
+    names: Vec<String>,
+    broker: Option<i32>,
+    format: Format,
+    bootstrap: Bootstrap,
+) -> Result<()> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    let mut client = bootstrap.connect().await?;
+    let id = match broker {
+        Some(id) => id,
+        None => {
+            let v = client.version(ApiKey::DescribeCluster, 1)?;
+            let r = client
+                .call(
+                    kafka_protocol::messages::DescribeClusterRequest::default(),
+                    v,
+                )
+                .await?;
+            // The broker bootstrapped to: the one whose address we dialled, else the
+            // first listed.
+            let want = crate::resolve(&bootstrap.bootstrap);
+            r.brokers
+                .iter()
+                .find(|b| crate::resolve(&format!("{}:{}", b.host.as_str(), b.port)) == want)
+                .or(r.brokers.first())
+                .map(|b| b.broker_id.0)
+                .context("the cluster lists no broker")?
+        }
+    };
+    let v = client.version(ApiKey::DescribeConfigs, 4)?;
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_string(id.to_string()))
+            .with_configuration_keys((!names.is_empty()).then(|| {
+                names
+                    .iter()
+                    .map(|n| StrBytes::from_string(n.clone()))
+                    .collect()
+            }))]);
+    let r = client
+        .call(req, v)
+        .await
+        .context("DescribeConfigs request")?;
+    let res = r
+        .results
+        .first()
+        .context("empty DescribeConfigs response")?;
+    if res.error_code != 0 {
+        bail!(
+            "reading broker {id}'s configs failed: {} {}",
+            sluice_net::codes::describe(res.error_code),
+            res.error_message.as_deref().unwrap_or("")
+        );
+    }
+    for n in &names {
+        if !res.configs.iter().any(|c| c.name.as_str() == n) {
+            bail!("broker {id} has no config named '{n}'");
+        }
+    }
+    let source = |s: i8| match s {
+        1 => "dynamic-topic",
+        2 => "dynamic-broker",
+        3 => "dynamic-default-broker",
+        4 => "static-broker",
+        5 => "default",
+        _ => "unknown",
+    };
+    match format {
+        Format::Json => {
+            let configs: serde_json::Map<String, serde_json::Value> = res
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        json!({
+                            "value": c.value.as_ref().map(|v| v.to_string()),
+                            "source": source(c.config_source),
+                            "read_only": c.read_only,
+                        }),
+                    )
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "broker": id, "configs": configs }))?
+            );
+        }
+        Format::Text => {
+            for c in &res.configs {
+                println!(
+                    "{}={}\t({})",
+                    c.name.as_str(),
+                    c.value.as_deref().unwrap_or(""),
+                    source(c.config_source)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn config_set(pairs: Vec<String>, bootstrap: Bootstrap) -> Result<()> {
+    let mut configs = Vec::new();
+    for pair in &pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("'{pair}' is not KEY=VALUE"))?;
+        configs.push(
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_config_operation(if v.is_empty() { 1 } else { 0 })
+                .with_value((!v.is_empty()).then(|| StrBytes::from_string(v.to_string()))),
+        );
+    }
+    let mut client = bootstrap.connect().await?;
+    let version = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str(""))
+            .with_configs(configs),
+    ]);
+    let resp = client
+        .call(req, version)
+        .await
+        .context("IncrementalAlterConfigs request")?;
+    for r in &resp.responses {
+        if r.error_code != 0 {
+            bail!(
+                "setting broker configs failed: {} {}",
+                sluice_net::codes::describe(r.error_code),
+                r.error_message.as_deref().unwrap_or("")
+            );
+        }
+    }
+    for pair in pairs {
+        println!("set {pair}");
+    }
+    Ok(())
 }
 
 /// Sets (or with `None` removes) the cluster-wide replication throttles.

@@ -1,5 +1,8 @@
 //! `sluice consume`: prints one line per record, `partition<TAB>offset<TAB>key<TAB>value`
-//! unless `--format` says otherwise (kcat's `%p %o %k %v %T %h ...`).
+//! unless `--format` says otherwise (kcat's `%p %o %k %v %T %h ...`). With `--group` it
+//! is a member of that consumer group (KIP-848's consumer protocol: the coordinator
+//! assigns the partitions), starts from the group's committed offsets and commits what
+//! it printed.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -20,6 +23,11 @@ pub struct Args {
     /// since the epoch; ListOffsets by time).
     #[arg(long, value_name = "MS", conflicts_with = "offset")]
     pub from_time: Option<i64>,
+    /// Consume as a member of this group: its partitions, from its committed offsets
+    /// (else the earliest with --from-beginning, the latest otherwise), committing what
+    /// is printed.
+    #[arg(long, conflicts_with_all = ["partition", "offset", "from_time"])]
+    pub group: Option<String>,
     /// Only this partition.
     #[arg(long)]
     pub partition: Option<i32>,
@@ -42,6 +50,9 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    if let Some(group) = args.group.clone() {
+        return member::run(args, group).await;
+    }
     let mut client = args.bootstrap.connect().await?;
     let count = crate::topic::partitions(&mut client, &args.topic).await?;
     let parts: Vec<i32> = match args.partition {
@@ -122,6 +133,286 @@ pub async fn run(args: Args) -> Result<()> {
             .is_some_and(|ms| last_data.elapsed() > Duration::from_millis(ms))
         {
             return Ok(());
+        }
+    }
+}
+
+/// `consume --group`: a KIP-848 group member.
+mod member {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{bail, Result};
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        ApiKey, ConsumerGroupHeartbeatRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_net::client::{decode_batches, fetch_request, Client};
+    use sluice_net::codes::describe;
+
+    use super::{Args, Template};
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_string())
+    }
+
+    struct Member {
+        group: String,
+        topic: String,
+        id: String,
+        epoch: i32,
+        topic_id: Option<uuid::Uuid>,
+        /// Owned partitions with the next offset to print and whether it is committed.
+        owned: BTreeMap<i32, (i64, bool)>,
+        interval: Duration,
+        from_beginning: bool,
+    }
+
+    pub async fn run(args: Args, group: String) -> Result<()> {
+        let mut data = args.bootstrap.connect().await?;
+        let count = crate::topic::partitions(&mut data, &args.topic).await?;
+        let mut coordinator = args.bootstrap.coordinator(&group).await?;
+        let template = Template::parse(&args.format)?;
+        let mut m = Member {
+            group,
+            topic: args.topic.clone(),
+            id: uuid::Uuid::new_v4().to_string(),
+            epoch: 0,
+            topic_id: None,
+            owned: BTreeMap::new(),
+            interval: Duration::from_secs(1),
+            from_beginning: args.from_beginning,
+        };
+        let start = crate::topic::offsets(&mut data, &args.topic, count, -2).await?;
+        let end = crate::topic::offsets(&mut data, &args.topic, count, -1).await?;
+        let v = data.version(ApiKey::Fetch, 12)?;
+        let mut printed = 0usize;
+        let mut last_data = Instant::now();
+        let mut next_heartbeat = Instant::now();
+        let done = loop {
+            if Instant::now() >= next_heartbeat {
+                m.heartbeat(&mut coordinator, &start, &end).await?;
+                next_heartbeat = Instant::now() + m.interval;
+            }
+            if m.owned.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            } else {
+                let req = fetch_request(
+                    &m.topic,
+                    m.owned.iter().map(|(p, (o, _))| (*p, *o)),
+                    200,
+                    50 << 20,
+                    1 << 20,
+                );
+                let resp = data.call(req, v).await?;
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                let mut got = false;
+                'fetch: for pd in resp.responses.into_iter().flat_map(|t| t.partitions) {
+                    if pd.error_code != 0 {
+                        bail!(
+                            "fetch from {}-{} failed: {}",
+                            m.topic,
+                            pd.partition_index,
+                            describe(pd.error_code)
+                        );
+                    }
+                    let Some(pos) = m.owned.get_mut(&pd.partition_index) else {
+                        continue;
+                    };
+                    for r in decode_batches(pd.records.unwrap_or_default(), pos.0)? {
+                        writeln!(out, "{}", template.render(&m.topic, pd.partition_index, &r))?;
+                        *pos = (r.offset + 1, false);
+                        printed += 1;
+                        got = true;
+                        if args.max_messages.is_some_and(|n| printed >= n) {
+                            break 'fetch;
+                        }
+                    }
+                }
+                out.flush()?;
+                drop(out);
+                m.commit(&mut coordinator, None).await?;
+                if args.max_messages.is_some_and(|n| printed >= n) {
+                    break true;
+                }
+                if got {
+                    last_data = Instant::now();
+                }
+            }
+            if args
+                .idle_timeout_ms
+                .is_some_and(|ms| last_data.elapsed() > Duration::from_millis(ms))
+            {
+                break true;
+            }
+        };
+        if done {
+            m.leave(&mut coordinator).await;
+        }
+        Ok(())
+    }
+
+    impl Member {
+        async fn heartbeat(&mut self, c: &mut Client, start: &[i64], end: &[i64]) -> Result<()> {
+            let mut req = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&self.group)))
+                .with_member_id(s(&self.id))
+                .with_member_epoch(self.epoch)
+                .with_rebalance_timeout_ms(-1)
+                .with_topic_partitions(self.topic_id.map(|id| {
+                    vec![TopicPartitions::default()
+                        .with_topic_id(id)
+                        .with_partitions(self.owned.keys().copied().collect())]
+                }));
+            if self.epoch == 0 {
+                req = req
+                    .with_rebalance_timeout_ms(60_000)
+                    .with_subscribed_topic_names(Some(vec![TopicName(s(&self.topic))]))
+                    .with_topic_partitions(Some(vec![]));
+            }
+            let v = c.version(ApiKey::ConsumerGroupHeartbeat, 1)?;
+            let r = c.call(req, v).await?;
+            match r.error_code {
+                0 => {}
+                // Fenced: drop everything and join again.
+                25 | 110 => {
+                    self.epoch = 0;
+                    self.owned.clear();
+                    return Ok(());
+                }
+                code => bail!(
+                    "consumer group heartbeat of '{}' failed: {} {}",
+                    self.group,
+                    describe(code),
+                    r.error_message.as_deref().unwrap_or_default()
+                ),
+            }
+            self.epoch = r.member_epoch;
+            self.interval = Duration::from_millis(r.heartbeat_interval_ms.max(100) as u64);
+            let Some(a) = r.assignment else {
+                return Ok(());
+            };
+            let mut target = BTreeSet::new();
+            for tp in a.topic_partitions {
+                self.topic_id = Some(tp.topic_id);
+                target.extend(tp.partitions);
+            }
+            let revoked: Vec<i32> = self
+                .owned
+                .keys()
+                .filter(|p| !target.contains(p))
+                .copied()
+                .collect();
+            if !revoked.is_empty() {
+                // Revoke: commit what was printed, then let go.
+                self.commit(c, Some(&revoked)).await?;
+                for p in &revoked {
+                    self.owned.remove(p);
+                }
+            }
+            let added: Vec<i32> = target
+                .iter()
+                .filter(|p| !self.owned.contains_key(p))
+                .copied()
+                .collect();
+            if !added.is_empty() {
+                let committed = self.committed(c, &added).await?;
+                for p in added {
+                    let fallback = if self.from_beginning { start } else { end };
+                    let from = committed
+                        .get(&p)
+                        .copied()
+                        .unwrap_or_else(|| fallback.get(p as usize).copied().unwrap_or(0));
+                    self.owned.insert(p, (from, true));
+                }
+            }
+            Ok(())
+        }
+
+        async fn committed(&self, c: &mut Client, parts: &[i32]) -> Result<BTreeMap<i32, i64>> {
+            let req = OffsetFetchRequest::default()
+                .with_group_id(GroupId(s(&self.group)))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(s(&self.topic)))
+                    .with_partition_indexes(parts.to_vec())]));
+            let r = c.call(req, 7).await?;
+            if r.error_code != 0 {
+                bail!(
+                    "fetching the offsets of '{}' failed: {}",
+                    self.group,
+                    describe(r.error_code)
+                );
+            }
+            Ok(r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+                .map(|p| (p.partition_index, p.committed_offset))
+                .collect())
+        }
+
+        /// Commits the printed positions (of `only`, or every owned partition).
+        async fn commit(&mut self, c: &mut Client, only: Option<&[i32]>) -> Result<()> {
+            let todo: Vec<(i32, i64)> = self
+                .owned
+                .iter()
+                .filter(|(p, (_, done))| !done && only.is_none_or(|o| o.contains(p)))
+                .map(|(p, (o, _))| (*p, *o))
+                .collect();
+            if todo.is_empty() {
+                return Ok(());
+            }
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(s(&self.group)))
+                .with_generation_id_or_member_epoch(self.epoch)
+                .with_member_id(s(&self.id))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(&self.topic)))
+                    .with_partitions(
+                        todo.iter()
+                            .map(|(p, o)| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(*o)
+                            })
+                            .collect(),
+                    )]);
+            let r = c.call(req, 9).await?;
+            for p in r.topics.iter().flat_map(|t| &t.partitions) {
+                match p.error_code {
+                    0 => {
+                        if let Some(pos) = self.owned.get_mut(&p.partition_index) {
+                            pos.1 = true;
+                        }
+                    }
+                    // STALE_MEMBER_EPOCH: the next heartbeat brings the epoch.
+                    113 => {}
+                    code => bail!(
+                        "committing {}-{} for '{}' failed: {}",
+                        self.topic,
+                        p.partition_index,
+                        self.group,
+                        describe(code)
+                    ),
+                }
+            }
+            Ok(())
+        }
+
+        async fn leave(&mut self, c: &mut Client) {
+            let req = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&self.group)))
+                .with_member_id(s(&self.id))
+                .with_member_epoch(-1);
+            let _ = c.call(req, 1).await;
         }
     }
 }

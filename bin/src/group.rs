@@ -1,5 +1,6 @@
-//! `sluice group list|describe|delete|reset-offsets`, like Kafka's
-//! kafka-consumer-groups.sh.
+//! `sluice group list|describe|delete|reset-offsets|seek|offset-delete`, like Kafka's
+//! kafka-consumer-groups.sh. Group requests go to the group's coordinator; groups of
+//! either protocol (classic, KIP-848 consumer) are described.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,9 +9,13 @@ use bytes::Buf;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, DeleteGroupsRequest,
+    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde::Serialize;
@@ -67,11 +72,74 @@ pub enum Command {
         /// By this many records from the committed offset (clamped to the log).
         #[arg(long, group = "to", allow_hyphen_values = true)]
         shift_by: Option<i64>,
+        /// To the first record with a timestamp at or after this one (ms since the
+        /// epoch; the log end where there is none).
+        #[arg(long, group = "to", value_name = "MS")]
+        to_time: Option<i64>,
         #[arg(long)]
         execute: bool,
         #[command(flatten)]
         bootstrap: Bootstrap,
     },
+    /// Move a group's committed offsets on a topic now (rpk's `group seek`): as
+    /// reset-offsets --execute.
+    Seek {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, group = "to")]
+        to_earliest: bool,
+        #[arg(long, group = "to")]
+        to_latest: bool,
+        #[arg(long, group = "to")]
+        to_offset: Option<i64>,
+        #[arg(long, group = "to", value_name = "MS")]
+        to_time: Option<i64>,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+    /// Delete a group's committed offsets of a topic (all its partitions, or those
+    /// given); refused while the group's members subscribe to the topic.
+    OffsetDelete {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, value_delimiter = ',')]
+        partitions: Option<Vec<i32>>,
+        #[command(flatten)]
+        bootstrap: Bootstrap,
+    },
+}
+
+/// Where reset-offsets and seek move a partition's committed offset.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Earliest,
+    Latest,
+    Offset(i64),
+    ShiftBy(i64),
+    Time(i64),
+}
+
+impl Target {
+    fn pick(
+        earliest: bool,
+        latest: bool,
+        offset: Option<i64>,
+        shift: Option<i64>,
+        time: Option<i64>,
+    ) -> Result<Target> {
+        Ok(match (earliest, latest, offset, shift, time) {
+            (true, ..) => Target::Earliest,
+            (_, true, ..) => Target::Latest,
+            (_, _, Some(o), ..) => Target::Offset(o),
+            (_, _, _, Some(d), _) => Target::ShiftBy(d),
+            (.., Some(t)) => Target::Time(t),
+            _ => bail!(
+                "say where to: --to-earliest, --to-latest, --to-offset, --to-time or --shift-by"
+            ),
+        })
+    }
 }
 
 fn s(v: &str) -> StrBytes {
@@ -100,6 +168,8 @@ struct Listed {
     group: String,
     state: String,
     protocol_type: String,
+    /// `classic` or `consumer` (KIP-848).
+    group_type: String,
 }
 
 #[derive(Serialize)]
@@ -125,6 +195,9 @@ struct PartitionView {
 struct GroupView {
     group: String,
     state: String,
+    /// A KIP-848 group's epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<i32>,
     protocol_type: String,
     protocol: String,
     members: Vec<MemberView>,
@@ -135,24 +208,41 @@ struct GroupView {
 pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::List { format, bootstrap } => {
+            // Each broker lists the groups it coordinates: ask them all.
             let mut client = bootstrap.connect().await?;
-            let v = client.version(ApiKey::ListGroups, 5)?;
-            let resp = client.call(ListGroupsRequest::default(), v).await?;
-            check(resp.error_code, "listing groups")?;
-            let groups: Vec<Listed> = resp
-                .groups
-                .iter()
-                .map(|g| Listed {
+            let v = client.version(ApiKey::Metadata, 12)?;
+            let meta = client
+                .call(
+                    kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![])),
+                    v,
+                )
+                .await?;
+            let mut groups: Vec<Listed> = Vec::new();
+            for b in &meta.brokers {
+                let addr = crate::resolve(&format!("{}:{}", b.host.as_str(), b.port));
+                let mut c = Client::connect(&sluice_net::tcp::TcpNetwork, &addr, "sluice-cli")
+                    .await
+                    .with_context(|| format!("cannot reach broker {} at {addr}", b.node_id.0))?;
+                let v = c.version(ApiKey::ListGroups, 5)?;
+                let resp = c.call(ListGroupsRequest::default(), v).await?;
+                check(resp.error_code, "listing groups")?;
+                groups.extend(resp.groups.iter().map(|g| Listed {
                     group: g.group_id.to_string(),
                     state: g.group_state.to_string(),
                     protocol_type: g.protocol_type.to_string(),
-                })
-                .collect();
+                    group_type: g.group_type.to_string(),
+                }));
+            }
+            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            groups.dedup_by(|a, b| a.group == b.group);
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&groups)?),
                 Format::Text => {
                     for g in groups {
-                        println!("{}\t{}\t{}", g.group, g.state, g.protocol_type);
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            g.group, g.state, g.protocol_type, g.group_type
+                        );
                     }
                 }
             }
@@ -163,14 +253,15 @@ pub async fn run(command: Command) -> Result<()> {
             bootstrap,
         } => {
             let mut client = bootstrap.connect().await?;
-            let view = describe(&mut client, &group).await?;
+            let mut coordinator = bootstrap.coordinator(&group).await?;
+            let view = describe(&mut client, &mut coordinator, &group).await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
                 Format::Text => print_view(&view),
             }
         }
         Command::Delete { group, bootstrap } => {
-            let mut client = bootstrap.connect().await?;
+            let mut client = bootstrap.coordinator(&group).await?;
             let v = client.version(ApiKey::DeleteGroups, 2)?;
             let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]);
             let resp = client.call(req, v).await?;
@@ -181,75 +272,150 @@ pub async fn run(command: Command) -> Result<()> {
         }
         Command::ResetOffsets {
             group,
-            topic: name,
+            topic,
             to_earliest,
             to_latest,
             to_offset,
             shift_by,
+            to_time,
             execute,
             bootstrap,
         } => {
+            let to = Target::pick(to_earliest, to_latest, to_offset, shift_by, to_time)?;
+            reset(&bootstrap, &group, &topic, to, execute).await?;
+        }
+        Command::Seek {
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_offset,
+            to_time,
+            bootstrap,
+        } => {
+            let to = Target::pick(to_earliest, to_latest, to_offset, None, to_time)?;
+            reset(&bootstrap, &group, &topic, to, true).await?;
+        }
+        Command::OffsetDelete {
+            group,
+            topic: name,
+            partitions,
+            bootstrap,
+        } => {
             let mut client = bootstrap.connect().await?;
-            let count = topic::partitions(&mut client, &name).await?;
-            let start = topic::offsets(&mut client, &name, count, -2).await?;
-            let end = topic::offsets(&mut client, &name, count, -1).await?;
-            let committed = fetch_offsets(&mut client, &group).await?;
-            let mut plan = Vec::new();
-            for p in 0..count {
-                let (lo, hi) = (start[p as usize], end[p as usize]);
-                let current = committed.get(&(name.clone(), p)).copied();
-                let target = if to_earliest {
-                    lo
-                } else if to_latest {
-                    hi
-                } else if let Some(o) = to_offset {
-                    o
-                } else if let Some(d) = shift_by {
-                    current.unwrap_or(lo) + d
-                } else {
-                    bail!("say where to: --to-earliest, --to-latest, --to-offset or --shift-by");
-                };
-                plan.push((p, current, target.clamp(lo, hi)));
-            }
-            println!("partition\tcurrent\tnew");
-            for (p, current, target) in &plan {
-                let current = current.map_or("-".to_string(), |c| c.to_string());
-                println!("{p}\t{current}\t{target}");
-            }
-            if !execute {
-                println!("(dry run: add --execute to apply)");
-                return Ok(());
-            }
-            let v = client.version(ApiKey::OffsetCommit, 8)?;
-            let req = OffsetCommitRequest::default()
+            let parts = match partitions {
+                Some(p) => p,
+                None => (0..topic::partitions(&mut client, &name).await?).collect(),
+            };
+            let mut coordinator = bootstrap.coordinator(&group).await?;
+            let req = OffsetDeleteRequest::default()
                 .with_group_id(GroupId(s(&group)))
-                .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
                     .with_name(TopicName(s(&name)))
                     .with_partitions(
-                        plan.iter()
-                            .map(|(p, _, target)| {
-                                OffsetCommitRequestPartition::default()
-                                    .with_partition_index(*p)
-                                    .with_committed_offset(*target)
+                        parts
+                            .iter()
+                            .map(|p| {
+                                OffsetDeleteRequestPartition::default().with_partition_index(*p)
                             })
                             .collect(),
                     )]);
-            let resp = client.call(req, v).await?;
+            let resp = coordinator.call(req, 0).await?;
+            check(resp.error_code, &format!("deleting offsets of '{group}'"))?;
             for t in &resp.topics {
                 for p in &t.partitions {
                     check(
                         p.error_code,
-                        &format!("resetting {}-{}", t.name.as_str(), p.partition_index),
+                        &format!(
+                            "deleting the offset of {}-{}",
+                            t.name.as_str(),
+                            p.partition_index
+                        ),
                     )?;
                 }
             }
             println!(
-                "reset {} partition(s) of {name} for group {group}",
-                plan.len()
+                "deleted the committed offsets of {} partition(s) of {name} for group {group}",
+                parts.len()
             );
         }
     }
+    Ok(())
+}
+
+/// Moves (or, without `execute`, plans to move) a group's committed offsets of a topic.
+async fn reset(
+    bootstrap: &Bootstrap,
+    group: &str,
+    name: &str,
+    to: Target,
+    execute: bool,
+) -> Result<()> {
+    let mut client = bootstrap.connect().await?;
+    let count = topic::partitions(&mut client, name).await?;
+    let start = topic::offsets(&mut client, name, count, -2).await?;
+    let end = topic::offsets(&mut client, name, count, -1).await?;
+    let by_time = match to {
+        Target::Time(ms) => Some(topic::offsets(&mut client, name, count, ms.max(0)).await?),
+        _ => None,
+    };
+    let mut coordinator = bootstrap.coordinator(group).await?;
+    let committed = fetch_offsets(&mut coordinator, group).await?;
+    let mut plan = Vec::new();
+    for p in 0..count {
+        let (lo, hi) = (start[p as usize], end[p as usize]);
+        let current = committed.get(&(name.to_string(), p)).copied();
+        let target = match to {
+            Target::Earliest => lo,
+            Target::Latest => hi,
+            Target::Offset(o) => o,
+            Target::ShiftBy(d) => current.unwrap_or(lo) + d,
+            // No record at or after that time: the log end.
+            Target::Time(_) => by_time
+                .as_ref()
+                .map(|t| t[p as usize])
+                .filter(|o| *o >= 0)
+                .unwrap_or(hi),
+        };
+        plan.push((p, current, target.clamp(lo, hi)));
+    }
+    println!("partition\tcurrent\tnew");
+    for (p, current, target) in &plan {
+        let current = current.map_or("-".to_string(), |c| c.to_string());
+        println!("{p}\t{current}\t{target}");
+    }
+    if !execute {
+        println!("(dry run: add --execute to apply)");
+        return Ok(());
+    }
+    let v = coordinator.version(ApiKey::OffsetCommit, 8)?;
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_partitions(
+                plan.iter()
+                    .map(|(p, _, target)| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(*target)
+                    })
+                    .collect(),
+            )]);
+    let resp = coordinator.call(req, v).await?;
+    for t in &resp.topics {
+        for p in &t.partitions {
+            check(
+                p.error_code,
+                &format!("resetting {}-{}", t.name.as_str(), p.partition_index),
+            )?;
+        }
+    }
+    println!(
+        "reset {} partition(s) of {name} for group {group}",
+        plan.len()
+    );
     Ok(())
 }
 
@@ -289,34 +455,78 @@ fn assignment_partitions(raw: &[u8]) -> Vec<(String, i32)> {
     }
 }
 
-async fn describe(client: &mut Client, group: &str) -> Result<GroupView> {
-    let v = client.version(ApiKey::DescribeGroups, 5)?;
+/// A group described: DescribeGroups for a classic group, ConsumerGroupDescribe for a
+/// KIP-848 one (DescribeGroups says GROUP_ID_NOT_FOUND for those). `client` reaches
+/// any broker (metadata, log ends), `coordinator` the group's coordinator.
+async fn describe(client: &mut Client, coordinator: &mut Client, group: &str) -> Result<GroupView> {
+    let v = coordinator.version(ApiKey::DescribeGroups, 5)?;
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
-    let resp = client.call(req, v).await?;
+    let resp = coordinator.call(req, v).await?;
     let g = resp
         .groups
         .first()
         .context("empty DescribeGroups response")?;
-    check(g.error_code, &format!("describing group '{group}'"))?;
-    if g.group_state.as_str() == "Dead" {
-        bail!("describing group '{group}' failed: no such group");
-    }
-    let members: Vec<MemberView> = g
-        .members
-        .iter()
-        .map(|m| MemberView {
-            member_id: m.member_id.to_string(),
-            group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
-            client_id: m.client_id.to_string(),
-            host: m.client_host.to_string(),
-            assignment: if g.protocol_type.as_str() == "consumer" {
-                assignment_partitions(&m.member_assignment)
-            } else {
-                Vec::new()
-            },
-        })
-        .collect();
-    let committed = fetch_offsets(client, group).await?;
+    let (state, epoch, protocol_type, protocol, members) = if g.error_code == 69 {
+        let v = coordinator.version(ApiKey::ConsumerGroupDescribe, 1)?;
+        let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+        let resp = coordinator.call(req, v).await?;
+        let g = resp
+            .groups
+            .first()
+            .context("empty ConsumerGroupDescribe response")?;
+        check(g.error_code, &format!("describing group '{group}'"))?;
+        let members: Vec<MemberView> = g
+            .members
+            .iter()
+            .map(|m| MemberView {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.instance_id.as_ref().map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment: m
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), *p)))
+                    .collect(),
+            })
+            .collect();
+        (
+            g.group_state.to_string(),
+            Some(g.group_epoch),
+            "consumer".to_string(),
+            g.assignor_name.to_string(),
+            members,
+        )
+    } else {
+        check(g.error_code, &format!("describing group '{group}'"))?;
+        if g.group_state.as_str() == "Dead" {
+            bail!("describing group '{group}' failed: no such group");
+        }
+        let members: Vec<MemberView> = g
+            .members
+            .iter()
+            .map(|m| MemberView {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment: if g.protocol_type.as_str() == "consumer" {
+                    assignment_partitions(&m.member_assignment)
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        (
+            g.group_state.to_string(),
+            None,
+            g.protocol_type.to_string(),
+            g.protocol_data.to_string(),
+            members,
+        )
+    };
+    let committed = fetch_offsets(coordinator, group).await?;
     let mut owner = BTreeMap::new();
     for m in &members {
         for tp in &m.assignment {
@@ -354,9 +564,10 @@ async fn describe(client: &mut Client, group: &str) -> Result<GroupView> {
     let total_lag = partitions.iter().filter_map(|p| p.lag).sum();
     Ok(GroupView {
         group: group.to_string(),
-        state: g.group_state.to_string(),
-        protocol_type: g.protocol_type.to_string(),
-        protocol: g.protocol_data.to_string(),
+        state,
+        epoch,
+        protocol_type,
+        protocol,
         members,
         partitions,
         total_lag,
@@ -365,9 +576,10 @@ async fn describe(client: &mut Client, group: &str) -> Result<GroupView> {
 
 fn print_view(v: &GroupView) {
     println!(
-        "group {} ({}, protocol {} {}), {} member(s)",
+        "group {} ({}{}, protocol {} {}), {} member(s)",
         v.group,
         v.state,
+        v.epoch.map_or(String::new(), |e| format!(" at epoch {e}")),
         if v.protocol_type.is_empty() {
             "-"
         } else {

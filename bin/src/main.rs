@@ -110,6 +110,39 @@ pub struct Bootstrap {
 }
 
 impl Bootstrap {
+    /// A connection to the coordinator of `group` (FindCoordinator), where group
+    /// requests must go.
+    pub async fn coordinator(&self, group: &str) -> Result<sluice_net::client::Client> {
+        use anyhow::{bail, Context};
+        use kafka_protocol::messages::FindCoordinatorRequest;
+        let mut c = self.connect().await?;
+        let mut last = 0;
+        for _ in 0..50 {
+            let req = FindCoordinatorRequest::default()
+                .with_key(kafka_protocol::protocol::StrBytes::from_string(
+                    group.to_string(),
+                ))
+                .with_key_type(0);
+            let r = c.call(req, 3).await?;
+            if r.error_code == 0 {
+                let addr = resolve(&format!("{}:{}", r.host.as_str(), r.port));
+                return sluice_net::client::Client::connect(
+                    &sluice_net::tcp::TcpNetwork,
+                    &addr,
+                    "sluice-cli",
+                )
+                .await
+                .with_context(|| format!("cannot reach the coordinator of '{group}' at {addr}"));
+            }
+            last = r.error_code;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        bail!(
+            "finding the coordinator of group '{group}' failed: {}",
+            sluice_net::codes::describe(last)
+        )
+    }
+
     pub async fn connect(&self) -> Result<sluice_net::client::Client> {
         use anyhow::Context;
         let addr = resolve(&self.bootstrap);
@@ -120,7 +153,7 @@ impl Bootstrap {
 }
 
 /// `localhost` resolves to IPv4 first here, matching the broker's default listener.
-fn resolve(addr: &str) -> String {
+pub(crate) fn resolve(addr: &str) -> String {
     match addr.strip_prefix("localhost:") {
         Some(port) => format!("127.0.0.1:{port}"),
         None => addr.to_string(),

@@ -130,3 +130,55 @@ def test_cli_formats_headers_times_and_added_partitions(broker):
     assert "fmt" in json.loads(broker.cli("topic", "list", "--format", "json").stdout)
     bad = broker.cli("topic", "add-partitions", "fmt", "--count", "2", check=False)
     assert bad.returncode != 0 and "INVALID_PARTITIONS" in bad.stderr
+
+
+def test_cli_consumes_as_a_group_member_and_manages_group_offsets(broker):
+    """`consume --group` joins with the KIP-848 protocol and commits what it prints;
+    `group describe` shows such a group; `group seek --to-time` and `group
+    offset-delete` move and drop its offsets."""
+    import json
+    import time
+    broker.cli("topic", "create", "gm", "--partitions", "2")
+    broker.cli("produce", "gm", "--partition", "0", stdin="".join(f"k:v{i}\n" for i in range(5)))
+    mark = int(time.time() * 1000)
+    time.sleep(0.05)
+    broker.cli("produce", "gm", "--partition", "1", stdin="".join(f"k:w{i}\n" for i in range(5)))
+    out = broker.cli("consume", "gm", "--group", "gm-g", "--from-beginning", "--max-messages", "10",
+                     "--format", "%p:%o:%v").stdout.split()
+    assert sorted(out) == sorted([f"0:{i}:v{i}" for i in range(5)] + [f"1:{i}:w{i}" for i in range(5)])
+    view = json.loads(broker.cli("group", "describe", "gm-g", "--format", "json").stdout)
+    assert view["protocol_type"] == "consumer" and view["state"] == "Empty" and view["epoch"] >= 1
+    assert [(p["partition"], p["committed_offset"], p["lag"]) for p in view["partitions"]] == [(0, 5, 0), (1, 5, 0)]
+    listed = json.loads(broker.cli("group", "list", "--format", "json").stdout)
+    assert {"group": "gm-g", "state": "Empty", "protocol_type": "consumer", "group_type": "consumer"} in listed
+    # Nothing new: a second run prints nothing and stops when idle.
+    again = broker.cli("consume", "gm", "--group", "gm-g", "--idle-timeout-ms", "1500").stdout
+    assert again == ""
+    # Seek by time: partition 0's records all precede the mark, partition 1's follow it.
+    broker.cli("group", "seek", "gm-g", "--topic", "gm", "--to-time", str(mark))
+    view = json.loads(broker.cli("group", "describe", "gm-g", "--format", "json").stdout)
+    assert [(p["partition"], p["committed_offset"]) for p in view["partitions"]] == [(0, 5), (1, 0)]
+    out = broker.cli("consume", "gm", "--group", "gm-g", "--max-messages", "5", "--format", "%p:%v").stdout.split()
+    assert out == [f"1:w{i}" for i in range(5)]
+    broker.cli("group", "offset-delete", "gm-g", "--topic", "gm")
+    view = json.loads(broker.cli("group", "describe", "gm-g", "--format", "json").stdout)
+    assert view["partitions"] == []
+
+
+def test_cli_shows_the_cluster_and_sets_dynamic_broker_configs(broker):
+    import json
+    info = json.loads(broker.cli("cluster", "info", "--format", "json").stdout)
+    assert info["controller"] == 1 and [b["node_id"] for b in info["brokers"]] == [1]
+    assert info["cluster_id"]
+    text = broker.cli("cluster", "info").stdout
+    assert f"cluster {info['cluster_id']}" in text
+    got = json.loads(broker.cli("cluster", "config", "get", "log.retention.ms", "--format", "json").stdout)
+    assert got["configs"]["log.retention.ms"] == {"value": "604800000", "source": "default", "read_only": True}
+    broker.cli("cluster", "config", "set", "leader.replication.throttled.rate=5000")
+    assert "leader.replication.throttled.rate=5000" in broker.cli("cluster", "config", "get", "leader.replication.throttled.rate").stdout
+    broker.cli("cluster", "config", "set", "leader.replication.throttled.rate=")
+    assert "=5000" not in broker.cli("cluster", "config", "get", "leader.replication.throttled.rate").stdout
+    r = broker.cli("cluster", "config", "set", "num.partitions=3", check=False)
+    assert r.returncode != 0 and "num.partitions" in r.stderr and "INVALID_CONFIG" in r.stderr
+    r = broker.cli("cluster", "config", "get", "nope", check=False)
+    assert r.returncode != 0 and "nope" in r.stderr

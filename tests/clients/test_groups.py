@@ -267,7 +267,7 @@ def test_group_cli_lists_describes_resets_and_deletes(broker):
     assert len(poll_n(c, 40)) == 40
     c.commit(asynchronous=False)
     listed = json.loads(broker.cli("group", "list", "--format", "json").stdout)
-    assert {"group": "cli-group", "state": "Stable", "protocol_type": "consumer"} in listed
+    assert {"group": "cli-group", "state": "Stable", "protocol_type": "consumer", "group_type": "classic"} in listed
     view = json.loads(broker.cli("group", "describe", "cli-group", "--format", "json").stdout)
     assert len(view["members"]) == 1
     assert sorted(p for _, p in view["members"][0]["assignment"]) == [0, 1]

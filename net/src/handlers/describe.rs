@@ -92,17 +92,16 @@ fn dynamic_broker_configs(broker: &Broker, own: bool) -> Vec<(String, String, i8
     let image = broker.image();
     DYNAMIC_BROKER_CONFIGS
         .iter()
-        .filter_map(|name| {
+        .map(|name| {
             let mine = own
                 .then(|| image.broker_configs.get(&broker.config.node_id)?.get(*name))
                 .flatten();
-            match mine {
-                Some(v) => Some((name.to_string(), v.clone(), SOURCE_DYNAMIC_BROKER)),
-                None => image
-                    .broker_configs
-                    .get(&-1)?
-                    .get(*name)
-                    .map(|v| (name.to_string(), v.clone(), SOURCE_DYNAMIC_DEFAULT)),
+            let cluster_wide = image.broker_configs.get(&-1).and_then(|c| c.get(*name));
+            match (mine, cluster_wide) {
+                (Some(v), _) => (name.to_string(), v.clone(), SOURCE_DYNAMIC_BROKER),
+                (None, Some(v)) => (name.to_string(), v.clone(), SOURCE_DYNAMIC_DEFAULT),
+                // Unset: Kafka's default, no throttle (Long.MAX_VALUE bytes/s).
+                (None, None) => (name.to_string(), i64::MAX.to_string(), SOURCE_DEFAULT),
             }
         })
         .collect()
@@ -172,17 +171,28 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
     ResponseKind::DescribeConfigs(DescribeConfigsResponse::default().with_results(results))
 }
 
+/// DescribeCluster: the live (unfenced) brokers of the metadata image and the
+/// metadata quorum's leader, as Metadata answers them.
 pub fn describe_cluster(broker: &Arc<Broker>) -> ResponseKind {
-    let c = &broker.config;
+    let image = broker.image();
+    let brokers = image
+        .brokers
+        .iter()
+        .filter(|(_, b)| !b.fenced)
+        .map(|(id, b)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(*id))
+                .with_host(StrBytes::from_string(b.registration.host.clone()))
+                .with_port(i32::from(b.registration.port))
+                .with_rack(b.registration.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
     ResponseKind::DescribeCluster(
         DescribeClusterResponse::default()
             .with_endpoint_type(1)
             .with_cluster_id(StrBytes::from_string(broker.cluster_id()))
-            .with_controller_id(BrokerId(c.node_id))
-            .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(c.node_id))
-                .with_host(StrBytes::from_string(c.advertised_host.clone()))
-                .with_port(i32::from(c.advertised_port))])
+            .with_controller_id(BrokerId(broker.controller.leader().unwrap_or(-1)))
+            .with_brokers(brokers)
             .with_cluster_authorized_operations(codes::AUTHORIZED_OPERATIONS_OMITTED),
     )
 }
