@@ -56,6 +56,9 @@ pub enum BrokerError {
     },
     #[error("corrupt {file}: {why}")]
     Corrupt { file: String, why: String },
+    /// A config a client asked for that cannot be honoured (INVALID_CONFIG).
+    #[error("{0}")]
+    InvalidConfig(String),
 }
 
 impl From<MetadataError> for BrokerError {
@@ -995,6 +998,26 @@ impl Broker {
         } = &command
         {
             sluice_core::topics::validate_configs(set)?;
+        }
+        if let Command::AlterConfigs {
+            resource: ConfigResource::Group(group),
+            set,
+            delete,
+        } = &command
+        {
+            let mut configs = self
+                .image()
+                .group_configs
+                .get(group)
+                .cloned()
+                .unwrap_or_default();
+            configs.extend(set.clone());
+            configs.retain(|k, _| !delete.contains(k));
+            sluice_core::group::consumer::check_group_configs(
+                &configs,
+                &self.config.group_limits(),
+            )
+            .map_err(BrokerError::InvalidConfig)?;
         }
         if validate_only {
             (*self.image()).clone().apply(&command)?;

@@ -157,7 +157,9 @@ impl Groups {
         };
         let count = logs.len();
         let now = self.now_ms();
+        let group_configs = broker.image().group_configs.clone();
         let mut inner = self.lock();
+        inner.sm.set_group_configs(group_configs);
         // Replicas come and go with reassignments: take the logs held now.
         inner.logs = logs.clone();
         let mut failed = None;
@@ -527,8 +529,11 @@ impl Groups {
             .collect();
         let fresh = self.fresh_uuid();
         let group = req.group_id.clone();
+        // Group configs change through the metadata quorum; take them as they are now.
+        let group_configs = broker.image().group_configs.clone();
         let (result, durable_upto, unstored) =
             self.run_consumer(broker, &group, |inner, now| {
+                inner.sm.set_group_configs(group_configs);
                 #[cfg(madsim)]
                 let (member, epoch) = (req.member_id.clone(), req.member_epoch);
                 let r = inner.sm.consumer_heartbeat(now, req, &image, fresh);

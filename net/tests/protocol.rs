@@ -2126,3 +2126,138 @@ async fn retention_drops_old_and_excess_segments() {
     );
     node.stop();
 }
+
+/// GROUP config resources (KIP-848's group configs): IncrementalAlterConfigs sets a
+/// group's heartbeat interval and session timeout, checked by name and range;
+/// DescribeConfigs shows them with their source; the coordinator uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_configs_are_set_described_and_used() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    assert_eq!(create(&mut c, "gc", 1, 7).await.topics[0].error_code, 0);
+    find_coordinators(&mut c).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let alter = |configs: &[(&str, Option<&str>)]| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(32)
+                .with_resource_name(s("cg"))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_config_operation(if v.is_some() { 0 } else { 1 })
+                                .with_value(v.map(s))
+                        })
+                        .collect(),
+                ),
+        ])
+    };
+    let describe = || {
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(s("cg"))
+            .with_configuration_keys(None)])
+    };
+    for v in versions(ApiKey::IncrementalAlterConfigs) {
+        let r = c
+            .call(
+                alter(&[("consumer.heartbeat.interval.ms", Some("1000"))]),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.responses[0].error_code, 0,
+            "v{v}: {:?}",
+            r.responses[0].error_message
+        );
+    }
+    for v in versions(ApiKey::DescribeConfigs) {
+        let d = c.call(describe(), v).await.unwrap();
+        assert_eq!(
+            d.results[0].error_code, 0,
+            "v{v}: {:?}",
+            d.results[0].error_message
+        );
+        let got: BTreeMap<String, (String, i8)> = d.results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    (
+                        c.value.as_deref().unwrap_or_default().to_string(),
+                        c.config_source,
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got["consumer.heartbeat.interval.ms"],
+            ("1000".into(), 8),
+            "v{v}"
+        );
+        assert_eq!(
+            got["consumer.session.timeout.ms"],
+            ("45000".into(), 5),
+            "v{v}"
+        );
+    }
+    // The coordinator tells the group's members the interval set.
+    let hb = c
+        .call(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("cg")))
+                .with_member_id(s("m"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name("gc")]))
+                .with_topic_partitions(Some(vec![])),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!((hb.error_code, hb.heartbeat_interval_ms), (0, 1000));
+    // Refused by name: share-group configs, unknown ones, out-of-range values.
+    for (k, v, why) in [
+        ("share.auto.offset.reset", "earliest", "share groups"),
+        ("consumer.bogus", "1", "unknown group config"),
+        ("consumer.session.timeout.ms", "900", "outside"),
+        ("consumer.heartbeat.interval.ms", "50000", "below"),
+        ("consumer.heartbeat.interval.ms", "soon", "whole number"),
+    ] {
+        let r = c.call(alter(&[(k, Some(v))]), 1).await.unwrap();
+        assert_eq!(r.responses[0].error_code, 40, "{k}={v}");
+        let msg = r.responses[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
+        assert!(msg.contains(why) && msg.contains(k), "{k}={v}: {msg}");
+    }
+    // Deleted: back to the broker's default.
+    let r = c
+        .call(alter(&[("consumer.heartbeat.interval.ms", None)]), 1)
+        .await
+        .unwrap();
+    assert_eq!(r.responses[0].error_code, 0);
+    let d = c.call(describe(), 4).await.unwrap();
+    let interval = d.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "consumer.heartbeat.interval.ms")
+        .unwrap();
+    assert_eq!(
+        (interval.value.as_deref(), interval.config_source),
+        (Some("5000"), 5)
+    );
+    node.stop();
+}

@@ -217,6 +217,8 @@ pub enum ConfigResource {
     Topic(String),
     /// One broker's, or with `None` every broker's default.
     Broker(Option<i32>),
+    /// A consumer group's (KIP-848 group configs).
+    Group(String),
 }
 
 /// The broker configs that can change while the cluster runs.
@@ -270,6 +272,9 @@ pub struct MetadataImage {
     /// Dynamic broker configs by broker id; key -1 holds the cluster-wide defaults.
     #[serde(default)]
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Group configs by group id (`consumer.session.timeout.ms`, ...).
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -593,6 +598,13 @@ impl MetadataImage {
                         let configs = merged(&self.broker_configs.remove(&key).unwrap_or_default());
                         if !configs.is_empty() {
                             self.broker_configs.insert(key, configs);
+                        }
+                    }
+                    ConfigResource::Group(group) => {
+                        let configs = merged(&self.group_configs.remove(group).unwrap_or_default());
+                        // Checked at the door; the log replays what was accepted.
+                        if !configs.is_empty() {
+                            self.group_configs.insert(group.clone(), configs);
                         }
                     }
                 }

@@ -32,6 +32,53 @@ pub type TopicId = [u8; 16];
 /// The topics as the metadata image has them: name → (id, partition count).
 pub type TopicImage = BTreeMap<String, (TopicId, i32)>;
 
+/// The group configs of KIP-848 groups Sluice serves (IncrementalAlterConfigs on a
+/// GROUP resource); each overrides the broker's `group.`-prefixed setting.
+pub const GROUP_CONFIGS: [&str; 2] = [
+    "consumer.session.timeout.ms",
+    "consumer.heartbeat.interval.ms",
+];
+
+/// Checks a group's configs as they would stand: known names, whole numbers, the session
+/// within the broker's `group.min/max.session.timeout.ms`, the heartbeat interval below
+/// the session. Share-group configs are refused by name (share groups are not served).
+pub fn check_group_configs(
+    configs: &BTreeMap<String, String>,
+    limits: &super::GroupLimits,
+) -> Result<(), String> {
+    for (k, v) in configs {
+        if k.starts_with("share.") {
+            return Err(format!(
+                "group config {k}: share groups (KIP-932) are not served"
+            ));
+        }
+        if !GROUP_CONFIGS.contains(&k.as_str()) {
+            return Err(format!(
+                "unknown group config {k} (group configs: {})",
+                GROUP_CONFIGS.join(", ")
+            ));
+        }
+        if v.parse::<i32>().map_or(true, |n| n <= 0) {
+            return Err(format!(
+                "group config {k}: '{v}' is not a positive whole number"
+            ));
+        }
+    }
+    let (session, interval) = ConsumerLimits::for_group(&limits.consumer, Some(configs));
+    if session < limits.session_timeout_min_ms || session > limits.session_timeout_max_ms {
+        return Err(format!(
+            "consumer.session.timeout.ms {session} is outside [{}, {}] (group.min/max.session.timeout.ms)",
+            limits.session_timeout_min_ms, limits.session_timeout_max_ms
+        ));
+    }
+    if interval >= session {
+        return Err(format!(
+            "consumer.heartbeat.interval.ms {interval} must be below consumer.session.timeout.ms {session}"
+        ));
+    }
+    Ok(())
+}
+
 /// Member epoch of a member leaving for good (KIP-848).
 pub const LEAVE_EPOCH: i32 = -1;
 /// Member epoch of a static member leaving for now: it keeps its place for its
@@ -47,6 +94,22 @@ pub struct ConsumerLimits {
     pub heartbeat_interval_ms: i32,
     /// group.consumer.max.size
     pub max_size: usize,
+}
+
+impl ConsumerLimits {
+    /// A group's session timeout and heartbeat interval: its configs, else the broker's.
+    pub fn for_group(&self, configs: Option<&BTreeMap<String, String>>) -> (i32, i32) {
+        let get = |k: &str, default: i32| {
+            configs
+                .and_then(|c| c.get(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        (
+            get("consumer.session.timeout.ms", self.session_timeout_ms),
+            get("consumer.heartbeat.interval.ms", self.heartbeat_interval_ms),
+        )
+    }
 }
 
 impl Default for ConsumerLimits {
@@ -511,6 +574,7 @@ impl GroupCoordinator {
         }
         let joining = req.member_epoch == 0;
         let limits = self.limits.consumer.clone();
+        let (_, heartbeat_interval_ms) = limits.for_group(self.group_configs.get(&gid));
         let group = match self.groups.get_mut(&gid) {
             Some(g) => g,
             None if joining => self.groups.entry(gid.clone()).or_insert_with(Group::new),
@@ -729,13 +793,13 @@ impl GroupCoordinator {
         Ok(Heartbeat {
             member_id,
             member_epoch: updated.epoch,
-            heartbeat_interval_ms: limits.heartbeat_interval_ms,
+            heartbeat_interval_ms,
             assignment,
         })
     }
 
     fn consumer_leave(&mut self, gid: &str, req: &HeartbeatRequest) -> Result<Heartbeat, Refusal> {
-        let interval = self.limits.consumer.heartbeat_interval_ms;
+        let (_, interval) = self.limits.consumer.for_group(self.group_configs.get(gid));
         let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) else {
             return refuse(
                 GroupError::GroupIdNotFound,
@@ -824,10 +888,11 @@ impl GroupCoordinator {
     /// Consumer-group members whose session expired or that did not revoke within
     /// their rebalance timeout: (group, member), for [`GroupCoordinator::fence_consumer`].
     pub fn expired_consumers(&self, now_ms: i64) -> Vec<(String, String)> {
-        let session = i64::from(self.limits.consumer.session_timeout_ms);
         let mut fenced = Vec::new();
         for (gid, g) in &self.groups {
             let Some(cg) = &g.consumer else { continue };
+            let (session, _) = self.limits.consumer.for_group(self.group_configs.get(gid));
+            let session = i64::from(session);
             for m in cg.members.values() {
                 let expired = now_ms >= m.last_seen_ms + session;
                 let stuck = m.revoke_deadline_ms.is_some_and(|d| now_ms >= d);
@@ -837,6 +902,11 @@ impl GroupCoordinator {
             }
         }
         fenced
+    }
+
+    /// The group configs in force (from the metadata image), by group id.
+    pub fn set_group_configs(&mut self, configs: BTreeMap<String, BTreeMap<String, String>>) {
+        self.group_configs = configs;
     }
 
     /// What a consumer group is now, to put back with

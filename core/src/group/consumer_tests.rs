@@ -485,3 +485,45 @@ fn a_snapshot_puts_back_a_change_whose_records_were_not_written() {
     c.restore_consumer("h", none);
     assert!(c.group("h").is_none());
 }
+
+#[test]
+fn a_groups_own_session_timeout_and_heartbeat_interval_apply() {
+    // KIP-848 group configs override the broker's group.consumer.* settings.
+    let img = image(&[("t", T, 1)]);
+    let mut c = coordinator();
+    let configs = BTreeMap::from([
+        (
+            "consumer.session.timeout.ms".to_string(),
+            "10000".to_string(),
+        ),
+        (
+            "consumer.heartbeat.interval.ms".to_string(),
+            "2000".to_string(),
+        ),
+    ]);
+    assert!(check_group_configs(&configs, &GroupLimits::default()).is_ok());
+    c.set_group_configs(BTreeMap::from([("g".to_string(), configs)]));
+    let hb = ok(&mut c, 0, join("a", &["t"]), &img);
+    assert_eq!(hb.heartbeat_interval_ms, 2_000);
+    assert!(c.expired_consumers(9_999).is_empty());
+    assert_eq!(
+        c.expired_consumers(10_000),
+        vec![("g".to_string(), "a".to_string())]
+    );
+}
+
+#[test]
+fn group_configs_are_checked_by_name_and_range() {
+    let limits = GroupLimits::default();
+    let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+    for (k, v, why) in [
+        ("share.record.lock.duration.ms", "1000", "share groups"),
+        ("consumer.nope", "1", "unknown group config"),
+        ("consumer.session.timeout.ms", "-5", "positive"),
+        ("consumer.session.timeout.ms", "5000", "outside"),
+        ("consumer.heartbeat.interval.ms", "45000", "below"),
+    ] {
+        let e = check_group_configs(&one(k, v), &limits).unwrap_err();
+        assert!(e.contains(why), "{k}={v}: {e}");
+    }
+}

@@ -444,6 +444,8 @@ pub struct GroupCoordinator {
     effects: Vec<Effect>,
     /// TxnOffsetCommit offsets by producer id, applied by a commit marker.
     staged: BTreeMap<i64, Vec<StagedOffset>>,
+    /// Group configs (KIP-848) by group id, as the metadata image holds them.
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl GroupCoordinator {
@@ -453,6 +455,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             effects: Vec::new(),
             staged: BTreeMap::new(),
+            group_configs: BTreeMap::new(),
         }
     }
 

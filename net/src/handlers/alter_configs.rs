@@ -1,5 +1,7 @@
-//! IncrementalAlterConfigs: topic configs, and the broker configs that can change while
-//! the cluster runs (the replication throttles), through the metadata quorum. SET and
+//! IncrementalAlterConfigs: topic configs, group configs (KIP-848's
+//! `consumer.session.timeout.ms` and `consumer.heartbeat.interval.ms`), and the broker
+//! configs that can change while the cluster runs (the replication throttles), through
+//! the metadata quorum. SET and
 //! DELETE apply to any config, APPEND and SUBTRACT to list configs (KIP-339). The
 //! older AlterConfigs replaces a resource's whole set: what it does not name goes back
 //! to its default.
@@ -22,6 +24,7 @@ use crate::codes;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
@@ -101,6 +104,17 @@ pub async fn replace(broker: Arc<Broker>, req: AlterConfigsRequest) -> ResponseK
                         })
                         .unwrap_or_default(),
                     ConfigResource::Broker(_) => Vec::new(),
+                    ConfigResource::Group(g) => broker
+                        .image()
+                        .group_configs
+                        .get(g)
+                        .map(|c| {
+                            c.keys()
+                                .filter(|k| !set.contains_key(*k))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 };
                 let command = Command::AlterConfigs {
                     resource,
@@ -130,6 +144,11 @@ type Configs = [kafka_protocol::messages::incremental_alter_configs_request::Alt
 fn resource(resource_type: i8, name: &str) -> Result<ConfigResource, (i16, String)> {
     match resource_type {
         RESOURCE_TOPIC => Ok(ConfigResource::Topic(name.to_string())),
+        RESOURCE_GROUP if name.is_empty() => Err((
+            codes::INVALID_REQUEST,
+            "a group config resource needs a group id".to_string(),
+        )),
+        RESOURCE_GROUP => Ok(ConfigResource::Group(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(ConfigResource::Broker(None)),
         RESOURCE_BROKER => match name.parse() {
             Ok(id) => Ok(ConfigResource::Broker(Some(id))),
@@ -217,7 +236,9 @@ fn command(
 fn error_code(e: &BrokerError) -> i16 {
     match e {
         BrokerError::Topic(t) => codes::topic_error(t),
-        BrokerError::Metadata(MetadataError::NotDynamic(_)) => codes::INVALID_CONFIG,
+        BrokerError::Metadata(MetadataError::NotDynamic(_)) | BrokerError::InvalidConfig(_) => {
+            codes::INVALID_CONFIG
+        }
         BrokerError::Controller(_) => codes::REQUEST_TIMED_OUT,
         _ => codes::INVALID_REQUEST,
     }

@@ -19,12 +19,15 @@ use crate::codes;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 // Kafka's ConfigSource values.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's DYNAMIC_GROUP_CONFIG.
+const SOURCE_DYNAMIC_GROUP: i8 = 8;
 // Kafka's ConfigType values.
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
@@ -133,6 +136,21 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                         })
                         .collect(),
                 },
+                RESOURCE_GROUP => {
+                    let image = broker.image();
+                    let set = image.group_configs.get(&name);
+                    let (session, interval) = broker.config.group_limits().consumer.for_group(None);
+                    [
+                        ("consumer.session.timeout.ms", session),
+                        ("consumer.heartbeat.interval.ms", interval),
+                    ]
+                    .into_iter()
+                    .map(|(k, default)| match set.and_then(|c| c.get(k)) {
+                        Some(v) => (k.to_string(), v.clone(), SOURCE_DYNAMIC_GROUP),
+                        None => (k.to_string(), default.to_string(), SOURCE_DEFAULT),
+                    })
+                    .collect()
+                }
                 RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
                     let mut entries = broker_configs(&broker.config);
                     entries.extend(dynamic_broker_configs(broker, !name.is_empty()));
@@ -157,6 +175,7 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                 .map(|(k, v, source)| {
                     let read_only = r.resource_type == RESOURCE_BROKER
                         && !DYNAMIC_BROKER_CONFIGS.contains(&k.as_str());
+                    // (Group configs are all alterable.)
                     DescribeConfigsResourceResult::default()
                         .with_config_type(config_type(&k))
                         .with_name(StrBytes::from_string(k))
