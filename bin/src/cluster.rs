@@ -220,6 +220,7 @@ fn image_of(meta: &MetadataResponse) -> MetadataImage {
             host: b.host.to_string(),
             port: u16::try_from(b.port).unwrap_or(0),
             rack: b.rack.as_ref().map(|r| r.to_string()),
+            endpoints: Default::default(),
         };
         image.brokers.insert(
             b.node_id.0,

@@ -201,10 +201,6 @@ const IGNORED: &[(&str, &str)] = &[
         "share.coordinator.state.topic.min.isr",
         "share groups are not served",
     ),
-    (
-        "inter.broker.listener.name",
-        "brokers replicate over the one listener",
-    ),
 ];
 
 /// The config names `build` accepts.
@@ -336,6 +332,7 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
     let mut advertised = None;
     let mut protocol_map = DEFAULT_PROTOCOL_MAP.to_string();
     let mut controller_names = String::new();
+    let mut inter_broker = None;
     let mut data_dirs = None;
     for layer in layers {
         for (key, value) in layer {
@@ -350,6 +347,7 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
                 "advertised.listeners" => advertised = Some(v.to_string()),
                 "listener.security.protocol.map" => protocol_map = v.to_string(),
                 "controller.listener.names" => controller_names = v.to_string(),
+                "inter.broker.listener.name" => inter_broker = Some(v.trim().to_ascii_uppercase()),
                 "process.roles" => {
                     let roles: Vec<&str> = v.split(',').map(str::trim).collect();
                     if !roles.contains(&"broker")
@@ -490,35 +488,60 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
         }
         c.data_dir = dirs[0].to_string();
     }
-    let mut listener_name = "PLAINTEXT".to_string();
-    if let Some(listeners) = &listeners {
-        let (name, host, port) = client_listener(listeners, &protocol_map, &controller_names)?;
-        let host = if host.is_empty() {
-            "0.0.0.0".into()
-        } else {
-            host
-        };
-        c.listen = if host.contains(':') {
+    // The client listeners: the inter-broker one (named, or the first) is the main
+    // one, which brokers replicate over; every other one is bound and served too.
+    let mut client = match &listeners {
+        Some(listeners) => client_listeners(listeners, &protocol_map, &controller_names)?,
+        None => vec![("PLAINTEXT".to_string(), String::new(), 0)],
+    };
+    if let Some(name) = &inter_broker {
+        let at = client.iter().position(|(n, _, _)| n == name).ok_or_else(|| {
+            anyhow!("config 'inter.broker.listener.name': {name} is not one of the client listeners")
+        })?;
+        let main = client.remove(at);
+        client.insert(0, main);
+    }
+    let bind = |host: &str, port: u16| {
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
-        };
-        listener_name = name;
-    }
-    let (listen_host, listen_port) = host_port("listeners", &c.listen)?;
-    let local_host = match listen_host.as_str() {
-        "127.0.0.1" | "localhost" | "0.0.0.0" | "::" | "" => "localhost".to_string(),
-        h => h.to_string(),
-    };
-    let (host, port) = match &advertised {
-        None => (local_host, listen_port),
-        Some(list) => {
-            let (host, port) = advertised_for(list, &listener_name)?;
-            (if host.is_empty() { local_host } else { host }, port)
         }
     };
+    if listeners.is_some() {
+        let (_, host, port) = &client[0];
+        c.listen = bind(host, *port);
+    }
+    c.listener_name = client[0].0.clone();
+    let advertise = |name: &str, listen: &str| -> Result<(String, u16)> {
+        let (listen_host, listen_port) = host_port("listeners", listen)?;
+        let local_host = match listen_host.as_str() {
+            "127.0.0.1" | "localhost" | "0.0.0.0" | "::" | "" => "localhost".to_string(),
+            h => h.to_string(),
+        };
+        Ok(match &advertised {
+            None => (local_host, listen_port),
+            Some(list) => {
+                let (host, port) = advertised_for(list, name)?;
+                (if host.is_empty() { local_host } else { host }, port)
+            }
+        })
+    };
+    let (host, port) = advertise(&c.listener_name, &c.listen)?;
     c.advertised_host = host;
     c.advertised_port = port;
+    c.extra_listeners = Vec::new();
+    for (name, host, port) in client.iter().skip(1) {
+        let listen = bind(host, *port);
+        let (advertised_host, advertised_port) = advertise(name, &listen)?;
+        c.extra_listeners.push(sluice_core::config::ExtraListener {
+            name: name.clone(),
+            listen,
+            advertised_host,
+            advertised_port,
+        });
+    }
     if c.message_max_bytes > c.socket_request_max_bytes {
         bail!(
             "config 'message.max.bytes' ({}) must not exceed 'socket.request.max.bytes' ({})",
@@ -537,20 +560,20 @@ fn listener_entry(key: &str, entry: &str) -> Result<(String, String, u16)> {
     Ok((name.trim().to_ascii_uppercase(), host, port))
 }
 
-/// The one listener clients connect to: `listeners` without the ones named in
+/// The listeners clients connect to: `listeners` without the ones named in
 /// `controller.listener.names` (Sluice's metadata quorum listens at this node's
-/// `controller.quorum.voters` entry). A protocol other than PLAINTEXT, or a second
-/// client listener, stops the broker at start.
-fn client_listener(
+/// `controller.quorum.voters` entry). A protocol other than PLAINTEXT stops the broker
+/// at start, as do two listeners of one name.
+fn client_listeners(
     listeners: &str,
     protocol_map: &str,
     controller_names: &str,
-) -> Result<(String, String, u16)> {
+) -> Result<Vec<(String, String, u16)>> {
     let controllers: Vec<String> = controller_names
         .split(',')
         .map(|n| n.trim().to_ascii_uppercase())
         .collect();
-    let mut client = Vec::new();
+    let mut client: Vec<(String, String, u16)> = Vec::new();
     for entry in listeners
         .split(',')
         .map(str::trim)
@@ -571,13 +594,15 @@ fn client_listener(
         if protocol != "PLAINTEXT" {
             bail!("config 'listeners': listener '{entry}' uses {protocol}, which is not served yet; Sluice serves PLAINTEXT listeners only");
         }
+        if client.iter().any(|(n, _, _)| *n == name) {
+            bail!("config 'listeners': listener {name} is given twice in '{listeners}'");
+        }
         client.push((name, host, port));
     }
-    match client.len() {
-        1 => Ok(client.remove(0)),
-        0 => bail!("config 'listeners': '{listeners}' has no listener for clients"),
-        _ => bail!("config 'listeners': several client listeners ('{listeners}') are not served yet; give one"),
+    if client.is_empty() {
+        bail!("config 'listeners': '{listeners}' has no listener for clients");
     }
+    Ok(client)
 }
 
 /// The `advertised.listeners` entry of listener `name` (a list without names
@@ -774,11 +799,7 @@ log.retention.check.interval.ms=300000
             ("/tmp/kraft-combined-logs", 3)
         );
         assert_eq!(c.log_retention_ms, 168 * 3_600_000);
-        for key in [
-            "num.io.threads",
-            "offsets.topic.replication.factor",
-            "inter.broker.listener.name",
-        ] {
+        for key in ["num.io.threads", "offsets.topic.replication.factor"] {
             assert!(
                 built
                     .ignored
@@ -795,23 +816,72 @@ log.retention.check.interval.ms=300000
     }
 
     #[test]
+    fn several_plaintext_listeners_are_all_served_each_with_its_advertised_address() {
+        let built = build(&[layer(&[
+            (
+                "listeners",
+                "INTERNAL://127.0.0.1:9092,EXTERNAL://0.0.0.0:9094,CONTROLLER://:9093",
+            ),
+            (
+                "listener.security.protocol.map",
+                "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+            ("controller.listener.names", "CONTROLLER"),
+            (
+                "advertised.listeners",
+                "INTERNAL://10.1.1.1:9092,EXTERNAL://broker.example:19094",
+            ),
+            ("inter.broker.listener.name", "INTERNAL"),
+        ])])
+        .unwrap();
+        assert_eq!(
+            (built.listen.as_str(), built.listener_name.as_str()),
+            ("127.0.0.1:9092", "INTERNAL")
+        );
+        assert_eq!(
+            (built.advertised_host.as_str(), built.advertised_port),
+            ("10.1.1.1", 9092)
+        );
+        assert_eq!(
+            built.extra_listeners,
+            vec![sluice_core::config::ExtraListener {
+                name: "EXTERNAL".into(),
+                listen: "0.0.0.0:9094".into(),
+                advertised_host: "broker.example".into(),
+                advertised_port: 19094,
+            }]
+        );
+        // inter.broker.listener.name picks the main listener, wherever it is listed.
+        let built = build(&[layer(&[
+            ("listeners", "A://127.0.0.1:1,B://127.0.0.1:2"),
+            ("listener.security.protocol.map", "A:PLAINTEXT,B:PLAINTEXT"),
+            ("inter.broker.listener.name", "B"),
+        ])])
+        .unwrap();
+        assert_eq!(
+            (built.listen.as_str(), built.listener_name.as_str()),
+            ("127.0.0.1:2", "B")
+        );
+        assert_eq!(built.extra_listeners[0].name, "A");
+    }
+
+    #[test]
     fn what_sluice_cannot_serve_stops_it_at_start_by_name() {
         let refused = |pairs: &[(&str, &str)]| build(&[layer(pairs)]).unwrap_err().to_string();
         let e = refused(&[("listeners", "SSL://127.0.0.1:9093")]);
         assert!(e.contains("SSL") && e.contains("not served"), "{e}");
         let e = refused(&[("listeners", "SASL_PLAINTEXT://127.0.0.1:9093")]);
         assert!(e.contains("SASL_PLAINTEXT"), "{e}");
+        let e = refused(&[(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,PLAINTEXT://127.0.0.1:9094",
+        )]);
+        assert!(e.contains("given twice"), "{e}");
         let e = refused(&[
-            (
-                "listeners",
-                "PLAINTEXT://127.0.0.1:9092,OTHER://127.0.0.1:9094",
-            ),
-            (
-                "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,OTHER:PLAINTEXT",
-            ),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+            ("inter.broker.listener.name", "INTERNAL"),
         ]);
-        assert!(e.contains("several client listeners"), "{e}");
+        assert!(e.contains("inter.broker.listener.name"), "{e}");
         let e = refused(&[("listeners", "INTERNAL://127.0.0.1:9092")]);
         assert!(
             e.contains("INTERNAL") && e.contains("listener.security.protocol.map"),

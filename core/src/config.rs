@@ -2,14 +2,29 @@
 
 use std::collections::BTreeMap;
 
+/// A client listener beside the first one: its name, the address it binds and the
+/// address it advertises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraListener {
+    pub name: String,
+    pub listen: String,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
 /// A broker's configuration. Field names follow Kafka's (`num.partitions` is
 /// `num_partitions`); the binary loads them from TOML and the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
     /// node.id
     pub node_id: i32,
-    /// listeners: the address to bind.
+    /// listeners: the address to bind (the first client listener; brokers replicate
+    /// over it).
     pub listen: String,
+    /// That listener's name (`PLAINTEXT` unless `listeners` names it otherwise).
+    pub listener_name: String,
+    /// The other client listeners of `listeners`, each bound and served.
+    pub extra_listeners: Vec<ExtraListener>,
     /// advertised.listeners host and port, as clients must reach us.
     pub advertised_host: String,
     pub advertised_port: u16,
@@ -111,6 +126,8 @@ impl Default for BrokerConfig {
         BrokerConfig {
             node_id: 1,
             listen: "127.0.0.1:9092".into(),
+            listener_name: "PLAINTEXT".into(),
+            extra_listeners: Vec::new(),
             advertised_host: "localhost".into(),
             advertised_port: 9092,
             data_dir: "./data".into(),
@@ -183,10 +200,17 @@ impl BrokerConfig {
         vec![
             (
                 "advertised.listeners",
-                format!(
-                    "PLAINTEXT://{}:{}",
-                    self.advertised_host, self.advertised_port
-                ),
+                std::iter::once(format!(
+                    "{}://{}:{}",
+                    self.listener_name, self.advertised_host, self.advertised_port
+                ))
+                .chain(
+                    self.extra_listeners.iter().map(|l| {
+                        format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port)
+                    }),
+                )
+                .collect::<Vec<_>>()
+                .join(","),
             ),
             (
                 "auto.create.topics.enable",
@@ -225,7 +249,17 @@ impl BrokerConfig {
                 "group.min.session.timeout.ms",
                 self.group_min_session_timeout_ms.to_string(),
             ),
-            ("listeners", format!("PLAINTEXT://{}", self.listen)),
+            (
+                "listeners",
+                std::iter::once(format!("{}://{}", self.listener_name, self.listen))
+                    .chain(
+                        self.extra_listeners
+                            .iter()
+                            .map(|l| format!("{}://{}", l.name, l.listen)),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             (
                 "log.cleaner.backoff.ms",
                 self.log_cleaner_backoff_ms.to_string(),

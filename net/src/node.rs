@@ -61,6 +61,28 @@ impl Node {
                 config.advertised_port = port;
             }
         }
+        // The other client listeners, bound now so that a taken port stops the start.
+        let mut extra = Vec::new();
+        for l in &mut config.extra_listeners {
+            let bound = env
+                .net
+                .listen(&l.listen)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: l.listen.clone(),
+                    source,
+                })?;
+            if l.advertised_port == 0 {
+                if let Some(port) = bound
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse().ok()))
+                {
+                    l.advertised_port = port;
+                }
+            }
+            extra.push((Arc::<str>::from(l.name.as_str()), bound));
+        }
         let (shutdown, rx) = watch::channel(false);
         let mut voters =
             parse_voters(&config.controller_quorum_voters).map_err(NodeError::Voters)?;
@@ -92,6 +114,17 @@ impl Node {
             host: config.advertised_host.clone(),
             port: config.advertised_port,
             rack: config.broker_rack.clone(),
+            endpoints: std::iter::once((
+                config.listener_name.clone(),
+                (config.advertised_host.clone(), config.advertised_port),
+            ))
+            .chain(config.extra_listeners.iter().map(|l| {
+                (
+                    l.name.clone(),
+                    (l.advertised_host.clone(), l.advertised_port),
+                )
+            }))
+            .collect(),
         };
         let proposed_id =
             crate::broker::local_cluster_id(&env, config.node_id).map_err(|source| {
@@ -122,6 +155,7 @@ impl Node {
             })?;
         env.spawn(follow_metadata(broker.clone(), rx.clone()));
         env.spawn(isr_maintenance(broker.clone(), rx.clone()));
+        let main_name = Arc::<str>::from(config.listener_name.as_str());
         // "localhost" may resolve to ::1 first: serve it there too when we can.
         if config.advertised_host == "localhost" {
             if let Some(port) = config.listen.strip_prefix("127.0.0.1:") {
@@ -131,13 +165,28 @@ impl Node {
                     format!("[::1]:{port}")
                 };
                 match env.net.listen(&v6).await {
-                    Ok(l) => env.spawn(server::serve(broker.clone(), l, rx.clone())),
+                    Ok(l) => env.spawn(server::serve(
+                        broker.clone(),
+                        main_name.clone(),
+                        l,
+                        rx.clone(),
+                    )),
                     Err(e) => warn!(addr = %v6, error = %e, "not serving IPv6 loopback"),
                 }
             }
         }
-        tracing::info!(addr = %local_addr, cluster_id = %broker.cluster_id(), node = broker.config.node_id, "sluice broker listening");
-        env.spawn(server::serve(broker.clone(), listener, rx.clone()));
+        tracing::info!(addr = %local_addr, listener = %main_name, cluster_id = %broker.cluster_id(), node = broker.config.node_id, "sluice broker listening");
+        env.spawn(server::serve(
+            broker.clone(),
+            main_name.clone(),
+            listener,
+            rx.clone(),
+        ));
+        for (name, bound) in extra {
+            let addr = bound.local_addr().unwrap_or_default();
+            tracing::info!(%addr, listener = %name, "sluice broker listening");
+            env.spawn(server::serve(broker.clone(), name, bound, rx.clone()));
+        }
         broker.txns.start(&broker);
         env.spawn(group_timer(broker.clone(), rx.clone()));
         env.spawn(retention_timer(broker.clone(), rx.clone()));

@@ -67,6 +67,7 @@ enum Pending {
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
     broker: Arc<Broker>,
+    listener_name: Arc<str>,
     mut listener: Box<dyn Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -80,6 +81,7 @@ pub async fn serve(
                     debug!(%peer, "connection accepted");
                     broker.env.spawn(connection(
                         broker.clone(),
+                        listener_name.clone(),
                         budget.clone(),
                         stream,
                         peer,
@@ -97,6 +99,7 @@ pub async fn serve(
 
 async fn connection(
     broker: Arc<Broker>,
+    listener_name: Arc<str>,
     budget: RequestBudget,
     stream: Box<dyn Stream>,
     peer: String,
@@ -138,7 +141,7 @@ async fn connection(
                 break;
             }
         };
-        match process(&broker, &peer, frame) {
+        match process(&broker, &listener_name, &peer, frame) {
             Ok(Some(pending)) => {
                 activity.unanswered.fetch_add(1, Ordering::AcqRel);
                 if tx.send(pending).await.is_err() {
@@ -231,7 +234,12 @@ async fn write_replies(
 }
 
 /// Decodes and dispatches one request frame.
-fn process(broker: &Arc<Broker>, peer: &str, frame: Bytes) -> Result<Option<Pending>, ConnError> {
+fn process(
+    broker: &Arc<Broker>,
+    listener_name: &Arc<str>,
+    peer: &str,
+    frame: Bytes,
+) -> Result<Option<Pending>, ConnError> {
     let req = frame::parse_request(frame)?;
     let (api_key, version) = (req.api_key, req.header.request_api_version);
     let correlation_id = req.header.correlation_id;
@@ -288,6 +296,7 @@ fn process(broker: &Arc<Broker>, peer: &str, frame: Bytes) -> Result<Option<Pend
                 .map_or(peer, |(h, _)| h)
                 .trim_matches(['[', ']'])
         ),
+        listener: listener_name.clone(),
     };
     Ok(
         match handlers::handle(broker, &client, api_key, version, request) {

@@ -182,3 +182,60 @@ def test_cli_shows_the_cluster_and_sets_dynamic_broker_configs(broker):
     assert r.returncode != 0 and "num.partitions" in r.stderr and "INVALID_CONFIG" in r.stderr
     r = broker.cli("cluster", "config", "get", "nope", check=False)
     assert r.returncode != 0 and "nope" in r.stderr
+
+
+def test_several_listeners_all_serve_and_each_advertises_its_own_address(tmp_path):
+    """`listeners` with two PLAINTEXT listeners: both serve, and Metadata,
+    FindCoordinator and DescribeCluster answer with the endpoints of the listener
+    asked. The INTERNAL listener advertises an address nobody listens on, so a client
+    of EXTERNAL works only if every answer it gets names EXTERNAL's address."""
+    import json
+    import subprocess
+
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AdminClient
+
+    from conftest import BIN, Broker, free_port
+    from helpers import create_topic, produce_confluent
+
+    internal, external, nowhere = free_port(), free_port(), free_port()
+    props = tmp_path / "server.properties"
+    props.write_text(f"""node.id=1
+listeners=INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external}
+advertised.listeners=INTERNAL://127.0.0.1:{nowhere},EXTERNAL://localhost:{external}
+listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT
+inter.broker.listener.name=INTERNAL
+log.dirs={tmp_path / "logs"}
+""")
+    b = Broker(tmp_path / "unused", internal)
+    b.launch = lambda: launch_with(b, ["server", "--config", str(props)])
+    b.start()
+    try:
+        inside, outside = f"127.0.0.1:{internal}", f"localhost:{external}"
+        for addr, host, port in [(inside, "127.0.0.1", nowhere), (outside, "localhost", external)]:
+            md = AdminClient({"bootstrap.servers": addr}).list_topics(timeout=10)
+            assert [(br.host, br.port) for br in md.brokers.values()] == [(host, port)], addr
+        create_topic(outside, "two-listeners", 2)
+        acked = produce_confluent(outside, "two-listeners", [(None, b"v%d" % i) for i in range(20)], "all")
+        assert len(acked) == 20
+        c = Consumer({"bootstrap.servers": outside, "group.id": "two-listeners-g",
+                      "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe(["two-listeners"])
+            got = []
+            deadline = __import__("time").time() + 30
+            while len(got) < 20 and __import__("time").time() < deadline:
+                m = c.poll(0.5)
+                if m is not None and not m.error():
+                    got.append(m.value())
+            assert len(got) == 20, "a group consumer of EXTERNAL found its coordinator there"
+            c.commit(asynchronous=False)
+        finally:
+            c.close()
+        r = subprocess.run([str(BIN), "cluster", "info", "--format", "json", "--bootstrap", outside],
+                           capture_output=True, text=True, timeout=30)
+        assert [(x["host"], x["port"]) for x in json.loads(r.stdout)["brokers"]] == [("localhost", external)]
+        out = __import__("re").sub(r"\x1b\[[0-9;]*m", "", b.output())
+        assert "listener=INTERNAL" in out and "listener=EXTERNAL" in out, out[-2000:]
+    finally:
+        b.stop()

@@ -21,9 +21,26 @@ pub const NO_LEADER: i32 = -1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
+    /// The advertised endpoint of the inter-broker (first) listener.
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Every client listener's advertised endpoint by listener name (Kafka answers
+    /// Metadata with the endpoints of the listener a request came in on). Empty in
+    /// registrations from before several listeners were served: then `host:port`
+    /// stands for every listener.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, (String, u16)>,
+}
+
+impl BrokerRegistration {
+    /// Where clients of listener `name` reach this broker, if it has that listener.
+    pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.endpoints.get(name).map(|(h, p)| (h.as_str(), *p))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

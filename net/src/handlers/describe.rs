@@ -192,18 +192,21 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
 
 /// DescribeCluster: the live (unfenced) brokers of the metadata image and the
 /// metadata quorum's leader, as Metadata answers them.
-pub fn describe_cluster(broker: &Arc<Broker>) -> ResponseKind {
+pub fn describe_cluster(broker: &Arc<Broker>, client: &super::Client) -> ResponseKind {
     let image = broker.image();
     let brokers = image
         .brokers
         .iter()
         .filter(|(_, b)| !b.fenced)
-        .map(|(id, b)| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(*id))
-                .with_host(StrBytes::from_string(b.registration.host.clone()))
-                .with_port(i32::from(b.registration.port))
-                .with_rack(b.registration.rack.clone().map(StrBytes::from_string))
+        .filter_map(|(id, b)| {
+            let (host, port) = b.registration.endpoint(&client.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(*id))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(i32::from(port))
+                    .with_rack(b.registration.rack.clone().map(StrBytes::from_string)),
+            )
         })
         .collect();
     ResponseKind::DescribeCluster(

@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use sluice_core::cluster::metadata::NO_LEADER;
 
-use super::Reply;
+use super::{Client, Reply};
 use crate::broker::Broker;
 use crate::codes;
 use crate::internal::{partition_for, OFFSETS_TOPIC, TXN_TOPIC};
@@ -20,8 +20,14 @@ use crate::internal::{partition_for, OFFSETS_TOPIC, TXN_TOPIC};
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
-pub fn handle(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -> Reply {
+pub fn handle(
+    broker: &Arc<Broker>,
+    client: &Client,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> Reply {
     let broker = broker.clone();
+    let listener = client.listener.clone();
     Reply::Later(Box::pin(async move {
         let check = |key: &StrBytes| -> Result<(), (i16, &'static str)> {
             if req.key_type != GROUP && req.key_type != TRANSACTION {
@@ -43,7 +49,7 @@ pub fn handle(broker: &Arc<Broker>, req: FindCoordinatorRequest, version: i16) -
         let mut found = Vec::with_capacity(keys.len());
         for key in &keys {
             found.push(match check(key) {
-                Ok(()) => locate(&broker, req.key_type, key).await,
+                Ok(()) => locate(&broker, &listener, req.key_type, key).await,
                 Err((code, why)) => Err((code, why.to_string())),
             });
         }
@@ -93,6 +99,7 @@ const CREATE_WAIT: Duration = Duration::from_secs(5);
 /// created on first use; the answer waits for it (up to [`CREATE_WAIT`]).
 async fn locate(
     broker: &Broker,
+    listener: &str,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
@@ -117,12 +124,12 @@ async fn locate(
             let p = partition_for(key, t.partitions.len());
             let leader = t.partitions.get(p).map_or(NO_LEADER, |ps| ps.leader);
             let local_ready = leader != c.node_id || broker.partition(topic, p as i32).is_some();
-            if let (true, Some(b)) = (local_ready, image.brokers.get(&leader)) {
-                return Ok((
-                    leader,
-                    b.registration.host.clone(),
-                    i32::from(b.registration.port),
-                ));
+            let endpoint = image
+                .brokers
+                .get(&leader)
+                .and_then(|b| b.registration.endpoint(listener));
+            if let (true, Some((host, port))) = (local_ready, endpoint) {
+                return Ok((leader, host.to_string(), i32::from(port)));
             }
         } else {
             // Starts the creation (or finds it under way).

@@ -17,11 +17,12 @@ use sluice_core::cluster::metadata::{MetadataImage, PartitionState, TopicImage, 
 use sluice_core::topics::TopicError;
 use uuid::Uuid;
 
-use super::Reply;
+use super::{Client, Reply};
 use crate::broker::{Broker, BrokerError};
 use crate::codes;
 
-pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Reply {
+pub fn handle(broker: &Arc<Broker>, client: &Client, req: MetadataRequest, version: i16) -> Reply {
+    let listener = client.listener.clone();
     let names: Vec<String> = match &req.topics {
         None => broker.topics().into_iter().map(|(n, _)| n).collect(),
         Some(ts) => ts
@@ -44,7 +45,7 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Reply
         .cloned()
         .collect();
     if !may_create || missing.is_empty() {
-        return Reply::Now(respond(broker, &names, &BTreeMap::new(), &req));
+        return Reply::Now(respond(broker, &listener, &names, &BTreeMap::new(), &req));
     }
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
@@ -54,12 +55,13 @@ pub fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Reply
                 failed.insert(name, e);
             }
         }
-        respond(&broker, &names, &failed, &req)
+        respond(&broker, &listener, &names, &failed, &req)
     }))
 }
 
 fn respond(
     broker: &Broker,
+    listener: &str,
     names: &[String],
     failed: &BTreeMap<String, BrokerError>,
     req: &MetadataRequest,
@@ -76,16 +78,21 @@ fn respond(
             topic_entry(&image, name, found, req.include_topic_authorized_operations)
         })
         .collect();
+    // Each broker's endpoint of the listener this request came in on (Kafka leaves
+    // out brokers without it).
     let brokers = image
         .brokers
         .iter()
         .filter(|(_, b)| !b.fenced)
-        .map(|(id, b)| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(*id))
-                .with_host(StrBytes::from_string(b.registration.host.clone()))
-                .with_port(i32::from(b.registration.port))
-                .with_rack(b.registration.rack.clone().map(StrBytes::from_string))
+        .filter_map(|(id, b)| {
+            let (host, port) = b.registration.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(*id))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(i32::from(port))
+                    .with_rack(b.registration.rack.clone().map(StrBytes::from_string)),
+            )
         })
         .collect();
     ResponseKind::Metadata(

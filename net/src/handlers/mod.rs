@@ -49,6 +49,9 @@ pub struct Client {
     pub id: String,
     /// The peer's address as Kafka shows it ("/127.0.0.1").
     pub host: String,
+    /// The listener the request came in on: Metadata, FindCoordinator and
+    /// DescribeCluster answer with the brokers' endpoints of that listener.
+    pub listener: Arc<str>,
 }
 
 /// Handles one decoded request.
@@ -61,7 +64,7 @@ pub fn handle(
 ) -> Reply {
     match request {
         RequestKind::ApiVersions(_) => Reply::Now(api_versions::handle()),
-        RequestKind::Metadata(r) => metadata::handle(broker, r, version),
+        RequestKind::Metadata(r) => metadata::handle(broker, client, r, version),
         RequestKind::DescribeTopicPartitions(r) => {
             Reply::Now(metadata::describe_topic_partitions(broker, r))
         }
@@ -78,9 +81,9 @@ pub fn handle(
             Reply::Later(Box::pin(admin::create_partitions(broker.clone(), r)))
         }
         RequestKind::DescribeConfigs(r) => Reply::Now(describe::describe_configs(broker, r)),
-        RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker)),
+        RequestKind::DescribeCluster(_) => Reply::Now(describe::describe_cluster(broker, client)),
         RequestKind::DescribeLogDirs(r) => Reply::Now(log_dirs::handle(broker, r)),
-        RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, r, version),
+        RequestKind::FindCoordinator(r) => find_coordinator::handle(broker, client, r, version),
         RequestKind::InitProducerId(r) => init_producer_id::handle(broker, r),
         RequestKind::AddPartitionsToTxn(r) => txn::add_partitions(broker, r),
         RequestKind::AddOffsetsToTxn(r) => txn::add_offsets(broker, r),

@@ -6,6 +6,7 @@ fn register(image: &mut MetadataImage, node: i32, rack: Option<&str>) {
         host: "localhost".into(),
         port: 9000 + node as u16,
         rack: rack.map(str::to_owned),
+        endpoints: Default::default(),
     };
     image.apply(&Command::RegisterBroker(reg)).unwrap();
 }
