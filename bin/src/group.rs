@@ -575,21 +575,28 @@ async fn describe(client: &mut Client, coordinator: &mut Client, group: &str) ->
 }
 
 fn print_view(v: &GroupView) {
-    println!(
+    print!("{}", render_view(v));
+}
+
+/// `group describe`'s text: the group, its members, then its partitions with lag.
+fn render_view(v: &GroupView) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let _ = writeln!(
+        out,
         "group {} ({}{}, protocol {} {}), {} member(s)",
         v.group,
         v.state,
         v.epoch.map_or(String::new(), |e| format!(" at epoch {e}")),
-        if v.protocol_type.is_empty() {
-            "-"
-        } else {
-            &v.protocol_type
-        },
-        if v.protocol.is_empty() {
-            "-"
-        } else {
-            &v.protocol
-        },
+        dash(&v.protocol_type),
+        dash(&v.protocol),
         v.members.len()
     );
     for m in &v.members {
@@ -598,7 +605,8 @@ fn print_view(v: &GroupView) {
             .iter()
             .map(|(t, p)| format!("{t}-{p}"))
             .collect();
-        println!(
+        let _ = writeln!(
+            out,
             "  member {} client {} host {}{}: {}",
             m.member_id,
             m.client_id,
@@ -613,10 +621,11 @@ fn print_view(v: &GroupView) {
             }
         );
     }
-    println!("topic\tpartition\tcommitted\tlog-end\tlag\tmember");
+    out.push_str("topic\tpartition\tcommitted\tlog-end\tlag\tmember\n");
     for p in &v.partitions {
         let opt = |o: Option<i64>| o.map_or("-".to_string(), |x| x.to_string());
-        println!(
+        let _ = writeln!(
+            out,
             "{}\t{}\t{}\t{}\t{}\t{}",
             p.topic,
             p.partition,
@@ -626,5 +635,70 @@ fn print_view(v: &GroupView) {
             p.member_id.as_deref().unwrap_or("-")
         );
     }
-    println!("total lag: {}", v.total_lag);
+    let _ = writeln!(out, "total lag: {}", v.total_lag);
+    out
+}
+
+#[cfg(test)]
+mod snapshots {
+    use super::*;
+
+    fn partition(p: i32, committed: Option<i64>, end: i64, member: Option<&str>) -> PartitionView {
+        PartitionView {
+            topic: "orders".into(),
+            partition: p,
+            committed_offset: committed,
+            log_end_offset: end,
+            lag: committed.map(|c| end - c),
+            member_id: member.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn group_describe_text_for_a_consumer_protocol_group() {
+        let v = GroupView {
+            group: "billing".into(),
+            state: "Stable".into(),
+            epoch: Some(7),
+            protocol_type: "consumer".into(),
+            protocol: "uniform".into(),
+            members: vec![
+                MemberView {
+                    member_id: "m-1".into(),
+                    group_instance_id: Some("worker-1".into()),
+                    client_id: "billing-app".into(),
+                    host: "/10.0.0.5".into(),
+                    assignment: vec![("orders".into(), 0), ("orders".into(), 1)],
+                },
+                MemberView {
+                    member_id: "m-2".into(),
+                    group_instance_id: None,
+                    client_id: "billing-app".into(),
+                    host: "/10.0.0.6".into(),
+                    assignment: vec![],
+                },
+            ],
+            partitions: vec![
+                partition(0, Some(40), 52, Some("m-1")),
+                partition(1, None, 8, Some("m-1")),
+            ],
+            total_lag: 12,
+        };
+        insta::assert_snapshot!(render_view(&v));
+    }
+
+    #[test]
+    fn group_describe_text_for_an_empty_classic_group() {
+        let v = GroupView {
+            group: "old".into(),
+            state: "Empty".into(),
+            epoch: None,
+            protocol_type: "consumer".into(),
+            protocol: String::new(),
+            members: vec![],
+            partitions: vec![partition(0, Some(10), 10, None)],
+            total_lag: 0,
+        };
+        insta::assert_snapshot!(render_view(&v));
+    }
 }

@@ -507,24 +507,40 @@ struct ConfigRow {
 }
 
 fn print_description(d: &Description) {
-    println!("topic {}: {} partition(s)", d.topic, d.partitions.len());
-    println!("partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes\tdirty-ratio");
+    print!("{}", render_description(d));
+}
+
+/// `topic describe`'s text: the partitions as a table, then the configs.
+fn render_description(d: &Description) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "topic {}: {} partition(s)",
+        d.topic,
+        d.partitions.len()
+    );
+    out.push_str(
+        "partition\tleader\tlog-start\thigh-watermark\toffsets\tsize-bytes\tdirty-ratio\n",
+    );
     for p in &d.partitions {
         let dirty = p.dirty_ratio.map_or("-".to_string(), |r| format!("{r:.2}"));
-        println!(
+        let _ = writeln!(
+            out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{dirty}",
             p.partition, p.leader, p.log_start, p.high_watermark, p.offsets, p.size_bytes
         );
     }
-    println!("configs:");
+    out.push_str("configs:\n");
     for c in &d.configs {
         let source = if c.set_on_topic {
             " (set on topic)"
         } else {
             ""
         };
-        println!("  {}={}{source}", c.name, c.value);
+        let _ = writeln!(out, "  {}={}{source}", c.name, c.value);
     }
+    out
 }
 
 async fn describe(client: &mut Client, name: &str) -> Result<Description> {
@@ -576,4 +592,49 @@ async fn describe(client: &mut Client, name: &str) -> Result<Description> {
         partitions,
         configs,
     })
+}
+
+#[cfg(test)]
+mod snapshots {
+    use super::*;
+
+    #[test]
+    fn topic_describe_text() {
+        let d = Description {
+            topic: "orders".into(),
+            partitions: vec![
+                PartitionRow {
+                    partition: 0,
+                    leader: 1,
+                    log_start: 0,
+                    high_watermark: 120,
+                    offsets: 120,
+                    size_bytes: 9_480,
+                    dirty_ratio: None,
+                },
+                PartitionRow {
+                    partition: 1,
+                    leader: 2,
+                    log_start: 40,
+                    high_watermark: 95,
+                    offsets: 55,
+                    size_bytes: 4_102,
+                    dirty_ratio: Some(0.375),
+                },
+            ],
+            configs: vec![
+                ConfigRow {
+                    name: "cleanup.policy".into(),
+                    value: "compact,delete".into(),
+                    set_on_topic: true,
+                },
+                ConfigRow {
+                    name: "retention.ms".into(),
+                    value: "604800000".into(),
+                    set_on_topic: false,
+                },
+            ],
+        };
+        insta::assert_snapshot!(render_description(&d));
+    }
 }
