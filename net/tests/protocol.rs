@@ -170,8 +170,36 @@ async fn every_api_at_every_advertised_version() {
             "UNKNOWN_TOPIC_OR_PARTITION v{v}"
         );
     }
+    // Fetch v13+ names topics by id (KIP-516).
+    let topic_id = c
+        .call(
+            MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("t-v7")))
+            ])),
+            12,
+        )
+        .await
+        .unwrap()
+        .topics[0]
+        .topic_id;
+    let by_id = |mut req: FetchRequest, v: i16| {
+        if v >= 13 {
+            for t in &mut req.topics {
+                t.topic = TopicName::default();
+                t.topic_id = topic_id;
+            }
+        }
+        req
+    };
     for v in versions(ApiKey::Fetch) {
+        let fetch_req = |t: &str, p: i32, o: i64, w: i32| by_id(fetch_req(t, p, o, w), v);
         let r = c.call(fetch_req("t-v7", 0, 15, 0), v).await.unwrap();
+        if v >= 13 {
+            assert_eq!(
+                r.responses[0].topic_id, topic_id,
+                "Fetch v{v} answers by id"
+            );
+        }
         let p = &r.responses[0].partitions[0];
         assert_eq!((p.error_code, p.high_watermark), (0, next), "Fetch v{v}");
         let records = decode_batches(p.records.clone().unwrap(), 15).unwrap();
@@ -182,6 +210,15 @@ async fn every_api_at_every_advertised_version() {
             out.responses[0].partitions[0].error_code, 1,
             "OFFSET_OUT_OF_RANGE v{v}"
         );
+        if v >= 13 {
+            let mut unknown = fetch_req("t-v7", 0, 0, 0);
+            unknown.topics[0].topic_id = uuid::Uuid::from_bytes([7; 16]);
+            let r = c.call(unknown, v).await.unwrap();
+            assert_eq!(
+                r.responses[0].partitions[0].error_code, 100,
+                "UNKNOWN_TOPIC_ID v{v}"
+            );
+        }
     }
     for v in versions(ApiKey::ListOffsets) {
         let mut queries = vec![(-2, 0), (-1, next), (1_005, 5), (999_999_999, -1)];
@@ -1920,6 +1957,21 @@ async fn consumer_group_apis_at_every_advertised_version() {
             .await
             .unwrap();
         assert_eq!(classic.groups[0].error_code, 69);
+        for dv in versions(ApiKey::DescribeGroups) {
+            let d = c
+                .call(
+                    DescribeGroupsRequest::default().with_groups(vec![GroupId(s("no-such"))]),
+                    dv,
+                )
+                .await
+                .unwrap();
+            let g = &d.groups[0];
+            assert_eq!(g.group_state.as_str(), "Dead");
+            // KIP-1043: from v6 an unknown group is GROUP_ID_NOT_FOUND, with a message.
+            let want = if dv >= 6 { 69 } else { 0 };
+            assert_eq!(g.error_code, want, "DescribeGroups v{dv}");
+            assert_eq!(g.error_message.is_some(), dv >= 6);
+        }
         // Leave (epoch -1): answered with -1; the group is empty.
         let r = c
             .call(

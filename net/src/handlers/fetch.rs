@@ -38,7 +38,18 @@ impl Watch {
     }
 }
 
-pub fn handle(broker: &Arc<Broker>, req: FetchRequest) -> Reply {
+pub fn handle(broker: &Arc<Broker>, mut req: FetchRequest) -> Reply {
+    // Fetch v13+ names topics by id (KIP-516): find their names. An unknown id keeps
+    // an empty name and is answered UNKNOWN_TOPIC_ID.
+    for t in &mut req.topics {
+        if t.topic.is_empty() && !t.topic_id.is_nil() {
+            if let Some(name) = broker.topic_by_id(*t.topic_id.as_bytes()) {
+                t.topic = kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_string(name),
+                );
+            }
+        }
+    }
     let (response, bytes, errors) = collect(broker, &req);
     if req.max_wait_ms <= 0 || bytes >= req.min_bytes.max(1) as usize || errors {
         let delay = leader_throttle(broker, &req, &response);
@@ -143,12 +154,15 @@ fn collect(broker: &Arc<Broker>, req: &FetchRequest) -> (FetchResponse, usize, b
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(Some(bytes::Bytes::new()))
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            let replica = broker
-                .leader_replica(&name, p.partition, p.current_leader_epoch)
-                .and_then(|r| match follower {
-                    Some(_) => Ok(r),
-                    None => r.check_hw_caught_up().map(|()| r),
-                });
+            let replica = if name.is_empty() && !t.topic_id.is_nil() {
+                Err(codes::UNKNOWN_TOPIC_ID)
+            } else {
+                broker.leader_replica(&name, p.partition, p.current_leader_epoch)
+            }
+            .and_then(|r| match follower {
+                Some(_) => Ok(r),
+                None => r.check_hw_caught_up().map(|()| r),
+            });
             match replica {
                 Err(code) => {
                     errors = true;

@@ -238,14 +238,26 @@ pub fn describe(broker: &Arc<Broker>, r: DescribeGroupsRequest, version: i16) ->
         .map(|gid| {
             let entry = DescribedGroup::default().with_group_id(gid.clone());
             let Some(g) = broker.groups.describe(gid) else {
-                // Kafka describes an unknown group as Dead, without an error.
-                return entry.with_group_state(s("Dead"));
+                // Kafka describes an unknown group as Dead, and from v6 (KIP-1043)
+                // says so with GROUP_ID_NOT_FOUND.
+                let entry = entry.with_group_state(s("Dead"));
+                return if version >= 6 {
+                    entry
+                        .with_error_code(codes::GROUP_ID_NOT_FOUND)
+                        .with_error_message(Some(s(&format!("Group {} not found.", gid.as_str()))))
+                } else {
+                    entry
+                };
             };
             if g.is_consumer_protocol() {
                 // Kafka 4: DescribeGroups describes classic groups only.
                 return entry
                     .with_group_state(s("Dead"))
-                    .with_error_code(codes::GROUP_ID_NOT_FOUND);
+                    .with_error_code(codes::GROUP_ID_NOT_FOUND)
+                    .with_error_message(
+                        (version >= 6)
+                            .then(|| s(&format!("Group {} is not a classic group.", gid.as_str()))),
+                    );
             }
             let protocol = g.protocol.clone().unwrap_or_default();
             let members = g
