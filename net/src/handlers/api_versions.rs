@@ -9,7 +9,7 @@ use crate::codes;
 
 /// (API, min version, max version) served.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 10),
+    (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
