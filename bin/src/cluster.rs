@@ -525,39 +525,15 @@ async fn config_get(
 }
 
 async fn config_set(pairs: Vec<String>, bootstrap: Bootstrap) -> Result<()> {
-    let mut configs = Vec::new();
+    let mut changes = Vec::new();
     for pair in &pairs {
         let (k, v) = pair
             .split_once('=')
             .with_context(|| format!("'{pair}' is not KEY=VALUE"))?;
-        configs.push(
-            AlterableConfig::default()
-                .with_name(StrBytes::from_string(k.to_string()))
-                .with_config_operation(if v.is_empty() { 1 } else { 0 })
-                .with_value((!v.is_empty()).then(|| StrBytes::from_string(v.to_string()))),
-        );
+        changes.push((k.to_string(), (!v.is_empty()).then(|| v.to_string())));
     }
     let mut client = bootstrap.connect().await?;
-    let version = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        AlterConfigsResource::default()
-            .with_resource_type(4)
-            .with_resource_name(StrBytes::from_static_str(""))
-            .with_configs(configs),
-    ]);
-    let resp = client
-        .call(req, version)
-        .await
-        .context("IncrementalAlterConfigs request")?;
-    for r in &resp.responses {
-        if r.error_code != 0 {
-            bail!(
-                "setting broker configs failed: {} {}",
-                sluice_net::codes::describe(r.error_code),
-                r.error_message.as_deref().unwrap_or("")
-            );
-        }
-    }
+    alter_broker_configs(&mut client, changes).await?;
     for pair in pairs {
         println!("set {pair}");
     }
@@ -566,14 +542,28 @@ async fn config_set(pairs: Vec<String>, bootstrap: Bootstrap) -> Result<()> {
 
 /// Sets (or with `None` removes) the cluster-wide replication throttles.
 async fn set_throttle(client: &mut Client, rate: Option<u64>) -> Result<()> {
-    let version = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
-    let configs = DYNAMIC_BROKER_CONFIGS
+    let changes = DYNAMIC_BROKER_CONFIGS
         .iter()
-        .map(|name| {
+        .map(|name| (name.to_string(), rate.map(|r| r.to_string())))
+        .collect();
+    alter_broker_configs(client, changes)
+        .await
+        .context("setting the replication throttle")
+}
+
+/// Sets (`Some`) or removes (`None`) cluster-wide dynamic broker configs.
+async fn alter_broker_configs(
+    client: &mut Client,
+    changes: Vec<(String, Option<String>)>,
+) -> Result<()> {
+    let version = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
+    let configs = changes
+        .into_iter()
+        .map(|(name, value)| {
             AlterableConfig::default()
-                .with_name(StrBytes::from_static_str(name))
-                .with_config_operation(if rate.is_some() { 0 } else { 1 })
-                .with_value(rate.map(|r| StrBytes::from_string(r.to_string())))
+                .with_name(StrBytes::from_string(name))
+                .with_config_operation(if value.is_some() { 0 } else { 1 })
+                .with_value(value.map(StrBytes::from_string))
         })
         .collect();
     let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
@@ -588,7 +578,7 @@ async fn set_throttle(client: &mut Client, rate: Option<u64>) -> Result<()> {
         .context("IncrementalAlterConfigs request")?;
     if let Some(r) = resp.responses.iter().find(|r| r.error_code != 0) {
         bail!(
-            "setting the replication throttle failed: {} {}",
+            "altering broker configs failed: {} {}",
             sluice_net::codes::describe(r.error_code),
             r.error_message.as_deref().unwrap_or("")
         );

@@ -350,18 +350,7 @@ impl Groups {
         group: &str,
         f: impl FnOnce(&mut Inner, i64) -> R,
     ) -> Result<(R, DurablePoint, bool), Unavailable> {
-        self.ensure_topic(broker)?;
-        let now = self.now_ms();
-        let mut inner = self.lock();
-        Self::check_led(&inner, group)?;
-        let before = inner.sm.consumer_snapshot(group);
-        let r = f(&mut inner, now);
-        let unstored = self.carry_out(&mut inner).contains(group);
-        if unstored {
-            inner.sm.restore_consumer(group, before);
-        }
-        let upto = durable_point(&inner.logs, group);
-        Ok((r, upto, unstored))
+        self.run_checked(broker, group, true, f)
     }
 
     fn check_led(inner: &Inner, group: &str) -> Result<(), Unavailable> {
@@ -382,12 +371,29 @@ impl Groups {
         group: &str,
         f: impl FnOnce(&mut Inner, i64) -> R,
     ) -> Result<(R, DurablePoint, bool), Unavailable> {
+        self.run_checked(broker, group, false, f)
+    }
+
+    /// Runs `f` on the coordinator under the lock and carries out its effects; with
+    /// `undo`, a KIP-848 group whose records could not be written is put back as it
+    /// was before `f`, under the same lock.
+    fn run_checked<R>(
+        &self,
+        broker: &Broker,
+        group: &str,
+        undo: bool,
+        f: impl FnOnce(&mut Inner, i64) -> R,
+    ) -> Result<(R, DurablePoint, bool), Unavailable> {
         self.ensure_topic(broker)?;
         let now = self.now_ms();
         let mut inner = self.lock();
         Self::check_led(&inner, group)?;
+        let before = undo.then(|| inner.sm.consumer_snapshot(group));
         let r = f(&mut inner, now);
         let unstored = self.carry_out(&mut inner).contains(group);
+        if let (true, Some(before)) = (unstored, before) {
+            inner.sm.restore_consumer(group, before);
+        }
         let upto = durable_point(&inner.logs, group);
         Ok((r, upto, unstored))
     }

@@ -27,7 +27,6 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, Runtime};
 use sluice_core::sim::plant;
@@ -35,9 +34,9 @@ use sluice_net::client::{decode_batches, fetch_request, Client};
 use tokio::time::{sleep, timeout, Instant};
 use uuid::Uuid;
 
-use crate::disk::{Faults, SimDisk};
+use crate::disk::SimDisk;
 use crate::run::{
-    connected, create_topic, final_read, ip, nemesis, producer, start_broker, Fault, Options,
+    connected, create_topic, final_read, heal, ip, nemesis, producer, start_broker, Fault, Options,
     Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
 };
 
@@ -150,15 +149,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     rec.trace("producers done: healing");
     done.store(true, Ordering::SeqCst);
     let faults = nemesis.await.unwrap_or_default();
-    disk.set_faults(Faults::default());
-    let net = NetSim::current();
-    net.unclog_node(broker);
-    for c in &clients {
-        net.unclog_link(*c, broker);
-        net.unclog_link(broker, *c);
-    }
-    handle.kill(broker);
-    handle.restart(broker);
+    heal(&handle, &disk, broker, &clients);
     settle.store(true, Ordering::SeqCst);
     rec.trace("heal: faults cleared, broker restarted; the group settles");
     let describer = handle.create_node().name("describer").ip(ip(31)).build();

@@ -482,17 +482,8 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     done.store(true, Ordering::SeqCst);
     let faults = nemesis.await.unwrap_or_default();
 
-    // Phase 2: heal. Every fault is undone by the nemesis step that made it; restart
-    // the broker process so partitions taken offline by a failed fsync come back.
-    disk.set_faults(Faults::default());
-    let net = NetSim::current();
-    net.unclog_node(broker);
-    for c in &clients {
-        net.unclog_link(*c, broker);
-        net.unclog_link(broker, *c);
-    }
-    handle.kill(broker);
-    handle.restart(broker);
+    // Phase 2: heal.
+    heal(&handle, &disk, broker, &clients);
     rec.trace("heal: faults cleared, broker restarted");
     sleep(Duration::from_secs(1)).await;
     stop_consumers.store(true, Ordering::SeqCst);
@@ -563,6 +554,20 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         history,
         trace,
     )
+}
+
+/// Clears every fault (the disk's, the network's) and restarts the broker process, so
+/// partitions taken offline by a failed fsync come back.
+pub(crate) fn heal(handle: &Handle, disk: &SimDisk, broker: NodeId, clients: &[NodeId]) {
+    disk.set_faults(Faults::default());
+    let net = NetSim::current();
+    net.unclog_node(broker);
+    for c in clients {
+        net.unclog_link(*c, broker);
+        net.unclog_link(broker, *c);
+    }
+    handle.kill(broker);
+    handle.restart(broker);
 }
 
 pub(crate) fn ip(last: u8) -> IpAddr {
