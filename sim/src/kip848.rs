@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::disk::SimDisk;
 use crate::run::{
-    connected, create_topic, final_read, heal, ip, nemesis, producer, start_broker, Fault, Options,
+    connected, create_topic, fault_phase, final_read, ip, producer, start_broker, Fault, Options,
     Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
 };
 
@@ -133,23 +133,7 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         members.push(node.spawn(member(rec, m, settle, stop)));
     }
 
-    let done = Arc::new(AtomicBool::new(false));
-    let nemesis = madsim::task::spawn(nemesis(
-        rec.clone(),
-        scenario.clone(),
-        broker,
-        clients.clone(),
-        disk.clone(),
-        skew.clone(),
-        done.clone(),
-    ));
-    for p in producers {
-        let _ = p.await;
-    }
-    rec.trace("producers done: healing");
-    done.store(true, Ordering::SeqCst);
-    let faults = nemesis.await.unwrap_or_default();
-    heal(&handle, &disk, broker, &clients);
+    let faults = fault_phase(&rec, &scenario, broker, &clients, &disk, &skew, producers).await;
     settle.store(true, Ordering::SeqCst);
     rec.trace("heal: faults cleared, broker restarted; the group settles");
     let describer = handle.create_node().name("describer").ip(ip(31)).build();

@@ -464,26 +464,8 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         }));
     }
 
-    // Phase 1: faults, while the producers run.
-    let done = Arc::new(AtomicBool::new(false));
-    let nemesis = madsim::task::spawn(nemesis(
-        rec.clone(),
-        scenario.clone(),
-        broker,
-        clients.clone(),
-        disk.clone(),
-        skew.clone(),
-        done.clone(),
-    ));
-    for p in producers {
-        let _ = p.await;
-    }
-    rec.trace("producers done: healing");
-    done.store(true, Ordering::SeqCst);
-    let faults = nemesis.await.unwrap_or_default();
-
-    // Phase 2: heal.
-    heal(&handle, &disk, broker, &clients);
+    // Phase 1: faults, while the producers run; phase 2: heal.
+    let faults = fault_phase(&rec, &scenario, broker, &clients, &disk, &skew, producers).await;
     rec.trace("heal: faults cleared, broker restarted");
     sleep(Duration::from_secs(1)).await;
     stop_consumers.store(true, Ordering::SeqCst);
@@ -554,6 +536,37 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         history,
         trace,
     )
+}
+
+/// The fault phase: the nemesis injects faults until every producer is done, then
+/// every fault is healed. Returns how many of each kind were injected.
+pub(crate) async fn fault_phase(
+    rec: &Recorder,
+    scenario: &Scenario,
+    broker: NodeId,
+    clients: &[NodeId],
+    disk: &SimDisk,
+    skew: &Arc<AtomicI64>,
+    producers: Vec<madsim::task::JoinHandle<()>>,
+) -> BTreeMap<&'static str, u32> {
+    let done = Arc::new(AtomicBool::new(false));
+    let nemesis = madsim::task::spawn(nemesis(
+        rec.clone(),
+        scenario.clone(),
+        broker,
+        clients.to_vec(),
+        disk.clone(),
+        skew.clone(),
+        done.clone(),
+    ));
+    for p in producers {
+        let _ = p.await;
+    }
+    rec.trace("producers done: healing");
+    done.store(true, Ordering::SeqCst);
+    let faults = nemesis.await.unwrap_or_default();
+    heal(&Handle::current(), disk, broker, clients);
+    faults
 }
 
 /// Clears every fault (the disk's, the network's) and restarts the broker process, so
