@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::disk::SimDisk;
 use crate::run::{
-    connected, create_topic, fault_phase, final_read, ip, producer, start_broker, Fault, Options,
+    connected, create_topic, fault_phase, final_read, ip, producer, start_broker, Options,
     Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
 };
 
@@ -62,13 +62,8 @@ pub fn run_groups_seed(seed: u64, opts: &Options) -> SeedResult {
 }
 
 fn draw(opts: &Options) -> Scenario {
+    let faults = Scenario::draw_faults(opts);
     let mut rng = thread_rng();
-    let mut faults = Vec::new();
-    for f in Fault::ALL {
-        if opts.all_faults || rng.gen_bool(0.5) {
-            faults.push((f, rng.gen_range(1..=5)));
-        }
-    }
     Scenario {
         partitions: rng.gen_range(2..=6),
         producers: rng.gen_range(2..=3),

@@ -137,7 +137,9 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    fn draw(opts: &Options) -> Scenario {
+    /// The fault classes a seed turns on with their weights: every class (or, with
+    /// swarm testing, each with probability 1/2), weight 1–5.
+    pub(crate) fn draw_faults(opts: &Options) -> Vec<(Fault, u32)> {
         let mut rng = thread_rng();
         let mut faults = Vec::new();
         for f in Fault::ALL {
@@ -145,6 +147,12 @@ impl Scenario {
                 faults.push((f, rng.gen_range(1..=5)));
             }
         }
+        faults
+    }
+
+    fn draw(opts: &Options) -> Scenario {
+        let faults = Self::draw_faults(opts);
+        let mut rng = thread_rng();
         Scenario {
             partitions: rng.gen_range(1..=4),
             producers: rng.gen_range(2..=3),
