@@ -697,6 +697,21 @@ impl Groups {
         self.lock().sm.staged_partitions(group)
     }
 
+    /// OffsetFetch v9's member check of a KIP-848 group.
+    pub fn check_fetch(
+        &self,
+        group: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), GroupError> {
+        self.lock().sm.check_consumer_fetch(group, member_id, epoch)
+    }
+
+    /// Whether `member_id` is a KIP-848 member of `group`.
+    pub fn is_consumer_member(&self, group: &str, member_id: &str) -> bool {
+        self.lock().sm.is_consumer_member(group, member_id)
+    }
+
     /// Committed offsets of a group (durable ones only).
     pub fn offsets(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
         self.lock()

@@ -1902,6 +1902,39 @@ async fn consumer_group_apis_at_every_advertised_version() {
             zombie.topics[0].partitions[0].error_code, 25,
             "UNKNOWN_MEMBER_ID"
         );
+        // A consumer-protocol member must commit with v9+ (its member epoch).
+        let old = c.call(commit(&group, &member, 1), 8).await.unwrap();
+        assert_eq!(
+            old.topics[0].partitions[0].error_code, 35,
+            "UNSUPPORTED_VERSION"
+        );
+        // OffsetFetch v9 checks the member and epoch it names.
+        {
+            use kafka_protocol::messages::offset_fetch_request::{
+                OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+            };
+            let fetch = |m: Option<&str>, e: i32| {
+                OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s(&group)))
+                    .with_member_id(m.map(s))
+                    .with_member_epoch(e)
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(name("kt"))
+                        .with_partition_indexes(vec![0])]))])
+            };
+            let ok = c.call(fetch(Some(&member), 1), 9).await.unwrap();
+            assert_eq!(ok.groups[0].error_code, 0);
+            assert_eq!(ok.groups[0].topics[0].partitions[0].committed_offset, 3);
+            let stale = c.call(fetch(Some(&member), 0), 9).await.unwrap();
+            assert_eq!(stale.groups[0].error_code, 113, "STALE_MEMBER_EPOCH");
+            let unknown = c.call(fetch(Some("zombie"), 1), 9).await.unwrap();
+            assert_eq!(unknown.groups[0].error_code, 25, "UNKNOWN_MEMBER_ID");
+            let admin = c.call(fetch(None, -1), 9).await.unwrap();
+            assert_eq!(
+                admin.groups[0].error_code, 0,
+                "an admin fetch names no member"
+            );
+        }
         // An epoch from the future fences.
         let r = c
             .call(

@@ -904,6 +904,39 @@ impl GroupCoordinator {
         fenced
     }
 
+    /// OffsetFetch v9's member check (KIP-848): a fetch that names a member or an
+    /// epoch of a consumer group must come from a member at its current epoch.
+    pub fn check_consumer_fetch(
+        &self,
+        gid: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), GroupError> {
+        if member_id.is_none() && epoch < 0 {
+            return Ok(());
+        }
+        let Some(cg) = self.groups.get(gid).and_then(|g| g.consumer.as_ref()) else {
+            return Ok(());
+        };
+        let m = cg
+            .members
+            .get(member_id.unwrap_or_default())
+            .ok_or(GroupError::UnknownMemberId)?;
+        if m.epoch != epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// Whether `member_id` is a consumer-protocol member of `gid` (its commits must
+    /// use OffsetCommit v9+).
+    pub fn is_consumer_member(&self, gid: &str, member_id: &str) -> bool {
+        self.groups
+            .get(gid)
+            .and_then(|g| g.consumer.as_ref())
+            .is_some_and(|cg| cg.members.contains_key(member_id))
+    }
+
     /// The group configs in force (from the metadata image), by group id.
     pub fn set_group_configs(&mut self, configs: BTreeMap<String, BTreeMap<String, String>>) {
         self.group_configs = configs;

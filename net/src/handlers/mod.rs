@@ -96,7 +96,7 @@ pub fn handle(
         RequestKind::DescribeGroups(r) => Reply::Now(groups::describe(broker, r, version)),
         RequestKind::ListGroups(r) => Reply::Now(groups::list(broker, r)),
         RequestKind::DeleteGroups(r) => groups::delete(broker, r),
-        RequestKind::OffsetCommit(r) => offsets::commit(broker, r),
+        RequestKind::OffsetCommit(r) => offsets::commit(broker, r, version),
         RequestKind::OffsetFetch(r) => Reply::Now(offsets::fetch(broker, r, version)),
         RequestKind::OffsetDelete(r) => offsets::delete(broker, r),
         RequestKind::WriteTxnMarkers(r) => {

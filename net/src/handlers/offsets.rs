@@ -52,7 +52,7 @@ pub(super) fn offset_commit(
     }
 }
 
-pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
+pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest, version: i16) -> Reply {
     let now = broker.env.clock.wall_ms();
     let mut offsets = Vec::new();
     // (topic, partition, error known before the coordinator is asked)
@@ -80,6 +80,31 @@ pub fn commit(broker: &Arc<Broker>, r: OffsetCommitRequest) -> Reply {
         }
     }
     let group = r.group_id.to_string();
+    // KIP-848: a consumer-protocol member commits with OffsetCommit v9+ (its member
+    // epoch); an older version from one is refused, as Kafka does.
+    if version < 9 && broker.groups.is_consumer_member(&group, &r.member_id) {
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(codes::UNSUPPORTED_VERSION)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return Reply::Now(ResponseKind::OffsetCommit(
+            OffsetCommitResponse::default().with_topics(topics),
+        ));
+    }
     let checked = broker.groups.commit(
         broker,
         &group,
@@ -236,6 +261,17 @@ pub fn fetch(broker: &Arc<Broker>, r: OffsetFetchRequest, version: i16) -> Respo
             .groups
             .iter()
             .map(|g| {
+                // v9 (KIP-848): a fetch naming a member of a consumer group is checked.
+                let member = g.member_id.as_deref().map(|m| m.to_string());
+                let epoch = if version >= 9 { g.member_epoch } else { -1 };
+                if let Err(e) = broker
+                    .groups
+                    .check_fetch(&g.group_id, member.as_deref(), epoch)
+                {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(codes::group_error(e));
+                }
                 let asked = g.topics.as_ref().map(|ts| {
                     ts.iter()
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
