@@ -480,16 +480,7 @@ impl Groups {
 
     /// A member id as Kafka makes them: the client id and a random UUID.
     fn fresh_member_id(&self, client_id: &str) -> String {
-        let (a, b) = (self.env.rng.next_u64(), self.env.rng.next_u64());
-        let hex = format!("{a:016x}{b:016x}");
-        format!(
-            "{client_id}-{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
+        format!("{client_id}-{}", self.fresh_uuid())
     }
 
     pub fn join(
@@ -528,18 +519,19 @@ impl Groups {
         broker: &Broker,
         req: HeartbeatRequest,
     ) -> Result<ConsumerHeartbeatAnswer, Unavailable> {
-        let image: TopicImage = broker
-            .topics()
-            .into_iter()
-            .map(|(name, t)| (name, (t.id, t.partitions)))
+        let metadata = broker.image();
+        let image: TopicImage = metadata
+            .topics
+            .iter()
+            .map(|(name, t)| (name.clone(), (t.id, t.partitions.len() as i32)))
             .collect();
         let fresh = self.fresh_uuid();
         let group = req.group_id.clone();
-        // Group configs change through the metadata quorum; take them as they are now.
-        let group_configs = broker.image().group_configs.clone();
+        // Group configs change through the metadata quorum: this group's as they are now.
+        let group_configs = metadata.group_configs.get(&group).cloned();
         let (result, durable_upto, unstored) =
             self.run_consumer(broker, &group, |inner, now| {
-                inner.sm.set_group_configs(group_configs);
+                inner.sm.set_group_config(&group, group_configs);
                 #[cfg(madsim)]
                 let (member, epoch) = (req.member_id.clone(), req.member_epoch);
                 let r = inner.sm.consumer_heartbeat(now, req, &image, fresh);

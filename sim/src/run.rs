@@ -315,7 +315,7 @@ impl Recorder {
     }
 
     pub(crate) fn record(&self, mut op: Op) {
-        op.time_ms = self.start.elapsed().as_millis() as u64;
+        op.time_ms = self.now_ms();
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         op.index = g.0.len() as u64;
         g.0.push(op);

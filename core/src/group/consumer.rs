@@ -282,42 +282,30 @@ impl ConsumerGroup {
         Some(m)
     }
 
-    /// The topics `sub` subscribes to, by name or by its regex (matched against whole
-    /// names, internal topics left out, as Kafka does).
-    fn topics_of(sub: &MemberSubscription, image: &TopicImage) -> BTreeSet<String> {
-        let mut out: BTreeSet<String> = sub
-            .topic_names
-            .iter()
-            .filter(|t| image.contains_key(*t))
+    /// A member by id, or a new one (epoch 0, nothing owned).
+    fn member_or_new(&self, member_id: &str, now_ms: i64) -> ConsumerMember {
+        self.members
+            .get(member_id)
             .cloned()
-            .collect();
-        if let Some(re) = sub.topic_regex.as_deref().and_then(compile_regex) {
-            out.extend(
-                image
-                    .keys()
-                    .filter(|t| !t.starts_with("__") && re.is_match(t))
-                    .cloned(),
-            );
-        }
-        out
+            .unwrap_or_else(|| ConsumerMember::new(member_id.to_string(), now_ms))
     }
 
-    fn subscribed_topics(&self, image: &TopicImage) -> TopicImage {
+    fn subscribed_topics(&self, topics: &mut Subscriptions) -> TopicImage {
         let mut names = BTreeSet::new();
         for m in self.members.values() {
-            names.extend(Self::topics_of(&m.subscription, image));
+            names.extend(topics.of(&m.subscription));
         }
         names
             .into_iter()
             .map(|n| {
-                let v = image[&n];
+                let v = topics.image[&n];
                 (n, v)
             })
             .collect()
     }
 
     /// Recomputes every member's target assignment at the group epoch.
-    fn compute_target(&mut self, image: &TopicImage) -> Vec<ConsumerRecord> {
+    fn compute_target(&mut self, topics_of: &mut Subscriptions) -> Vec<ConsumerRecord> {
         let topics: BTreeMap<TopicId, i32> = self
             .subscribed
             .iter()
@@ -327,9 +315,10 @@ impl ConsumerGroup {
             .members
             .iter()
             .map(|(id, m)| {
-                let subscribed = Self::topics_of(&m.subscription, image)
+                let subscribed = topics_of
+                    .of(&m.subscription)
                     .iter()
-                    .map(|n| image[n].0)
+                    .map(|n| topics_of.image[n].0)
                     .collect();
                 let previous = self.target.get(id).cloned().unwrap_or_default();
                 (
@@ -427,6 +416,49 @@ impl ConsumerGroup {
         set_epoch(&mut next, target_epoch);
         next.assigned = keep;
         next
+    }
+}
+
+/// Resolves members' subscriptions against the topics: by name, or by regex
+/// (matched against whole names, internal topics left out, as Kafka does), each
+/// distinct regex compiled once per heartbeat.
+struct Subscriptions<'a> {
+    image: &'a TopicImage,
+    regexes: BTreeMap<String, Option<Regex>>,
+}
+
+impl<'a> Subscriptions<'a> {
+    fn new(image: &'a TopicImage) -> Self {
+        Subscriptions {
+            image,
+            regexes: BTreeMap::new(),
+        }
+    }
+
+    /// The existing topics `sub` subscribes to.
+    fn of(&mut self, sub: &MemberSubscription) -> BTreeSet<String> {
+        let image = self.image;
+        let mut out: BTreeSet<String> = sub
+            .topic_names
+            .iter()
+            .filter(|t| image.contains_key(*t))
+            .cloned()
+            .collect();
+        if let Some(pattern) = &sub.topic_regex {
+            let re = self
+                .regexes
+                .entry(pattern.clone())
+                .or_insert_with(|| compile_regex(pattern));
+            if let Some(re) = re {
+                out.extend(
+                    image
+                        .keys()
+                        .filter(|t| !t.starts_with("__") && re.is_match(t))
+                        .cloned(),
+                );
+            }
+        }
+        out
     }
 }
 
@@ -627,11 +659,7 @@ impl GroupCoordinator {
                     .and_then(|id| cg.members.get(id))
                     .cloned();
                 match (joining, existing) {
-                    (true, None) => cg
-                        .members
-                        .get(&member_id)
-                        .cloned()
-                        .unwrap_or_else(|| ConsumerMember::new(member_id.clone(), now_ms)),
+                    (true, None) => cg.member_or_new(&member_id, now_ms),
                     (true, Some(old)) => {
                         if old.epoch != STATIC_LEAVE_EPOCH {
                             return refuse(
@@ -739,7 +767,8 @@ impl GroupCoordinator {
         cg.set_current(updated.clone());
 
         // 2. The subscribed topics (new topics, new partitions, a regex's new matches).
-        let subscribed = cg.subscribed_topics(image);
+        let mut topics = Subscriptions::new(image);
+        let subscribed = cg.subscribed_topics(&mut topics);
         if cg.subscribed.as_ref() != Some(&subscribed) {
             cg.subscribed = Some(subscribed);
             bump = true;
@@ -749,7 +778,7 @@ impl GroupCoordinator {
             records.push(ConsumerRecord::GroupEpoch(Some(cg.epoch)));
         }
         if cg.epoch > cg.assignment_epoch {
-            records.extend(cg.compute_target(image));
+            records.extend(cg.compute_target(&mut topics));
         }
 
         // 3. Reconciliation towards the target.
@@ -942,6 +971,14 @@ impl GroupCoordinator {
         self.group_configs = configs;
     }
 
+    /// One group's configs in force (`None`: none set).
+    pub fn set_group_config(&mut self, gid: &str, configs: Option<BTreeMap<String, String>>) {
+        match configs {
+            Some(c) => self.group_configs.insert(gid.to_string(), c),
+            None => self.group_configs.remove(gid),
+        };
+    }
+
     /// What a consumer group is now, to put back with
     /// [`GroupCoordinator::restore_consumer`] if the records of a change to it cannot
     /// be written: the coordinator must never serve state its log does not hold.
@@ -1005,11 +1042,7 @@ impl GroupCoordinator {
             },
             ConsumerRecord::Member { member_id, value } => match value {
                 Some(sub) => {
-                    let mut m = cg
-                        .members
-                        .get(&member_id)
-                        .cloned()
-                        .unwrap_or_else(|| ConsumerMember::new(member_id.clone(), now_ms));
+                    let mut m = cg.member_or_new(&member_id, now_ms);
                     m.subscription = sub;
                     m.last_seen_ms = now_ms;
                     cg.put_member(m, false);
@@ -1019,11 +1052,7 @@ impl GroupCoordinator {
                 }
             },
             ConsumerRecord::Current { member_id, value } => {
-                let mut m = cg
-                    .members
-                    .get(&member_id)
-                    .cloned()
-                    .unwrap_or_else(|| ConsumerMember::new(member_id.clone(), now_ms));
+                let mut m = cg.member_or_new(&member_id, now_ms);
                 match value {
                     Some(c) => {
                         m.epoch = c.epoch;
