@@ -663,14 +663,12 @@ async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
     let other = cluster.live().next().unwrap();
     cluster
         .until(Duration::from_secs(20), "another leader", |c| {
-            let p = c
-                .node(other)
+            // `other` may not have applied the topic's creation yet.
+            c.node(other)
                 .broker
                 .image()
                 .partition("e", 0)
-                .cloned()
-                .unwrap();
-            p.leader >= 0 && p.leader != preferred
+                .is_some_and(|p| p.leader >= 0 && p.leader != preferred)
         })
         .await;
     cluster.restart(preferred).await;
@@ -683,9 +681,7 @@ async fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
                     .broker
                     .image()
                     .partition("e", 0)
-                    .unwrap()
-                    .isr
-                    .contains(&preferred)
+                    .is_some_and(|p| p.isr.contains(&preferred))
             },
         )
         .await;
