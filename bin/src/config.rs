@@ -195,11 +195,11 @@ const IGNORED: &[(&str, &str)] = &[
     ),
     (
         "share.coordinator.state.topic.replication.factor",
-        "share groups are not served",
+        "internal topics get min(3, brokers) replicas",
     ),
     (
         "share.coordinator.state.topic.min.isr",
-        "share groups are not served",
+        "internal topics get min(3, brokers) replicas",
     ),
 ];
 
@@ -233,6 +233,14 @@ pub const KNOWN: &[&str] = &[
     "group.consumer.session.timeout.ms",
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.max.size",
+    "group.share.session.timeout.ms",
+    "group.share.heartbeat.interval.ms",
+    "group.share.max.size",
+    "group.share.record.lock.duration.ms",
+    "group.share.delivery.count.limit",
+    "group.share.partition.max.record.locks",
+    "group.share.max.share.sessions",
+    "share.coordinator.state.topic.num.partitions",
     "offset.metadata.max.bytes",
     "log.cleaner.backoff.ms",
     "log.cleaner.dedupe.buffer.size",
@@ -414,6 +422,28 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
                     c.group_consumer_heartbeat_interval_ms = positive(key, v)?
                 }
                 "group.consumer.max.size" => c.group_consumer_max_size = positive(key, v)?,
+                "group.share.session.timeout.ms" => {
+                    c.group_share_session_timeout_ms = positive(key, v)?
+                }
+                "group.share.heartbeat.interval.ms" => {
+                    c.group_share_heartbeat_interval_ms = positive(key, v)?
+                }
+                "group.share.max.size" => c.group_share_max_size = positive(key, v)?,
+                "group.share.record.lock.duration.ms" => {
+                    c.group_share_record_lock_duration_ms = positive(key, v)?
+                }
+                "group.share.delivery.count.limit" => {
+                    c.group_share_delivery_count_limit = positive(key, v)?
+                }
+                "group.share.partition.max.record.locks" => {
+                    c.group_share_partition_max_record_locks = positive(key, v)?
+                }
+                "group.share.max.share.sessions" => {
+                    c.group_share_max_share_sessions = positive(key, v)?
+                }
+                "share.coordinator.state.topic.num.partitions" => {
+                    c.share_coordinator_state_topic_num_partitions = positive(key, v)?
+                }
                 "offset.metadata.max.bytes" => c.offset_metadata_max_bytes = positive(key, v)?,
                 "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = positive(key, v)?,
                 "log.cleaner.enable" => {
@@ -547,6 +577,25 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
             "config 'message.max.bytes' ({}) must not exceed 'socket.request.max.bytes' ({})",
             c.message_max_bytes,
             c.socket_request_max_bytes
+        );
+    }
+    if c.group_share_heartbeat_interval_ms >= c.group_share_session_timeout_ms {
+        bail!(
+            "config 'group.share.heartbeat.interval.ms' ({}) must be below 'group.share.session.timeout.ms' ({})",
+            c.group_share_heartbeat_interval_ms,
+            c.group_share_session_timeout_ms
+        );
+    }
+    if !(2..=10).contains(&c.group_share_delivery_count_limit) {
+        bail!(
+            "config 'group.share.delivery.count.limit': {} is outside [2, 10]",
+            c.group_share_delivery_count_limit
+        );
+    }
+    if !(1000..=3_600_000).contains(&c.group_share_record_lock_duration_ms) {
+        bail!(
+            "config 'group.share.record.lock.duration.ms': {} is outside [1000, 3600000]",
+            c.group_share_record_lock_duration_ms
         );
     }
     Ok(Built { config: c, ignored })

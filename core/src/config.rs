@@ -72,6 +72,22 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: i32,
     /// group.consumer.max.size (KIP-848 groups)
     pub group_consumer_max_size: i32,
+    /// group.share.session.timeout.ms (KIP-932 groups)
+    pub group_share_session_timeout_ms: i32,
+    /// group.share.heartbeat.interval.ms (KIP-932 groups)
+    pub group_share_heartbeat_interval_ms: i32,
+    /// group.share.max.size (members per share group)
+    pub group_share_max_size: i32,
+    /// group.share.record.lock.duration.ms (how long a delivered record stays acquired)
+    pub group_share_record_lock_duration_ms: i32,
+    /// group.share.delivery.count.limit (deliveries before a record is archived)
+    pub group_share_delivery_count_limit: i32,
+    /// group.share.partition.max.record.locks (in-flight records per share partition)
+    pub group_share_partition_max_record_locks: i32,
+    /// group.share.max.share.sessions (share sessions per broker)
+    pub group_share_max_share_sessions: i32,
+    /// share.coordinator.state.topic.num.partitions (partitions of __share_group_state)
+    pub share_coordinator_state_topic_num_partitions: i32,
     /// offset.metadata.max.bytes
     pub offset_metadata_max_bytes: i32,
     /// offsets.retention.minutes
@@ -151,6 +167,14 @@ impl Default for BrokerConfig {
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_max_size: i32::MAX,
+            group_share_session_timeout_ms: 45_000,
+            group_share_heartbeat_interval_ms: 5_000,
+            group_share_max_size: 200,
+            group_share_record_lock_duration_ms: 30_000,
+            group_share_delivery_count_limit: 5,
+            group_share_partition_max_record_locks: 2_000,
+            group_share_max_share_sessions: 2_000,
+            share_coordinator_state_topic_num_partitions: 50,
             offset_metadata_max_bytes: 4096,
             offsets_retention_minutes: 10_080,
             log_cleaner_backoff_ms: 15_000,
@@ -191,6 +215,11 @@ impl BrokerConfig {
                 session_timeout_ms: self.group_consumer_session_timeout_ms,
                 heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
                 max_size: usize::try_from(self.group_consumer_max_size).unwrap_or(0),
+            },
+            share: crate::group::share::ShareGroupLimits {
+                session_timeout_ms: self.group_share_session_timeout_ms,
+                heartbeat_interval_ms: self.group_share_heartbeat_interval_ms,
+                max_size: usize::try_from(self.group_share_max_size).unwrap_or(0),
             },
         }
     }
@@ -244,6 +273,39 @@ impl BrokerConfig {
             (
                 "group.consumer.max.size",
                 self.group_consumer_max_size.to_string(),
+            ),
+            (
+                "group.share.session.timeout.ms",
+                self.group_share_session_timeout_ms.to_string(),
+            ),
+            (
+                "group.share.heartbeat.interval.ms",
+                self.group_share_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "group.share.max.size",
+                self.group_share_max_size.to_string(),
+            ),
+            (
+                "group.share.record.lock.duration.ms",
+                self.group_share_record_lock_duration_ms.to_string(),
+            ),
+            (
+                "group.share.delivery.count.limit",
+                self.group_share_delivery_count_limit.to_string(),
+            ),
+            (
+                "group.share.partition.max.record.locks",
+                self.group_share_partition_max_record_locks.to_string(),
+            ),
+            (
+                "group.share.max.share.sessions",
+                self.group_share_max_share_sessions.to_string(),
+            ),
+            (
+                "share.coordinator.state.topic.num.partitions",
+                self.share_coordinator_state_topic_num_partitions
+                    .to_string(),
             ),
             (
                 "group.min.session.timeout.ms",

@@ -6,6 +6,7 @@ pub mod config;
 pub mod env;
 pub mod group;
 pub mod producer;
+pub mod share;
 pub mod sim;
 pub mod topics;
 pub mod txn;

@@ -32,36 +32,59 @@ pub type TopicId = [u8; 16];
 /// The topics as the metadata image has them: name → (id, partition count).
 pub type TopicImage = BTreeMap<String, (TopicId, i32)>;
 
-/// The group configs of KIP-848 groups Sluice serves (IncrementalAlterConfigs on a
-/// GROUP resource); each overrides the broker's `group.`-prefixed setting.
-pub const GROUP_CONFIGS: [&str; 2] = [
+/// The group configs Sluice serves (IncrementalAlterConfigs on a GROUP resource);
+/// each overrides the broker's `group.`-prefixed setting.
+pub const GROUP_CONFIGS: [&str; 7] = [
     "consumer.session.timeout.ms",
     "consumer.heartbeat.interval.ms",
+    "share.session.timeout.ms",
+    "share.heartbeat.interval.ms",
+    "share.record.lock.duration.ms",
+    "share.auto.offset.reset",
+    "share.isolation.level",
 ];
 
-/// Checks a group's configs as they would stand: known names, whole numbers, the session
-/// within the broker's `group.min/max.session.timeout.ms`, the heartbeat interval below
-/// the session. Share-group configs are refused by name (share groups are not served).
+/// Checks a group's configs as they would stand: known names, whole numbers where
+/// numbers go, the session within the broker's `group.min/max.session.timeout.ms`, the
+/// heartbeat interval below the session, share settings among Kafka's values.
 pub fn check_group_configs(
     configs: &BTreeMap<String, String>,
     limits: &super::GroupLimits,
 ) -> Result<(), String> {
     for (k, v) in configs {
-        if k.starts_with("share.") {
-            return Err(format!(
-                "group config {k}: share groups (KIP-932) are not served"
-            ));
-        }
         if !GROUP_CONFIGS.contains(&k.as_str()) {
             return Err(format!(
                 "unknown group config {k} (group configs: {})",
                 GROUP_CONFIGS.join(", ")
             ));
         }
-        if v.parse::<i32>().map_or(true, |n| n <= 0) {
-            return Err(format!(
-                "group config {k}: '{v}' is not a positive whole number"
-            ));
+        match k.as_str() {
+            "share.auto.offset.reset" if !["latest", "earliest"].contains(&v.as_str()) => {
+                return Err(format!(
+                    "group config {k}: '{v}' is not latest or earliest (by_duration is not served)"
+                ))
+            }
+            "share.isolation.level" if v != "read_uncommitted" => {
+                return Err(format!(
+                    "group config {k}: '{v}' is not served (share groups read read_uncommitted)"
+                ))
+            }
+            "share.auto.offset.reset" | "share.isolation.level" => {}
+            "share.record.lock.duration.ms" => {
+                if v.parse::<i32>()
+                    .map_or(true, |n| !(1000..=3_600_000).contains(&n))
+                {
+                    return Err(format!(
+                        "group config {k}: '{v}' is not a whole number of ms in [1000, 3600000]"
+                    ));
+                }
+            }
+            _ if v.parse::<i32>().map_or(true, |n| n <= 0) => {
+                return Err(format!(
+                    "group config {k}: '{v}' is not a positive whole number"
+                ))
+            }
+            _ => {}
         }
     }
     let (session, interval) = ConsumerLimits::for_group(&limits.consumer, Some(configs));
@@ -74,6 +97,12 @@ pub fn check_group_configs(
     if interval >= session {
         return Err(format!(
             "consumer.heartbeat.interval.ms {interval} must be below consumer.session.timeout.ms {session}"
+        ));
+    }
+    let (session, interval) = limits.share.for_group(Some(configs));
+    if interval >= session {
+        return Err(format!(
+            "share.heartbeat.interval.ms {interval} must be below share.session.timeout.ms {session}"
         ));
     }
     Ok(())
@@ -607,6 +636,12 @@ impl GroupCoordinator {
         let joining = req.member_epoch == 0;
         let limits = self.limits.consumer.clone();
         let (_, heartbeat_interval_ms) = limits.for_group(self.group_configs.get(&gid));
+        if self.share_groups.contains_key(&gid) {
+            return refuse(
+                GroupError::GroupIdNotFound,
+                format!("Group {gid} is not a consumer group."),
+            );
+        }
         let group = match self.groups.get_mut(&gid) {
             Some(g) => g,
             None if joining => self.groups.entry(gid.clone()).or_insert_with(Group::new),

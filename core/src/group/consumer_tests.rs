@@ -517,7 +517,10 @@ fn group_configs_are_checked_by_name_and_range() {
     let limits = GroupLimits::default();
     let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
     for (k, v, why) in [
-        ("share.record.lock.duration.ms", "1000", "share groups"),
+        ("share.record.lock.duration.ms", "999", "[1000, 3600000]"),
+        ("share.auto.offset.reset", "by_duration:PT1H", "by_duration"),
+        ("share.isolation.level", "read_committed", "not served"),
+        ("share.heartbeat.interval.ms", "50000", "below"),
         ("consumer.nope", "1", "unknown group config"),
         ("consumer.session.timeout.ms", "-5", "positive"),
         ("consumer.session.timeout.ms", "5000", "outside"),

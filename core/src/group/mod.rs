@@ -14,6 +14,7 @@
 pub mod assignors;
 pub mod consumer;
 pub mod records;
+pub mod share;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -107,6 +108,8 @@ pub struct GroupLimits {
     pub offsets_retention_ms: i64,
     /// The settings of KIP-848 consumer groups.
     pub consumer: ConsumerLimits,
+    /// The settings of KIP-932 share groups.
+    pub share: share::ShareGroupLimits,
 }
 
 impl Default for GroupLimits {
@@ -119,6 +122,7 @@ impl Default for GroupLimits {
             offset_metadata_max_bytes: 4096,
             offsets_retention_ms: 7 * 24 * 3_600_000,
             consumer: ConsumerLimits::default(),
+            share: share::ShareGroupLimits::default(),
         }
     }
 }
@@ -446,6 +450,8 @@ pub struct GroupCoordinator {
     staged: BTreeMap<i64, Vec<StagedOffset>>,
     /// Group configs (KIP-848) by group id, as the metadata image holds them.
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Share groups (KIP-932) by id; an id names a share group or another kind.
+    share_groups: BTreeMap<String, share::ShareGroup>,
 }
 
 impl GroupCoordinator {
@@ -456,6 +462,7 @@ impl GroupCoordinator {
             effects: Vec::new(),
             staged: BTreeMap::new(),
             group_configs: BTreeMap::new(),
+            share_groups: BTreeMap::new(),
         }
     }
 
@@ -463,6 +470,7 @@ impl GroupCoordinator {
     /// their partition is now another coordinator's.
     pub fn unload(&mut self, select: impl Fn(&str) -> bool) {
         self.groups.retain(|g, _| !select(g));
+        self.share_groups.retain(|g, _| !select(g));
         for staged in self.staged.values_mut() {
             staged.retain(|s| !select(&s.group));
         }
@@ -506,6 +514,13 @@ impl GroupCoordinator {
             return reply_err(
                 &mut self.effects,
                 GroupError::InvalidSessionTimeout,
+                &req.member_id,
+            );
+        }
+        if self.share_groups.contains_key(&req.group_id) {
+            return reply_err(
+                &mut self.effects,
+                GroupError::InconsistentGroupProtocol,
                 &req.member_id,
             );
         }
