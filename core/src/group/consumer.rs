@@ -70,14 +70,13 @@ pub fn check_group_configs(
                 ))
             }
             "share.auto.offset.reset" | "share.isolation.level" => {}
-            "share.record.lock.duration.ms" => {
+            "share.record.lock.duration.ms"
                 if v.parse::<i32>()
-                    .map_or(true, |n| !(1000..=3_600_000).contains(&n))
-                {
-                    return Err(format!(
-                        "group config {k}: '{v}' is not a whole number of ms in [1000, 3600000]"
-                    ));
-                }
+                    .map_or(true, |n| !(1000..=3_600_000).contains(&n)) =>
+            {
+                return Err(format!(
+                    "group config {k}: '{v}' is not a whole number of ms in [1000, 3600000]"
+                ));
             }
             _ if v.parse::<i32>().map_or(true, |n| n <= 0) => {
                 return Err(format!(
