@@ -94,6 +94,9 @@ pub struct Broker {
     pub groups: Groups,
     /// The transaction coordinator, over `__transaction_state`.
     pub txns: Txns,
+    /// Share partitions and sessions of the partitions led here, and the share-group
+    /// state store over `__share_group_state` (KIP-932).
+    pub shares: crate::shares::Shares,
     state: Mutex<State>,
     /// (next producer id, end of the block reserved from the controller).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -163,6 +166,7 @@ impl Broker {
         let cluster_id = local_cluster_id(&env, config.node_id)?;
         let groups = Groups::new(env.clone(), GroupCoordinator::new(config.group_limits()));
         let txns = Txns::new(env.clone(), config.transaction_max_timeout_ms);
+        let shares = crate::shares::Shares::new(env.clone(), &config);
         let image = controller.image();
         let index = controller.subscribe().borrow().index;
         let broker = Arc::new(Broker {
@@ -172,6 +176,7 @@ impl Broker {
             controller,
             groups,
             txns,
+            shares,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             state: Mutex::new(State {
                 image: Arc::new(MetadataImage::default()),

@@ -7,6 +7,7 @@ use sluice_core::txn::TxnError;
 use sluice_storage::batch::BatchError;
 use sluice_storage::LogError;
 
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 pub const NONE: i16 = 0;
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const CORRUPT_MESSAGE: i16 = 2;
@@ -66,6 +67,10 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNRELEASED_INSTANCE_ID: i16 = 111;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
+pub const INVALID_RECORD_STATE: i16 = 121;
+pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
+pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
+pub const SHARE_SESSION_LIMIT_REACHED: i16 = 133;
 
 /// `authorized_operations` when the client did not ask for them.
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;

@@ -19,6 +19,8 @@ use sluice_core::group::{
     JoinRequest, Joined, OffsetCommit, OffsetValue, StagedOffset, SyncRequest, Synced, Ticket,
     TopicImage,
 };
+use sluice_core::group::share::{ShareGroup, ShareHeartbeat, ShareHeartbeatRequest
+};
 use sluice_core::sim::{planted, Bug};
 use sluice_storage::batch::marker_key_commits;
 use sluice_storage::{LogError, PartitionLog};
@@ -520,11 +522,7 @@ impl Groups {
         req: HeartbeatRequest,
     ) -> Result<ConsumerHeartbeatAnswer, Unavailable> {
         let metadata = broker.image();
-        let image: TopicImage = metadata
-            .topics
-            .iter()
-            .map(|(name, t)| (name.clone(), (t.id, t.partitions.len() as i32)))
-            .collect();
+        let image = topic_image(broker);
         let fresh = self.fresh_uuid();
         let group = req.group_id.clone();
         // Group configs change through the metadata quorum: this group's as they are now.
@@ -557,6 +555,27 @@ impl Groups {
             durable_upto,
             unstored,
         })
+    }
+
+    /// ShareGroupHeartbeat (KIP-932). Share-group membership is not written to the
+    /// log, so the answer is ready at once.
+    pub fn share_heartbeat(
+        &self,
+        broker: &Broker,
+        req: ShareHeartbeatRequest,
+    ) -> Result<Result<ShareHeartbeat, (GroupError, String)>, Unavailable> {
+        let image = topic_image(broker);
+        let group = req.group_id.clone();
+        let group_configs = broker.image().group_configs.get(&group).cloned();
+        let (r, _) = self.run(broker, &group, |inner, now| {
+            inner.sm.set_group_config(&group, group_configs);
+            inner.sm.share_heartbeat(now, req, &image)
+        })?;
+        Ok(r)
+    }
+
+    pub fn describe_share(&self, group: &str) -> Option<ShareGroup> {
+        self.lock().sm.share_group(group).cloned()
     }
 
     /// A member id as KIP-848 coordinators make them: a random UUID.
@@ -728,9 +747,11 @@ impl Groups {
         self.lock().sm.group(group).cloned()
     }
 
-    /// Every group: id, protocol type, state, group type (`classic` or `consumer`).
+    /// Every group: id, protocol type, state, group type (`classic`, `consumer` or
+    /// `share`).
     pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
-        self.lock()
+        let inner = self.lock();
+        inner
             .sm
             .groups()
             .map(|(id, g)| {
@@ -745,6 +766,9 @@ impl Groups {
                     },
                 )
             })
+            .chain(inner.sm.share_groups().map(|(id, g)| {
+                (id.clone(), "share".to_string(), g.state_name(), "share")
+            }))
             .collect()
     }
 
@@ -753,8 +777,12 @@ impl Groups {
         broker: &Broker,
         group: &str,
     ) -> Result<Parked<Result<(), GroupError>>, Unavailable> {
-        let (result, durable_upto) =
-            self.run(broker, group, |inner, _| inner.sm.delete_group(group))?;
+        let (result, durable_upto) = self.run(broker, group, |inner, _| {
+            if inner.sm.share_group(group).is_some() {
+                return inner.sm.delete_share_group(group);
+            }
+            inner.sm.delete_group(group)
+        })?;
         Ok(Parked {
             result,
             durable_upto,
@@ -780,7 +808,8 @@ impl Groups {
     }
 
     /// Expires sessions and rebalance phases; the node calls it periodically.
-    pub fn tick(&self) {
+    pub fn tick(&self, broker: &Broker) {
+        let image = topic_image(broker);
         let now = self.now_ms();
         let mut inner = self.lock();
         // KIP-848 members out of time are fenced one at a time, each undone if its
@@ -793,6 +822,7 @@ impl Groups {
             }
         }
         inner.sm.tick(now);
+        inner.sm.expire_share_members(now, &image);
         inner.sm.expire_offsets(self.env.clock.wall_ms());
         let _ = self.carry_out(&mut inner);
     }
@@ -814,6 +844,16 @@ impl Groups {
         let appended = append_records(log, encoded, self.env.clock.wall_ms())?;
         Ok((log.clone(), appended.base_offset))
     }
+}
+
+/// The topics as group assignors see them: name → (id, partition count).
+fn topic_image(broker: &Broker) -> TopicImage {
+    broker
+        .image()
+        .topics
+        .iter()
+        .map(|(name, t)| (name.clone(), (t.id, t.partitions.len() as i32)))
+        .collect()
 }
 
 /// The record of a committed offset.

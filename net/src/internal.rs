@@ -15,7 +15,7 @@ pub const TXN_TOPIC: &str = "__transaction_state";
 
 /// Whether a topic is one the coordinators own (clients may not write or delete it).
 pub fn is_internal(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC || topic == TXN_TOPIC
+    topic == OFFSETS_TOPIC || topic == TXN_TOPIC || topic == crate::shares::SHARE_STATE_TOPIC
 }
 
 /// Why a coordinator cannot serve a request (COORDINATOR_NOT_AVAILABLE to clients).

@@ -17,5 +17,6 @@ pub mod replication;
 #[cfg(not(madsim))]
 pub mod runtime;
 pub mod server;
+pub mod shares;
 pub mod tcp;
 pub mod txns;

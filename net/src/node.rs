@@ -305,8 +305,16 @@ async fn group_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 if let Err(e) = broker.txns.sync_leadership(&broker) {
                     warn!(error = %e, "loading transaction state");
                 }
-                broker.groups.tick();
+                broker.groups.tick(&broker);
                 broker.txns.tick(&broker);
+                // Share partitions whose locks ran out are written in the background.
+                let dirty = broker.shares.tick(&broker);
+                if !dirty.is_empty() {
+                    let b = broker.clone();
+                    broker.env.spawn(async move {
+                        b.shares.persist(&b, &dirty).await;
+                    });
+                }
             }
         }
     }

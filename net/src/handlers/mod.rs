@@ -27,6 +27,7 @@ mod offsets;
 mod produce;
 mod quorum;
 mod reassign;
+mod share;
 mod txn;
 mod write_txn_markers;
 
@@ -119,6 +120,12 @@ pub fn handle(
         RequestKind::ConsumerGroupDescribe(r) => {
             Reply::Now(groups::consumer_group_describe(broker, r))
         }
+        RequestKind::ShareGroupHeartbeat(r) => share::heartbeat(broker, client, r),
+        RequestKind::ShareGroupDescribe(r) => Reply::Now(share::describe(broker, r)),
+        RequestKind::ShareFetch(r) => share::fetch(broker, r),
+        RequestKind::ShareAcknowledge(r) => share::acknowledge(broker, r),
+        RequestKind::ReadShareGroupState(r) => Reply::Now(share::read_state(broker, r)),
+        RequestKind::WriteShareGroupState(r) => share::write_state(broker, r),
         RequestKind::DescribeProducers(r) => Reply::Now(txn::describe_producers(broker, r)),
         RequestKind::ListTransactions(r) => Reply::Now(txn::list_transactions(broker, r)),
         RequestKind::DescribeTransactions(r) => Reply::Now(txn::describe_transactions(broker, r)),
