@@ -14,12 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kafka_protocol::records::Compression;
 use sluice_core::env::Env;
+use sluice_core::group::share::{ShareGroup, ShareHeartbeat, ShareHeartbeatRequest};
 use sluice_core::group::{
     Effect, Group, GroupCoordinator, GroupError, GroupRecord, Heartbeat, HeartbeatRequest,
     JoinRequest, Joined, OffsetCommit, OffsetValue, StagedOffset, SyncRequest, Synced, Ticket,
     TopicImage,
-};
-use sluice_core::group::share::{ShareGroup, ShareHeartbeat, ShareHeartbeatRequest
 };
 use sluice_core::sim::{planted, Bug};
 use sluice_storage::batch::marker_key_commits;
@@ -766,9 +765,12 @@ impl Groups {
                     },
                 )
             })
-            .chain(inner.sm.share_groups().map(|(id, g)| {
-                (id.clone(), "share".to_string(), g.state_name(), "share")
-            }))
+            .chain(
+                inner
+                    .sm
+                    .share_groups()
+                    .map(|(id, g)| (id.clone(), "share".to_string(), g.state_name(), "share")),
+            )
             .collect()
     }
 

@@ -22,9 +22,7 @@ use tracing::warn;
 
 use crate::broker::Broker;
 use crate::codes;
-use crate::internal::{
-    append_records, partition_for, scan_log, wait_durable, Unavailable,
-};
+use crate::internal::{append_records, partition_for, scan_log, wait_durable, Unavailable};
 
 pub const SHARE_STATE_TOPIC: &str = "__share_group_state";
 
@@ -166,9 +164,7 @@ impl Shares {
                     // The released records are written by the next tick.
                     return Err(codes::INVALID_SHARE_SESSION_EPOCH);
                 }
-                Some(_) if epoch == -1 && !forget.is_empty() => {
-                    return Err(codes::INVALID_REQUEST)
-                }
+                Some(_) if epoch == -1 && !forget.is_empty() => return Err(codes::INVALID_REQUEST),
                 Some(_) => {}
             },
         }
@@ -289,8 +285,8 @@ impl Shares {
     }
 
     /// Acquires records of a held share partition for `member`: records to deliver
-    /// again if there are any, else new ones below the high watermark, whole batches,
-    /// about `max_records` (at least one batch). Returns the stored batches to send
+    /// again if there are any, else new ones below the high watermark, at most
+    /// `max_records`. Returns the stored batches to send
     /// and the acquired offsets.
     pub fn acquire(
         &self,
@@ -312,7 +308,8 @@ impl Shares {
             let read = log.read(first, max_bytes)?;
             let last = last_offset(&read.batches).unwrap_or(first - 1);
             let offsets = available.into_iter().filter(|o| *o <= last);
-            let acquired = h.sp.acquire_available(member, now, offsets, max_records.max(1));
+            let acquired =
+                h.sp.acquire_available(member, now, offsets, max_records.max(1));
             return Ok((read.batches, acquired));
         }
         let from = h.sp.end_offset();
@@ -368,9 +365,9 @@ impl Shares {
         let now = self.now_ms();
         let mut inner = self.lock();
         let mut dirty = BTreeSet::new();
-        inner.partitions.retain(|(_, topic, p), _| {
-            broker.replica(topic, *p).is_some_and(|r| r.is_leader())
-        });
+        inner
+            .partitions
+            .retain(|(_, topic, p), _| broker.replica(topic, *p).is_some_and(|r| r.is_leader()));
         for (pk, h) in inner.partitions.iter_mut() {
             if h.sp.expire_locks(now) > 0 {
                 dirty.insert(pk.clone());
@@ -405,7 +402,9 @@ impl Shares {
         let mut inner = self.lock();
         if inner.store_loaded.get(&p) != Some(&epoch) {
             let count = broker.topic(SHARE_STATE_TOPIC).map_or(0, |t| t.partitions) as usize;
-            inner.store.retain(|k, _| partition_for(&k.coordinator_key(), count) != p);
+            inner
+                .store
+                .retain(|k, _| partition_for(&k.coordinator_key(), count) != p);
             let mut loaded = BTreeMap::new();
             scan_log(&log, |r| {
                 let Some(k) = r.key.as_deref().and_then(ShareKey::decode) else {
@@ -415,7 +414,9 @@ impl Shares {
                     Some(Some(v)) => {
                         loaded.insert(k, v);
                     }
-                    Some(None) => warn!(group = %k.group, "unreadable share-group state record skipped"),
+                    Some(None) => {
+                        warn!(group = %k.group, "unreadable share-group state record skipped")
+                    }
                     None => {
                         loaded.remove(&k);
                     }
@@ -490,23 +491,26 @@ fn last_offset(batches: &[u8]) -> Option<i64> {
         .map(|(_, h)| h.last_offset())
 }
 
-/// How many bytes of `batches` to send for about `max_records` records from `from`
-/// (whole batches, at least one), and the last offset they hold.
+/// How many bytes of `batches` to send for at most `max_records` records from `from`
+/// (whole batches), and the last offset to acquire: a batch may be acquired in part,
+/// as members take only the offsets acquired for them.
 fn batches_for(batches: &[u8], from: i64, max_records: usize) -> (usize, Option<i64>) {
     let mut len = 0;
     let mut last = None;
-    let mut records = 0usize;
+    let mut left = max_records.max(1) as i64;
     for (at, h) in sluice_storage::batch::Batches::new(batches, false) {
         if h.last_offset() < from {
             len = at + h.size;
             continue;
         }
-        if last.is_some() && records >= max_records {
+        if left <= 0 {
             break;
         }
-        records += (h.last_offset() - from.max(h.base_offset) + 1) as usize;
+        let first = from.max(h.base_offset);
+        let take = (h.last_offset() - first + 1).min(left);
+        left -= take;
         len = at + h.size;
-        last = Some(h.last_offset());
+        last = Some(first + take - 1);
     }
     (len, last)
 }
@@ -547,11 +551,17 @@ async fn state_leader(broker: &Arc<Broker>, key: &ShareKey) -> Result<i32, Unava
             .sleep(std::time::Duration::from_millis(100))
             .await;
     }
-    Err(Unavailable(format!("{SHARE_STATE_TOPIC} has no leader for group '{}'", key.group)))
+    Err(Unavailable(format!(
+        "{SHARE_STATE_TOPIC} has no leader for group '{}'",
+        key.group
+    )))
 }
 
 /// Reads `key`'s state from the leader of its state partition.
-async fn read_state(broker: &Arc<Broker>, key: &ShareKey) -> Result<Option<ShareSnapshot>, Unavailable> {
+async fn read_state(
+    broker: &Arc<Broker>,
+    key: &ShareKey,
+) -> Result<Option<ShareSnapshot>, Unavailable> {
     let leader = state_leader(broker, key).await?;
     if leader == broker.config.node_id {
         return broker
@@ -607,16 +617,21 @@ mod remote {
         let mut c = client(broker, leader).await?;
         let req = ReadShareGroupStateRequest::default()
             .with_group_id(StrBytes::from_string(key.group.clone()))
-            .with_topics(vec![read_share_group_state_request::ReadStateData::default()
-                .with_topic_id(uuid::Uuid::from_bytes(key.topic_id))
-                .with_partitions(vec![
-                    read_share_group_state_request::PartitionData::default()
-                        .with_partition(key.partition),
-                ])]);
+            .with_topics(vec![
+                read_share_group_state_request::ReadStateData::default()
+                    .with_topic_id(uuid::Uuid::from_bytes(key.topic_id))
+                    .with_partitions(vec![
+                        read_share_group_state_request::PartitionData::default()
+                            .with_partition(key.partition),
+                    ]),
+            ]);
         let v = c
             .version(ApiKey::ReadShareGroupState, 0)
             .map_err(|e| Unavailable(e.to_string()))?;
-        let r = c.call(req, v).await.map_err(|e| Unavailable(e.to_string()))?;
+        let r = c
+            .call(req, v)
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?;
         let p = r
             .results
             .first()
@@ -669,18 +684,23 @@ mod remote {
             .collect();
         let req = WriteShareGroupStateRequest::default()
             .with_group_id(StrBytes::from_string(key.group.clone()))
-            .with_topics(vec![write_share_group_state_request::WriteStateData::default()
-                .with_topic_id(uuid::Uuid::from_bytes(key.topic_id))
-                .with_partitions(vec![
-                    write_share_group_state_request::PartitionData::default()
-                        .with_partition(key.partition)
-                        .with_start_offset(snapshot.start_offset)
-                        .with_state_batches(batches),
-                ])]);
+            .with_topics(vec![
+                write_share_group_state_request::WriteStateData::default()
+                    .with_topic_id(uuid::Uuid::from_bytes(key.topic_id))
+                    .with_partitions(vec![
+                        write_share_group_state_request::PartitionData::default()
+                            .with_partition(key.partition)
+                            .with_start_offset(snapshot.start_offset)
+                            .with_state_batches(batches),
+                    ]),
+            ]);
         let v = c
             .version(ApiKey::WriteShareGroupState, 0)
             .map_err(|e| Unavailable(e.to_string()))?;
-        let r = c.call(req, v).await.map_err(|e| Unavailable(e.to_string()))?;
+        let r = c
+            .call(req, v)
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?;
         let code = r
             .results
             .first()
@@ -700,7 +720,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn whole_batches_are_taken_for_about_max_records() {
+    fn at_most_max_records_are_acquired_from_whole_batches() {
         use kafka_protocol::records::Compression;
         let batch = |base: i64, n: usize| {
             let msgs: Vec<crate::client::Message> = (0..n)
@@ -718,10 +738,23 @@ mod tests {
         };
         let (a, b, c) = (batch(0, 3), batch(3, 3), batch(6, 3));
         let all = [a.clone(), b.clone(), c].concat();
-        assert_eq!(batches_for(&all, 0, 1), (a.len(), Some(2)), "at least one batch");
-        assert_eq!(batches_for(&all, 0, 4), (a.len() + b.len(), Some(5)));
-        assert_eq!(batches_for(&all, 4, 1), (a.len() + b.len(), Some(5)), "from inside a batch");
-        assert_eq!(batches_for(&all, 9, 5), (all.len(), None), "nothing at or past 9");
+        assert_eq!(
+            batches_for(&all, 0, 1),
+            (a.len(), Some(0)),
+            "part of a batch"
+        );
+        assert_eq!(batches_for(&all, 0, 4), (a.len() + b.len(), Some(3)));
+        assert_eq!(
+            batches_for(&all, 4, 2),
+            (a.len() + b.len(), Some(5)),
+            "from inside a batch"
+        );
+        assert_eq!(batches_for(&all, 4, 100), (all.len(), Some(8)));
+        assert_eq!(
+            batches_for(&all, 9, 5),
+            (all.len(), None),
+            "nothing at or past 9"
+        );
         assert_eq!(last_offset(&all), Some(8));
     }
 }

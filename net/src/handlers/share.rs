@@ -115,12 +115,13 @@ pub fn describe(broker: &Arc<Broker>, r: ShareGroupDescribeRequest) -> ResponseK
                                     m.assigned
                                         .iter()
                                         .map(|(t, ps)| {
-                                            share_group_describe_response::TopicPartitions::default()
-                                                .with_topic_id(Uuid::from_bytes(*t))
-                                                .with_topic_name(TopicName(s(&broker
-                                                    .topic_by_id(*t)
-                                                    .unwrap_or_default())))
-                                                .with_partitions(ps.iter().copied().collect())
+                                            share_group_describe_response::TopicPartitions::default(
+                                            )
+                                            .with_topic_id(Uuid::from_bytes(*t))
+                                            .with_topic_name(TopicName(s(&broker
+                                                .topic_by_id(*t)
+                                                .unwrap_or_default())))
+                                            .with_partitions(ps.iter().copied().collect())
                                         })
                                         .collect(),
                                 ),
@@ -234,7 +235,15 @@ async fn share_fetch(broker: &Arc<Broker>, req: ShareFetchRequest) -> ShareFetch
         };
     }
     if epoch != -1 {
-        acquire(broker, &req, &group, &member, &stepped.partitions, &mut answers).await;
+        acquire(
+            broker,
+            &req,
+            &group,
+            &member,
+            &stepped.partitions,
+            &mut answers,
+        )
+        .await;
     }
     ShareFetchResponse::default()
         .with_acquisition_lock_timeout_ms(lock_ms)
@@ -353,8 +362,7 @@ fn fetch_topics(
     answers: BTreeMap<TopicPartition, Answer>,
     unknown: &[(Uuid, i32)],
 ) -> Vec<share_fetch_response::ShareFetchableTopicResponse> {
-    let mut by_topic: BTreeMap<String, Vec<share_fetch_response::PartitionData>> =
-        BTreeMap::new();
+    let mut by_topic: BTreeMap<String, Vec<share_fetch_response::PartitionData>> = BTreeMap::new();
     for ((topic, p), a) in answers {
         let (leader, leader_epoch) = leader_of(broker, &topic, p);
         let acquired = a
