@@ -2313,7 +2313,8 @@ async fn group_configs_are_set_described_and_used() {
     assert_eq!((hb.error_code, hb.heartbeat_interval_ms), (0, 1000));
     // Refused by name: share-group configs, unknown ones, out-of-range values.
     for (k, v, why) in [
-        ("share.auto.offset.reset", "earliest", "share groups"),
+        ("share.auto.offset.reset", "by_duration:PT1H", "by_duration"),
+        ("share.isolation.level", "read_committed", "not served"),
         ("consumer.bogus", "1", "unknown group config"),
         ("consumer.session.timeout.ms", "900", "outside"),
         ("consumer.heartbeat.interval.ms", "50000", "below"),
@@ -2345,4 +2346,284 @@ async fn group_configs_are_set_described_and_used() {
         (Some("5000"), 5)
     );
     node.stop();
+}
+
+/// Share groups (KIP-932) over the wire: ShareGroupHeartbeat assigns, ShareFetch
+/// opens a session and acquires records, a second member gets none of them, acks
+/// are checked against what the member holds, session epochs are enforced,
+/// ShareAcknowledge accepts and releases, a closed session gives back what its member
+/// held, ShareGroupDescribe and ListGroups show the group, and the state reads back
+/// through ReadShareGroupState.
+#[tokio::test]
+async fn share_group_apis_at_every_advertised_version() {
+    use kafka_protocol::messages::share_acknowledge_request::{
+        AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
+    };
+    use kafka_protocol::messages::share_fetch_request::{
+        AcknowledgementBatch, FetchPartition, FetchTopic,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir, |_| {}).await;
+    let mut c = connect(&node).await;
+    assert_eq!(create(&mut c, "sq", 1, 7).await.topics[0].error_code, 0);
+    find_coordinators(&mut c).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let v = *versions(ApiKey::ShareGroupHeartbeat).end();
+    let hb = |member: &str, epoch: i32, topics: Option<Vec<TopicName>>| {
+        ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("sg")))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_subscribed_topic_names(topics)
+    };
+    let a = c.call(hb("a", 0, Some(vec![name("sq")])), v).await.unwrap();
+    assert_eq!(
+        (a.error_code, a.member_epoch),
+        (0, 1),
+        "{:?}",
+        a.error_message
+    );
+    let assigned = a.assignment.unwrap().topic_partitions;
+    assert_eq!(assigned[0].partitions, vec![0]);
+    let topic_id = assigned[0].topic_id;
+    let b = c.call(hb("b", 0, Some(vec![name("sq")])), v).await.unwrap();
+    assert_eq!((b.error_code, b.member_epoch), (0, 2));
+    assert_eq!(
+        b.assignment.unwrap().topic_partitions[0].partitions,
+        vec![0],
+        "one partition, two members: both read it"
+    );
+    let fenced = c.call(hb("a", 7, None), v).await.unwrap();
+    assert_eq!(fenced.error_code, 110, "FENCED_MEMBER_EPOCH");
+    let bad = c.call(hb("", 0, Some(vec![name("sq")])), v).await.unwrap();
+    assert_eq!(bad.error_code, 42, "INVALID_REQUEST: no member id");
+    // The default share.auto.offset.reset is latest: records from here on are read.
+    for i in 0..2 {
+        let r = c
+            .call(
+                produce_req(
+                    "sq",
+                    0,
+                    -1,
+                    encode_batch(&messages(5, i), Compression::None).unwrap(),
+                ),
+                9,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let fetch = |member: &str, epoch: i32, acks: Vec<AcknowledgementBatch>, max_records: i32| {
+        ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(s("sg"))))
+            .with_member_id(Some(s(member)))
+            .with_share_session_epoch(epoch)
+            .with_max_wait_ms(200)
+            .with_max_bytes(1 << 20)
+            .with_max_records(max_records)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition_index(0)
+                    .with_acknowledgement_batches(acks)])])
+    };
+    let v = *versions(ApiKey::ShareFetch).end();
+    let acquired = |r: &ShareFetchResponse| -> Vec<(i64, i64, i16)> {
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .flat_map(|p| &p.acquired_records)
+            .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+            .collect()
+    };
+    // Nothing was produced before the group started: nothing to read (latest).
+    let r = c.call(fetch("a", 0, vec![], 7), v).await.unwrap();
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.acquisition_lock_timeout_ms, 30_000);
+    assert!(acquired(&r).is_empty(), "{r:?}");
+    for i in 2..4 {
+        c.call(
+            produce_req(
+                "sq",
+                0,
+                -1,
+                encode_batch(&messages(5, i), Compression::None).unwrap(),
+            ),
+            9,
+        )
+        .await
+        .unwrap();
+    }
+    let r = c.call(fetch("a", 1, vec![], 7), v).await.unwrap();
+    assert_eq!(
+        acquired(&r),
+        vec![(10, 16, 1)],
+        "at most max_records, part of a batch"
+    );
+    let p = &r.responses[0].partitions[0];
+    assert!(!p.records.as_ref().unwrap().is_empty());
+    // b gets the rest, never a's.
+    let rb = c.call(fetch("b", 0, vec![], 100), v).await.unwrap();
+    assert_eq!(acquired(&rb), vec![(17, 19, 1)]);
+    // Session epochs: a's next is 2.
+    let r = c.call(fetch("a", 5, vec![], 7), v).await.unwrap();
+    assert_eq!(
+        r.error_code, 123,
+        "INVALID_SHARE_SESSION_EPOCH (and the session is gone)"
+    );
+    let r = c.call(fetch("a", 2, vec![], 7), v).await.unwrap();
+    assert_eq!(r.error_code, 122, "SHARE_SESSION_NOT_FOUND");
+    // a's session went with its records: they come back to a fresh session, delivered twice.
+    let r = c.call(fetch("a", 0, vec![], 7), v).await.unwrap();
+    assert_eq!(acquired(&r), vec![(10, 16, 2)]);
+    // Acks: b may not acknowledge a's records; a accepts 10..=12, releases 13, rejects the rest.
+    let ack = |first: i64, last: i64, types: Vec<i8>| {
+        AcknowledgementBatch::default()
+            .with_first_offset(first)
+            .with_last_offset(last)
+            .with_acknowledge_types(types)
+    };
+    let r = c
+        .call(fetch("b", 1, vec![ack(10, 10, vec![1])], 100), v)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.responses[0].partitions[0].acknowledge_error_code, 121,
+        "INVALID_RECORD_STATE"
+    );
+    let va = *versions(ApiKey::ShareAcknowledge).end();
+    let acknowledge = |member: &str, epoch: i32, batches: Vec<AckBatch>| {
+        ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(s("sg"))))
+            .with_member_id(Some(s(member)))
+            .with_share_session_epoch(epoch)
+            .with_topics(vec![AcknowledgeTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![AcknowledgePartition::default()
+                    .with_partition_index(0)
+                    .with_acknowledgement_batches(batches)])])
+    };
+    let ab = |first: i64, last: i64, types: Vec<i8>| {
+        AckBatch::default()
+            .with_first_offset(first)
+            .with_last_offset(last)
+            .with_acknowledge_types(types)
+    };
+    let r = c.call(acknowledge("a", 0, vec![]), va).await.unwrap();
+    assert_eq!(r.error_code, 123, "ShareAcknowledge cannot open a session");
+    let r = c
+        .call(
+            acknowledge(
+                "a",
+                1,
+                vec![ab(10, 12, vec![1]), ab(13, 16, vec![2, 3, 3, 3])],
+            ),
+            va,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    // 13 was released: delivered again (third time); the rest is done.
+    let r = c.call(fetch("a", 2, vec![], 7), v).await.unwrap();
+    assert_eq!(acquired(&r), vec![(13, 13, 3)]);
+    // b closes its session holding 17..=19: they are released at once.
+    let r = c.call(fetch("b", -1, vec![], 100), v).await.unwrap();
+    assert_eq!(r.error_code, 0);
+    assert!(acquired(&r).is_empty(), "a final fetch acquires nothing");
+    let r = c
+        .call(fetch("a", 3, vec![ack(13, 13, vec![1])], 100), v)
+        .await
+        .unwrap();
+    assert_eq!(r.responses[0].partitions[0].acknowledge_error_code, 0);
+    assert_eq!(acquired(&r), vec![(17, 19, 2)]);
+
+    let d = c
+        .call(
+            ShareGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(s("sg")), GroupId(s("nope"))]),
+            *versions(ApiKey::ShareGroupDescribe).end(),
+        )
+        .await
+        .unwrap();
+    let g = &d.groups[0];
+    assert_eq!(
+        (g.error_code, g.group_state.as_str(), g.group_epoch),
+        (0, "Stable", 2)
+    );
+    assert_eq!(g.assignor_name.as_str(), "simple");
+    assert_eq!(g.members.len(), 2);
+    assert_eq!(
+        g.members[0].assignment.topic_partitions[0].topic_name,
+        name("sq")
+    );
+    assert_eq!(d.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+    let l = c
+        .call(
+            ListGroupsRequest::default().with_types_filter(vec![s("share")]),
+            5,
+        )
+        .await
+        .unwrap();
+    let listed: Vec<_> = l
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), g.group_type.to_string()))
+        .collect();
+    assert_eq!(listed, vec![("sg".to_string(), "share".to_string())]);
+    // A consumer-protocol member may not take the share group's id.
+    let r = c
+        .call(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("sg")))
+                .with_member_id(s("x"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![name("sq")]))
+                .with_topic_partitions(Some(vec![])),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+
+    // The state as stored: start 17 (10..=16 done), 17..=19 in flight.
+    let r = c
+        .call(
+            ReadShareGroupStateRequest::default()
+                .with_group_id(s("sg"))
+                .with_topics(vec![
+                    read_share_group_state_request::ReadStateData::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![
+                            read_share_group_state_request::PartitionData::default()
+                                .with_partition(0),
+                        ]),
+                ]),
+            0,
+        )
+        .await
+        .unwrap();
+    let p = &r.results[0].partitions[0];
+    assert_eq!((p.error_code, p.start_offset), (0, 17));
+    let r = c
+        .call(
+            ReadShareGroupStateRequest::default()
+                .with_group_id(s("other"))
+                .with_topics(vec![
+                    read_share_group_state_request::ReadStateData::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(vec![
+                            read_share_group_state_request::PartitionData::default()
+                                .with_partition(0),
+                        ]),
+                ]),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].partitions[0].start_offset, -1,
+        "nothing stored"
+    );
 }

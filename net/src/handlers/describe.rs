@@ -139,15 +139,28 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                 RESOURCE_GROUP => {
                     let image = broker.image();
                     let set = image.group_configs.get(&name);
-                    let (session, interval) = broker.config.group_limits().consumer.for_group(None);
+                    let limits = broker.config.group_limits();
+                    let (session, interval) = limits.consumer.for_group(None);
+                    let (share_session, share_interval) = limits.share.for_group(None);
                     [
-                        ("consumer.session.timeout.ms", session),
-                        ("consumer.heartbeat.interval.ms", interval),
+                        ("consumer.session.timeout.ms", session.to_string()),
+                        ("consumer.heartbeat.interval.ms", interval.to_string()),
+                        ("share.session.timeout.ms", share_session.to_string()),
+                        ("share.heartbeat.interval.ms", share_interval.to_string()),
+                        (
+                            "share.record.lock.duration.ms",
+                            broker
+                                .config
+                                .group_share_record_lock_duration_ms
+                                .to_string(),
+                        ),
+                        ("share.auto.offset.reset", "latest".to_string()),
+                        ("share.isolation.level", "read_uncommitted".to_string()),
                     ]
                     .into_iter()
                     .map(|(k, default)| match set.and_then(|c| c.get(k)) {
                         Some(v) => (k.to_string(), v.clone(), SOURCE_DYNAMIC_GROUP),
-                        None => (k.to_string(), default.to_string(), SOURCE_DEFAULT),
+                        None => (k.to_string(), default, SOURCE_DEFAULT),
                     })
                     .collect()
                 }
@@ -175,7 +188,6 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
                 .map(|(k, v, source)| {
                     let read_only = r.resource_type == RESOURCE_BROKER
                         && !DYNAMIC_BROKER_CONFIGS.contains(&k.as_str());
-                    // (Group configs are all alterable.)
                     DescribeConfigsResourceResult::default()
                         .with_config_type(config_type(&k))
                         .with_name(StrBytes::from_string(k))
