@@ -17,6 +17,7 @@ use sluice_net::client::{
 use sluice_net::node::Node;
 use sluice_net::runtime::production_env;
 use sluice_net::tcp::TcpNetwork;
+use uuid::Uuid;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -773,4 +774,180 @@ async fn describe_quorum_shows_the_metadata_quorum() {
         let r = f.call(ask("other"), v).await.unwrap();
         assert_eq!(r.topics[0].partitions[0].error_code, 3, "v{v}");
     }
+}
+
+/// Share groups across brokers (KIP-932): the data partition's leader writes its
+/// share-partition state to the leader of its `__share_group_state` partition on
+/// another broker (WriteShareGroupState); when the data leader dies, the new leader
+/// reads it back (ReadShareGroupState or its own replica) and delivers only what was
+/// not acknowledged, the acquired records again with their delivery counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_group_state_survives_the_partition_leader_on_another_broker() {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    use kafka_protocol::messages::share_acknowledge_request::{
+        AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch,
+    };
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+    let mut cluster = Cluster::start_with(3, |c| {
+        c.share_coordinator_state_topic_num_partitions = 1;
+        c.auto_leader_rebalance_enable = false;
+    })
+    .await;
+    cluster
+        .until(Duration::from_secs(20), "every broker registered", |c| {
+            c.live()
+                .all(|id| c.node(id).broker.image().live_brokers().len() == 3)
+        })
+        .await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let fetch = |topic_id: Uuid, member: &str, epoch: i32| {
+        ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(s("sg"))))
+            .with_member_id(Some(s(member)))
+            .with_share_session_epoch(epoch)
+            .with_max_wait_ms(100)
+            .with_max_bytes(1 << 20)
+            .with_max_records(100)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_index(0)
+                ])])
+    };
+    let acquired = |r: &ShareFetchResponse| -> Vec<(i64, i64, i16)> {
+        r.responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .flat_map(|p| &p.acquired_records)
+            .map(|a| (a.first_offset, a.last_offset, a.delivery_count))
+            .collect()
+    };
+    let topic_id =
+        |c: &Cluster, topic: &str| Uuid::from_bytes(c.node(1).broker.image().topics[topic].id);
+    // A first share read creates __share_group_state (one partition): find its leader.
+    let mut c = cluster.client(1).await;
+    create_replicated(&mut c, "warm").await;
+    let (warm_leader, _) = leader_of(&mut c, "warm").await;
+    let warm = topic_id(&cluster, "warm");
+    let mut w = cluster.client(warm_leader).await;
+    let r = w.call(fetch(warm, "m", 0), 1).await.unwrap();
+    assert_eq!(r.error_code, 0);
+    cluster
+        .until(Duration::from_secs(20), "the state partition led", |c| {
+            c.node(1)
+                .broker
+                .image()
+                .partition("__share_group_state", 0)
+                .is_some_and(|p| p.leader > 0)
+        })
+        .await;
+    let state_leader = cluster
+        .node(1)
+        .broker
+        .image()
+        .partition("__share_group_state", 0)
+        .unwrap()
+        .leader;
+    // The data partition is led elsewhere, and its second replica is not the state
+    // leader either, so both leaders write their state over the wire.
+    let others: Vec<i32> = (1..=3).filter(|b| *b != state_leader).collect();
+    let r = c
+        .call(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(s("sh")))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![
+                            BrokerId(others[0]),
+                            BrokerId(others[1]),
+                            BrokerId(state_leader),
+                        ])])]),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    cluster
+        .until(
+            Duration::from_secs(10),
+            "the topic led by its first replica",
+            |c| {
+                c.node(others[0])
+                    .broker
+                    .replica("sh", 0)
+                    .is_some_and(|r| r.is_leader())
+            },
+        )
+        .await;
+    let sh = topic_id(&cluster, "sh");
+    let mut l = cluster.client(others[0]).await;
+    // Opened before the records exist: the share partition starts at the end (latest).
+    let r = l.call(fetch(sh, "a", 0), 1).await.unwrap();
+    assert_eq!((r.error_code, acquired(&r)), (0, vec![]));
+    let r = l
+        .call(produce_request("sh", -1, 5000, [(0, batch(0, 10))]), 9)
+        .await
+        .unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let r = l.call(fetch(sh, "a", 1), 1).await.unwrap();
+    assert_eq!(acquired(&r), vec![(0, 9, 1)]);
+    let r = l
+        .call(
+            ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(s("sg"))))
+                .with_member_id(Some(s("a")))
+                .with_share_session_epoch(2)
+                .with_topics(vec![AcknowledgeTopic::default()
+                    .with_topic_id(sh)
+                    .with_partitions(vec![AcknowledgePartition::default()
+                        .with_partition_index(0)
+                        .with_acknowledgement_batches(vec![
+                            AcknowledgementBatch::default()
+                                .with_first_offset(0)
+                                .with_last_offset(4)
+                                .with_acknowledge_types(vec![1]),
+                        ])])]),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 0,
+        "acknowledged once stored on broker {state_leader}"
+    );
+    // The leader dies holding 5..=9 for a.
+    cluster.stop(others[0]);
+    cluster
+        .until(Duration::from_secs(20), "a new leader in sync", |c| {
+            c.node(others[1])
+                .broker
+                .replica("sh", 0)
+                .is_some_and(|r| r.is_leader())
+        })
+        .await;
+    let mut l2 = cluster.client(others[1]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let r = l2.call(fetch(sh, "b", 0), 1).await.unwrap();
+        let got = acquired(&r);
+        let code = r
+            .responses
+            .first()
+            .map_or(0, |t| t.partitions[0].error_code);
+        if (!got.is_empty() && code == 0) || Instant::now() > deadline {
+            break got;
+        }
+        // Not leading yet (metadata on its way): ask again with a fresh session.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        got,
+        vec![(5, 9, 2)],
+        "acknowledged records stay done; held ones come back, counted"
+    );
 }
