@@ -137,10 +137,13 @@ impl SharePartition {
 
     /// A share partition from its persisted state. Records acquired when it was
     /// written are available again: their locks died with the leader that held them.
+    /// Only the window `group.share.partition.max.record.locks` allows from the start
+    /// is restored: records past it are delivered as new.
     pub fn restore(snapshot: &ShareSnapshot, limits: ShareLimits) -> SharePartition {
         let mut sp = SharePartition::new(snapshot.start_offset, limits);
+        let window_end = sp.acquirable_end();
         for b in &snapshot.batches {
-            for offset in b.first_offset.max(sp.start)..=b.last_offset {
+            for offset in b.first_offset.max(sp.start)..=b.last_offset.min(window_end - 1) {
                 let state = match b.state {
                     RecordState::Acquired => RecordState::Available,
                     s => s,
@@ -284,7 +287,10 @@ impl SharePartition {
         last_offset: i64,
         types: &[AckType],
     ) -> Result<(), ShareError> {
-        let len = last_offset - first_offset + 1;
+        let len = last_offset
+            .checked_sub(first_offset)
+            .and_then(|d| d.checked_add(1))
+            .ok_or(ShareError::InvalidRequest)?;
         if len <= 0 || types.is_empty() || (types.len() != 1 && types.len() as i64 != len) {
             return Err(ShareError::InvalidRequest);
         }
@@ -519,9 +525,6 @@ impl ShareSnapshot {
             let (first_offset, last_offset) = (b.get_i64(), b.get_i64());
             let delivery_count = b.get_i16();
             let state = RecordState::from_code(b.get_i8())?;
-            if first_offset > last_offset || first_offset < start_offset {
-                return None;
-            }
             batches.push(StateBatch {
                 first_offset,
                 last_offset,
@@ -529,10 +532,23 @@ impl ShareSnapshot {
                 delivery_count,
             });
         }
-        Some(ShareSnapshot {
+        let snapshot = ShareSnapshot {
             start_offset,
             batches,
-        })
+        };
+        snapshot.is_well_formed().then_some(snapshot)
+    }
+
+    /// Batches in order, apart, each a range at or past the start offset.
+    pub fn is_well_formed(&self) -> bool {
+        let mut next = self.start_offset;
+        for b in &self.batches {
+            if b.first_offset < next || b.first_offset > b.last_offset {
+                return false;
+            }
+            next = b.last_offset.saturating_add(1);
+        }
+        true
     }
 }
 
@@ -734,6 +750,56 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] = 9; // no such state
         assert_eq!(ShareSnapshot::decode(&bad), None);
+    }
+
+    /// Bad input from the wire or the disk is refused or bounded, never a panic or a
+    /// runaway allocation.
+    #[test]
+    fn hostile_ranges_are_refused_or_bounded() {
+        let mut sp = SharePartition::new(0, LIMITS);
+        sp.acquire_new("a", 0, 0, 2).unwrap();
+        assert_eq!(
+            sp.acknowledge("a", i64::MIN, i64::MAX, &[AckType::Accept]),
+            Err(ShareError::InvalidRequest)
+        );
+        assert_eq!(
+            sp.acknowledge("a", 0, i64::MAX - 1, &[AckType::Accept]),
+            Err(ShareError::InvalidRecordState)
+        );
+        let huge = ShareSnapshot {
+            start_offset: 0,
+            batches: vec![StateBatch {
+                first_offset: 0,
+                last_offset: i64::MAX,
+                state: RecordState::Acknowledged,
+                delivery_count: 1,
+            }],
+        };
+        let back = SharePartition::restore(&huge, LIMITS);
+        assert_eq!(
+            back.in_flight(),
+            0,
+            "acknowledged up to the window: all done"
+        );
+        assert_eq!(back.start_offset(), LIMITS.max_in_flight);
+        let overlapping = ShareSnapshot {
+            start_offset: 0,
+            batches: vec![
+                StateBatch {
+                    first_offset: 0,
+                    last_offset: 5,
+                    state: RecordState::Archived,
+                    delivery_count: 1,
+                },
+                StateBatch {
+                    first_offset: 5,
+                    last_offset: 6,
+                    state: RecordState::Available,
+                    delivery_count: 1,
+                },
+            ],
+        };
+        assert_eq!(ShareSnapshot::decode(&overlapping.encode()), None);
     }
 
     /// Records removed from the log (retention) leave the share partition too.

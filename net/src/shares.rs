@@ -658,10 +658,16 @@ mod remote {
                 delivery_count: b.delivery_count,
             });
         }
-        Ok(Some(ShareSnapshot {
+        let snapshot = ShareSnapshot {
             start_offset: p.start_offset,
             batches,
-        }))
+        };
+        if !snapshot.is_well_formed() {
+            return Err(Unavailable(format!(
+                "ReadShareGroupState from broker {leader}: malformed state batches"
+            )));
+        }
+        Ok(Some(snapshot))
     }
 
     pub async fn write(

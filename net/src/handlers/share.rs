@@ -577,18 +577,16 @@ pub fn write_state(broker: &Arc<Broker>, req: WriteShareGroupStateRequest) -> Re
                         })
                     })
                     .collect();
-                let code = match batches {
+                let snap = batches.map(|batches| ShareSnapshot {
+                    start_offset: p.start_offset,
+                    batches,
+                });
+                let code = match snap.filter(ShareSnapshot::is_well_formed) {
                     None => codes::INVALID_REQUEST,
-                    Some(batches) => {
-                        let snap = ShareSnapshot {
-                            start_offset: p.start_offset,
-                            batches,
-                        };
-                        match broker.shares.store(&broker, &key, &snap).await {
-                            Ok(()) => codes::NONE,
-                            Err(code) => code,
-                        }
-                    }
+                    Some(snap) => match broker.shares.store(&broker, &key, &snap).await {
+                        Ok(()) => codes::NONE,
+                        Err(code) => code,
+                    },
                 };
                 partitions.push(
                     write_share_group_state_response::PartitionResult::default()
