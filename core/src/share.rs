@@ -309,7 +309,12 @@ impl SharePartition {
             r.state = match t {
                 AckType::Accept => RecordState::Acknowledged,
                 AckType::Gap | AckType::Reject => RecordState::Archived,
-                AckType::Release if r.delivery_count >= max => RecordState::Archived,
+                AckType::Release
+                    if r.delivery_count >= max
+                        || crate::sim::planted(crate::sim::Bug::ShareReleaseArchives) =>
+                {
+                    RecordState::Archived
+                }
                 AckType::Release => RecordState::Available,
             };
         }

@@ -170,10 +170,16 @@ pub enum Bug {
     /// The `uniform` assignor leaves each topic's last partition to nobody (an
     /// off-by-one).
     AssignorSkipsPartition,
+    /// Share-group acknowledgements are answered without their state being written to
+    /// `__share_group_state` (KIP-932).
+    ShareAckNotDurable,
+    /// A share-group record a member releases is archived instead of made available
+    /// again.
+    ShareReleaseArchives,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 34] = [
+    pub const ALL: [Bug; 36] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -208,6 +214,8 @@ impl Bug {
         Bug::CleanerTrustsHeaders,
         Bug::PartitionOwnedTwice,
         Bug::AssignorSkipsPartition,
+        Bug::ShareAckNotDurable,
+        Bug::ShareReleaseArchives,
     ];
 
     pub fn name(self) -> &'static str {
@@ -246,6 +254,8 @@ impl Bug {
             Bug::CleanerTrustsHeaders => "cleaner-trusts-headers",
             Bug::PartitionOwnedTwice => "partition-owned-twice",
             Bug::AssignorSkipsPartition => "assignor-skips-partition",
+            Bug::ShareAckNotDurable => "share-ack-not-durable",
+            Bug::ShareReleaseArchives => "share-release-archives",
         }
     }
 

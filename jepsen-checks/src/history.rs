@@ -67,6 +67,15 @@ pub enum F {
     /// The nemesis moved the broker's wall clock (`clock_ms`).
     #[serde(rename = "clock-jump")]
     ClockJump,
+    /// A share-group member's ShareFetch (KIP-932): invoked once, then one `ok` per
+    /// acquired range with its records and `delivery_count`.
+    #[serde(rename = "share-fetch")]
+    ShareFetch,
+    /// A share-group member's acknowledgement of records it accepted (`records`), per
+    /// partition: `ok` when the broker answered it applied, `fail` when refused, `info`
+    /// when the answer was lost.
+    #[serde(rename = "share-ack")]
+    ShareAck,
 }
 
 /// One record a scan returned: offset, key, value (None: a tombstone).
@@ -139,6 +148,9 @@ pub struct Op {
     /// coordinator cannot fence it sooner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ms: Option<u64>,
+    /// How many times a share fetch's records have been delivered, this time included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_count: Option<i16>,
 }
 
 impl Op {
@@ -175,6 +187,7 @@ impl Op {
             delete_retention_ms: None,
             clock_ms: None,
             lease_ms: None,
+            delivery_count: None,
         }
     }
 }

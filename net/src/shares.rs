@@ -266,6 +266,12 @@ impl Shares {
                 SharePartition::new(start, limits)
             }
         };
+        sluice_core::sim_event!(
+            "share {group} {topic}-{partition}: loaded at leader epoch {leader_epoch}: start {} end {} available {:?}",
+            sp.start_offset(),
+            sp.end_offset(),
+            sp.available_offsets()
+        );
         let mut inner = self.lock();
         let stale = inner
             .partitions
@@ -314,6 +320,15 @@ impl Shares {
         }
         let from = h.sp.end_offset();
         if from >= log.high_watermark() || from >= h.sp.acquirable_end() {
+            sluice_core::sim_event!(
+                "share {} {}-{}: nothing for {member}: start {} end {from} hw {} in flight {}",
+                pk.0,
+                pk.1,
+                pk.2,
+                h.sp.start_offset(),
+                log.high_watermark(),
+                h.sp.in_flight()
+            );
             return Ok((Bytes::new(), Vec::new()));
         }
         let read = log.read(from, max_bytes)?;
@@ -334,7 +349,10 @@ impl Shares {
     }
 
     /// Writes the state of each share partition in `dirty`, in turn; returns those
-    /// that could not be written.
+    /// that could not be written. A share partition whose write fails is dropped, to be
+    /// read back from the store: the changes not written are undone (the write may yet
+    /// have landed, when it failed waiting for durability, so the outcome of those
+    /// changes is unknown to the members told of the failure).
     pub async fn persist(
         &self,
         broker: &Arc<Broker>,
@@ -342,6 +360,9 @@ impl Shares {
     ) -> BTreeMap<PartKey, String> {
         let _writing = self.writer.lock().await;
         let mut failed = BTreeMap::new();
+        if sluice_core::sim::planted(sluice_core::sim::Bug::ShareAckNotDurable) {
+            return failed;
+        }
         for pk in dirty {
             let state = self
                 .lock()
@@ -349,10 +370,15 @@ impl Shares {
                 .get(pk)
                 .map(|h| (h.key.clone(), h.sp.snapshot()));
             let Some((key, snapshot)) = state else {
+                // Dropped after an earlier write failed: this change went with it.
+                failed.insert(pk.clone(), "share partition reloading".into());
                 continue;
             };
             if let Err(e) = write_state(broker, &key, &snapshot).await {
                 warn!(group = %pk.0, topic = %pk.1, partition = pk.2, error = %e.0, "share-group state not written");
+                // What is held here is ahead of what is stored: drop it, so the next
+                // fetch starts again from the stored state (as Kafka rolls back).
+                self.lock().partitions.remove(pk);
                 failed.insert(pk.clone(), e.0);
             }
         }

@@ -25,6 +25,8 @@ pub mod links;
 #[cfg(madsim)]
 pub mod run;
 #[cfg(madsim)]
+pub mod share;
+#[cfg(madsim)]
 pub mod txn;
 
 pub use disk::{Faults, SimDisk};

@@ -640,6 +640,11 @@ pub(crate) fn start_broker(
                     // KIP-848 members likewise (the consumer-group runner).
                     group_consumer_session_timeout_ms: crate::kip848::SESSION_MS,
                     group_consumer_heartbeat_interval_ms: 300,
+                    // Share groups likewise, with short locks (the share-group runner).
+                    group_share_session_timeout_ms: crate::share::SESSION_MS,
+                    group_share_heartbeat_interval_ms: 300,
+                    group_share_record_lock_duration_ms: crate::share::LOCK_MS,
+                    share_coordinator_state_topic_num_partitions: 4,
                     // Compact __consumer_offsets and __transaction_state often, under
                     // the faults.
                     offsets_topic_num_partitions: 4,

@@ -106,6 +106,42 @@ fn kip848_planted_bugs_are_caught() {
 }
 
 #[test]
+fn share_group_seeds_find_no_anomaly() {
+    // The share-group runner (KIP-932): members crash holding records, pause past their
+    // locks, and have their sessions cut while the broker is crashed, killed, paused and
+    // cut off; after the heal they drain the topic.
+    seeds_find_no_anomaly(&["--share"], 60, 0, 0);
+    seeds_find_no_anomaly(&["--share", "--swarm"], 140, 10, 4_000_000);
+}
+
+/// The share-group planted bugs, each with the checker that must catch it.
+#[test]
+fn share_group_planted_bugs_are_caught() {
+    for (bug, anomaly, bound) in [
+        ("share-ack-not-durable", "share-redelivered", 5),
+        ("share-release-archives", "share-lost", 5),
+    ] {
+        let bound_s = bound.to_string();
+        let (_, text) = sim(&[
+            "run", "--start", "1", "--seeds", &bound_s, "--bug", bug, "--share",
+        ]);
+        let caught = seed_lines(&text)
+            .into_iter()
+            .filter(|l| {
+                l.split(" | ")
+                    .find_map(|f| f.strip_prefix("anomalies "))
+                    .is_some_and(|k| k.split(' ').any(|k| k.starts_with(&format!("{anomaly}:"))))
+            })
+            .count();
+        println!("{bug}: caught by {anomaly} in {caught} of {bound} seeds");
+        assert!(
+            caught > 0,
+            "{bug} was not caught as {anomaly} within {bound} seeds:\n{text}"
+        );
+    }
+}
+
+#[test]
 fn cluster_seeds_find_no_anomaly() {
     seeds_find_no_anomaly(&["--cluster"], 30, 0, 0);
     seeds_find_no_anomaly(&["--cluster", "--swarm"], 95, 5, 2_000_000);
@@ -203,6 +239,7 @@ fn one_seed_run_twice_gives_the_same_history_and_trace() {
         ("42", None),
         ("1234", None),
         ("99", Some("--groups")),
+        ("77", Some("--share")),
     ] {
         let (a, b) = (
             dir.join(format!("{seed}-a.jsonl")),

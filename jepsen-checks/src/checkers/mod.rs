@@ -18,6 +18,7 @@ mod nonmonotonic_poll;
 mod nonmonotonic_send;
 mod poll_skip;
 mod precommitted_read;
+mod share;
 mod skipped_by_commit;
 mod split_ownership;
 mod torn_transaction;
@@ -97,7 +98,7 @@ type Checker = fn(&[Op]) -> Vec<Anomaly>;
 /// Every checker, root causes first: a lost or overwritten write explains the
 /// ordering, group and exactly-once anomalies that follow from it, so a report lists
 /// it before them.
-const CHECKERS: [(&str, Checker); 23] = [
+const CHECKERS: [(&str, Checker); 25] = [
     (lost_write::NAME, lost_write::check),
     (log_start::NAME, log_start::check),
     (compaction::NAME, compaction::check),
@@ -127,6 +128,8 @@ const CHECKERS: [(&str, Checker); 23] = [
     ),
     (nonmonotonic_commit::NAME, nonmonotonic_commit::check),
     (skipped_by_commit::NAME, skipped_by_commit::check),
+    (share::REDELIVERED, share::check_redelivered),
+    (share::LOST, share::check_lost),
 ];
 
 /// Runs every checker.

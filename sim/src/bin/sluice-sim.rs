@@ -1,5 +1,5 @@
 //! `sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME]
-//! [--swarm] [--cluster | --groups]`: runs seeds (J at a time, each in its own process; J is the
+//! [--swarm] [--cluster | --groups | --share]`: runs seeds (J at a time, each in its own process; J is the
 //! number of CPUs unless given) and prints, per seed, the scenario, operations, faults, anomalies and trace
 //! hash. `sluice-sim replay SEED [--history FILE]`: runs one seed again and prints its
 //! trace (and writes its history). Build with `RUSTFLAGS="--cfg madsim"`.
@@ -136,6 +136,8 @@ fn main() {
                 sluice_sim::cluster::run_cluster_seed(seed, &opts)
             } else if has("--groups") {
                 sluice_sim::kip848::run_groups_seed(seed, &opts)
+            } else if has("--share") {
+                sluice_sim::share::run_share_seed(seed, &opts)
             } else {
                 run_seed(seed, &opts)
             };
@@ -157,10 +159,10 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster [--classic] | --groups]"
+                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster [--classic] | --groups | --share]"
             );
             eprintln!(
-                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster [--classic] | --groups]"
+                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster [--classic] | --groups | --share]"
             );
             std::process::exit(2);
         }
