@@ -14,8 +14,9 @@ use kafka_protocol::messages::offset_delete_request::{
 };
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupDescribeRequest, ConsumerProtocolAssignment, DeleteGroupsRequest,
-    DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, TopicName,
+    DescribeGroupsRequest, DescribeShareGroupOffsetsRequest, GroupId, ListGroupsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ShareGroupDescribeRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use serde::Serialize;
@@ -466,6 +467,12 @@ async fn describe(client: &mut Client, coordinator: &mut Client, group: &str) ->
         .groups
         .first()
         .context("empty DescribeGroups response")?;
+    let unknown = g.error_code == 69 || (g.error_code == 0 && g.group_state.as_str() == "Dead");
+    if unknown {
+        if let Some(view) = describe_share(client, coordinator, group).await? {
+            return Ok(view);
+        }
+    }
     let (state, epoch, protocol_type, protocol, members) = if g.error_code == 69 {
         let v = coordinator.version(ApiKey::ConsumerGroupDescribe, 1)?;
         let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
@@ -572,6 +579,88 @@ async fn describe(client: &mut Client, coordinator: &mut Client, group: &str) ->
         partitions,
         total_lag,
     })
+}
+
+/// A share group (KIP-932), if `group` is one: its members (a partition may have
+/// several) and per partition the share-partition start offset, where the records the
+/// group has not finished begin (shown as the committed offset; the lag is what lies
+/// from there to the log end).
+async fn describe_share(
+    client: &mut Client,
+    coordinator: &mut Client,
+    group: &str,
+) -> Result<Option<GroupView>> {
+    let Ok(v) = coordinator.version(ApiKey::ShareGroupDescribe, 1) else {
+        return Ok(None);
+    };
+    let req = ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let resp = coordinator.call(req, v).await?;
+    let Some(g) = resp.groups.first().filter(|g| g.error_code == 0) else {
+        return Ok(None);
+    };
+    let members: Vec<MemberView> = g
+        .members
+        .iter()
+        .map(|m| MemberView {
+            member_id: m.member_id.to_string(),
+            group_instance_id: None,
+            client_id: m.client_id.to_string(),
+            host: m.client_host.to_string(),
+            assignment: m
+                .assignment
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), *p)))
+                .collect(),
+        })
+        .collect();
+    let v = coordinator.version(ApiKey::DescribeShareGroupOffsets, 0)?;
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(None),
+    ]);
+    let offsets = coordinator.call(req, v).await?;
+    let mut readers: BTreeMap<(String, i32), Vec<String>> = BTreeMap::new();
+    for m in &members {
+        for tp in &m.assignment {
+            readers
+                .entry(tp.clone())
+                .or_default()
+                .push(m.member_id.clone());
+        }
+    }
+    let mut partitions = Vec::new();
+    for t in offsets.groups.iter().flat_map(|g| &g.topics) {
+        let name = t.topic_name.to_string();
+        let count = topic::partitions(client, &name).await?;
+        let end = topic::offsets(client, &name, count, -1).await?;
+        for p in &t.partitions {
+            let start = (p.error_code == 0 && p.start_offset >= 0).then_some(p.start_offset);
+            let leo = end.get(p.partition_index as usize).copied().unwrap_or(-1);
+            partitions.push(PartitionView {
+                topic: name.clone(),
+                partition: p.partition_index,
+                committed_offset: start,
+                log_end_offset: leo,
+                lag: start.map(|o| (leo - o).max(0)),
+                member_id: readers
+                    .get(&(name.clone(), p.partition_index))
+                    .map(|ms| ms.join(",")),
+            });
+        }
+    }
+    let total_lag = partitions.iter().filter_map(|p| p.lag).sum();
+    Ok(Some(GroupView {
+        group: group.to_string(),
+        state: g.group_state.to_string(),
+        epoch: Some(g.group_epoch),
+        protocol_type: "share".to_string(),
+        protocol: g.assignor_name.to_string(),
+        members,
+        partitions,
+        total_lag,
+    }))
 }
 
 fn print_view(v: &GroupView) {

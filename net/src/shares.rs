@@ -584,7 +584,7 @@ async fn state_leader(broker: &Arc<Broker>, key: &ShareKey) -> Result<i32, Unava
 }
 
 /// Reads `key`'s state from the leader of its state partition.
-async fn read_state(
+pub async fn read_state(
     broker: &Arc<Broker>,
     key: &ShareKey,
 ) -> Result<Option<ShareSnapshot>, Unavailable> {

@@ -2626,4 +2626,50 @@ async fn share_group_apis_at_every_advertised_version() {
         r.results[0].partitions[0].start_offset, -1,
         "nothing stored"
     );
+    // DescribeShareGroupOffsets: the start offset of each share partition.
+    let described = |r: &DescribeShareGroupOffsetsResponse| -> Vec<(String, i32, i64)> {
+        r.groups[0]
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (t.topic_name.to_string(), p.partition_index, p.start_offset))
+            })
+            .collect()
+    };
+    use kafka_protocol::messages::describe_share_group_offsets_request::{
+        DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+    };
+    for v in versions(ApiKey::DescribeShareGroupOffsets) {
+        let group = |topics| {
+            DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(GroupId(s("sg")))
+                    .with_topics(topics),
+            ])
+        };
+        let all = c.call(group(None), v).await.unwrap();
+        assert_eq!(described(&all), vec![("sq".to_string(), 0, 17)], "v{v}");
+        let named = c
+            .call(
+                group(Some(vec![DescribeShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(name("sq"))
+                    .with_partitions(vec![0, 5])])),
+                v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            described(&named),
+            vec![("sq".to_string(), 0, 17), ("sq".to_string(), 5, -1)],
+            "v{v}"
+        );
+        let errors: Vec<i16> = named.groups[0].topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(errors, vec![0, 3], "v{v}: sq has no partition 5");
+    }
 }

@@ -3,6 +3,7 @@ consumers of one group share partitions and each record goes to one of them;
 records are acknowledged (accepted, released, rejected), redelivered when released,
 when their acquisition lock runs out or when their holder leaves, archived after the
 delivery limit, and what was acknowledged survives a kill -9 of the broker."""
+import json
 import time
 
 import pytest
@@ -74,6 +75,15 @@ def test_share_consumers_split_the_records_and_each_is_delivered_once(fast_broke
         # The Python admin client has no share-group calls: ListGroups through the CLI.
         listed = fast_broker.cli("group", "list").stdout
         assert "sg\tStable\tshare\tshare" in listed, listed
+        # ShareGroupDescribe and DescribeShareGroupOffsets through the CLI.
+        view = json.loads(fast_broker.cli("group", "describe", "sg", "--format", "json").stdout)
+        assert (view["protocol_type"], view["protocol"], len(view["members"])) == ("share", "simple", 3), view
+        parts = {(p["topic"], p["partition"]): p for p in view["partitions"]}
+        assert set(parts) == {("queue", 0), ("queue", 1)}, view
+        assert sum(p["log_end_offset"] for p in parts.values()) == 600, view
+        for p in parts.values():
+            assert 0 <= p["committed_offset"] <= p["log_end_offset"], p
+            assert p["member_id"], p
     finally:
         for c in cs:
             c.close()

@@ -74,6 +74,9 @@ pub struct ShareGroup {
     pub members: BTreeMap<String, ShareMember>,
     /// Partition counts of the subscribed topics the assignment was made for.
     subscribed_partitions: BTreeMap<String, i32>,
+    /// Every topic the group's members subscribed to since the coordinator loaded it
+    /// (what DescribeShareGroupOffsets reports when no topics are named).
+    pub topics_read: BTreeSet<String>,
 }
 
 impl ShareGroup {
@@ -162,6 +165,7 @@ impl ShareGroup {
     /// changed (`changed` says the members or subscriptions did).
     fn maybe_rebalance(&mut self, image: &TopicImage, changed: bool) {
         let subscribed = self.subscriptions(image);
+        self.topics_read.extend(subscribed.keys().cloned());
         if changed || subscribed != self.subscribed_partitions {
             self.epoch += 1;
             self.subscribed_partitions = subscribed;

@@ -126,6 +126,7 @@ pub fn handle(
         RequestKind::ShareAcknowledge(r) => share::acknowledge(broker, r),
         RequestKind::ReadShareGroupState(r) => Reply::Now(share::read_state(broker, r)),
         RequestKind::WriteShareGroupState(r) => share::write_state(broker, r),
+        RequestKind::DescribeShareGroupOffsets(r) => share::describe_offsets(broker, r),
         RequestKind::DescribeProducers(r) => Reply::Now(txn::describe_producers(broker, r)),
         RequestKind::ListTransactions(r) => Reply::Now(txn::list_transactions(broker, r)),
         RequestKind::DescribeTransactions(r) => Reply::Now(txn::describe_transactions(broker, r)),

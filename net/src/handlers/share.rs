@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    read_share_group_state_response, share_acknowledge_response, share_fetch_response,
-    share_group_describe_response, share_group_heartbeat_response,
-    write_share_group_state_response, ReadShareGroupStateRequest, ReadShareGroupStateResponse,
-    ResponseKind, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
-    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    describe_share_group_offsets_response, read_share_group_state_response,
+    share_acknowledge_response, share_fetch_response, share_group_describe_response,
+    share_group_heartbeat_response, write_share_group_state_response,
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse,
+    ReadShareGroupStateRequest, ReadShareGroupStateResponse, ResponseKind, ShareAcknowledgeRequest,
+    ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse, ShareGroupDescribeRequest,
+    ShareGroupDescribeResponse, ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
     WriteShareGroupStateRequest, WriteShareGroupStateResponse,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -602,6 +603,94 @@ pub fn write_state(broker: &Arc<Broker>, req: WriteShareGroupStateRequest) -> Re
         }
         ResponseKind::WriteShareGroupState(
             WriteShareGroupStateResponse::default().with_results(results),
+        )
+    }))
+}
+
+/// DescribeShareGroupOffsets (KIP-932): each share partition's start offset, read from
+/// `__share_group_state` (-1 where the group has not read the partition yet); with no
+/// topics named, every partition the group has state for among the topics its members
+/// subscribed to (since this coordinator loaded the group).
+pub fn describe_offsets(broker: &Arc<Broker>, req: DescribeShareGroupOffsetsRequest) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in &req.groups {
+            let gid = g.group_id.to_string();
+            let out = describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup::default()
+                .with_group_id(g.group_id.clone());
+            let wanted: Vec<(String, Vec<i32>)> = match &g.topics {
+                Some(topics) => topics
+                    .iter()
+                    .map(|t| (t.topic_name.to_string(), t.partitions.clone()))
+                    .collect(),
+                None => {
+                    let Some(group) = broker.groups.describe_share(&gid) else {
+                        groups.push(
+                            out.with_error_code(codes::GROUP_ID_NOT_FOUND)
+                                .with_error_message(Some(s(&format!(
+                                    "Group {gid} is not a share group this coordinator knows."
+                                )))),
+                        );
+                        continue;
+                    };
+                    group
+                        .topics_read
+                        .iter()
+                        .filter_map(|t| {
+                            Some((t.clone(), (0..broker.topic(t)?.partitions).collect()))
+                        })
+                        .collect()
+                }
+            };
+            // With no topics named, only partitions the group has state for.
+            let stored_only = g.topics.is_none();
+            let mut topics = Vec::with_capacity(wanted.len());
+            for (topic, partitions) in wanted {
+                let known = broker.topic(&topic);
+                let id = known.as_ref().map(|t| t.id);
+                let mut parts = Vec::with_capacity(partitions.len());
+                for p in partitions {
+                    let part = describe_share_group_offsets_response::DescribeShareGroupOffsetsResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_epoch(-1);
+                    let Some(topic_id) = id.filter(|_| {
+                        known
+                            .as_ref()
+                            .is_some_and(|t| (0..t.partitions).contains(&p))
+                    }) else {
+                        parts.push(
+                            part.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                                .with_start_offset(-1),
+                        );
+                        continue;
+                    };
+                    let key = ShareKey {
+                        group: gid.clone(),
+                        topic_id,
+                        partition: p,
+                    };
+                    parts.push(match crate::shares::read_state(&broker, &key).await {
+                        Ok(Some(snap)) => part.with_start_offset(snap.start_offset),
+                        Ok(None) if stored_only => continue,
+                        Ok(None) => part.with_start_offset(-1),
+                        Err(e) => part
+                            .with_start_offset(-1)
+                            .with_error_code(codes::COORDINATOR_NOT_AVAILABLE)
+                            .with_error_message(Some(s(&e.0))),
+                    });
+                }
+                topics.push(
+                    describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(TopicName(s(&topic)))
+                        .with_topic_id(id.map_or(Uuid::nil(), Uuid::from_bytes))
+                        .with_partitions(parts),
+                );
+            }
+            groups.push(out.with_topics(topics));
+        }
+        ResponseKind::DescribeShareGroupOffsets(
+            DescribeShareGroupOffsetsResponse::default().with_groups(groups),
         )
     }))
 }
