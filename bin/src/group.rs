@@ -169,7 +169,7 @@ struct Listed {
     group: String,
     state: String,
     protocol_type: String,
-    /// `classic` or `consumer` (KIP-848).
+    /// `classic`, `consumer` (KIP-848) or `share` (KIP-932).
     group_type: String,
 }
 
@@ -710,7 +710,13 @@ fn render_view(v: &GroupView) -> String {
             }
         );
     }
-    out.push_str("topic\tpartition\tcommitted\tlog-end\tlag\tmember\n");
+    // A share group commits nothing: its column is where its unfinished records begin.
+    let column = if v.protocol_type == "share" {
+        "start"
+    } else {
+        "committed"
+    };
+    let _ = writeln!(out, "topic\tpartition\t{column}\tlog-end\tlag\tmember");
     for p in &v.partitions {
         let opt = |o: Option<i64>| o.map_or("-".to_string(), |x| x.to_string());
         let _ = writeln!(
@@ -741,6 +747,36 @@ mod snapshots {
             lag: committed.map(|c| end - c),
             member_id: member.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn group_describe_text_for_a_share_group() {
+        let v = GroupView {
+            group: "workers".into(),
+            state: "Stable".into(),
+            epoch: Some(3),
+            protocol_type: "share".into(),
+            protocol: "simple".into(),
+            members: vec![
+                MemberView {
+                    member_id: "w-1".into(),
+                    group_instance_id: None,
+                    client_id: "worker".into(),
+                    host: "/10.0.0.5".into(),
+                    assignment: vec![("orders".into(), 0)],
+                },
+                MemberView {
+                    member_id: "w-2".into(),
+                    group_instance_id: None,
+                    client_id: "worker".into(),
+                    host: "/10.0.0.6".into(),
+                    assignment: vec![("orders".into(), 0)],
+                },
+            ],
+            partitions: vec![partition(0, Some(90), 100, Some("w-1,w-2"))],
+            total_lag: 10,
+        };
+        insta::assert_snapshot!(render_view(&v));
     }
 
     #[test]
