@@ -233,12 +233,17 @@ impl Shares {
         log: &PartitionLog,
     ) -> Result<(), Unavailable> {
         let pk = (group.to_string(), topic.to_string(), partition);
-        if self
+        // The group's configs as they are now: a changed lock duration applies from
+        // the next acquisition on.
+        let configs = broker.image().group_configs.get(group).cloned();
+        let limits = self.limits_for(configs.as_ref());
+        if let Some(h) = self
             .lock()
             .partitions
-            .get(&pk)
-            .is_some_and(|h| h.leader_epoch == leader_epoch)
+            .get_mut(&pk)
+            .filter(|h| h.leader_epoch == leader_epoch)
         {
+            h.sp.set_limits(limits);
             return Ok(());
         }
         let Some(t) = broker.topic(topic) else {
@@ -249,8 +254,6 @@ impl Shares {
             topic_id: t.id,
             partition,
         };
-        let configs = broker.image().group_configs.get(group).cloned();
-        let limits = self.limits_for(configs.as_ref());
         let sp = match read_state(broker, &key).await? {
             Some(snapshot) => SharePartition::restore(&snapshot, limits),
             None => {

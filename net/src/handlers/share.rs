@@ -53,7 +53,7 @@ pub fn heartbeat(broker: &Arc<Broker>, client: &Client, r: ShareGroupHeartbeatRe
             .with_member_epoch(-1)
     };
     let response = match broker.groups.share_heartbeat(broker, req) {
-        Err(e) => failed(codes::NOT_COORDINATOR, e.0),
+        Err(e) => failed(codes::COORDINATOR_NOT_AVAILABLE, e.0),
         Ok(Err((e, message))) => failed(codes::group_error(e), message),
         Ok(Ok(hb)) => ShareGroupHeartbeatResponse::default()
             .with_member_id(Some(s(&hb.member_id)))
