@@ -44,43 +44,12 @@ impl Node {
     /// starts serving. A single node (no `controller.quorum.voters`) is its own quorum;
     /// a cluster node returns once a quorum has formed and taken its registration.
     pub async fn start(env: Env, mut config: BrokerConfig) -> Result<Node, NodeError> {
-        let listener =
-            env.net
-                .listen(&config.listen)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: config.listen.clone(),
-                    source,
-                })?;
-        let local_addr = listener
-            .local_addr()
-            .unwrap_or_else(|_| config.listen.clone());
-        // Port 0 asks for any port: advertise the one we got.
-        if config.advertised_port == 0 {
-            if let Some(port) = local_addr.rsplit(':').next().and_then(|p| p.parse().ok()) {
-                config.advertised_port = port;
-            }
-        }
+        let (listener, local_addr) =
+            bind(&env, &config.listen, &mut config.advertised_port).await?;
         // The other client listeners, bound now so that a taken port stops the start.
         let mut extra = Vec::new();
         for l in &mut config.extra_listeners {
-            let bound = env
-                .net
-                .listen(&l.listen)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: l.listen.clone(),
-                    source,
-                })?;
-            if l.advertised_port == 0 {
-                if let Some(port) = bound
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse().ok()))
-                {
-                    l.advertised_port = port;
-                }
-            }
+            let (bound, _) = bind(&env, &l.listen, &mut l.advertised_port).await?;
             extra.push((Arc::<str>::from(l.name.as_str()), bound));
         }
         let (shutdown, rx) = watch::channel(false);
@@ -352,4 +321,28 @@ async fn retention_timer(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
             () = broker.env.clock.sleep(every) => broker.apply_retention(),
         }
     }
+}
+
+/// Binds a client listener; port 0 asks for any port, and the one bound is then the
+/// one advertised (where none was given).
+async fn bind(
+    env: &Env,
+    addr: &str,
+    advertised_port: &mut u16,
+) -> Result<(Box<dyn sluice_core::env::Listener>, String), NodeError> {
+    let listener = env
+        .net
+        .listen(addr)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or_else(|_| addr.to_string());
+    if *advertised_port == 0 {
+        if let Some(port) = local.rsplit(':').next().and_then(|p| p.parse().ok()) {
+            *advertised_port = port;
+        }
+    }
+    Ok((listener, local))
 }

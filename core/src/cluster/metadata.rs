@@ -322,6 +322,19 @@ impl MetadataImage {
             .collect()
     }
 
+    /// The live brokers' endpoints of listener `name` with their racks (a broker without
+    /// that listener is left out, as Kafka does).
+    pub fn live_endpoints(&self, name: &str) -> Vec<(i32, &str, u16, Option<&str>)> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .filter_map(|(id, b)| {
+                let (host, port) = b.registration.endpoint(name)?;
+                Some((*id, host, port, b.registration.rack.as_deref()))
+            })
+            .collect()
+    }
+
     pub fn is_live(&self, node: i32) -> bool {
         self.brokers.get(&node).is_some_and(|b| !b.fenced)
     }

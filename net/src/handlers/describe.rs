@@ -207,18 +207,14 @@ pub fn describe_configs(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> Re
 pub fn describe_cluster(broker: &Arc<Broker>, client: &super::Client) -> ResponseKind {
     let image = broker.image();
     let brokers = image
-        .brokers
-        .iter()
-        .filter(|(_, b)| !b.fenced)
-        .filter_map(|(id, b)| {
-            let (host, port) = b.registration.endpoint(&client.listener)?;
-            Some(
-                DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(*id))
-                    .with_host(StrBytes::from_string(host.to_string()))
-                    .with_port(i32::from(port))
-                    .with_rack(b.registration.rack.clone().map(StrBytes::from_string)),
-            )
+        .live_endpoints(&client.listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(i32::from(port))
+                .with_rack(rack.map(|r| StrBytes::from_string(r.to_string())))
         })
         .collect();
     ResponseKind::DescribeCluster(

@@ -81,18 +81,14 @@ fn respond(
     // Each broker's endpoint of the listener this request came in on (Kafka leaves
     // out brokers without it).
     let brokers = image
-        .brokers
-        .iter()
-        .filter(|(_, b)| !b.fenced)
-        .filter_map(|(id, b)| {
-            let (host, port) = b.registration.endpoint(listener)?;
-            Some(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(*id))
-                    .with_host(StrBytes::from_string(host.to_string()))
-                    .with_port(i32::from(port))
-                    .with_rack(b.registration.rack.clone().map(StrBytes::from_string)),
-            )
+        .live_endpoints(listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(i32::from(port))
+                .with_rack(rack.map(|r| StrBytes::from_string(r.to_string())))
         })
         .collect();
     ResponseKind::Metadata(
