@@ -78,6 +78,8 @@ pub struct Shares {
     /// Writes of state go one at a time, so a later state never lands before an
     /// earlier one.
     writer: tokio::sync::Mutex<()>,
+    /// Idle connections to other brokers' state stores, by broker id.
+    peers: Mutex<BTreeMap<i32, crate::client::Client>>,
 }
 
 impl Shares {
@@ -93,6 +95,7 @@ impl Shares {
             session_timeout_ms: i64::from(config.group_share_session_timeout_ms),
             inner: Mutex::new(Inner::default()),
             writer: tokio::sync::Mutex::new(()),
+            peers: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -629,13 +632,33 @@ mod remote {
 
     use super::*;
 
+    /// A connection to `leader`: an idle one if there is, else a new one. Given back
+    /// with [`give_back`] after a call that went well.
     async fn client(broker: &Broker, leader: i32) -> Result<crate::client::Client, Unavailable> {
+        let idle = broker
+            .shares
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&leader);
+        if let Some(c) = idle {
+            return Ok(c);
+        }
         let addr = broker
             .broker_address(leader)
             .ok_or_else(|| Unavailable(format!("broker {leader} is not registered")))?;
         crate::client::Client::connect(broker.env.net.as_ref(), &addr, "sluice-share")
             .await
             .map_err(|e| Unavailable(e.to_string()))
+    }
+
+    fn give_back(broker: &Broker, leader: i32, c: crate::client::Client) {
+        broker
+            .shares
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(leader, c);
     }
 
     pub async fn read(
@@ -661,6 +684,7 @@ mod remote {
             .call(req, v)
             .await
             .map_err(|e| Unavailable(e.to_string()))?;
+        give_back(broker, leader, c);
         let p = r
             .results
             .first()
@@ -736,6 +760,7 @@ mod remote {
             .call(req, v)
             .await
             .map_err(|e| Unavailable(e.to_string()))?;
+        give_back(broker, leader, c);
         let code = r
             .results
             .first()
