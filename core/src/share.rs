@@ -10,6 +10,7 @@
 //! done. SPSO moves up as the oldest in-flight records are acknowledged or archived.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -73,8 +74,9 @@ pub enum ShareError {
 struct InFlight {
     state: RecordState,
     delivery_count: i16,
-    /// The member holding the lock, while Acquired.
-    owner: Option<String>,
+    /// The member holding the lock, while Acquired (shared by the records it took at
+    /// once).
+    owner: Option<Arc<str>>,
     lock_until_ms: i64,
 }
 
@@ -219,6 +221,7 @@ impl SharePartition {
     ) -> Vec<Acquired> {
         let mut out: Vec<Acquired> = Vec::new();
         let mut taken = 0;
+        let holder: Arc<str> = Arc::from(member);
         for offset in offsets {
             if taken >= max {
                 break;
@@ -231,7 +234,7 @@ impl SharePartition {
             }
             r.state = RecordState::Acquired;
             r.delivery_count = r.delivery_count.saturating_add(1);
-            r.owner = Some(member.to_string());
+            r.owner = Some(holder.clone());
             r.lock_until_ms = now_ms + self.limits.lock_ms;
             taken += 1;
             push_run(&mut out, offset, r.delivery_count);
@@ -257,13 +260,14 @@ impl SharePartition {
             return None;
         }
         let first = self.end;
+        let holder: Arc<str> = Arc::from(member);
         for offset in first..=last {
             self.records.insert(
                 offset,
                 InFlight {
                     state: RecordState::Acquired,
                     delivery_count: 1,
-                    owner: Some(member.to_string()),
+                    owner: Some(holder.clone()),
                     lock_until_ms: now_ms + self.limits.lock_ms,
                 },
             );
