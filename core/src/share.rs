@@ -462,10 +462,28 @@ pub struct ShareKey {
 
 impl ShareKey {
     /// The coordinator key that places it in `__share_group_state`
-    /// (`group:topicId:partition`).
+    /// (`group:topicId:partition`, the topic id as Kafka prints a Uuid: URL-safe base64
+    /// without padding), as FindCoordinator's share key type names it.
     pub fn coordinator_key(&self) -> String {
-        let id: String = self.topic_id.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}:{id}:{}", self.group, self.partition)
+        format!(
+            "{}:{}:{}",
+            self.group,
+            base64url(&self.topic_id),
+            self.partition
+        )
+    }
+
+    /// Reads a coordinator key back; `None` unless it is `group:topicId:partition`.
+    pub fn parse_coordinator_key(key: &str) -> Option<ShareKey> {
+        let mut parts = key.rsplitn(3, ':');
+        let partition = parts.next()?.parse().ok()?;
+        let topic_id = from_base64url(parts.next()?)?;
+        let group = parts.next()?;
+        (!group.is_empty()).then(|| ShareKey {
+            group: group.to_string(),
+            topic_id,
+            partition,
+        })
     }
 
     /// The record key in `__share_group_state`.
@@ -497,6 +515,44 @@ impl ShareKey {
             partition: b.get_i32(),
         })
     }
+}
+
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// 16 bytes as 22 characters of URL-safe base64 without padding.
+fn base64url(bytes: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(BASE64URL[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn from_base64url(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 22 {
+        return None;
+    }
+    let mut bits = 0u32;
+    let mut have = 0;
+    let mut out = Vec::with_capacity(16);
+    for c in text.bytes() {
+        let v = BASE64URL.iter().position(|x| *x == c)? as u32;
+        bits = bits << 6 | v;
+        have += 6;
+        if have >= 8 {
+            have -= 8;
+            out.push((bits >> have) as u8);
+            bits &= (1 << have) - 1;
+        }
+    }
+    (bits == 0).then_some(())?;
+    out.try_into().ok()
 }
 
 /// The version of the key and value layouts in `__share_group_state`.
@@ -745,7 +801,30 @@ mod tests {
             partition: 3,
         };
         assert_eq!(ShareKey::decode(&key.encode()), Some(key.clone()));
-        assert!(key.coordinator_key().starts_with("g:0707"));
+        // Kafka prints a Uuid as URL-safe base64 without padding.
+        assert_eq!(key.coordinator_key(), "g:BwcHBwcHBwcHBwcHBwcHBw:3");
+        assert_eq!(
+            ShareKey::parse_coordinator_key(&key.coordinator_key()),
+            Some(key.clone())
+        );
+        let id: [u8; 16] = std::array::from_fn(|i| (i * 37 + 250) as u8);
+        let k = ShareKey {
+            group: "a:b".into(),
+            topic_id: id,
+            partition: 0,
+        };
+        assert_eq!(
+            ShareKey::parse_coordinator_key(&k.coordinator_key()),
+            Some(k)
+        );
+        for bad in [
+            "g:BwcH:3",
+            "g:BwcHBwcHBwcHBwcHBwcHBw:x",
+            ":BwcHBwcHBwcHBwcHBwcHBw:3",
+            "g",
+        ] {
+            assert_eq!(ShareKey::parse_coordinator_key(bad), None, "{bad}");
+        }
         let mut sp = SharePartition::new(0, LIMITS);
         sp.acquire_new("a", 0, 0, 5).unwrap();
         sp.acknowledge("a", 1, 2, &[AckType::Accept]).unwrap();

@@ -364,6 +364,39 @@ async fn every_api_at_every_advertised_version() {
             );
         }
     }
+    // Share keys (KIP-932, key type 2): from v6 only, in Kafka's form.
+    for v in versions(ApiKey::FindCoordinator).filter(|v| *v >= 4) {
+        let r = c
+            .call(
+                FindCoordinatorRequest::default()
+                    .with_key_type(2)
+                    .with_coordinator_keys(vec![
+                        StrBytes::from_static_str("sg:BwcHBwcHBwcHBwcHBwcHBw:3"),
+                        StrBytes::from_static_str("sg:not-a-topic-id:3"),
+                    ]),
+                v,
+            )
+            .await
+            .unwrap();
+        let got: Vec<(i16, i32)> = r
+            .coordinators
+            .iter()
+            .map(|c| (c.error_code, c.node_id.0))
+            .collect();
+        if v >= 6 {
+            assert_eq!(
+                got,
+                vec![(0, 1), (42, -1)],
+                "v{v}: share key, then a malformed one"
+            );
+        } else {
+            assert_eq!(
+                got,
+                vec![(42, -1), (42, -1)],
+                "v{v}: no share keys before v6"
+            );
+        }
+    }
     for v in versions(ApiKey::DescribeCluster) {
         let r = c.call(DescribeClusterRequest::default(), v).await.unwrap();
         assert_eq!(

@@ -15,7 +15,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::DescribeTopicPartitions, 0, 0),
-    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),

@@ -1,5 +1,7 @@
 //! FindCoordinator: the coordinator of a group or transactional id is the leader of
-//! its internal-topic partition (the topic is created on first use).
+//! its internal-topic partition (the topic is created on first use); from v6
+//! (KIP-932) a share partition's `group:topicId:partition` key names the leader of its
+//! `__share_group_state` partition, the share-group state store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +18,12 @@ use super::{Client, Reply};
 use crate::broker::Broker;
 use crate::codes;
 use crate::internal::{partition_for, OFFSETS_TOPIC, TXN_TOPIC};
+use crate::shares::SHARE_STATE_TOPIC;
+use sluice_core::share::ShareKey;
 
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
+const SHARE: i8 = 2;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -30,11 +35,22 @@ pub fn handle(
     let listener = client.listener.clone();
     Reply::Later(Box::pin(async move {
         let check = |key: &StrBytes| -> Result<(), (i16, &'static str)> {
-            if req.key_type != GROUP && req.key_type != TRANSACTION {
-                return Err((
-                    codes::INVALID_REQUEST,
-                    "key type must be 0 (group) or 1 (transaction)",
-                ));
+            match req.key_type {
+                GROUP | TRANSACTION => {}
+                SHARE if version >= 6 => {
+                    if ShareKey::parse_coordinator_key(key).is_none() {
+                        return Err((
+                            codes::INVALID_REQUEST,
+                            "a share key is group:topicId:partition",
+                        ));
+                    }
+                }
+                _ => {
+                    return Err((
+                        codes::INVALID_REQUEST,
+                        "key type must be 0 (group), 1 (transaction) or, from v6, 2 (share)",
+                    ))
+                }
             }
             if key.is_empty() {
                 return Err((codes::INVALID_REQUEST, "the key must not be empty"));
@@ -104,18 +120,22 @@ async fn locate(
     key: &str,
 ) -> Result<(i32, String, i32), (i16, String)> {
     let c = &broker.config;
-    let (topic, partitions, segment_bytes) = if key_type == GROUP {
-        (
+    let (topic, partitions, segment_bytes) = match key_type {
+        GROUP => (
             OFFSETS_TOPIC,
             c.offsets_topic_num_partitions,
             c.offsets_topic_segment_bytes,
-        )
-    } else {
-        (
+        ),
+        TRANSACTION => (
             TXN_TOPIC,
             c.transaction_state_log_num_partitions,
             c.transaction_state_log_segment_bytes,
-        )
+        ),
+        _ => (
+            SHARE_STATE_TOPIC,
+            c.share_coordinator_state_topic_num_partitions,
+            c.offsets_topic_segment_bytes,
+        ),
     };
     let deadline = broker.env.clock.monotonic() + CREATE_WAIT;
     loop {
