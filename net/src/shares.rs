@@ -238,8 +238,9 @@ impl Shares {
         let pk = (group.to_string(), topic.to_string(), partition);
         // The group's configs as they are now: a changed lock duration applies from
         // the next acquisition on.
-        let configs = broker.image().group_configs.get(group).cloned();
-        let limits = self.limits_for(configs.as_ref());
+        let image = broker.image();
+        let configs = image.group_configs.get(group);
+        let limits = self.limits_for(configs);
         if let Some(h) = self
             .lock()
             .partitions
@@ -261,7 +262,6 @@ impl Shares {
             Some(snapshot) => SharePartition::restore(&snapshot, limits),
             None => {
                 let earliest = configs
-                    .as_ref()
                     .and_then(|c| c.get("share.auto.offset.reset"))
                     .is_some_and(|v| v == "earliest");
                 let start = if earliest {
@@ -632,33 +632,43 @@ mod remote {
 
     use super::*;
 
-    /// A connection to `leader`: an idle one if there is, else a new one. Given back
-    /// with [`give_back`] after a call that went well.
-    async fn client(broker: &Broker, leader: i32) -> Result<crate::client::Client, Unavailable> {
-        let idle = broker
-            .shares
-            .peers
+    /// Sends `req` to `leader` over an idle connection if there is one, else a new
+    /// one; the connection is kept for the next call if this one went well.
+    async fn call<R: kafka_protocol::protocol::Request>(
+        broker: &Broker,
+        leader: i32,
+        req: R,
+    ) -> Result<R::Response, Unavailable> {
+        let peers = &broker.shares.peers;
+        let idle = peers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&leader);
-        if let Some(c) = idle {
-            return Ok(c);
-        }
-        let addr = broker
-            .broker_address(leader)
-            .ok_or_else(|| Unavailable(format!("broker {leader} is not registered")))?;
-        crate::client::Client::connect(broker.env.net.as_ref(), &addr, "sluice-share")
+        let mut c = match idle {
+            Some(c) => c,
+            None => {
+                let addr = broker
+                    .broker_address(leader)
+                    .ok_or_else(|| Unavailable(format!("broker {leader} is not registered")))?;
+                crate::client::Client::connect(broker.env.net.as_ref(), &addr, "sluice-share")
+                    .await
+                    .map_err(|e| Unavailable(e.to_string()))?
+            }
+        };
+        let api = ApiKey::try_from(R::KEY)
+            .map_err(|_| Unavailable(format!("unknown api key {}", R::KEY)))?;
+        let v = c
+            .version(api, R::VERSIONS.max)
+            .map_err(|e| Unavailable(e.to_string()))?;
+        let r = c
+            .call(req, v)
             .await
-            .map_err(|e| Unavailable(e.to_string()))
-    }
-
-    fn give_back(broker: &Broker, leader: i32, c: crate::client::Client) {
-        broker
-            .shares
-            .peers
+            .map_err(|e| Unavailable(e.to_string()))?;
+        peers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(leader, c);
+        Ok(r)
     }
 
     pub async fn read(
@@ -666,7 +676,6 @@ mod remote {
         leader: i32,
         key: &ShareKey,
     ) -> Result<Option<ShareSnapshot>, Unavailable> {
-        let mut c = client(broker, leader).await?;
         let req = ReadShareGroupStateRequest::default()
             .with_group_id(StrBytes::from_string(key.group.clone()))
             .with_topics(vec![
@@ -677,14 +686,7 @@ mod remote {
                             .with_partition(key.partition),
                     ]),
             ]);
-        let v = c
-            .version(ApiKey::ReadShareGroupState, 0)
-            .map_err(|e| Unavailable(e.to_string()))?;
-        let r = c
-            .call(req, v)
-            .await
-            .map_err(|e| Unavailable(e.to_string()))?;
-        give_back(broker, leader, c);
+        let r = call(broker, leader, req).await?;
         let p = r
             .results
             .first()
@@ -729,7 +731,6 @@ mod remote {
         key: &ShareKey,
         snapshot: &ShareSnapshot,
     ) -> Result<(), Unavailable> {
-        let mut c = client(broker, leader).await?;
         let batches = snapshot
             .batches
             .iter()
@@ -753,14 +754,7 @@ mod remote {
                             .with_state_batches(batches),
                     ]),
             ]);
-        let v = c
-            .version(ApiKey::WriteShareGroupState, 0)
-            .map_err(|e| Unavailable(e.to_string()))?;
-        let r = c
-            .call(req, v)
-            .await
-            .map_err(|e| Unavailable(e.to_string()))?;
-        give_back(broker, leader, c);
+        let r = call(broker, leader, req).await?;
         let code = r
             .results
             .first()

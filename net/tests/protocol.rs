@@ -2621,40 +2621,21 @@ async fn share_group_apis_at_every_advertised_version() {
     assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
 
     // The state as stored: start 17 (10..=16 done), 17..=19 in flight.
-    let r = c
-        .call(
-            ReadShareGroupStateRequest::default()
-                .with_group_id(s("sg"))
-                .with_topics(vec![
-                    read_share_group_state_request::ReadStateData::default()
-                        .with_topic_id(topic_id)
-                        .with_partitions(vec![
-                            read_share_group_state_request::PartitionData::default()
-                                .with_partition(0),
-                        ]),
-                ]),
-            0,
-        )
-        .await
-        .unwrap();
+    let read_state = |group: &str| {
+        ReadShareGroupStateRequest::default()
+            .with_group_id(s(group))
+            .with_topics(vec![
+                read_share_group_state_request::ReadStateData::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![
+                        read_share_group_state_request::PartitionData::default().with_partition(0),
+                    ]),
+            ])
+    };
+    let r = c.call(read_state("sg"), 0).await.unwrap();
     let p = &r.results[0].partitions[0];
     assert_eq!((p.error_code, p.start_offset), (0, 17));
-    let r = c
-        .call(
-            ReadShareGroupStateRequest::default()
-                .with_group_id(s("other"))
-                .with_topics(vec![
-                    read_share_group_state_request::ReadStateData::default()
-                        .with_topic_id(topic_id)
-                        .with_partitions(vec![
-                            read_share_group_state_request::PartitionData::default()
-                                .with_partition(0),
-                        ]),
-                ]),
-            0,
-        )
-        .await
-        .unwrap();
+    let r = c.call(read_state("other"), 0).await.unwrap();
     assert_eq!(
         r.results[0].partitions[0].start_offset, -1,
         "nothing stored"

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jepsen_checks::{check_all, history, Kind, Op, F};
+use jepsen_checks::{Kind, Op, F};
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -36,8 +36,8 @@ use uuid::Uuid;
 
 use crate::disk::SimDisk;
 use crate::run::{
-    connected, create_topic, fault_phase, final_read, ip, producer, start_broker, Options,
-    Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
+    connected, create_topic, fault_phase, finish_seed, ip, spawn_producers_and_members,
+    start_broker, Options, Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
 };
 
 pub const GROUP: &str = "jepsen-kip848";
@@ -105,28 +105,14 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let settle = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
-    let mut producers = Vec::new();
-    for p in 0..scenario.producers {
-        let node = handle
-            .create_node()
-            .name(format!("producer-{p}"))
-            .ip(ip(10 + p as u8))
-            .build();
-        clients.push(node.id());
-        let (rec, sends) = (rec.clone(), opts.sends_per_producer);
-        producers.push(node.spawn(producer(rec, p, -1, false, sends, partitions)));
-    }
-    let mut members = Vec::new();
-    for m in 0..scenario.members {
-        let node = handle
-            .create_node()
-            .name(format!("member-{m}"))
-            .ip(ip(40 + m as u8))
-            .build();
-        clients.push(node.id());
-        let (rec, settle, stop) = (rec.clone(), settle.clone(), stop.clone());
-        members.push(node.spawn(member(rec, m, settle, stop)));
-    }
+    let (producers, members) = spawn_producers_and_members(
+        &handle,
+        &rec,
+        &scenario,
+        opts.sends_per_producer,
+        &mut clients,
+        |m| member(rec.clone(), m, settle.clone(), stop.clone()),
+    );
 
     let faults = fault_phase(&rec, &scenario, broker, &clients, &disk, &skew, producers).await;
     settle.store(true, Ordering::SeqCst);
@@ -146,33 +132,14 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     for m in members {
         let _ = m.await;
     }
-    let reader = handle.create_node().name("reader").ip(ip(30)).build();
-    let liveness = reader
-        .spawn(final_read(rec.clone(), partitions))
-        .await
-        .unwrap_or_else(|_| Some("final reader panicked".into()));
-    let liveness = liveness.or_else(|| {
-        (!settled).then(|| {
-            format!(
-                "the group did not settle within {} s of the heal",
-                SETTLE.as_secs()
-            )
-        })
+    let unsettled = (!settled).then(|| {
+        format!(
+            "the group did not settle within {} s of the heal",
+            SETTLE.as_secs()
+        )
     });
-
-    let (ops, trace) = rec.snapshot();
-    let report = check_all(&ops);
-    let history = history::to_jsonl(&ops);
-    SeedResult::new(
-        seed,
-        format!("groups {}", scenario.describe()),
-        &ops,
-        faults,
-        report,
-        liveness,
-        history,
-        trace,
-    )
+    let label = format!("groups {}", scenario.describe());
+    finish_seed(&handle, &rec, seed, label, partitions, faults, unsettled).await
 }
 
 /// Waits until the coordinator describes the group Stable with `members` members for

@@ -546,6 +546,72 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     )
 }
 
+/// The group runners' clients, one node each: `scenario.producers` acks=all producers,
+/// then `scenario.members` members running `member(index)`; their node ids go to
+/// `clients`.
+pub(crate) fn spawn_producers_and_members<Fut>(
+    handle: &Handle,
+    rec: &Recorder,
+    scenario: &Scenario,
+    sends: usize,
+    clients: &mut Vec<NodeId>,
+    member: impl Fn(u64) -> Fut,
+) -> (
+    Vec<madsim::task::JoinHandle<()>>,
+    Vec<madsim::task::JoinHandle<()>>,
+)
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut producers = Vec::new();
+    for p in 0..scenario.producers {
+        let node = handle
+            .create_node()
+            .name(format!("producer-{p}"))
+            .ip(ip(10 + p as u8))
+            .build();
+        clients.push(node.id());
+        let rec = rec.clone();
+        producers.push(node.spawn(producer(rec, p, -1, false, sends, scenario.partitions)));
+    }
+    let mut members = Vec::new();
+    for m in 0..scenario.members {
+        let node = handle
+            .create_node()
+            .name(format!("member-{m}"))
+            .ip(ip(40 + m as u8))
+            .build();
+        clients.push(node.id());
+        members.push(node.spawn(member(m)));
+    }
+    (producers, members)
+}
+
+/// The end of a group runner's seed: the final read, then every checker over the
+/// history. `unfinished` is the runner's own liveness verdict, reported when the final
+/// read has none.
+#[allow(clippy::too_many_arguments)] // the seed's parts
+pub(crate) async fn finish_seed(
+    handle: &Handle,
+    rec: &Recorder,
+    seed: u64,
+    label: String,
+    partitions: i32,
+    faults: BTreeMap<&'static str, u32>,
+    unfinished: Option<String>,
+) -> SeedResult {
+    let reader = handle.create_node().name("reader").ip(ip(30)).build();
+    let liveness = reader
+        .spawn(final_read(rec.clone(), partitions))
+        .await
+        .unwrap_or_else(|_| Some("final reader panicked".into()))
+        .or(unfinished);
+    let (ops, trace) = rec.snapshot();
+    let report = check_all(&ops);
+    let history = history::to_jsonl(&ops);
+    SeedResult::new(seed, label, &ops, faults, report, liveness, history, trace)
+}
+
 /// The fault phase: the nemesis injects faults until every producer is done, then
 /// every fault is healed. Returns how many of each kind were injected.
 pub(crate) async fn fault_phase(

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jepsen_checks::{check_all, history, Kind, Op, F};
+use jepsen_checks::{check_all, Kind, Op, F};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -37,8 +37,8 @@ use uuid::Uuid;
 
 use crate::disk::SimDisk;
 use crate::run::{
-    connect, connected, create_topic, fault_phase, final_read, ip, producer, start_broker, Options,
-    Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
+    connect, connected, create_topic, fault_phase, finish_seed, ip, spawn_producers_and_members,
+    start_broker, Options, Recorder, Scenario, SeedResult, REQUEST_TIMEOUT, TOPIC,
 };
 
 pub const GROUP: &str = "jepsen-share";
@@ -123,28 +123,14 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     let settle = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
-    let mut producers = Vec::new();
-    for p in 0..scenario.producers {
-        let node = handle
-            .create_node()
-            .name(format!("producer-{p}"))
-            .ip(ip(10 + p as u8))
-            .build();
-        clients.push(node.id());
-        let (rec, sends) = (rec.clone(), opts.sends_per_producer);
-        producers.push(node.spawn(producer(rec, p, -1, false, sends, partitions)));
-    }
-    let mut members = Vec::new();
-    for m in 0..scenario.members {
-        let node = handle
-            .create_node()
-            .name(format!("member-{m}"))
-            .ip(ip(40 + m as u8))
-            .build();
-        clients.push(node.id());
-        let (rec, settle, stop) = (rec.clone(), settle.clone(), stop.clone());
-        members.push(node.spawn(member(rec, m, settle, stop)));
-    }
+    let (producers, members) = spawn_producers_and_members(
+        &handle,
+        &rec,
+        &scenario,
+        opts.sends_per_producer,
+        &mut clients,
+        |m| member(rec.clone(), m, settle.clone(), stop.clone()),
+    );
 
     let faults = fault_phase(&rec, &scenario, broker, &clients, &disk, &skew, producers).await;
     settle.store(true, Ordering::SeqCst);
@@ -154,32 +140,14 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     for m in members {
         let _ = m.await;
     }
-    let reader = handle.create_node().name("reader").ip(ip(30)).build();
-    let liveness = reader
-        .spawn(final_read(rec.clone(), partitions))
-        .await
-        .unwrap_or_else(|_| Some("final reader panicked".into()));
-    let liveness = liveness.or_else(|| {
-        (!drained).then(|| {
-            format!(
-                "the share group did not accept every acknowledged send within {} s of the heal",
-                DRAIN.as_secs()
-            )
-        })
+    let undrained = (!drained).then(|| {
+        format!(
+            "the share group did not accept every acknowledged send within {} s of the heal",
+            DRAIN.as_secs()
+        )
     });
-    let (ops, trace) = rec.snapshot();
-    let report = check_all(&ops);
-    let history = history::to_jsonl(&ops);
-    SeedResult::new(
-        seed,
-        format!("share {}", scenario.describe()),
-        &ops,
-        faults,
-        report,
-        liveness,
-        history,
-        trace,
-    )
+    let label = format!("share {}", scenario.describe());
+    finish_seed(&handle, &rec, seed, label, partitions, faults, undrained).await
 }
 
 /// Waits until every acknowledged send has been accepted (or archived), as
