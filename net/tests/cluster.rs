@@ -824,30 +824,40 @@ async fn share_group_state_survives_the_partition_leader_on_another_broker() {
     };
     let topic_id =
         |c: &Cluster, topic: &str| Uuid::from_bytes(c.node(1).broker.image().topics[topic].id);
-    // A first share read creates __share_group_state (one partition): find its leader.
+    // FindCoordinator with a share key (v6) creates __share_group_state (one
+    // partition) and names its leader.
     let mut c = cluster.client(1).await;
-    create_replicated(&mut c, "warm").await;
-    let (warm_leader, _) = leader_of(&mut c, "warm").await;
-    let warm = topic_id(&cluster, "warm");
-    let mut w = cluster.client(warm_leader).await;
-    let r = w.call(fetch(warm, "m", 0), 1).await.unwrap();
-    assert_eq!(r.error_code, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state_leader = loop {
+        let r = c
+            .call(
+                FindCoordinatorRequest::default()
+                    .with_key_type(2)
+                    .with_coordinator_keys(vec![s("sg:BwcHBwcHBwcHBwcHBwcHBw:0")]),
+                6,
+            )
+            .await
+            .unwrap();
+        let found = &r.coordinators[0];
+        if found.error_code == 0 {
+            break found.node_id.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no share coordinator: {:?}",
+            found.error_message
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     cluster
         .until(Duration::from_secs(30), "the state partition led", |c| {
             c.node(1)
                 .broker
                 .image()
                 .partition("__share_group_state", 0)
-                .is_some_and(|p| p.leader > 0)
+                .is_some_and(|p| p.leader == state_leader)
         })
         .await;
-    let state_leader = cluster
-        .node(1)
-        .broker
-        .image()
-        .partition("__share_group_state", 0)
-        .unwrap()
-        .leader;
     // The data partition is led elsewhere, and its second replica is not the state
     // leader either, so both leaders write their state over the wire.
     let others: Vec<i32> = (1..=3).filter(|b| *b != state_leader).collect();
