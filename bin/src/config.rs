@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use sluice_core::config::BrokerConfig;
+use sluice_core::group::MigrationPolicy;
 
 /// Flattens nested TOML tables into Kafka's dotted names, so both
 /// `num.partitions = 3` and `"num.partitions" = 3` work.
@@ -233,6 +234,7 @@ pub const KNOWN: &[&str] = &[
     "group.consumer.session.timeout.ms",
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.max.size",
+    "group.consumer.migration.policy",
     "group.share.session.timeout.ms",
     "group.share.heartbeat.interval.ms",
     "group.share.max.size",
@@ -422,6 +424,15 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
                     c.group_consumer_heartbeat_interval_ms = positive(key, v)?
                 }
                 "group.consumer.max.size" => c.group_consumer_max_size = positive(key, v)?,
+                "group.consumer.migration.policy" => {
+                    c.group_consumer_migration_policy = MigrationPolicy::parse(v.trim())
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "config '{key}': '{v}' is not one of {}",
+                                MigrationPolicy::NAMES.join(", ")
+                            )
+                        })?
+                }
                 "group.share.session.timeout.ms" => {
                     c.group_share_session_timeout_ms = positive(key, v)?
                 }

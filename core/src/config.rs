@@ -72,6 +72,8 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: i32,
     /// group.consumer.max.size (KIP-848 groups)
     pub group_consumer_max_size: i32,
+    /// group.consumer.migration.policy (KIP-848 online upgrade / downgrade)
+    pub group_consumer_migration_policy: crate::group::MigrationPolicy,
     /// group.share.session.timeout.ms (KIP-932 groups)
     pub group_share_session_timeout_ms: i32,
     /// group.share.heartbeat.interval.ms (KIP-932 groups)
@@ -167,6 +169,7 @@ impl Default for BrokerConfig {
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_max_size: i32::MAX,
+            group_consumer_migration_policy: crate::group::MigrationPolicy::Bidirectional,
             group_share_session_timeout_ms: 45_000,
             group_share_heartbeat_interval_ms: 5_000,
             group_share_max_size: 200,
@@ -215,6 +218,7 @@ impl BrokerConfig {
                 session_timeout_ms: self.group_consumer_session_timeout_ms,
                 heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
                 max_size: usize::try_from(self.group_consumer_max_size).unwrap_or(0),
+                migration_policy: self.group_consumer_migration_policy,
             },
             share: crate::group::share::ShareGroupLimits {
                 session_timeout_ms: self.group_share_session_timeout_ms,
@@ -273,6 +277,10 @@ impl BrokerConfig {
             (
                 "group.consumer.max.size",
                 self.group_consumer_max_size.to_string(),
+            ),
+            (
+                "group.consumer.migration.policy",
+                self.group_consumer_migration_policy.name().to_string(),
             ),
             (
                 "group.share.session.timeout.ms",

@@ -376,8 +376,9 @@ impl Groups {
     }
 
     /// Runs `f` on the coordinator under the lock and carries out its effects; with
-    /// `undo`, a KIP-848 group whose records could not be written is put back as it
-    /// was before `f`, under the same lock.
+    /// `undo`, or for any request to a KIP-848 group (a classic member's JoinGroup or
+    /// LeaveGroup changes it too, or converts it), a group whose records could not be
+    /// written is put back as it was before `f`, under the same lock.
     fn run_checked<R>(
         &self,
         broker: &Broker,
@@ -389,7 +390,11 @@ impl Groups {
         let now = self.now_ms();
         let mut inner = self.lock();
         Self::check_led(&inner, group)?;
-        let before = undo.then(|| inner.sm.consumer_snapshot(group));
+        let consumer = inner
+            .sm
+            .group(group)
+            .is_some_and(|g| g.is_consumer_protocol());
+        let before = (undo || consumer).then(|| inner.sm.consumer_snapshot(group));
         let r = f(&mut inner, now);
         let unstored = self.carry_out(&mut inner).contains(group);
         if let (true, Some(before)) = (unstored, before) {
@@ -492,9 +497,10 @@ impl Groups {
         let (tx, rx) = oneshot::channel();
         let fresh = self.fresh_member_id(&req.client_id);
         let group = req.group_id.clone();
+        let image = topic_image(broker);
         self.run(broker, &group, |inner, now| {
             let ticket = self.park(inner, &req.group_id, Waiter::Join(tx));
-            inner.sm.join(now, ticket, req, fresh);
+            inner.sm.join(now, ticket, req, fresh, &image);
         })?;
         Ok(rx)
     }
@@ -506,9 +512,10 @@ impl Groups {
     ) -> Result<oneshot::Receiver<SyncAnswer>, Unavailable> {
         let (tx, rx) = oneshot::channel();
         let group = req.group_id.clone();
+        let image = topic_image(broker);
         self.run(broker, &group, |inner, now| {
             let ticket = self.park(inner, &req.group_id, Waiter::Sync(tx));
-            inner.sm.sync(now, ticket, req);
+            inner.sm.sync(now, ticket, req, &image);
         })?;
         Ok(rx)
     }
@@ -613,13 +620,15 @@ impl Groups {
         group: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Parked<Vec<Result<(), GroupError>>>, Unavailable> {
-        let (result, durable_upto) = self.run(broker, group, |inner, now| {
+        // A classic member leaving a KIP-848 group writes its records: the answer
+        // waits for them, and fails if they could not be written.
+        let (result, durable_upto, unstored) = self.run_noting(broker, group, |inner, now| {
             inner.sm.leave(now, group, members)
         })?;
         Ok(Parked {
             result,
             durable_upto,
-            unstored: false,
+            unstored,
         })
     }
 
@@ -818,7 +827,7 @@ impl Groups {
         // records cannot be written (it is tried again on the next tick).
         for (group, member) in inner.sm.expired_consumers(now) {
             let before = inner.sm.consumer_snapshot(&group);
-            inner.sm.fence_consumer(&group, &member);
+            inner.sm.fence_consumer(now, &group, &member, &image);
             if self.carry_out(&mut inner).contains(&group) {
                 inner.sm.restore_consumer(&group, before);
             }

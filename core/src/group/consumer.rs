@@ -23,7 +23,11 @@ use regex::Regex;
 use super::assignors::{self, MemberSpec, ASSIGNORS};
 use super::records::{ConsumerRecord, CurrentAssignment, MemberSubscription};
 use super::{Effect, Group, GroupCoordinator, GroupError, GroupRecord};
+
+#[path = "migration.rs"]
+mod migration;
 use crate::sim::{planted, Bug};
+pub use migration::MigrationPolicy;
 
 pub use super::records::Assignment;
 
@@ -122,6 +126,9 @@ pub struct ConsumerLimits {
     pub heartbeat_interval_ms: i32,
     /// group.consumer.max.size
     pub max_size: usize,
+    /// group.consumer.migration.policy: which online conversions between the classic
+    /// and the consumer protocol are allowed.
+    pub migration_policy: MigrationPolicy,
 }
 
 impl ConsumerLimits {
@@ -146,6 +153,7 @@ impl Default for ConsumerLimits {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
             max_size: i32::MAX as usize,
+            migration_policy: MigrationPolicy::default(),
         }
     }
 }
@@ -187,6 +195,10 @@ pub struct ConsumerMember {
     last_seen_ms: i64,
     /// When a member in UNREVOKED_PARTITIONS is fenced if still there.
     revoke_deadline_ms: Option<i64>,
+    /// A classic-protocol member told to rejoin is fenced if it has not by then.
+    join_deadline_ms: Option<i64>,
+    /// A classic-protocol member that joined is fenced if it has not synced by then.
+    sync_deadline_ms: Option<i64>,
 }
 
 impl ConsumerMember {
@@ -204,7 +216,25 @@ impl ConsumerMember {
             pending_revocation: Assignment::new(),
             last_seen_ms: now_ms,
             revoke_deadline_ms: None,
+            join_deadline_ms: None,
+            sync_deadline_ms: None,
         }
+    }
+
+    /// Whether the member speaks the classic protocol (JoinGroup, SyncGroup,
+    /// Heartbeat) inside the consumer group.
+    pub fn is_classic(&self) -> bool {
+        self.subscription.classic.is_some()
+    }
+
+    /// The session timeout the member lives by: its JoinGroup's for a classic member.
+    fn session_ms(&self, group_session_ms: i32) -> i64 {
+        i64::from(
+            self.subscription
+                .classic
+                .as_ref()
+                .map_or(group_session_ms, |c| c.session_timeout_ms),
+        )
     }
 
     fn current(&self) -> CurrentAssignment {
@@ -630,8 +660,40 @@ impl GroupCoordinator {
         validate(&req)?;
         let gid = req.group_id.clone();
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
-            return self.consumer_leave(&gid, &req);
+            return self.consumer_leave(now_ms, &gid, &req, image);
         }
+        let upgrading = req.member_epoch == 0
+            && !self.share_groups.contains_key(&gid)
+            && self
+                .groups
+                .get(&gid)
+                .is_some_and(|g| g.consumer.is_none() && !g.members.is_empty());
+        if !upgrading {
+            return self.member_heartbeat(now_ms, req, image, fresh_member_id);
+        }
+        // KIP-848's online upgrade: the classic group becomes a consumer group, which
+        // this member then joins; if it cannot, the group stays as it was.
+        let saved = self.groups.get(&gid).cloned();
+        let mark = self.effects.len();
+        self.upgrade(now_ms, &gid, image)?;
+        let r = self.member_heartbeat(now_ms, req, image, fresh_member_id);
+        if r.is_err() {
+            self.effects.truncate(mark);
+            if let Some(g) = saved {
+                self.groups.insert(gid, g);
+            }
+        }
+        r
+    }
+
+    fn member_heartbeat(
+        &mut self,
+        now_ms: i64,
+        req: HeartbeatRequest,
+        image: &TopicImage,
+        fresh_member_id: String,
+    ) -> Result<Heartbeat, Refusal> {
+        let gid = req.group_id.clone();
         let joining = req.member_epoch == 0;
         let limits = self.limits.consumer.clone();
         let (_, heartbeat_interval_ms) = limits.for_group(self.group_configs.get(&gid));
@@ -695,7 +757,9 @@ impl GroupCoordinator {
                 match (joining, existing) {
                     (true, None) => cg.member_or_new(&member_id, now_ms),
                     (true, Some(old)) => {
-                        if old.epoch != STATIC_LEAVE_EPOCH {
+                        // A classic member's instance may be taken over at once: the
+                        // client restarted speaking the consumer protocol.
+                        if old.epoch != STATIC_LEAVE_EPOCH && !old.is_classic() {
                             return refuse(
                                 GroupError::UnreleasedInstanceId,
                                 format!(
@@ -711,6 +775,7 @@ impl GroupCoordinator {
                         cg.remove(&old.member_id);
                         let mut m = ConsumerMember::new(member_id.clone(), now_ms);
                         m.subscription = old.subscription.clone();
+                        m.subscription.classic = None;
                         records.push(ConsumerRecord::Member {
                             member_id: member_id.clone(),
                             value: Some(m.subscription.clone()),
@@ -741,6 +806,7 @@ impl GroupCoordinator {
                                 ),
                             );
                         }
+                        refuse_classic(&old)?;
                         check_epoch(&old, req.member_epoch, req.owned.as_ref())?;
                         old
                     }
@@ -748,6 +814,7 @@ impl GroupCoordinator {
             }
             None => match cg.members.get(&member_id) {
                 Some(m) => {
+                    refuse_classic(m)?;
                     check_epoch(m, req.member_epoch, req.owned.as_ref())?;
                     m.clone()
                 }
@@ -861,7 +928,13 @@ impl GroupCoordinator {
         })
     }
 
-    fn consumer_leave(&mut self, gid: &str, req: &HeartbeatRequest) -> Result<Heartbeat, Refusal> {
+    fn consumer_leave(
+        &mut self,
+        now_ms: i64,
+        gid: &str,
+        req: &HeartbeatRequest,
+        image: &TopicImage,
+    ) -> Result<Heartbeat, Refusal> {
         let (_, interval) = self.limits.consumer.for_group(self.group_configs.get(gid));
         let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) else {
             return refuse(
@@ -919,7 +992,7 @@ impl GroupCoordinator {
                 current
             }
         };
-        self.fence_consumer(gid, &member_id);
+        self.fence_consumer(now_ms, gid, &member_id, image);
         Ok(Heartbeat {
             member_id,
             member_epoch: req.member_epoch,
@@ -929,8 +1002,12 @@ impl GroupCoordinator {
     }
 
     /// Takes a member out of a consumer group (left, expired or fenced); the group
-    /// epoch moves so the others get its partitions.
-    pub fn fence_consumer(&mut self, gid: &str, member_id: &str) {
+    /// epoch moves so the others get its partitions. When the last consumer-protocol
+    /// member goes and classic members remain, the group turns classic again.
+    pub fn fence_consumer(&mut self, now_ms: i64, gid: &str, member_id: &str, image: &TopicImage) {
+        if self.downgrade_allowed(gid, member_id) {
+            return self.downgrade(now_ms, gid, Some(member_id), image);
+        }
         let Some(cg) = self.groups.get_mut(gid).and_then(|g| g.consumer.as_mut()) else {
             return;
         };
@@ -955,10 +1032,12 @@ impl GroupCoordinator {
         for (gid, g) in &self.groups {
             let Some(cg) = &g.consumer else { continue };
             let (session, _) = self.limits.consumer.for_group(self.group_configs.get(gid));
-            let session = i64::from(session);
             for m in cg.members.values() {
-                let expired = now_ms >= m.last_seen_ms + session;
-                let stuck = m.revoke_deadline_ms.is_some_and(|d| now_ms >= d);
+                let expired = now_ms >= m.last_seen_ms + m.session_ms(session);
+                let stuck = [m.revoke_deadline_ms, m.join_deadline_ms, m.sync_deadline_ms]
+                    .iter()
+                    .flatten()
+                    .any(|d| now_ms >= *d);
                 if expired || stuck {
                     fenced.push((gid.clone(), m.member_id.clone()));
                 }
@@ -985,19 +1064,17 @@ impl GroupCoordinator {
             .members
             .get(member_id.unwrap_or_default())
             .ok_or(GroupError::UnknownMemberId)?;
-        if m.epoch != epoch {
-            return Err(GroupError::StaleMemberEpoch);
-        }
-        Ok(())
+        check_member_epoch(m, epoch)
     }
 
     /// Whether `member_id` is a consumer-protocol member of `gid` (its commits must
-    /// use OffsetCommit v9+).
+    /// use OffsetCommit v9+; a classic member inside the group commits as before).
     pub fn is_consumer_member(&self, gid: &str, member_id: &str) -> bool {
         self.groups
             .get(gid)
             .and_then(|g| g.consumer.as_ref())
-            .is_some_and(|cg| cg.members.contains_key(member_id))
+            .and_then(|cg| cg.members.get(member_id))
+            .is_some_and(|m| !m.is_classic())
     }
 
     /// The group configs in force (from the metadata image), by group id.
@@ -1013,25 +1090,37 @@ impl GroupCoordinator {
         };
     }
 
-    /// What a consumer group is now, to put back with
-    /// [`GroupCoordinator::restore_consumer`] if the records of a change to it cannot
-    /// be written: the coordinator must never serve state its log does not hold.
+    /// What a group is now (its committed offsets aside), to put back with
+    /// [`GroupCoordinator::restore_consumer`] if the records of a change to a consumer
+    /// group (or of a conversion to or from one) cannot be written: the coordinator
+    /// must never serve state its log does not hold.
     pub fn consumer_snapshot(&self, gid: &str) -> ConsumerSnapshot {
-        ConsumerSnapshot(
-            self.groups
-                .get(gid)
-                .map(|g| (g.consumer.clone(), g.protocol_type.clone())),
-        )
+        ConsumerSnapshot(self.groups.get(gid).map(Group::without_offsets))
     }
 
     pub fn restore_consumer(&mut self, gid: &str, snapshot: ConsumerSnapshot) {
+        let now_consumer = self.groups.get(gid).is_some_and(|g| g.consumer.is_some());
         match snapshot.0 {
-            Some((consumer, protocol_type)) => {
-                if let Some(g) = self.groups.get_mut(gid) {
-                    g.consumer = consumer;
-                    g.protocol_type = protocol_type;
+            Some(mut before) => {
+                if before.consumer.is_none() && !now_consumer {
+                    // A classic group's failed write rebalances it (storage_failed).
+                    return;
                 }
+                if before.consumer.is_none() {
+                    // The upgrade answered every waiting member already.
+                    for m in before.members.values_mut() {
+                        m.join_ticket = None;
+                        m.sync_ticket = None;
+                    }
+                }
+                before.offsets = self
+                    .groups
+                    .remove(gid)
+                    .map(|g| g.offsets)
+                    .unwrap_or_default();
+                self.groups.insert(gid.to_string(), before);
             }
+            None if !now_consumer => {}
             None => {
                 if self.groups.get(gid).is_some_and(|g| g.offsets.is_empty()) {
                     self.groups.remove(gid);
@@ -1114,9 +1203,9 @@ impl GroupCoordinator {
     }
 }
 
-/// A consumer group as it was (`None`: it did not exist).
+/// A group as it was, offsets aside (`None`: it did not exist).
 #[derive(Debug, Clone)]
-pub struct ConsumerSnapshot(Option<(Option<ConsumerGroup>, Option<String>)>);
+pub struct ConsumerSnapshot(Option<Group>);
 
 /// The tombstones that take a member out of the log, in Kafka's order.
 fn remove_records(member_id: &str) -> Vec<ConsumerRecord> {
@@ -1134,6 +1223,20 @@ fn remove_records(member_id: &str) -> Vec<ConsumerRecord> {
             value: None,
         },
     ]
+}
+
+/// A classic member's id is not for ConsumerGroupHeartbeat: it speaks JoinGroup.
+fn refuse_classic(m: &ConsumerMember) -> Result<(), Refusal> {
+    if m.is_classic() {
+        return refuse(
+            GroupError::UnknownMemberId,
+            format!(
+                "Member {} uses the classic protocol: it must rejoin with JoinGroup.",
+                m.member_id
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// KIP-848: an epoch ahead of the coordinator's, or behind it other than the previous
@@ -1193,10 +1296,18 @@ impl Group {
             .members
             .get(member_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        if epoch != m.epoch {
-            return Err(GroupError::StaleMemberEpoch);
-        }
-        Ok(())
+        check_member_epoch(m, epoch)
+    }
+}
+
+/// A commit's or fetch's epoch against the member's: a classic member's generation is
+/// its member epoch, and a wrong one is ILLEGAL_GENERATION to it (Kafka's
+/// validateMemberEpoch).
+fn check_member_epoch(m: &ConsumerMember, epoch: i32) -> Result<(), GroupError> {
+    match (epoch == m.epoch, m.is_classic()) {
+        (true, _) => Ok(()),
+        (false, true) => Err(GroupError::IllegalGeneration),
+        (false, false) => Err(GroupError::StaleMemberEpoch),
     }
 }
 

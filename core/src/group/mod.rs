@@ -23,8 +23,12 @@ use thiserror::Error;
 
 use crate::sim::{planted, Bug};
 
-pub use consumer::{ConsumerGroup, ConsumerLimits, Heartbeat, HeartbeatRequest, TopicImage};
-pub use records::{ConsumerRecord, GroupMetadata, GroupRecord, MemberMetadata, OffsetValue};
+pub use consumer::{
+    ConsumerGroup, ConsumerLimits, Heartbeat, HeartbeatRequest, MigrationPolicy, TopicImage,
+};
+pub use records::{
+    ClassicMemberMetadata, ConsumerRecord, GroupMetadata, GroupRecord, MemberMetadata, OffsetValue,
+};
 
 /// Names a waiting JoinGroup or SyncGroup request; the caller picks them.
 pub type Ticket = u64;
@@ -230,6 +234,28 @@ impl Group {
             delay_until_ms: 0,
             rebalance_started_ms: 0,
             consumer: None,
+        }
+    }
+
+    /// A copy of everything but the committed offsets (which only durable records
+    /// change, so an undo never needs them).
+    fn without_offsets(&self) -> Group {
+        Group {
+            state: self.state,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: self.members.clone(),
+            offsets: BTreeMap::new(),
+            static_members: self.static_members.clone(),
+            persisted: self.persisted.clone(),
+            pending_members: self.pending_members.clone(),
+            deadline_ms: self.deadline_ms,
+            empty_since_ms: self.empty_since_ms,
+            delay_until_ms: self.delay_until_ms,
+            rebalance_started_ms: self.rebalance_started_ms,
+            consumer: self.consumer.clone(),
         }
     }
 
@@ -494,7 +520,15 @@ impl GroupCoordinator {
 
     /// Handles JoinGroup; the answer comes as an [`Effect::Join`] for `ticket`, now or
     /// when the rebalance completes. `fresh_member_id` is used if the member needs one.
-    pub fn join(&mut self, now_ms: i64, ticket: Ticket, req: JoinRequest, fresh_member_id: String) {
+    /// `image` serves a classic member joining a consumer group (KIP-848 migration).
+    pub fn join(
+        &mut self,
+        now_ms: i64,
+        ticket: Ticket,
+        req: JoinRequest,
+        fresh_member_id: String,
+        image: &TopicImage,
+    ) {
         let reply_err = |effects: &mut Vec<Effect>, e: GroupError, id: &str| {
             effects.push(Effect::Join {
                 ticket,
@@ -530,13 +564,8 @@ impl GroupCoordinator {
             .or_insert_with(Group::new);
         if let Some(cg) = &group.consumer {
             if !cg.members.is_empty() {
-                // Classic members in a consumer group (KIP-848's online migration)
-                // are not served.
-                return reply_err(
-                    &mut self.effects,
-                    GroupError::InconsistentGroupProtocol,
-                    &req.member_id,
-                );
+                // A classic member joins the consumer group (KIP-848's migration).
+                return self.classic_join_consumer(now_ms, ticket, req, image, fresh_member_id);
             }
             // An empty consumer group becomes a classic one; its offsets stay.
             group.consumer = None;
@@ -838,7 +867,16 @@ impl GroupCoordinator {
     // ---- SyncGroup -------------------------------------------------------------
 
     /// Handles SyncGroup; the answer comes as an [`Effect::Sync`] for `ticket`.
-    pub fn sync(&mut self, now_ms: i64, ticket: Ticket, req: SyncRequest) {
+    pub fn sync(&mut self, now_ms: i64, ticket: Ticket, req: SyncRequest, image: &TopicImage) {
+        if self
+            .groups
+            .get(&req.group_id)
+            .is_some_and(Group::is_consumer_protocol)
+        {
+            let result = self.classic_sync_consumer(now_ms, &req, image);
+            self.effects.push(Effect::Sync { ticket, result });
+            return;
+        }
         if let Err(e) = self.sync_inner(now_ms, ticket, req) {
             self.effects.push(Effect::Sync {
                 ticket,
@@ -947,6 +985,15 @@ impl GroupCoordinator {
             .groups
             .get_mut(gid)
             .ok_or(GroupError::UnknownMemberId)?;
+        if group.is_consumer_protocol() {
+            return self.classic_heartbeat_consumer(
+                now_ms,
+                gid,
+                generation,
+                member_id,
+                instance_id,
+            );
+        }
         group.check_member(member_id, instance_id)?;
         if group.state == GroupState::Empty {
             return Err(GroupError::UnknownMemberId);
@@ -973,6 +1020,13 @@ impl GroupCoordinator {
         gid: &str,
         members: &[(String, Option<String>)],
     ) -> Vec<Result<(), GroupError>> {
+        if self
+            .groups
+            .get(gid)
+            .is_some_and(Group::is_consumer_protocol)
+        {
+            return self.classic_leave_consumer(gid, members);
+        }
         let mut results = Vec::with_capacity(members.len());
         let mut removed_any = false;
         for (member_id, instance_id) in members {
@@ -1157,6 +1211,9 @@ impl GroupCoordinator {
             return Ok(());
         }
         let group = self.groups.get(gid).ok_or(GroupError::IllegalGeneration)?;
+        if group.is_consumer_protocol() {
+            return group.check_consumer_commit(member_id, generation);
+        }
         group.check_member(member_id, instance_id)?;
         if generation != group.generation {
             return Err(GroupError::IllegalGeneration);
@@ -1240,8 +1297,17 @@ impl GroupCoordinator {
     /// were and must heartbeat within their session timeout to stay.
     pub fn load_metadata(&mut self, now_ms: i64, gid: &str, value: Option<GroupMetadata>) {
         let Some(meta) = value else {
-            // Deleted: forget it, offsets included (their tombstones precede this).
-            self.groups.remove(gid);
+            // Deleted (its offsets' tombstones precede this), or upgraded to a
+            // consumer group (its records follow, and its offsets stay).
+            if let Some(g) = self.groups.get_mut(gid) {
+                g.members.clear();
+                g.static_members.clear();
+                g.state = GroupState::Empty;
+                g.persisted = None;
+                if g.offsets.is_empty() && g.consumer.is_none() {
+                    self.groups.remove(gid);
+                }
+            }
             return;
         };
         let group = self

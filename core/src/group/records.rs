@@ -69,6 +69,17 @@ pub struct MemberSubscription {
     pub topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member that speaks the classic protocol inside a consumer group
+    /// (KIP-848's online migration): Kafka's tagged field 0 of the record.
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// What a classic-protocol member of a consumer group joined with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    /// The JoinGroup protocols (name, embedded subscription), in the member's order.
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -291,6 +302,23 @@ fn encode_consumer(group: &str, record: &ConsumerRecord) -> (Bytes, Option<Bytes
                     put_compact_str(&mut value, m.topic_regex.as_deref());
                     value.put_i32(m.rebalance_timeout_ms);
                     put_compact_str(&mut value, m.server_assignor.as_deref());
+                    if let Some(c) = &m.classic {
+                        // Tagged field 0: ClassicMemberMetadata.
+                        let mut field = BytesMut::new();
+                        field.put_i32(c.session_timeout_ms);
+                        put_uvarint(&mut field, c.protocols.len() as u64 + 1);
+                        for (name, metadata) in &c.protocols {
+                            put_compact_str(&mut field, Some(name));
+                            put_uvarint(&mut field, metadata.len() as u64 + 1);
+                            field.put_slice(metadata);
+                            field.put_u8(0);
+                        }
+                        field.put_u8(0);
+                        put_uvarint(&mut value, 1);
+                        put_uvarint(&mut value, 0);
+                        put_uvarint(&mut value, field.len() as u64);
+                        value.put_slice(&field);
+                    }
                 })
                 .is_some()
         }
@@ -321,7 +349,19 @@ fn encode_consumer(group: &str, record: &ConsumerRecord) -> (Bytes, Option<Bytes
                 .is_some()
         }
     };
-    value.put_u8(0); // no tagged fields
+    let tagged = matches!(
+        record,
+        ConsumerRecord::Member {
+            value: Some(MemberSubscription {
+                classic: Some(_),
+                ..
+            }),
+            ..
+        }
+    );
+    if !tagged {
+        value.put_u8(0); // no tagged fields
+    }
     (key.freeze(), present.then(|| value.freeze()))
 }
 
@@ -369,6 +409,7 @@ fn decode_consumer(kind: i16, mut k: &[u8], value: Option<&[u8]>) -> Result<Grou
                         topic_regex: get_compact_str(v)?,
                         rebalance_timeout_ms: get_i32(v)?,
                         server_assignor: get_compact_str(v)?,
+                        classic: get_classic(v)?,
                     })
                 })
                 .transpose()?,
@@ -396,6 +437,37 @@ fn decode_consumer(kind: i16, mut k: &[u8], value: Option<&[u8]>) -> Result<Grou
         },
     };
     Ok(GroupRecord::Consumer { group, record })
+}
+
+/// The tagged fields closing a member record: field 0 is ClassicMemberMetadata,
+/// others are skipped.
+fn get_classic(v: &mut &[u8]) -> Result<Option<ClassicMemberMetadata>, String> {
+    let mut classic = None;
+    for _ in 0..get_uvarint(v)? {
+        let tag = get_uvarint(v)?;
+        let size = usize::try_from(get_uvarint(v)?).map_err(|_| "tag too large".to_string())?;
+        need(v, size)?;
+        let mut field = &v[..size];
+        v.advance(size);
+        if tag != 0 {
+            continue;
+        }
+        let session_timeout_ms = get_i32(&mut field)?;
+        let mut protocols = Vec::new();
+        for _ in 0..get_len(&mut field)? {
+            let name = get_compact_str(&mut field)?.unwrap_or_default();
+            let len = get_len(&mut field)?;
+            let metadata = Bytes::copy_from_slice(&field[..len]);
+            field.advance(len);
+            get_uvarint(&mut field)?; // the protocol's tagged fields: none known
+            protocols.push((name, metadata));
+        }
+        classic = Some(ClassicMemberMetadata {
+            session_timeout_ms,
+            protocols,
+        });
+    }
+    Ok(classic)
 }
 
 fn put_uvarint(b: &mut BytesMut, mut n: u64) {
@@ -616,6 +688,29 @@ mod tests {
                         topic_regex: Some("t.*".into()),
                         rebalance_timeout_ms: 300_000,
                         server_assignor: Some("range".into()),
+                        classic: None,
+                    }),
+                },
+            },
+            GroupRecord::Consumer {
+                group: "g".into(),
+                record: ConsumerRecord::Member {
+                    member_id: "classic".into(),
+                    value: Some(MemberSubscription {
+                        client_id: "c".into(),
+                        topic_names: vec!["a".into()],
+                        rebalance_timeout_ms: 300_000,
+                        classic: Some(ClassicMemberMetadata {
+                            session_timeout_ms: 45_000,
+                            protocols: vec![
+                                (
+                                    "cooperative-sticky".into(),
+                                    Bytes::from_static(b"\0\x03sub"),
+                                ),
+                                ("range".into(), Bytes::new()),
+                            ],
+                        }),
+                        ..MemberSubscription::default()
                     }),
                 },
             },

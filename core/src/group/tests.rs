@@ -71,6 +71,7 @@ fn stable_group(c: &mut GroupCoordinator, ids: &[&str]) -> i32 {
             i as u64 + 1,
             join_req("", None, &["range"]),
             id.to_string(),
+            &TopicImage::new(),
         );
     }
     assert!(
@@ -92,10 +93,16 @@ fn stable_group(c: &mut GroupCoordinator, ids: &[&str]) -> i32 {
                 DELAY.into(),
                 100 + i as u64,
                 sync_req(gen, id, None, Vec::new()),
+                &TopicImage::new(),
             );
         }
     }
-    c.sync(DELAY.into(), 99, sync_req(gen, &leader, None, assignments));
+    c.sync(
+        DELAY.into(),
+        99,
+        sync_req(gen, &leader, None, assignments),
+        &TopicImage::new(),
+    );
     let effects = c.take_effects();
     assert!(matches!(
         effects[0],
@@ -124,8 +131,20 @@ fn members_join_one_generation_and_the_leader_assigns() {
 #[test]
 fn only_the_leader_sees_the_members() {
     let mut c = coordinator();
-    c.join(0, 1, join_req("", None, &["range"]), "a".into());
-    c.join(0, 2, join_req("", None, &["range"]), "b".into());
+    c.join(
+        0,
+        1,
+        join_req("", None, &["range"]),
+        "a".into(),
+        &TopicImage::new(),
+    );
+    c.join(
+        0,
+        2,
+        join_req("", None, &["range"]),
+        "b".into(),
+        &TopicImage::new(),
+    );
     c.tick(DELAY.into());
     let answers = joins(&c.take_effects());
     let a = answers[&1].as_ref().unwrap();
@@ -141,13 +160,13 @@ fn member_id_required_then_join_with_it() {
     let mut c = coordinator();
     let mut req = join_req("", None, &["range"]);
     req.require_known_member_id = true;
-    c.join(0, 1, req.clone(), "m-1".into());
+    c.join(0, 1, req.clone(), "m-1".into(), &TopicImage::new());
     assert_eq!(
         joins(&c.take_effects())[&1],
         Err((GroupError::MemberIdRequired, "m-1".into()))
     );
     req.member_id = "m-1".into();
-    c.join(10, 2, req, "unused".into());
+    c.join(10, 2, req, "unused".into(), &TopicImage::new());
     c.tick(10 + i64::from(DELAY));
     let answers = joins(&c.take_effects());
     assert_eq!(answers[&2].as_ref().unwrap().member_id, "m-1");
@@ -156,9 +175,21 @@ fn member_id_required_then_join_with_it() {
 #[test]
 fn the_initial_delay_waits_for_more_members_and_is_bounded() {
     let mut c = coordinator();
-    c.join(0, 1, join_req("", None, &["range"]), "a".into());
+    c.join(
+        0,
+        1,
+        join_req("", None, &["range"]),
+        "a".into(),
+        &TopicImage::new(),
+    );
     c.tick(2_000);
-    c.join(2_000, 2, join_req("", None, &["range"]), "b".into());
+    c.join(
+        2_000,
+        2,
+        join_req("", None, &["range"]),
+        "b".into(),
+        &TopicImage::new(),
+    );
     c.tick(3_500);
     assert!(joins(&c.take_effects()).is_empty(), "b extended the delay");
     c.tick(5_000);
@@ -182,12 +213,24 @@ fn a_dead_member_is_expired_and_the_rest_rebalance() {
         c.heartbeat(13_100, "g", gen, "a", None),
         Err(GroupError::RebalanceInProgress)
     );
-    c.join(13_200, 7, join_req("a", None, &["range"]), "x".into());
+    c.join(
+        13_200,
+        7,
+        join_req("a", None, &["range"]),
+        "x".into(),
+        &TopicImage::new(),
+    );
     assert!(
         joins(&c.take_effects()).is_empty(),
         "b has not rejoined yet"
     );
-    c.join(13_300, 8, join_req("b", None, &["range"]), "x".into());
+    c.join(
+        13_300,
+        8,
+        join_req("b", None, &["range"]),
+        "x".into(),
+        &TopicImage::new(),
+    );
     let answers = joins(&c.take_effects());
     assert_eq!(answers[&7].as_ref().unwrap().generation, gen + 1);
     assert_eq!(answers[&8].as_ref().unwrap().generation, gen + 1);
@@ -210,6 +253,7 @@ fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
         7,
         join_req("a", None, &["range", "roundrobin"]),
         "x".into(),
+        &TopicImage::new(),
     );
     assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
     // b keeps heartbeating but never rejoins.
@@ -247,7 +291,12 @@ fn leaving_last_member_empties_the_group_with_a_new_generation() {
 fn stale_generation_cannot_sync_or_commit() {
     let mut c = coordinator();
     let gen = stable_group(&mut c, &["a", "b"]);
-    c.sync(5_000, 50, sync_req(gen - 1, "b", None, Vec::new()));
+    c.sync(
+        5_000,
+        50,
+        sync_req(gen - 1, "b", None, Vec::new()),
+        &TopicImage::new(),
+    );
     assert_eq!(
         syncs(&c.take_effects())[&50],
         Err(GroupError::IllegalGeneration)
@@ -340,14 +389,27 @@ fn commits_are_served_once_applied_and_in_log_order() {
 #[test]
 fn a_static_member_rejoining_fences_its_old_id_without_a_rebalance() {
     let mut c = coordinator();
-    c.join(0, 1, join_req("", Some("i-1"), &["range"]), "old-1".into());
-    c.join(0, 2, join_req("", Some("i-2"), &["range"]), "old-2".into());
+    c.join(
+        0,
+        1,
+        join_req("", Some("i-1"), &["range"]),
+        "old-1".into(),
+        &TopicImage::new(),
+    );
+    c.join(
+        0,
+        2,
+        join_req("", Some("i-2"), &["range"]),
+        "old-2".into(),
+        &TopicImage::new(),
+    );
     c.tick(DELAY.into());
     let gen = joins(&c.take_effects())[&1].as_ref().unwrap().generation;
     c.sync(
         DELAY.into(),
         3,
         sync_req(gen, "old-2", Some("i-2"), Vec::new()),
+        &TopicImage::new(),
     );
     c.sync(
         DELAY.into(),
@@ -361,6 +423,7 @@ fn a_static_member_rejoining_fences_its_old_id_without_a_rebalance() {
                 ("old-2".into(), Bytes::from("B")),
             ],
         ),
+        &TopicImage::new(),
     );
     c.take_effects();
     // i-2 restarts and comes back without its member id.
@@ -369,13 +432,19 @@ fn a_static_member_rejoining_fences_its_old_id_without_a_rebalance() {
         5,
         join_req("", Some("i-2"), &["range"]),
         "new-2".into(),
+        &TopicImage::new(),
     );
     let effects = c.take_effects();
     let joined = joins(&effects)[&5].clone().unwrap();
     assert_eq!(joined.generation, gen, "no rebalance");
     assert_eq!(joined.member_id, "new-2");
     assert_eq!(c.group("g").unwrap().state, GroupState::Stable);
-    c.sync(5_000, 6, sync_req(gen, "new-2", Some("i-2"), Vec::new()));
+    c.sync(
+        5_000,
+        6,
+        sync_req(gen, "new-2", Some("i-2"), Vec::new()),
+        &TopicImage::new(),
+    );
     assert_eq!(
         syncs(&c.take_effects())[&6].as_ref().unwrap().assignment,
         Bytes::from("B")
@@ -390,14 +459,20 @@ fn a_static_member_rejoining_fences_its_old_id_without_a_rebalance() {
 fn inconsistent_protocols_are_refused() {
     let mut c = coordinator();
     stable_group(&mut c, &["a"]);
-    c.join(5_000, 9, join_req("", None, &["roundrobin"]), "z".into());
+    c.join(
+        5_000,
+        9,
+        join_req("", None, &["roundrobin"]),
+        "z".into(),
+        &TopicImage::new(),
+    );
     assert_eq!(
         joins(&c.take_effects())[&9],
         Err((GroupError::InconsistentGroupProtocol, String::new()))
     );
     let mut bad = join_req("", None, &["range"]);
     bad.session_timeout_ms = 10;
-    c.join(5_000, 10, bad, "z".into());
+    c.join(5_000, 10, bad, "z".into(), &TopicImage::new());
     assert_eq!(
         joins(&c.take_effects())[&10],
         Err((GroupError::InvalidSessionTimeout, String::new()))
@@ -412,18 +487,21 @@ fn the_protocol_most_members_prefer_wins() {
         1,
         join_req("", None, &["range", "roundrobin"]),
         "a".into(),
+        &TopicImage::new(),
     );
     c.join(
         0,
         2,
         join_req("", None, &["roundrobin", "range"]),
         "b".into(),
+        &TopicImage::new(),
     );
     c.join(
         0,
         3,
         join_req("", None, &["roundrobin", "range"]),
         "c".into(),
+        &TopicImage::new(),
     );
     c.tick(DELAY.into());
     let answers = joins(&c.take_effects());
@@ -436,11 +514,28 @@ fn the_protocol_most_members_prefer_wins() {
 #[test]
 fn a_leader_that_never_syncs_sends_everyone_back_to_rebalance() {
     let mut c = coordinator();
-    c.join(0, 1, join_req("", None, &["range"]), "a".into());
-    c.join(0, 2, join_req("", None, &["range"]), "b".into());
+    c.join(
+        0,
+        1,
+        join_req("", None, &["range"]),
+        "a".into(),
+        &TopicImage::new(),
+    );
+    c.join(
+        0,
+        2,
+        join_req("", None, &["range"]),
+        "b".into(),
+        &TopicImage::new(),
+    );
     c.tick(DELAY.into());
     let gen = joins(&c.take_effects())[&1].as_ref().unwrap().generation;
-    c.sync(3_100, 5, sync_req(gen, "b", None, Vec::new()));
+    c.sync(
+        3_100,
+        5,
+        sync_req(gen, "b", None, Vec::new()),
+        &TopicImage::new(),
+    );
     c.tick(3_000 + 30_000);
     let effects = c.take_effects();
     assert_eq!(syncs(&effects)[&5], Err(GroupError::RebalanceInProgress));
