@@ -746,6 +746,26 @@ mod tests {
     }
 
     #[test]
+    fn the_migration_policy_takes_kafkas_names_in_any_case() {
+        use sluice_core::group::MigrationPolicy;
+        let policy = |v| {
+            build(&[layer(&[("group.consumer.migration.policy", v)])])
+                .map(|c| c.group_consumer_migration_policy)
+        };
+        assert_eq!(
+            build(&[]).unwrap().group_consumer_migration_policy,
+            MigrationPolicy::Bidirectional
+        );
+        assert_eq!(policy("UPGRADE").unwrap(), MigrationPolicy::Upgrade);
+        assert_eq!(policy("disabled").unwrap(), MigrationPolicy::Disabled);
+        let e = policy("sideways").unwrap_err().to_string();
+        assert!(
+            e.contains("group.consumer.migration.policy") && e.contains("sideways"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn connection_limits_parse_with_kafkas_defaults() {
         assert_eq!(build(&[]).unwrap().queued_max_request_bytes, 256 << 20);
         let set = |v| build(&[layer(&[("queued.max.request.bytes", v)])]);

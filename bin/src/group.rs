@@ -180,6 +180,9 @@ struct MemberView {
     client_id: String,
     host: String,
     assignment: Vec<(String, i32)>,
+    /// A member speaking the classic protocol inside a KIP-848 group (migrating).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    classic_protocol: bool,
 }
 
 #[derive(Serialize)]
@@ -496,6 +499,7 @@ async fn describe(client: &mut Client, coordinator: &mut Client, group: &str) ->
                     .iter()
                     .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), *p)))
                     .collect(),
+                classic_protocol: m.member_type == 0,
             })
             .collect();
         (
@@ -523,6 +527,7 @@ async fn describe(client: &mut Client, coordinator: &mut Client, group: &str) ->
                 } else {
                     Vec::new()
                 },
+                classic_protocol: false,
             })
             .collect();
         (
@@ -612,6 +617,7 @@ async fn describe_share(
                 .iter()
                 .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.to_string(), *p)))
                 .collect(),
+            classic_protocol: false,
         })
         .collect();
     let v = coordinator.version(ApiKey::DescribeShareGroupOffsets, 0)?;
@@ -696,13 +702,18 @@ fn render_view(v: &GroupView) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  member {} client {} host {}{}: {}",
+            "  member {} client {} host {}{}{}: {}",
             m.member_id,
             m.client_id,
             m.host,
             m.group_instance_id
                 .as_ref()
                 .map_or(String::new(), |i| format!(" instance {i}")),
+            if m.classic_protocol {
+                " (classic protocol)"
+            } else {
+                ""
+            },
             if parts.is_empty() {
                 "-".into()
             } else {
@@ -764,6 +775,7 @@ mod snapshots {
                     client_id: "worker".into(),
                     host: "/10.0.0.5".into(),
                     assignment: vec![("orders".into(), 0)],
+                    classic_protocol: false,
                 },
                 MemberView {
                     member_id: "w-2".into(),
@@ -771,6 +783,7 @@ mod snapshots {
                     client_id: "worker".into(),
                     host: "/10.0.0.6".into(),
                     assignment: vec![("orders".into(), 0)],
+                    classic_protocol: false,
                 },
             ],
             partitions: vec![partition(0, Some(90), 100, Some("w-1,w-2"))],
@@ -794,6 +807,7 @@ mod snapshots {
                     client_id: "billing-app".into(),
                     host: "/10.0.0.5".into(),
                     assignment: vec![("orders".into(), 0), ("orders".into(), 1)],
+                    classic_protocol: false,
                 },
                 MemberView {
                     member_id: "m-2".into(),
@@ -801,6 +815,7 @@ mod snapshots {
                     client_id: "billing-app".into(),
                     host: "/10.0.0.6".into(),
                     assignment: vec![],
+                    classic_protocol: true,
                 },
             ],
             partitions: vec![

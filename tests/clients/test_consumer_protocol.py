@@ -158,26 +158,67 @@ def test_a_static_member_comes_back_to_its_partitions(fast_broker):
         b.close()
 
 
-def test_a_classic_member_cannot_join_a_live_consumer_group(fast_broker):
-    create_topic(fast_broker.bootstrap, "kip848c", 1)
-    a = consumer(fast_broker.bootstrap, "g5")
-    a.subscribe(["kip848c"])
-    wait_for(lambda: (poll_all([a], 0.2), len(owned(a)) == 1)[1], 30, "a owns the partition")
-    classic = Consumer({"bootstrap.servers": fast_broker.bootstrap, "group.id": "g5", "group.protocol": "classic"})
-    classic.subscribe(["kip848c"])
-    error = None
-    deadline = time.time() + 20
+def classic(bootstrap, group, strategy, **extra):
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "group.protocol": "classic",
+        "partition.assignment.strategy": strategy,
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 500,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_a_live_classic_group_upgrades_and_downgrades_as_members_switch_protocol(fast_broker, strategy):
+    """KIP-848's online migration: a consumer-protocol member joins a live classic
+    group (the group becomes a consumer group, the classic member stays in it and
+    shares the partitions), then leaves (the group turns classic again)."""
+    topic, group = "mig-" + strategy, "g-mig-" + strategy
+    create_topic(fast_broker.bootstrap, topic, 4)
+    produce_confluent(fast_broker.bootstrap, topic, [(b"k%d" % i, b"v%d" % i) for i in range(200)], acks="all")
+    admin = AdminClient({"bootstrap.servers": fast_broker.bootstrap})
+    a = classic(fast_broker.bootstrap, group, strategy, **{"client.id": "classic-a"})
+    b = consumer(fast_broker.bootstrap, group, **{"client.id": "modern-b"})
+    seen = []
     try:
-        while error is None and time.time() < deadline:
-            try:
-                m = classic.poll(0.2)
-            except KafkaException as e:
-                error = e.args[0]
-                break
-            if m is not None and m.error():
-                error = m.error()
-            poll_all([a], 0.05)
+        a.subscribe([topic])
+        wait_for(lambda: (poll_all([a], 0.2, seen), len(owned(a)) == 4)[1], 30, "the classic member owns all four partitions")
+        g = admin.describe_consumer_groups([group])[group].result()
+        assert str(g.type).endswith("CLASSIC"), g.type
+
+        b.subscribe([topic])
+        split = lambda: (poll_all([a, b], 0.2, seen), owned(a) and owned(b) and len(owned(a) | owned(b)) == 4)[1]
+        wait_for(split, 60, "the classic and the consumer-protocol member share the partitions")
+        assert owned(a).isdisjoint(owned(b)), (owned(a), owned(b))
+        g = admin.describe_consumer_groups([group])[group].result()
+        assert str(g.type).endswith("CONSUMER"), g.type
+        assert sorted(m.client_id for m in g.members) == ["classic-a", "modern-b"]
+        assert sorted(len(m.assignment.topic_partitions) for m in g.members) == sorted([len(owned(a)), len(owned(b))])
+        text = fast_broker.cli("group", "describe", group).stdout
+        classic_line = [l for l in text.splitlines() if "client classic-a" in l]
+        assert classic_line and "(classic protocol)" in classic_line[0], text
+        wait_for(lambda: (poll_all([a, b], 0.2, seen), len(set(seen)) >= 200)[1], 30, "all 200 records read")
+        assert len(set(seen)) == 200
+        # The classic member commits at its generation, which is its member epoch.
+        positions = a.position(list(a.assignment()))
+        a.commit(offsets=positions, asynchronous=False)
+        committed = a.committed(list(a.assignment()), timeout=10)
+        assert {(tp.partition, tp.offset) for tp in committed} == {(tp.partition, tp.offset) for tp in positions}
+
+        b.close()
+        b = None
+        # The last consumer-protocol member left: the group is classic again, and
+        # after its rebalance the classic member owns everything.
+        wait_for(lambda: (poll_all([a], 0.2, seen), len(owned(a)) == 4)[1], 60, "the classic member owns all four partitions again")
+        g = admin.describe_consumer_groups([group])[group].result()
+        assert str(g.type).endswith("CLASSIC"), g.type
+        assert [m.client_id for m in g.members] == ["classic-a"]
     finally:
-        classic.close()
         a.close()
-    assert error is not None and "INCONSISTENT_GROUP_PROTOCOL" in error.name(), error
+        if b is not None:
+            b.close()

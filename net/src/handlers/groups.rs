@@ -486,7 +486,8 @@ pub fn consumer_group_describe(
                         .with_target_assignment(described(
                             cg.target.get(&m.member_id).unwrap_or(&empty),
                         ))
-                        .with_member_type(1)
+                        // KIP-1099: 0 classic protocol (a migrating member), 1 consumer.
+                        .with_member_type(if m.is_classic() { 0 } else { 1 })
                 })
                 .collect();
             entry
