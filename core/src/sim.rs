@@ -176,10 +176,13 @@ pub enum Bug {
     /// A share-group record a member releases is archived instead of made available
     /// again.
     ShareReleaseArchives,
+    /// KIP-848's online upgrade forgets what the classic members hold: their
+    /// partitions go to the consumer-protocol newcomer before they let them go.
+    UpgradeForgetsHeldPartitions,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 36] = [
+    pub const ALL: [Bug; 37] = [
         Bug::AckBeforeFsync,
         Bug::SkipRecoveryCrc,
         Bug::OffsetIndexOffByOne,
@@ -216,6 +219,7 @@ impl Bug {
         Bug::AssignorSkipsPartition,
         Bug::ShareAckNotDurable,
         Bug::ShareReleaseArchives,
+        Bug::UpgradeForgetsHeldPartitions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -256,6 +260,7 @@ impl Bug {
             Bug::AssignorSkipsPartition => "assignor-skips-partition",
             Bug::ShareAckNotDurable => "share-ack-not-durable",
             Bug::ShareReleaseArchives => "share-release-archives",
+            Bug::UpgradeForgetsHeldPartitions => "upgrade-forgets-held-partitions",
         }
     }
 

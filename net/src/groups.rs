@@ -429,6 +429,22 @@ impl Groups {
                         }
                     }
                     Effect::Join { ticket, result } => {
+                        #[cfg(madsim)]
+                        match &result {
+                            Ok(j) => sluice_core::sim::record_event(format!(
+                                "group JoinGroup: {} joined generation {}{}",
+                                j.member_id,
+                                j.generation,
+                                if j.leader == j.member_id {
+                                    " (leader)"
+                                } else {
+                                    ""
+                                }
+                            )),
+                            Err((e, id)) => sluice_core::sim::record_event(format!(
+                                "group JoinGroup: {id}: {e:?}"
+                            )),
+                        }
                         if let Some((group, Waiter::Join(tx))) = inner.waiters.remove(&ticket) {
                             answers.push((group, Ok((tx, result))));
                         }
@@ -826,6 +842,8 @@ impl Groups {
         // KIP-848 members out of time are fenced one at a time, each undone if its
         // records cannot be written (it is tried again on the next tick).
         for (group, member) in inner.sm.expired_consumers(now) {
+            #[cfg(madsim)]
+            sluice_core::sim::record_event(format!("group {group}: {member} fenced (timed out)"));
             let before = inner.sm.consumer_snapshot(&group);
             inner.sm.fence_consumer(now, &group, &member, &image);
             if self.carry_out(&mut inner).contains(&group) {

@@ -403,7 +403,7 @@ impl Member {
 }
 
 /// The consumer protocol's subscription to the workload topic (version 0).
-fn subscription() -> Bytes {
+pub(crate) fn subscription() -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(0);
     let sub = ConsumerProtocolSubscription::default().with_topics(vec![s(TOPIC)]);
@@ -415,7 +415,7 @@ fn subscription() -> Bytes {
 
 /// Kafka's range assignor for one topic: members sorted by id, partitions split into
 /// contiguous runs, the first `partitions % members` runs one longer.
-fn range_assign(members: &[String], partitions: i32) -> Vec<SyncGroupRequestAssignment> {
+pub(crate) fn range_assign(members: &[String], partitions: i32) -> Vec<SyncGroupRequestAssignment> {
     let mut sorted = members.to_vec();
     sorted.sort();
     let n = sorted.len().max(1) as i32;
@@ -443,7 +443,7 @@ fn range_assign(members: &[String], partitions: i32) -> Vec<SyncGroupRequestAssi
         .collect()
 }
 
-fn decode_assignment(raw: &Bytes) -> Vec<i32> {
+pub(crate) fn decode_assignment(raw: &Bytes) -> Vec<i32> {
     let mut b = raw.clone();
     if b.len() < 2 {
         return Vec::new();

@@ -11,6 +11,13 @@
 //! Every successful heartbeat is recorded as the member's assignment with its lease
 //! (send time plus the session timeout), which is what `double-ownership` judges;
 //! `unowned-partition` judges the settled group; the commit checkers judge the commits.
+//!
+//! With `--migrate`, each incarnation speaks either protocol: the classic one is an
+//! eager (range) consumer — JoinGroup after giving up everything, the leader's range
+//! assignment, SyncGroup, Heartbeat, LeaveGroup — so the group is upgraded when a
+//! consumer-protocol member joins it live, holds both kinds of member, and turns
+//! classic again when the last consumer-protocol member goes (KIP-848's online
+//! migration), all under the same checkers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -19,12 +26,14 @@ use std::time::Duration;
 
 use jepsen_checks::{Kind, Op, F};
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ConsumerGroupHeartbeatRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
@@ -44,6 +53,10 @@ pub const GROUP: &str = "jepsen-kip848";
 /// The broker's `group.consumer.session.timeout.ms` in these runs.
 pub const SESSION_MS: i32 = 2_000;
 const REBALANCE_MS: i32 = 4_000;
+/// How often a classic member heartbeats, and how long its JoinGroup and SyncGroup
+/// may wait on the rest of a classic group.
+const CLASSIC_HEARTBEAT: Duration = Duration::from_millis(300);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the healed group gets to settle (every member in, all at the target
 /// epoch, for `STEADY`) before members record what they own.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -85,8 +98,13 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
     sluice_core::sim::enable_buggify(scenario.buggify);
     let rec = Recorder::new();
     rec.trace(&format!(
-        "scenario {} (KIP-848 groups)",
-        scenario.describe()
+        "scenario {} (KIP-848 groups{})",
+        scenario.describe(),
+        if opts.migrate {
+            ", either protocol per incarnation"
+        } else {
+            ""
+        }
     ));
     let handle = Handle::current();
     let disk = SimDisk::new(seed ^ 0x5eed_d15c);
@@ -111,7 +129,16 @@ async fn simulate(seed: u64, opts: Options) -> SeedResult {
         &scenario,
         opts.sends_per_producer,
         &mut clients,
-        |m| member(rec.clone(), m, settle.clone(), stop.clone()),
+        |m| {
+            member(
+                rec.clone(),
+                m,
+                partitions,
+                opts.migrate,
+                settle.clone(),
+                stop.clone(),
+            )
+        },
     );
 
     let faults = fault_phase(&rec, &scenario, broker, &clients, &disk, &skew, producers).await;
@@ -162,6 +189,13 @@ async fn wait_settled(rec: &Recorder, members: usize) -> bool {
             continue;
         };
         let Some(g) = r.groups.first() else { continue };
+        if g.error_code == 69 {
+            // A classic group (every member classic since a downgrade).
+            if classic_settled(rec, c, members, &mut steady_since).await {
+                return true;
+            }
+            continue;
+        }
         if g.error_code != 0 || g.group_state.as_str() != "Stable" || g.members.len() != members {
             steady_since = None;
             continue;
@@ -189,15 +223,60 @@ async fn wait_settled(rec: &Recorder, members: usize) -> bool {
     false
 }
 
-/// One member over its life: incarnations that end in a crash (until the group is to
-/// settle) or at `stop`.
-async fn member(rec: Recorder, index: u64, settle: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+/// The classic group as DescribeGroups has it: Stable with `members` members for
+/// `STEADY` on end, then its view goes in the trace.
+async fn classic_settled(
+    rec: &Recorder,
+    c: &mut Client,
+    members: usize,
+    steady_since: &mut Option<Instant>,
+) -> bool {
+    use kafka_protocol::messages::DescribeGroupsRequest;
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(GROUP))]);
+    let Ok(Ok(r)) = timeout(REQUEST_TIMEOUT, c.call(req, 5)).await else {
+        *steady_since = None;
+        return false;
+    };
+    let Some(g) = r.groups.first() else {
+        return false;
+    };
+    if g.error_code != 0 || g.group_state.as_str() != "Stable" || g.members.len() != members {
+        *steady_since = None;
+        return false;
+    }
+    let since = *steady_since.get_or_insert_with(Instant::now);
+    if since.elapsed() < STEADY {
+        return false;
+    }
+    rec.trace("settled: a classic group");
+    for m in &g.members {
+        rec.trace(&format!(
+            "settled: {} owns {:?}",
+            m.member_id.as_str(),
+            crate::group::decode_assignment(&m.member_assignment)
+        ));
+    }
+    true
+}
+
+/// One member over its life: incarnations that end in a crash or a leave (until the
+/// group is to settle) or at `stop`. With `migrate`, each incarnation draws its
+/// protocol.
+async fn member(
+    rec: Recorder,
+    index: u64,
+    partitions: i32,
+    migrate: bool,
+    settle: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
     let node = format!("member-{index}");
     let mut incarnation = 0;
     while !stop.load(Ordering::SeqCst) {
         incarnation += 1;
         let process = 3000 + index * 100 + incarnation;
         let lifetime = Duration::from_millis(thread_rng().gen_range(2_000..30_000));
+        let classic = migrate && thread_rng().gen_bool(0.5);
         let mut m = Member {
             rec: rec.clone(),
             node: node.clone(),
@@ -211,7 +290,17 @@ async fn member(rec: Recorder, index: u64, settle: Arc<AtomicBool>, stop: Arc<At
             client: None,
             next_heartbeat: Instant::now(),
             full: false,
+            classic: classic.then(|| Classic {
+                member_id: String::new(),
+                joined: false,
+                partitions,
+            }),
         };
+        if classic {
+            rec.trace(&format!(
+                "{node}: incarnation {incarnation} speaks the classic protocol"
+            ));
+        }
         let crash = async {
             sleep(lifetime).await;
             if settle.load(Ordering::SeqCst) {
@@ -222,11 +311,27 @@ async fn member(rec: Recorder, index: u64, settle: Arc<AtomicBool>, stop: Arc<At
             biased;
             () = m.run(&settle, &stop) => return,
             () = crash => {
-                rec.trace(&format!("{node}: crashed (process {process})"));
+                if migrate && thread_rng().gen_bool(0.5) {
+                    // Leaves rather than vanishing: the group moves on at once (and
+                    // may turn classic, if it was the last consumer-protocol member).
+                    m.leave().await;
+                    rec.trace(&format!("{node}: left (process {process})"));
+                } else {
+                    rec.trace(&format!("{node}: crashed (process {process})"));
+                }
                 sleep(Duration::from_millis(thread_rng().gen_range(0..3_000))).await;
             }
         }
     }
+}
+
+/// The classic-protocol side of a member (`--migrate`).
+struct Classic {
+    /// The id the coordinator gave (MEMBER_ID_REQUIRED).
+    member_id: String,
+    /// In a generation: joined and synced.
+    joined: bool,
+    partitions: i32,
 }
 
 struct Member {
@@ -244,6 +349,8 @@ struct Member {
     /// The last heartbeat failed (its answer may be lost): the next one is a full
     /// request, which the coordinator answers with the whole assignment (KIP-848).
     full: bool,
+    /// Set for an incarnation speaking the classic protocol.
+    classic: Option<Classic>,
 }
 
 impl Member {
@@ -306,15 +413,57 @@ impl Member {
 
     /// The coordinator fenced us: let everything go and join again at epoch 0.
     fn fenced(&mut self) {
+        if let Some(c) = self.classic.as_mut() {
+            c.member_id.clear();
+            c.joined = false;
+        }
+        self.release_all();
+        self.epoch = 0;
+    }
+
+    /// Gives up every partition (recorded: the holds end now).
+    fn release_all(&mut self) {
         self.owned.clear();
         self.positions.clear();
-        self.epoch = 0;
         let mut op = self.op(Kind::Ok, F::Assign, -1);
         op.lease_ms = Some(self.rec.now_ms());
         self.rec.record(op);
     }
 
+    /// Leaves the group for good: what was processed is committed, everything is let
+    /// go, then LeaveGroup (classic) or a heartbeat at epoch -1.
+    async fn leave(&mut self) {
+        let owned: Vec<i32> = self.owned.iter().copied().collect();
+        if connected(&mut self.client, &self.node).await.is_none() {
+            return;
+        }
+        self.commit(&owned).await;
+        self.release_all();
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        match &self.classic {
+            Some(c) if c.member_id.is_empty() => {}
+            Some(c) => {
+                let req = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(s(GROUP)))
+                    .with_member_id(s(&c.member_id));
+                let _ = timeout(REQUEST_TIMEOUT, client.call(req, 2)).await;
+            }
+            None => {
+                let req = ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId(s(GROUP)))
+                    .with_member_id(s(&self.member_id))
+                    .with_member_epoch(-1);
+                let _ = timeout(REQUEST_TIMEOUT, client.call(req, 1)).await;
+            }
+        }
+    }
+
     async fn heartbeat(&mut self) {
+        if self.classic.is_some() {
+            return self.classic_heartbeat().await;
+        }
         let owned = self.topic_id.map(|id| {
             vec![TopicPartitions::default()
                 .with_topic_id(id)
@@ -509,10 +658,14 @@ impl Member {
             self.rec
                 .record(with(self.op(Kind::Invoke, F::Commit, p), o));
         }
+        let member_id = match &self.classic {
+            Some(c) => c.member_id.clone(),
+            None => self.member_id.clone(),
+        };
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_generation_id_or_member_epoch(epoch)
-            .with_member_id(s(&self.member_id))
+            .with_member_id(s(&member_id))
             .with_topics(vec![OffsetCommitRequestTopic::default()
                 .with_name(TopicName(s(TOPIC)))
                 .with_partitions(
@@ -551,7 +704,8 @@ impl Member {
             } else {
                 op.kind = Kind::Fail;
                 op.error = Some(format!("error code {}", pr.error_code));
-                // UNKNOWN_MEMBER_ID: fenced. STALE_MEMBER_EPOCH: heartbeat first.
+                // UNKNOWN_MEMBER_ID: fenced. STALE_MEMBER_EPOCH, ILLEGAL_GENERATION,
+                // REBALANCE_IN_PROGRESS: heartbeat first (a classic one rejoins).
                 fenced |= pr.error_code == 25;
                 self.next_heartbeat = Instant::now();
             }
@@ -560,5 +714,161 @@ impl Member {
         if fenced {
             self.fenced();
         }
+    }
+
+    /// A classic member's heartbeat: JoinGroup and SyncGroup when not in a
+    /// generation, else Heartbeat; REBALANCE_IN_PROGRESS or ILLEGAL_GENERATION send it
+    /// back to join.
+    async fn classic_heartbeat(&mut self) {
+        let joined = self.classic.as_ref().is_some_and(|c| c.joined);
+        if !joined {
+            return self.classic_join().await;
+        }
+        let classic_id = self
+            .classic
+            .as_ref()
+            .map(|c| c.member_id.clone())
+            .unwrap_or_default();
+        let req = HeartbeatRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_generation_id(self.epoch)
+            .with_member_id(s(&classic_id));
+        let sent = self.rec.now_ms();
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        let code = match timeout(REQUEST_TIMEOUT, client.call(req, 3)).await {
+            Ok(Ok(r)) => r.error_code,
+            _ => {
+                self.lost();
+                self.next_heartbeat = Instant::now() + Duration::from_millis(100);
+                return;
+            }
+        };
+        match code {
+            0 => {
+                let mut op = self.op(Kind::Ok, F::Assign, -1);
+                op.generation = Some(self.epoch);
+                op.partitions = self.owned.iter().copied().collect();
+                op.lease_ms = Some(sent + SESSION_MS as u64);
+                self.rec.record(op);
+                self.next_heartbeat = Instant::now() + CLASSIC_HEARTBEAT;
+            }
+            // REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION: rejoin.
+            27 | 22 => {
+                if let Some(c) = self.classic.as_mut() {
+                    c.joined = false;
+                }
+                self.next_heartbeat = Instant::now();
+            }
+            25 => {
+                self.rec.trace(&format!(
+                    "{}: fenced (25) at generation {}",
+                    self.node, self.epoch
+                ));
+                self.fenced();
+                self.next_heartbeat = Instant::now();
+            }
+            _ => self.next_heartbeat = Instant::now() + Duration::from_millis(100),
+        }
+    }
+
+    /// An eager (range) consumer's rejoin: commit and give up everything, JoinGroup,
+    /// the leader's range assignment, SyncGroup.
+    async fn classic_join(&mut self) {
+        if !self.owned.is_empty() {
+            let owned: Vec<i32> = self.owned.iter().copied().collect();
+            self.commit(&owned).await;
+            self.release_all();
+        }
+        let Some(Classic {
+            member_id,
+            partitions,
+            ..
+        }) = self.classic.as_ref()
+        else {
+            return;
+        };
+        let (classic_id, partitions) = (member_id.clone(), *partitions);
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_session_timeout_ms(SESSION_MS)
+            .with_rebalance_timeout_ms(REBALANCE_MS)
+            .with_member_id(s(&classic_id))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(crate::group::subscription())]);
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        self.next_heartbeat = Instant::now() + Duration::from_millis(100);
+        let joined = match timeout(JOIN_TIMEOUT, client.call(join, 5)).await {
+            Ok(Ok(r)) => r,
+            _ => return self.lost(),
+        };
+        let classic = self.classic.as_mut().expect("a classic member");
+        match joined.error_code {
+            0 => {}
+            // MEMBER_ID_REQUIRED: join again with the id given.
+            79 => {
+                classic.member_id = joined.member_id.to_string();
+                self.next_heartbeat = Instant::now();
+                return;
+            }
+            25 => {
+                classic.member_id.clear();
+                return;
+            }
+            _ => return,
+        }
+        let generation = joined.generation_id;
+        let assignments = if joined.leader == joined.member_id {
+            let members: Vec<String> = joined
+                .members
+                .iter()
+                .map(|m| m.member_id.to_string())
+                .collect();
+            crate::group::range_assign(&members, partitions)
+        } else {
+            Vec::new()
+        };
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(GROUP)))
+            .with_generation_id(generation)
+            .with_member_id(s(&classic_id))
+            .with_assignments(assignments);
+        let sent = self.rec.now_ms();
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        let synced = match timeout(JOIN_TIMEOUT, client.call(sync, 3)).await {
+            Ok(Ok(r)) => r,
+            _ => return self.lost(),
+        };
+        match synced.error_code {
+            0 => {}
+            25 => return self.fenced(),
+            // REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION: join again.
+            _ => {
+                self.next_heartbeat = Instant::now();
+                return;
+            }
+        }
+        self.epoch = generation;
+        self.owned = crate::group::decode_assignment(&synced.assignment)
+            .into_iter()
+            .collect();
+        if let Some(c) = self.classic.as_mut() {
+            c.joined = true;
+        }
+        let mut op = self.op(Kind::Ok, F::Assign, -1);
+        op.generation = Some(generation);
+        op.partitions = self.owned.iter().copied().collect();
+        op.lease_ms = Some(sent + SESSION_MS as u64);
+        self.rec.record(op);
+        self.next_heartbeat = Instant::now() + CLASSIC_HEARTBEAT;
+        let owned: Vec<i32> = self.owned.iter().copied().collect();
+        self.fetch_offsets(&owned).await;
     }
 }

@@ -51,6 +51,9 @@ pub struct Options {
     /// (11 kinds, one broker at a time, every broker restarted at the heal, no
     /// buggify): those seeds stay regression scenarios under the model that found them.
     pub classic: bool,
+    /// The consumer-group runner's members speak either group protocol, drawn per
+    /// incarnation (KIP-848's online migration: upgrades, mixed groups, downgrades).
+    pub migrate: bool,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             all_faults: true,
             bugs: Vec::new(),
             classic: false,
+            migrate: false,
         }
     }
 }

@@ -73,19 +73,38 @@ fn kip848_group_seeds_find_no_anomaly() {
     seeds_find_no_anomaly(&["--groups", "--swarm"], 140, 10, 3_000_000);
 }
 
+#[test]
+fn kip848_migration_seeds_find_no_anomaly() {
+    // The same runner with members speaking either protocol, drawn per incarnation:
+    // live upgrades, mixed groups and downgrades under the same faults and checkers.
+    seeds_find_no_anomaly(&["--groups", "--migrate"], 60, 0, 0);
+    seeds_find_no_anomaly(&["--groups", "--migrate", "--swarm"], 140, 10, 5_000_000);
+}
+
 /// The KIP-848 planted bugs, each with the checker that must catch it within the
-/// seeds given, in the consumer-group runner.
+/// seeds given, in the consumer-group runner (with mixed protocols for the online
+/// migration's bug).
 #[test]
 fn kip848_planted_bugs_are_caught() {
-    for (bug, anomaly, bound) in [
-        ("partition-owned-twice", "double-ownership", 5),
-        ("assignor-skips-partition", "unowned-partition", 5),
-        ("stale-commit-accepted", "nonmonotonic-commit", 20),
+    for (bug, anomaly, bound, migrate) in [
+        ("partition-owned-twice", "double-ownership", 5, false),
+        ("assignor-skips-partition", "unowned-partition", 5, false),
+        ("stale-commit-accepted", "nonmonotonic-commit", 20, false),
+        (
+            "upgrade-forgets-held-partitions",
+            "double-ownership",
+            5,
+            true,
+        ),
     ] {
         let bound_s = bound.to_string();
-        let (_, text) = sim(&[
+        let mut args = vec![
             "run", "--start", "1", "--seeds", &bound_s, "--bug", bug, "--groups",
-        ]);
+        ];
+        if migrate {
+            args.push("--migrate");
+        }
+        let (_, text) = sim(&args);
         let caught: Vec<&str> = seed_lines(&text)
             .into_iter()
             .filter(|l| {
@@ -238,8 +257,9 @@ fn one_seed_run_twice_gives_the_same_history_and_trace() {
         ("7", None),
         ("42", None),
         ("1234", None),
-        ("99", Some("--groups")),
-        ("77", Some("--share")),
+        ("99", Some(&["--groups"][..])),
+        ("5", Some(&["--groups", "--migrate"][..])),
+        ("77", Some(&["--share"][..])),
     ] {
         let (a, b) = (
             dir.join(format!("{seed}-a.jsonl")),
@@ -247,7 +267,7 @@ fn one_seed_run_twice_gives_the_same_history_and_trace() {
         );
         let replay = |path: &std::path::Path| {
             let mut args = vec!["replay", seed, "--history", path.to_str().unwrap()];
-            args.extend(mode);
+            args.extend(mode.into_iter().flatten());
             sim(&args)
         };
         let (_, first) = replay(&a);

@@ -728,8 +728,13 @@ impl GroupCoordinator {
                     format!("Group {gid} not found."),
                 );
             }
-            // An empty classic group becomes a consumer group; its offsets stay.
+            // An empty classic group becomes a consumer group; its offsets stay, and
+            // its epochs carry on from the generation (Kafka starts a new group at 0;
+            // counting on means an id never names two generations of one group).
             group.become_consumer();
+            let cg = group.consumer.as_mut().expect("made a consumer group");
+            cg.epoch = group.generation;
+            cg.assignment_epoch = group.generation;
         }
         let cg = group.consumer.as_mut().expect("made a consumer group");
         let member_id = if req.member_id.is_empty() {
@@ -1134,14 +1139,16 @@ impl GroupCoordinator {
 
     /// Applies a consumer-group record read back from `__consumer_offsets`.
     pub fn load_consumer(&mut self, now_ms: i64, gid: &str, record: ConsumerRecord) {
+        let is_consumer = self.groups.get(gid).is_some_and(|g| g.consumer.is_some());
+        if !is_consumer && record.is_tombstone() {
+            // What is left of a consumer group already gone (converted or deleted).
+            return;
+        }
         let group = self
             .groups
             .entry(gid.to_string())
             .or_insert_with(Group::new);
         if group.consumer.is_none() {
-            if matches!(record, ConsumerRecord::GroupEpoch(None)) {
-                return;
-            }
             group.become_consumer();
         }
         let cg = group.consumer.as_mut().expect("made a consumer group");

@@ -14,8 +14,8 @@
 //!   free); LeaveGroup removes it. Such a member is fenced when its session (its
 //!   JoinGroup's), a rejoin or a sync runs out of time.
 //! - Downgrade: when the last consumer-protocol member leaves and classic members
-//!   remain, the group turns classic (generation = group epoch, each member given its
-//!   target assignment) and rebalances.
+//!   remain, the group turns classic (generation = group epoch, each member keeping
+//!   the partitions it holds) and rebalances.
 //!
 //! `group.consumer.migration.policy` (Kafka's; default bidirectional) allows each way.
 
@@ -316,6 +316,7 @@ impl GroupCoordinator {
                 Err(e) => return malformed(e),
             };
             let assigned = match decode_assignment(&m.assignment, image) {
+                Ok(_) if planted(Bug::UpgradeForgetsHeldPartitions) => Assignment::new(),
                 Ok(a) => a,
                 Err(e) => return malformed(e),
             };
@@ -727,8 +728,8 @@ impl GroupCoordinator {
 
     /// Turns the consumer group back into a classic one without `leaving` (Kafka's
     /// convertToClassicGroup): its records are tombstoned, the classic group is
-    /// written with generation = group epoch and each member's target assignment, and
-    /// it rebalances.
+    /// written with generation = group epoch and each member's partitions, and it
+    /// rebalances.
     pub(super) fn downgrade(
         &mut self,
         now_ms: i64,
@@ -782,10 +783,15 @@ impl GroupCoordinator {
         group.protocol = group.select_protocol();
         let protocol = group.protocol.clone().unwrap_or_default();
         for m in group.members.values_mut() {
-            let empty = Assignment::new();
-            let target = cg.target.get(&m.member_id).unwrap_or(&empty);
+            // What the member holds now (Kafka writes its target): if the group is
+            // upgraded again before its rebalance completes, a partition a member
+            // still holds is not taken for free (the simulator's finding).
+            let mut held = cg.members[&m.member_id].assigned.clone();
+            for (t, ps) in &cg.members[&m.member_id].pending_revocation {
+                held.entry(*t).or_default().extend(ps);
+            }
             let version = version_of(&m.metadata(&protocol)).unwrap_or(0);
-            m.assignment = encode_assignment(target, image, version);
+            m.assignment = encode_assignment(&held, image, version);
         }
         self.persist_consumer(gid, records);
         let group = self.groups.get_mut(gid).expect("present");

@@ -165,6 +165,10 @@ struct Classic {
 }
 
 impl Classic {
+    fn member_id_is(&self, id: &str) -> bool {
+        self.id == id
+    }
+
     /// One round; whether anything changed.
     fn round(&mut self, c: &mut GroupCoordinator, now: i64) -> bool {
         match c.heartbeat(now, "g", self.generation, &self.id, None) {
@@ -363,14 +367,6 @@ fn the_last_consumer_member_leaving_turns_the_group_classic_and_it_rebalances() 
     let mut c = coordinator(GroupLimits::default());
     let (mut classic, modern, _) = mixed_group(&mut c);
     let epoch = c.group("g").unwrap().consumer.as_ref().unwrap().epoch;
-    let targets = c
-        .group("g")
-        .unwrap()
-        .consumer
-        .as_ref()
-        .unwrap()
-        .target
-        .clone();
     let m = &modern[0];
     let mut leave = consumer_beat(&m.id, LEAVE_EPOCH, &Assignment::new());
     leave.owned = None;
@@ -399,10 +395,15 @@ fn the_last_consumer_member_leaving_turns_the_group_classic_and_it_rebalances() 
     assert_eq!(meta.generation, epoch);
     assert_eq!(meta.protocol.as_deref(), Some("range"));
     for member in &meta.members {
+        let held = &classic
+            .iter()
+            .find(|m| m.member_id_is(&member.member_id))
+            .unwrap()
+            .owned;
         assert_eq!(
-            partitions(&member.assignment),
-            targets[&member.member_id][&T],
-            "each member's assignment is its target"
+            &partitions(&member.assignment),
+            held,
+            "each member keeps what it holds"
         );
     }
     let g = c.group("g").unwrap();
@@ -666,4 +667,78 @@ fn the_records_of_a_migration_load_back_into_the_same_group() {
         assert_eq!(after.members[id].assignment, m.assignment);
     }
     assert_eq!(after.offsets.len(), 1);
+}
+
+#[test]
+fn an_empty_group_switching_protocol_keeps_counting_its_generations() {
+    let mut c = coordinator(GroupLimits::default());
+    let (generation, _) = classic_group(&mut c);
+    c.leave(5_000, "g", &[("a".into(), None), ("b".into(), None)]);
+    let empty_at = c.group("g").unwrap().generation;
+    assert!(empty_at > generation);
+    // The consumer protocol takes over the empty group: epochs go on from there.
+    let hb = c
+        .consumer_heartbeat(6_000, consumer_join("m"), &img(), "x".into())
+        .unwrap();
+    assert_eq!(hb.member_epoch, empty_at + 1);
+    let mut leave = consumer_beat("m", LEAVE_EPOCH, &Assignment::new());
+    leave.owned = None;
+    c.consumer_heartbeat(7_000, leave, &img(), "x".into())
+        .unwrap();
+    let epoch = c.group("g").unwrap().consumer.as_ref().unwrap().epoch;
+    // And a classic member taking it back gets a later generation still, which a
+    // restart before its first rebalance completes keeps too.
+    let mut log = records(&c.take_effects());
+    c.join(8_000, 1, join_req("", &[]), "a".into(), &img());
+    log.extend(records(&c.take_effects()));
+    let loaded = replay(&log);
+    let g = loaded.group("g").unwrap();
+    assert!(
+        !g.is_consumer_protocol(),
+        "the consumer group's tombstones leave nothing"
+    );
+    assert_eq!(g.generation, epoch);
+    c.tick(8_000 + i64::from(DELAY));
+    assert_eq!(joined(&c.take_effects()).unwrap().generation, epoch + 1);
+}
+
+#[test]
+fn a_downgrade_keeps_what_members_hold_so_an_upgrade_right_after_takes_nothing_held() {
+    let mut c = coordinator(GroupLimits::default());
+    let (generation, _) = classic_group(&mut c);
+    // m joins: the target moves partitions from a and b to m, which they still hold.
+    let hb = c
+        .consumer_heartbeat(5_000, consumer_join("m"), &img(), "x".into())
+        .unwrap();
+    let target_a = c.group("g").unwrap().consumer.as_ref().unwrap().target["a"].clone();
+    assert_ne!(
+        target_a[&T],
+        BTreeSet::from([0, 1]),
+        "a is to give something up"
+    );
+    // m leaves before a and b rejoin: the group turns classic with what they hold.
+    let mut leave = consumer_beat("m", hb.member_epoch, &Assignment::new());
+    leave.member_epoch = LEAVE_EPOCH;
+    leave.owned = None;
+    c.consumer_heartbeat(6_000, leave, &img(), "x".into())
+        .unwrap();
+    let g = c.group("g").unwrap();
+    assert_eq!(
+        partitions(&g.members["a"].assignment),
+        BTreeSet::from([0, 1])
+    );
+    assert_eq!(
+        partitions(&g.members["b"].assignment),
+        BTreeSet::from([2, 3])
+    );
+    // n joins at once: nothing a or b holds is given to it until they let it go.
+    let hb = c
+        .consumer_heartbeat(6_100, consumer_join("n"), &img(), "x".into())
+        .unwrap();
+    assert!(hb.assignment.unwrap_or_default().is_empty());
+    assert_eq!(
+        c.heartbeat(6_200, "g", generation, "a", None),
+        Err(GroupError::IllegalGeneration),
+        "a's generation ended with the downgrade"
+    );
 }

@@ -567,18 +567,24 @@ impl GroupCoordinator {
                 // A classic member joins the consumer group (KIP-848's migration).
                 return self.classic_join_consumer(now_ms, ticket, req, image, fresh_member_id);
             }
-            // An empty consumer group becomes a classic one; its offsets stay.
+            // An empty consumer group becomes a classic one; its offsets stay, and
+            // its generations carry on from the group epoch.
+            group.generation = group.generation.max(cg.epoch);
             group.consumer = None;
             group.protocol_type = None;
             for record in [
-                ConsumerRecord::GroupEpoch(None),
                 ConsumerRecord::TargetEpoch(None),
+                ConsumerRecord::GroupEpoch(None),
             ] {
                 self.effects.push(Effect::Persist(GroupRecord::Consumer {
                     group: req.group_id.clone(),
                     record,
                 }));
             }
+            // The empty classic group is written at once, so a restart keeps its
+            // generation.
+            let stored = group.stored_metadata(&req.group_id);
+            self.effects.push(stored);
         }
         if !group.supports(&req.protocol_type, &req.protocols) {
             return reply_err(

@@ -59,6 +59,17 @@ pub enum ConsumerRecord {
     },
 }
 
+impl ConsumerRecord {
+    pub fn is_tombstone(&self) -> bool {
+        match self {
+            ConsumerRecord::GroupEpoch(v) | ConsumerRecord::TargetEpoch(v) => v.is_none(),
+            ConsumerRecord::Member { value, .. } => value.is_none(),
+            ConsumerRecord::Target { value, .. } => value.is_none(),
+            ConsumerRecord::Current { value, .. } => value.is_none(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemberSubscription {
     pub instance_id: Option<String>,

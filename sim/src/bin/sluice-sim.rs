@@ -1,5 +1,5 @@
 //! `sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME]
-//! [--swarm] [--cluster | --groups | --share]`: runs seeds (J at a time, each in its own process; J is the
+//! [--swarm] [--cluster | --groups [--migrate] | --share]`: runs seeds (J at a time, each in its own process; J is the
 //! number of CPUs unless given) and prints, per seed, the scenario, operations, faults, anomalies and trace
 //! hash. `sluice-sim replay SEED [--history FILE]`: runs one seed again and prints its
 //! trace (and writes its history). Build with `RUSTFLAGS="--cfg madsim"`.
@@ -45,6 +45,9 @@ fn main() {
     }
     if has("--classic") {
         opts.classic = true;
+    }
+    if has("--migrate") {
+        opts.migrate = true;
     }
     if let Some(b) = flag("--bug") {
         opts.bugs = vec![Bug::parse(&b)
@@ -159,10 +162,10 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster [--classic] | --groups | --share]"
+                "usage: sluice-sim run [--seeds N] [--start S] [--jobs J] [--sends N] [--bug NAME] [--swarm] [--cluster [--classic] | --groups [--migrate] | --share]"
             );
             eprintln!(
-                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster [--classic] | --groups | --share]"
+                "       sluice-sim replay SEED [--history FILE] [--bug NAME] [--swarm] [--cluster [--classic] | --groups [--migrate] | --share]"
             );
             std::process::exit(2);
         }
