@@ -175,7 +175,16 @@ impl Groups {
                         Ok(loaded) => {
                             #[cfg(madsim)]
                             for (gid, g) in inner.sm.groups() {
-                                let Some(cg) = g.consumer.as_ref().filter(|_| here(gid)) else {
+                                if !here(gid) {
+                                    continue;
+                                }
+                                let Some(cg) = g.consumer.as_ref() else {
+                                    sluice_core::sim::record_event(format!(
+                                        "group {gid}: loaded classic, generation {} {}, members {:?}",
+                                        g.generation,
+                                        g.state_name(),
+                                        g.members.keys().collect::<Vec<_>>()
+                                    ));
                                     continue;
                                 };
                                 let members: Vec<String> = cg

@@ -1279,8 +1279,12 @@ impl Group {
         self.consumer.is_some()
     }
 
-    /// Turns an empty classic group into a consumer group (KIP-848), offsets kept.
+    /// Turns an empty classic group into a consumer group (KIP-848), offsets kept. A
+    /// rebalance the classic group still had running ends here: it must not complete
+    /// later and write the group back as classic.
     fn become_consumer(&mut self) {
+        self.state = super::GroupState::Empty;
+        self.pending_members.clear();
         self.consumer = Some(ConsumerGroup::default());
         self.protocol_type = Some("consumer".to_string());
         self.protocol = None;

@@ -661,6 +661,9 @@ fn the_records_of_a_migration_load_back_into_the_same_group() {
     let loaded = replay(&log);
     let (before, after) = (c.group("g").unwrap(), loaded.group("g").unwrap());
     assert!(!after.is_consumer_protocol());
+    // Its rebalance had not completed: it starts again after the load.
+    assert_eq!(before.state, GroupState::PreparingRebalance);
+    assert_eq!(after.state, GroupState::PreparingRebalance);
     assert_eq!(after.generation, before.generation);
     assert_eq!(after.protocol, before.protocol);
     for (id, m) in &before.members {
@@ -741,4 +744,35 @@ fn a_downgrade_keeps_what_members_hold_so_an_upgrade_right_after_takes_nothing_h
         Err(GroupError::IllegalGeneration),
         "a's generation ended with the downgrade"
     );
+}
+
+#[test]
+fn a_classic_rebalance_left_running_by_an_upgrade_never_completes_as_classic() {
+    let mut c = coordinator(GroupLimits::default());
+    classic_group(&mut c);
+    // A newcomer is handed a member id (KIP-394) and the members go: the group waits
+    // for the newcomer's JoinGroup, rebalancing with nobody in it.
+    c.leave(5_000, "g", &[("a".into(), None)]);
+    let mut newcomer = join_req("", &[]);
+    newcomer.require_known_member_id = true;
+    c.join(5_000, 1, newcomer, "n".into(), &img());
+    c.leave(5_000, "g", &[("b".into(), None)]);
+    c.take_effects();
+    let g = c.group("g").unwrap();
+    assert!(g.members.is_empty());
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    // A consumer-protocol member takes the empty group over meanwhile.
+    c.consumer_heartbeat(5_200, consumer_join("m"), &img(), "x".into())
+        .unwrap();
+    c.take_effects();
+    // The old rebalance's deadline passes: nothing classic is written or changed.
+    c.tick(60_000);
+    let written = records(&c.take_effects());
+    assert!(
+        !written
+            .iter()
+            .any(|r| matches!(r, GroupRecord::Metadata { .. })),
+        "{written:?}"
+    );
+    assert!(c.group("g").unwrap().is_consumer_protocol());
 }

@@ -1109,6 +1109,9 @@ impl GroupCoordinator {
         let ids: Vec<String> = self.groups.keys().cloned().collect();
         for gid in ids {
             let group = self.groups.get_mut(&gid).expect("listed");
+            if group.is_consumer_protocol() {
+                continue;
+            }
             group
                 .pending_members
                 .retain(|_, deadline| *deadline > now_ms);
@@ -1356,11 +1359,18 @@ impl GroupCoordinator {
                 },
             );
         }
+        let pending = !group.members.is_empty() && group.leader.is_none();
         group.state = if group.members.is_empty() {
             GroupState::Empty
         } else {
             GroupState::Stable
         };
+        if pending {
+            // Members without a leader: written by a downgrade from the consumer
+            // protocol, whose rebalance had not completed. It starts again, or the
+            // members would carry on with what they held then, owning nothing new.
+            self.prepare_rebalance(now_ms, gid);
+        }
     }
 
     /// offsets.retention.minutes (KIP-211): a consumer group's committed offsets
