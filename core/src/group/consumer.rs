@@ -1191,10 +1191,9 @@ impl GroupCoordinator {
                         m.assigned = c.assigned;
                         m.pending_revocation = c.pending_revocation;
                         m.last_seen_ms = now_ms;
-                        m.revoke_deadline_ms =
-                            (m.state == MemberState::UnrevokedPartitions).then(|| {
-                                now_ms + i64::from(m.subscription.rebalance_timeout_ms.max(0))
-                            });
+                        m.revoke_deadline_ms = (m.state == MemberState::UnrevokedPartitions
+                            && !m.is_classic())
+                        .then(|| now_ms + i64::from(m.subscription.rebalance_timeout_ms.max(0)));
                         cg.put_member(m, false);
                     }
                     None => {

@@ -534,6 +534,8 @@ impl GroupCoordinator {
             });
         }
         updated.last_seen_ms = now_ms;
+        // A classic member is timed by its rejoins and syncs, not by revocations.
+        updated.revoke_deadline_ms = None;
         updated.join_deadline_ms = None;
         updated.sync_deadline_ms = Some(updated.rebalance_deadline(now_ms));
         cg.set_current(updated.clone());

@@ -776,3 +776,34 @@ fn a_classic_rebalance_left_running_by_an_upgrade_never_completes_as_classic() {
     );
     assert!(c.group("g").unwrap().is_consumer_protocol());
 }
+
+#[test]
+fn a_classic_member_loaded_mid_revocation_is_timed_by_its_rejoin_not_a_revocation() {
+    let mut c = coordinator(GroupLimits::default());
+    let (generation, mut log) = classic_group(&mut c);
+    c.consumer_heartbeat(5_000, consumer_join("m"), &img(), "x".into())
+        .unwrap();
+    // a rejoins still holding 0 and 1: it is to give one up (UNREVOKED_PARTITIONS).
+    c.join(5_100, 1, join_req("a", &[0, 1]), "x".into(), &img());
+    let effects = c.take_effects();
+    joined(&effects).unwrap();
+    log.extend(records(&effects));
+    let cg = c.group("g").unwrap().consumer.as_ref().unwrap();
+    assert_eq!(cg.members["a"].state, MemberState::UnrevokedPartitions);
+    let a_epoch = cg.members["a"].epoch;
+    assert_eq!(a_epoch, generation);
+    // A coordinator loads the group and a heartbeats on, told to rejoin each time:
+    // only its rejoin deadline (30 s from the first) fences it, no revocation timer.
+    let mut loaded = replay(&log);
+    for t in (5_000..=30_000).step_by(5_000) {
+        assert_eq!(
+            loaded.heartbeat(t, "g", a_epoch, "a", None),
+            Err(GroupError::RebalanceInProgress)
+        );
+    }
+    let fenced = |c: &GroupCoordinator, t| -> Vec<String> {
+        c.expired_consumers(t).into_iter().map(|(_, m)| m).collect()
+    };
+    assert!(!fenced(&loaded, 30_001).contains(&"a".to_string()));
+    assert!(fenced(&loaded, 35_000).contains(&"a".to_string()));
+}
