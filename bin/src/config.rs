@@ -235,6 +235,11 @@ pub const KNOWN: &[&str] = &[
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.max.size",
     "group.consumer.migration.policy",
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.client.auth",
     "group.share.session.timeout.ms",
     "group.share.heartbeat.interval.ms",
     "group.share.max.size",
@@ -344,6 +349,8 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
     let mut controller_names = String::new();
     let mut inter_broker = None;
     let mut data_dirs = None;
+    let mut ssl = sluice_core::config::SslConfig::default();
+    let mut ssl_given = Vec::new();
     for layer in layers {
         for (key, value) in layer {
             let v = value.as_str();
@@ -358,6 +365,33 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
                 "listener.security.protocol.map" => protocol_map = v.to_string(),
                 "controller.listener.names" => controller_names = v.to_string(),
                 "inter.broker.listener.name" => inter_broker = Some(v.trim().to_ascii_uppercase()),
+                "ssl.keystore.type" | "ssl.truststore.type" => {
+                    if !v.trim().eq_ignore_ascii_case("PEM") {
+                        bail!("config '{key}': '{v}' is not served; Sluice reads PEM files only (set {key}=PEM)");
+                    }
+                    ssl_given.push(key.clone());
+                }
+                "ssl.keystore.location" => {
+                    ssl.keystore_location = v.trim().to_string();
+                    ssl_given.push(key.clone());
+                }
+                "ssl.truststore.location" => {
+                    ssl.truststore_location = Some(v.trim().to_string());
+                    ssl_given.push(key.clone());
+                }
+                "ssl.client.auth" => {
+                    use sluice_core::config::ClientAuth;
+                    ssl.client_auth = match v.trim().to_ascii_lowercase().as_str() {
+                        "none" => ClientAuth::None,
+                        "requested" => ClientAuth::Requested,
+                        "required" => ClientAuth::Required,
+                        _ => bail!("config '{key}': '{v}' is not one of none, requested, required"),
+                    };
+                    ssl_given.push(key.clone());
+                }
+                "ssl.key.password" | "ssl.keystore.password" | "ssl.truststore.password" => {
+                    bail!("config '{key}' is not served: give the private key unencrypted in the PEM keystore (readable by the broker only)");
+                }
                 "process.roles" => {
                     let roles: Vec<&str> = v.split(',').map(str::trim).collect();
                     if !roles.contains(&"broker")
@@ -533,10 +567,10 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
     // one, which brokers replicate over; every other one is bound and served too.
     let mut client = match &listeners {
         Some(listeners) => client_listeners(listeners, &protocol_map, &controller_names)?,
-        None => vec![("PLAINTEXT".to_string(), String::new(), 0)],
+        None => vec![("PLAINTEXT".to_string(), String::new(), 0, false)],
     };
     if let Some(name) = &inter_broker {
-        let at = client.iter().position(|(n, _, _)| n == name).ok_or_else(|| {
+        let at = client.iter().position(|(n, _, _, _)| n == name).ok_or_else(|| {
             anyhow!("config 'inter.broker.listener.name': {name} is not one of the client listeners")
         })?;
         let main = client.remove(at);
@@ -550,8 +584,29 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
             format!("{host}:{port}")
         }
     };
+    if client[0].3 {
+        bail!(
+            "config 'listeners': {} is the inter-broker listener, and brokers do not replicate over SSL yet: name a PLAINTEXT listener in 'inter.broker.listener.name'",
+            client[0].0
+        );
+    }
+    if let Some((name, ..)) = client.iter().find(|l| l.3) {
+        if ssl.keystore_location.is_empty() {
+            bail!("config 'ssl.keystore.location' is required by SSL listener {name} (a PEM file with the certificate chain and private key)");
+        }
+        if ssl.client_auth != sluice_core::config::ClientAuth::None
+            && ssl.truststore_location.is_none()
+        {
+            bail!("config 'ssl.client.auth' asks for client certificates: 'ssl.truststore.location' must name the PEM CA certificates they chain to");
+        }
+        c.ssl = Some(ssl);
+    } else {
+        for key in ssl_given {
+            ignored.push(format!("{key} is ignored: no listener is SSL"));
+        }
+    }
     if listeners.is_some() {
-        let (_, host, port) = &client[0];
+        let (_, host, port, _) = &client[0];
         c.listen = bind(host, *port);
     }
     c.listener_name = client[0].0.clone();
@@ -573,7 +628,7 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
     c.advertised_host = host;
     c.advertised_port = port;
     c.extra_listeners = Vec::new();
-    for (name, host, port) in client.iter().skip(1) {
+    for (name, host, port, tls) in client.iter().skip(1) {
         let listen = bind(host, *port);
         let (advertised_host, advertised_port) = advertise(name, &listen)?;
         c.extra_listeners.push(sluice_core::config::ExtraListener {
@@ -581,6 +636,7 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
             listen,
             advertised_host,
             advertised_port,
+            tls: *tls,
         });
     }
     if c.message_max_bytes > c.socket_request_max_bytes {
@@ -628,12 +684,13 @@ fn client_listeners(
     listeners: &str,
     protocol_map: &str,
     controller_names: &str,
-) -> Result<Vec<(String, String, u16)>> {
+) -> Result<Vec<(String, String, u16, bool)>> {
     let controllers: Vec<String> = controller_names
         .split(',')
         .map(|n| n.trim().to_ascii_uppercase())
         .collect();
-    let mut client: Vec<(String, String, u16)> = Vec::new();
+    // (name, host, port, whether it is SSL)
+    let mut client: Vec<(String, String, u16, bool)> = Vec::new();
     for entry in listeners
         .split(',')
         .map(str::trim)
@@ -651,13 +708,13 @@ fn client_listeners(
             .ok_or_else(|| {
                 anyhow!("config 'listeners': listener {name} has no security protocol in 'listener.security.protocol.map'")
             })?;
-        if protocol != "PLAINTEXT" {
-            bail!("config 'listeners': listener '{entry}' uses {protocol}, which is not served yet; Sluice serves PLAINTEXT listeners only");
+        if protocol != "PLAINTEXT" && protocol != "SSL" {
+            bail!("config 'listeners': listener '{entry}' uses {protocol}, which is not served yet; Sluice serves PLAINTEXT and SSL listeners");
         }
-        if client.iter().any(|(n, _, _)| *n == name) {
+        if client.iter().any(|(n, ..)| *n == name) {
             bail!("config 'listeners': listener {name} is given twice in '{listeners}'");
         }
-        client.push((name, host, port));
+        client.push((name, host, port, protocol == "SSL"));
     }
     if client.is_empty() {
         bail!("config 'listeners': '{listeners}' has no listener for clients");
@@ -743,6 +800,34 @@ mod tests {
             .to_string();
         assert!(e.contains("unknown config 'num.partitons'"), "{e}");
         assert!(build(&[layer(&[("num.partitions", "0")])]).is_err());
+    }
+
+    #[test]
+    fn an_ssl_listener_takes_kafkas_pem_settings() {
+        use sluice_core::config::ClientAuth;
+        let c = build(&[layer(&[
+            ("listeners", "PLAINTEXT://127.0.0.1:9092,SSL://0.0.0.0:9093"),
+            ("ssl.keystore.type", "PEM"),
+            ("ssl.keystore.location", "/etc/sluice/keystore.pem"),
+            ("ssl.truststore.location", "/etc/sluice/ca.pem"),
+            ("ssl.client.auth", "REQUIRED"),
+        ])])
+        .unwrap();
+        assert!(c.extra_listeners[0].tls && c.extra_listeners[0].name == "SSL");
+        let ssl = c.ssl.unwrap();
+        assert_eq!(ssl.keystore_location, "/etc/sluice/keystore.pem");
+        assert_eq!(
+            ssl.truststore_location.as_deref(),
+            Some("/etc/sluice/ca.pem")
+        );
+        assert_eq!(ssl.client_auth, ClientAuth::Required);
+        // ssl.* without an SSL listener is named as unused.
+        let built = build_noting(&[layer(&[("ssl.keystore.location", "/k.pem")])]).unwrap();
+        assert!(built.config.ssl.is_none());
+        assert!(built
+            .ignored
+            .iter()
+            .any(|i| i.contains("ssl.keystore.location")));
     }
 
     #[test]
@@ -929,6 +1014,7 @@ log.retention.check.interval.ms=300000
                 listen: "0.0.0.0:9094".into(),
                 advertised_host: "broker.example".into(),
                 advertised_port: 19094,
+                tls: false,
             }]
         );
         // inter.broker.listener.name picks the main listener, wherever it is listed.
@@ -948,8 +1034,31 @@ log.retention.check.interval.ms=300000
     #[test]
     fn what_sluice_cannot_serve_stops_it_at_start_by_name() {
         let refused = |pairs: &[(&str, &str)]| build(&[layer(pairs)]).unwrap_err().to_string();
+        // SSL is served on client listeners, not yet between brokers, and needs its
+        // keystore.
         let e = refused(&[("listeners", "SSL://127.0.0.1:9093")]);
-        assert!(e.contains("SSL") && e.contains("not served"), "{e}");
+        assert!(
+            e.contains("SSL") && e.contains("inter.broker.listener.name"),
+            "{e}"
+        );
+        let e = refused(&[(
+            "listeners",
+            "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093",
+        )]);
+        assert!(e.contains("ssl.keystore.location"), "{e}");
+        let e = refused(&[("ssl.keystore.type", "JKS")]);
+        assert!(e.contains("ssl.keystore.type") && e.contains("PEM"), "{e}");
+        let e = refused(&[("ssl.key.password", "secret")]);
+        assert!(e.contains("ssl.key.password"), "{e}");
+        let e = refused(&[
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093",
+            ),
+            ("ssl.keystore.location", "/k.pem"),
+            ("ssl.client.auth", "required"),
+        ]);
+        assert!(e.contains("ssl.truststore.location"), "{e}");
         let e = refused(&[("listeners", "SASL_PLAINTEXT://127.0.0.1:9093")]);
         assert!(e.contains("SASL_PLAINTEXT"), "{e}");
         let e = refused(&[(

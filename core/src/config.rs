@@ -10,6 +10,29 @@ pub struct ExtraListener {
     pub listen: String,
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// Its security protocol is SSL: connections begin with a TLS handshake.
+    pub tls: bool,
+}
+
+/// `ssl.client.auth`: whether SSL listeners ask clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Requested,
+    Required,
+}
+
+/// The TLS settings of SSL listeners (Kafka's `ssl.*` broker configs, PEM only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SslConfig {
+    /// ssl.keystore.location: a PEM file with the certificate chain and private key.
+    pub keystore_location: String,
+    /// ssl.truststore.location: PEM CA certificates that client certificates must
+    /// chain to.
+    pub truststore_location: Option<String>,
+    /// ssl.client.auth
+    pub client_auth: ClientAuth,
 }
 
 /// A broker's configuration. Field names follow Kafka's (`num.partitions` is
@@ -25,6 +48,8 @@ pub struct BrokerConfig {
     pub listener_name: String,
     /// The other client listeners of `listeners`, each bound and served.
     pub extra_listeners: Vec<ExtraListener>,
+    /// The `ssl.*` settings, when a listener is SSL.
+    pub ssl: Option<SslConfig>,
     /// advertised.listeners host and port, as clients must reach us.
     pub advertised_host: String,
     pub advertised_port: u16,
@@ -146,6 +171,7 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:9092".into(),
             listener_name: "PLAINTEXT".into(),
             extra_listeners: Vec::new(),
+            ssl: None,
             advertised_host: "localhost".into(),
             advertised_port: 9092,
             data_dir: "./data".into(),

@@ -19,4 +19,5 @@ pub mod runtime;
 pub mod server;
 pub mod shares;
 pub mod tcp;
+pub mod tls;
 pub mod txns;

@@ -28,6 +28,8 @@ pub enum NodeError {
     Voters(String),
     #[error("starting the metadata quorum: {0}")]
     Controller(#[from] ControllerError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running broker.
@@ -46,11 +48,14 @@ impl Node {
     pub async fn start(env: Env, mut config: BrokerConfig) -> Result<Node, NodeError> {
         let (listener, local_addr) =
             bind(&env, &config.listen, &mut config.advertised_port).await?;
-        // The other client listeners, bound now so that a taken port stops the start.
+        // The other client listeners, bound now so that a taken port stops the start,
+        // as do TLS settings that cannot be loaded.
+        let tls = config.ssl.as_ref().map(crate::tls::acceptor).transpose()?;
         let mut extra = Vec::new();
         for l in &mut config.extra_listeners {
             let (bound, _) = bind(&env, &l.listen, &mut l.advertised_port).await?;
-            extra.push((Arc::<str>::from(l.name.as_str()), bound));
+            let acceptor = if l.tls { tls.clone() } else { None };
+            extra.push((Arc::<str>::from(l.name.as_str()), bound, acceptor));
         }
         let (shutdown, rx) = watch::channel(false);
         let mut voters =
@@ -138,6 +143,7 @@ impl Node {
                         broker.clone(),
                         main_name.clone(),
                         l,
+                        None,
                         rx.clone(),
                     )),
                     Err(e) => warn!(addr = %v6, error = %e, "not serving IPv6 loopback"),
@@ -149,12 +155,20 @@ impl Node {
             broker.clone(),
             main_name.clone(),
             listener,
+            None,
             rx.clone(),
         ));
-        for (name, bound) in extra {
+        for (name, bound, acceptor) in extra {
             let addr = bound.local_addr().unwrap_or_default();
-            tracing::info!(%addr, listener = %name, "sluice broker listening");
-            env.spawn(server::serve(broker.clone(), name, bound, rx.clone()));
+            let tls = acceptor.is_some();
+            tracing::info!(%addr, listener = %name, tls, "sluice broker listening");
+            env.spawn(server::serve(
+                broker.clone(),
+                name,
+                bound,
+                acceptor,
+                rx.clone(),
+            ));
         }
         broker.txns.start(&broker);
         env.spawn(group_timer(broker.clone(), rx.clone()));

@@ -69,6 +69,7 @@ pub async fn serve(
     broker: Arc<Broker>,
     listener_name: Arc<str>,
     mut listener: Box<dyn Listener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let budget = RequestBudget::new(broker.config.queued_max_request_bytes);
@@ -84,6 +85,7 @@ pub async fn serve(
                         listener_name.clone(),
                         budget.clone(),
                         stream,
+                        tls.clone(),
                         peer,
                         shutdown.clone(),
                     ));
@@ -102,9 +104,33 @@ async fn connection(
     listener_name: Arc<str>,
     budget: RequestBudget,
     stream: Box<dyn Stream>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     peer: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // An SSL listener's connection starts with the TLS handshake, on this
+    // connection's own task so a slow client never holds up the accept loop.
+    let stream = match tls {
+        None => stream,
+        Some(acceptor) => {
+            let handshake = crate::tls::accept(&acceptor, stream);
+            let timeout = broker.env.clock.sleep(crate::tls::HANDSHAKE_TIMEOUT);
+            tokio::select! {
+                biased;
+                r = handshake => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                () = timeout => {
+                    warn!(%peer, "TLS handshake not finished in time");
+                    return;
+                }
+            }
+        }
+    };
     let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel(broker.config.connection_inflight_max.max(1));
     let clock = broker.env.clock.clone();
