@@ -586,7 +586,7 @@ pub fn build_noting(layers: &[BTreeMap<String, String>]) -> Result<Built> {
     };
     if client[0].3 {
         bail!(
-            "config 'listeners': {} is the inter-broker listener, and brokers do not replicate over SSL yet: name a PLAINTEXT listener in 'inter.broker.listener.name'",
+            "config 'listeners': {} is the inter-broker listener, and replication over SSL is not served yet: name a PLAINTEXT listener in 'inter.broker.listener.name'",
             client[0].0
         );
     }

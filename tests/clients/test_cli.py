@@ -96,7 +96,8 @@ def test_a_listener_sluice_cannot_serve_stops_it_at_start(tmp_path):
 
     from conftest import BIN
 
-    for listeners, named in [("SSL://127.0.0.1:19093", "SSL"),
+    # SSL is served on client listeners (test_security.py), not between brokers.
+    for listeners, named in [("SSL://127.0.0.1:19093", "inter-broker"),
                              ("PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094", "SASL_SSL")]:
         r = subprocess.run([str(BIN), "server", "--listen", listeners, "--data-dir", str(tmp_path / "d")],
                            capture_output=True, text=True, timeout=20)
