@@ -22,8 +22,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
-    TopicName,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use madsim::rand::{thread_rng, Rng};
@@ -140,15 +140,7 @@ impl Member {
         let Some(client) = self.client.as_mut() else {
             return Err(Rejoin::Same);
         };
-        let join = JoinGroupRequest::default()
-            .with_group_id(GroupId(s(GROUP)))
-            .with_session_timeout_ms(SESSION_MS)
-            .with_rebalance_timeout_ms(REBALANCE_MS)
-            .with_member_id(s(&self.member_id))
-            .with_protocol_type(s("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(s("range"))
-                .with_metadata(subscription())]);
+        let join = join_request(GROUP, &self.member_id, SESSION_MS, REBALANCE_MS);
         let joined = match timeout(JOIN_TIMEOUT, client.call(join, 5)).await {
             Ok(Ok(r)) => r,
             _ => return Err(self.lost().await),
@@ -165,16 +157,7 @@ impl Member {
             }
         }
         let generation = joined.generation_id;
-        let assignments = if joined.leader == joined.member_id {
-            let members: Vec<String> = joined
-                .members
-                .iter()
-                .map(|m| m.member_id.to_string())
-                .collect();
-            range_assign(&members, self.partitions)
-        } else {
-            Vec::new()
-        };
+        let assignments = leader_assignments(&joined, self.partitions);
         let sync = SyncGroupRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_generation_id(generation)
@@ -402,8 +385,43 @@ impl Member {
     }
 }
 
+/// An eager (`range`) consumer's JoinGroup to `group`.
+pub(crate) fn join_request(
+    group: &str,
+    member_id: &str,
+    session_ms: i32,
+    rebalance_ms: i32,
+) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(session_ms)
+        .with_rebalance_timeout_ms(rebalance_ms)
+        .with_member_id(s(member_id))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(subscription())])
+}
+
+/// What a member's SyncGroup carries: the range assignment of every member when the
+/// JoinGroup answer made it the leader, else nothing.
+pub(crate) fn leader_assignments(
+    joined: &JoinGroupResponse,
+    partitions: i32,
+) -> Vec<SyncGroupRequestAssignment> {
+    if joined.leader != joined.member_id {
+        return Vec::new();
+    }
+    let members: Vec<String> = joined
+        .members
+        .iter()
+        .map(|m| m.member_id.to_string())
+        .collect();
+    range_assign(&members, partitions)
+}
+
 /// The consumer protocol's subscription to the workload topic (version 0).
-pub(crate) fn subscription() -> Bytes {
+fn subscription() -> Bytes {
     let mut b = BytesMut::new();
     b.put_i16(0);
     let sub = ConsumerProtocolSubscription::default().with_topics(vec![s(TOPIC)]);
@@ -415,7 +433,7 @@ pub(crate) fn subscription() -> Bytes {
 
 /// Kafka's range assignor for one topic: members sorted by id, partitions split into
 /// contiguous runs, the first `partitions % members` runs one longer.
-pub(crate) fn range_assign(members: &[String], partitions: i32) -> Vec<SyncGroupRequestAssignment> {
+fn range_assign(members: &[String], partitions: i32) -> Vec<SyncGroupRequestAssignment> {
     let mut sorted = members.to_vec();
     sorted.sort();
     let n = sorted.len().max(1) as i32;

@@ -26,13 +26,12 @@ use std::time::Duration;
 
 use jepsen_checks::{Kind, Op, F};
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    ConsumerGroupHeartbeatRequest, GroupId, HeartbeatRequest, LeaveGroupRequest,
     OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -790,15 +789,7 @@ impl Member {
             return;
         };
         let (classic_id, partitions) = (member_id.clone(), *partitions);
-        let join = JoinGroupRequest::default()
-            .with_group_id(GroupId(s(GROUP)))
-            .with_session_timeout_ms(SESSION_MS)
-            .with_rebalance_timeout_ms(REBALANCE_MS)
-            .with_member_id(s(&classic_id))
-            .with_protocol_type(s("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(s("range"))
-                .with_metadata(crate::group::subscription())]);
+        let join = crate::group::join_request(GROUP, &classic_id, SESSION_MS, REBALANCE_MS);
         let Some(client) = self.client.as_mut() else {
             return;
         };
@@ -823,16 +814,7 @@ impl Member {
             _ => return,
         }
         let generation = joined.generation_id;
-        let assignments = if joined.leader == joined.member_id {
-            let members: Vec<String> = joined
-                .members
-                .iter()
-                .map(|m| m.member_id.to_string())
-                .collect();
-            crate::group::range_assign(&members, partitions)
-        } else {
-            Vec::new()
-        };
+        let assignments = crate::group::leader_assignments(&joined, partitions);
         let sync = SyncGroupRequest::default()
             .with_group_id(GroupId(s(GROUP)))
             .with_generation_id(generation)

@@ -362,6 +362,25 @@ impl ConsumerGroup {
             .collect()
     }
 
+    /// After a member's change: recomputes the subscribed topics, bumps the group
+    /// epoch when they or the member's subscription (`bump`) changed, and recomputes
+    /// the target assignment when the epoch passed it.
+    fn advance(&mut self, image: &TopicImage, mut bump: bool, records: &mut Vec<ConsumerRecord>) {
+        let mut topics = Subscriptions::new(image);
+        let subscribed = self.subscribed_topics(&mut topics);
+        if self.subscribed.as_ref() != Some(&subscribed) {
+            self.subscribed = Some(subscribed);
+            bump = true;
+        }
+        if bump {
+            self.epoch += 1;
+            records.push(ConsumerRecord::GroupEpoch(Some(self.epoch)));
+        }
+        if self.epoch > self.assignment_epoch {
+            records.extend(self.compute_target(&mut topics));
+        }
+    }
+
     /// Recomputes every member's target assignment at the group epoch.
     fn compute_target(&mut self, topics_of: &mut Subscriptions) -> Vec<ConsumerRecord> {
         let topics: BTreeMap<TopicId, i32> = self
@@ -873,19 +892,7 @@ impl GroupCoordinator {
         cg.set_current(updated.clone());
 
         // 2. The subscribed topics (new topics, new partitions, a regex's new matches).
-        let mut topics = Subscriptions::new(image);
-        let subscribed = cg.subscribed_topics(&mut topics);
-        if cg.subscribed.as_ref() != Some(&subscribed) {
-            cg.subscribed = Some(subscribed);
-            bump = true;
-        }
-        if bump {
-            cg.epoch += 1;
-            records.push(ConsumerRecord::GroupEpoch(Some(cg.epoch)));
-        }
-        if cg.epoch > cg.assignment_epoch {
-            records.extend(cg.compute_target(&mut topics));
-        }
+        cg.advance(image, bump, &mut records);
 
         // 3. Reconciliation towards the target.
         let reconciled = cg.reconcile(&updated, req.owned.as_ref());

@@ -525,8 +525,7 @@ impl GroupCoordinator {
             protocols: req.protocols.clone(),
         });
         let is_new = !cg.members.contains_key(&member_id);
-        let mut bump =
-            is_new || updated.subscription.topic_names != member.subscription.topic_names;
+        let bump = is_new || updated.subscription.topic_names != member.subscription.topic_names;
         if is_new || updated.subscription != member.subscription {
             records.push(ConsumerRecord::Member {
                 member_id: member_id.clone(),
@@ -541,19 +540,7 @@ impl GroupCoordinator {
         cg.set_current(updated.clone());
 
         // 2. The subscribed topics and the target assignment.
-        let mut topics = Subscriptions::new(image);
-        let subscribed = cg.subscribed_topics(&mut topics);
-        if cg.subscribed.as_ref() != Some(&subscribed) {
-            cg.subscribed = Some(subscribed);
-            bump = true;
-        }
-        if bump {
-            cg.epoch += 1;
-            records.push(ConsumerRecord::GroupEpoch(Some(cg.epoch)));
-        }
-        if cg.epoch > cg.assignment_epoch {
-            records.extend(cg.compute_target(&mut topics));
-        }
+        cg.advance(image, bump, &mut records);
 
         // 3. Reconciliation, with what the member says it owns.
         let owned = to_ids(sub.owned, image);
